@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch is installed first so that resolving the package never pulls a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test install bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/icml17 demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/maml.py --quick
+	$(PY) benchmarks/pixelcnn-sampling.py --quick
+	$(PY) benchmarks/sharpness.py --quick
+
+clean:
+	rm -rf $(VENV) runs

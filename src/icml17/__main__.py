@@ -1,0 +1,5 @@
+import sys
+
+from icml17.cli import main
+
+sys.exit(main())

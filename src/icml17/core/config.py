@@ -1,0 +1,126 @@
+"""Frozen-dataclass configs: strict construction from dicts, typed overrides from strings, saving.
+
+A typo in a key (``--set inner_lr=...`` for a field called ``inner_lrs``) is an error, never a new key; values
+are converted to the field's declared type, and each config's own ``validate()`` runs before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or impossible; the message says what to change."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or value == "none" or value == "None":
+            if type(None) in args:
+                return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, value, arg)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}: cannot read {value!r} as {tp}")
+    if origin is typing.Literal:
+        for arg in args:
+            if value == arg or str(value) == str(arg):
+                return arg
+        raise ConfigError(f"{name}: {value!r} is not one of {list(args)}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        item = args[0] if args else Any
+        seq = [_coerce(name, v, item) for v in value]
+        return tuple(seq) if origin is tuple else seq
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build ``cls`` from ``data``: unknown keys and wrong types raise :class:`ConfigError`; then validate."""
+    types = _field_types(cls)
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown} for {cls.__name__}; valid keys: {sorted(types)}")
+    cfg = cls(**{k: _coerce(k, v, types[k]) for k, v in data.items()})
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        validate()
+    return cfg
+
+
+def override_config(cfg: T, overrides: dict[str, Any] | None = None, **kwargs: Any) -> T:
+    """Return ``cfg`` with fields replaced (strings are parsed to the field's type), validated again."""
+    merged = {**config_to_dict(cfg), **(overrides or {}), **{k: v for k, v in kwargs.items() if v is not None}}
+    return config_from_dict(type(cfg), merged)
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """``['inner_lr=0.4', 'ways=5']`` -> ``{'inner_lr': '0.4', 'ways': '5'}`` (the CLI's ``--set`` flag)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    d = dataclasses.asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def save_config(run_dir: str | Path, cfg: Any, argv: list[str] | None = None) -> Path:
+    """Write the resolved config (and the command line that produced it) to ``run_dir/config.json``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    record = {"config_class": type(cfg).__name__, "config": config_to_dict(cfg),
+              "argv": list(sys.argv if argv is None else argv)}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,234 @@
+"""The one training loop every system uses.
+
+Read top to bottom: resume (if a checkpoint exists) -> for each step: train step -> NaN guard -> log ->
+periodic eval -> periodic checkpoint. The caller supplies a ``train_step(step) -> metrics`` closure and the
+objects whose state must survive a restart (model, optimizer, generators); the loop owns the run directory:
+
+    run_dir/metrics.jsonl        one JSON object per logged step ({"step", "split", ...metrics})
+    run_dir/checkpoints/last.pt  model/optimizer/RNG states, step and config, replaced atomically
+
+Resume is exact: every random stream is either an explicit generator registered in ``state`` or one of the
+global RNGs (torch, numpy, python), all of which are checkpointed; metric lines written after the checkpoint
+(work that a kill threw away) are dropped on resume, so a killed-and-resumed run writes the same log as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from icml17.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+CHECKPOINT_NAME = "last.pt"
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+class NonFiniteError(FloatingPointError):
+    """A metric became NaN or infinite; the last good checkpoint is kept."""
+
+
+class GeneratorState:
+    """Adapts a ``torch.Generator`` or ``numpy.random.Generator`` to the state_dict protocol."""
+
+    def __init__(self, generator: torch.Generator | np.random.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Any]:
+        if isinstance(self.generator, torch.Generator):
+            return {"torch": self.generator.get_state()}
+        # numpy states hold 128-bit ints; JSON keeps the checkpoint loadable with weights_only=True
+        return {"numpy": json.dumps(self.generator.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if isinstance(self.generator, torch.Generator):
+            self.generator.set_state(state["torch"])
+        else:
+            self.generator.bit_generator.state = json.loads(state["numpy"])
+
+
+def _global_rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps(np.random.get_state(legacy=False), default=_np_default),
+        "python": json.dumps(random.getstate()),
+    }
+
+
+def _np_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(type(obj))
+
+
+def _set_global_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = json.loads(state["numpy"])
+    np.random.set_state((np_state["bit_generator"], np.array(np_state["state"]["key"], dtype=np.uint32),
+                         np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]))
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+@dataclass
+class LoopResult:
+    steps_done: int
+    resumed_from: int
+    wall_time_s: float  # over all attempts of this run, resumed ones included
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    last_eval: dict[str, float] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+def _is_finite(metrics: Mapping[str, Any]) -> bool:
+    return all(math.isfinite(float(v)) for v in metrics.values() if isinstance(v, (int, float)))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps already covered by the checkpoint; drop the rest (and any torn line)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(x + "\n" for x in kept))
+    tmp.replace(path)
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def run_loop(
+    run_dir: str | Path,
+    total_steps: int,
+    train_step: Callable[[int], Mapping[str, Any]],
+    state: Mapping[str, Stateful],
+    *,
+    config: Mapping[str, Any] | None = None,
+    eval_fn: Callable[[int], Mapping[str, Any]] | None = None,
+    eval_every: int = 0,
+    checkpoint_every: int = 100,
+    log_every: int = 1,
+    resume: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+    time_budget_s: float | None = None,
+) -> LoopResult:
+    """Run ``train_step(step)`` for steps ``[start, total_steps)`` with logging, eval and checkpoints.
+
+    ``config`` is stored in every checkpoint; resuming with a different config is refused (a checkpoint from
+    another preset would otherwise silently continue the wrong experiment). ``time_budget_s`` stops early
+    (after a checkpoint) once the wall-clock budget is spent; the run can be resumed later.
+    """
+    if total_steps < 0:
+        raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
+    log_path = run_dir / "metrics.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
+
+    start = 0
+    prior_wall = 0.0  # wall time spent by earlier (killed or budget-stopped) attempts of this run
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("config") != config_json:
+            raise CheckpointError(
+                f"{ckpt_path} was written by a run with a different config; resuming would mix two experiments. "
+                f"Use a new --run-dir, or pass --no-resume to start over in this one.\n"
+                f"  checkpoint config: {ckpt.get('config')}\n  this config:       {config_json}")
+        missing = sorted(set(state) - set(ckpt["state"]))
+        if missing:
+            raise CheckpointError(f"{ckpt_path} lacks state for {missing}")
+        for name, obj in state.items():
+            obj.load_state_dict(ckpt["state"][name])
+        _set_global_rng_state(ckpt["rng"])
+        start = int(ckpt["step"])
+        prior_wall = float(ckpt.get("wall_time_s", 0.0))
+        _truncate_log(log_path, start)
+    elif log_path.exists():
+        log_path.unlink()  # a fresh run owns its log
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "step": step,
+            "config": config_json,
+            "state": {name: obj.state_dict() for name, obj in state.items()},
+            "rng": _global_rng_state(),
+            "wall_time_s": prior_wall + time.perf_counter() - t0,
+        })
+
+    result = LoopResult(steps_done=start, resumed_from=start, wall_time_s=0.0, run_dir=run_dir)
+    t0 = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True,
+               mininterval=0.5)
+    last_saved = start
+    with open(log_path, "a", buffering=1) as log:
+        for step in range(start, total_steps):
+            metrics = {k: _scalar(v) for k, v in train_step(step).items()}
+            done = step + 1
+            if not _is_finite(metrics):
+                bar.close()
+                raise NonFiniteError(
+                    f"non-finite metric at step {done}: {metrics}. Training stopped; the last good checkpoint "
+                    f"(step {last_saved}) is kept at {ckpt_path}. Lower the learning rate or enable gradient "
+                    f"clipping, then resume or restart.")
+            result.last_metrics = metrics
+            if done % log_every == 0 or done == total_steps:
+                log.write(json.dumps({"step": done, "split": "train", **metrics}) + "\n")
+            if eval_fn is not None and eval_every > 0 and (done % eval_every == 0 or done == total_steps):
+                ev = {k: _scalar(v) for k, v in eval_fn(done).items()}
+                result.last_eval = ev
+                log.write(json.dumps({"step": done, "split": "eval", **ev}) + "\n")
+                bar.write(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
+                                                                if isinstance(v, (int, float))))
+            out_of_time = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
+            if done % checkpoint_every == 0 or done == total_steps or out_of_time:
+                log.flush()
+                checkpoint(done)
+                last_saved = done
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:4]
+                             if isinstance(v, (int, float))}, refresh=False)
+            bar.update(1)
+            result.steps_done = done
+            if out_of_time:
+                bar.write(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
+                          f"checkpoint saved, resume with the same command")
+                break
+    bar.close()
+    result.wall_time_s = prior_wall + time.perf_counter() - t0
+    return result
+
+
+def read_metrics(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Parse ``run_dir/metrics.jsonl`` (optionally only one split)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if split is None or r.get("split") == split]

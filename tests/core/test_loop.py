@@ -1,0 +1,77 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from icml17.core import CheckpointError, load_checkpoint
+from icml17.core.loop import read_metrics
+
+SCRIPT = Path(__file__).with_name("loop_script.py")
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _run(run_dir: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait:
+        out, err = proc.communicate(timeout=120)
+        proc.stdout_text, proc.stderr_text = out, err
+    return proc
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    assert _run(reference).returncode == 0
+    ref_log = (reference / "metrics.jsonl").read_text()
+    assert len(read_metrics(reference, "train")) == 60
+
+    killed = tmp_path / "killed"
+    proc = _run(killed, "--sleep", "0.05", wait=False)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until training is well past a checkpoint, then kill -9
+        if len(read_metrics(killed, "train")) >= 23:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    step_at_kill = load_checkpoint(killed / "checkpoints" / "last.pt")["step"]
+    assert 0 < step_at_kill < 60
+
+    assert _run(killed).returncode == 0
+    assert (killed / "metrics.jsonl").read_text() == ref_log
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    proc = _run(tmp_path, "--nan-at", "12")
+    assert proc.returncode != 0
+    assert "non-finite metric at step 13" in proc.stderr_text
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 10
+
+
+def test_resume_with_other_config_is_refused(tmp_path):
+    assert _run(tmp_path, "--steps", "10").returncode == 0
+    proc = _run(tmp_path, "--steps", "10", "--lr", "0.5")
+    assert proc.returncode != 0
+    assert "different config" in proc.stderr_text
+
+
+def test_metrics_log_has_train_and_eval_rows(tmp_path):
+    assert _run(tmp_path, "--steps", "14").returncode == 0
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows if r["split"] == "eval"] == [7, 14]
+    assert all("loss" in r for r in rows if r["split"] == "train")
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 14 and json.loads(ckpt["config"]) == {"lr": 0.01, "steps": 14}
+    assert ckpt["wall_time_s"] > 0
+
+
+def test_checkpoint_error_is_raised_in_process(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
