@@ -4,20 +4,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The CPU wheel of torch is installed first so that resolving the package never pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# Datasets: $(ICML17_DATA) if set, else ../shared/data when it exists beside the checkout, else the default folder.
+DATA_DIR ?= $(or $(ICML17_DATA),$(wildcard ../shared/data))
+DEMO_FLAGS ?= $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
 .PHONY: demo test install bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/icml17 demo
+	$(VENV)/bin/icml17 demo $(DEMO_FLAGS)
 
 test: install
 	$(PY) -m pytest -q

@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = (
     "icml17.demo",
     "icml17.data.commands",
+    "icml17.tables",
     "icml17.maml.commands",
     "icml17.pixelcnn.commands",
     "icml17.sharpness.commands",
