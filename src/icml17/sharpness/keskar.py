@@ -1,0 +1,90 @@
+"""Keskar et al. 2017 (arXiv 1609.04836), Metric 2.1: sharpness over a box in a (possibly random) subspace.
+
+For weights x (flat, n) and A (n x p): C_eps = {z in R^p : |z_i| <= eps (|(A^+ x)_i| + 1)} and
+
+    phi_{x,f}(eps, A) = 100 (max_{y in C_eps} f(x + A y) - f(x)) / (1 + f(x)).
+
+A = I (p = n) gives the full-space box; the paper also uses random A with p = 100 columns. No official code was
+released; following the paper, the inner maximum is found with a few iterations of L-BFGS-B (SciPy), or, as an
+alternative, by projected (clipped) sign-gradient ascent. Both start from a seeded uniform point of the box rather
+than y = 0: at an exact critical point the gradient vanishes and an ascent from 0 would never move.
+Deviation worth knowing: the random A here has i.i.d. N(0, 1/p) entries (the paper does not state its
+distribution), and A^+ x is computed by least squares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from icml17.core.curvature import ModelLoss
+from icml17.core.functional import flatten, unflatten
+
+
+@dataclass
+class KeskarSharpness:
+    value: float  # phi, in percent
+    loss: float
+    max_loss: float
+    eps: float
+    p: int  # subspace dimension (n for A = I)
+    method: str
+    iterations: int
+
+
+def random_subspace(n: int, p: int = 100, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A random (n, p) matrix with N(0, 1/p) entries."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, p, generator=gen, dtype=torch.float64) / p ** 0.5).to(dtype)
+
+
+def keskar_sharpness(loss: ModelLoss, eps: float = 1e-3, *, subspace: torch.Tensor | None = None,
+                     method: str = "lbfgsb", maxiter: int = 10, step_fraction: float = 0.25,
+                     seed: int = 0) -> KeskarSharpness:
+    """phi(eps, A) with A = I (``subspace`` None) or the given (n, p) matrix."""
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if method not in ("lbfgsb", "projected"):
+        raise ValueError(f"method must be 'lbfgsb' or 'projected', got {method!r}")
+    x = flatten(loss.point)
+    if subspace is None:
+        bound = eps * (x.abs() + 1)
+        lift = lambda y: y  # noqa: E731
+        pull = lambda g: g  # noqa: E731
+    else:
+        if subspace.shape[0] != x.numel():
+            raise ValueError(f"A has {subspace.shape[0]} rows, the model has {x.numel()} parameters")
+        A = subspace.to(x)
+        coords = torch.linalg.lstsq(A.double(), x.double()[:, None]).solution[:, 0]  # A^+ x
+        bound = (eps * (coords.abs() + 1)).to(x)
+        lift = lambda y: A @ y  # noqa: E731
+        pull = lambda g: A.T @ g  # noqa: E731
+    base = float(loss.loss())
+    gen = torch.Generator().manual_seed(seed)
+    y0 = ((torch.rand(bound.numel(), generator=gen, dtype=torch.float64) * 2 - 1).to(bound) * bound)
+
+    def value_grad(y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        value, g = loss.loss_and_grad(unflatten(x + lift(y), loss.point))
+        return float(value), pull(flatten(g))
+
+    if method == "lbfgsb":
+        def objective(y_np: np.ndarray) -> tuple[float, np.ndarray]:
+            value, g = value_grad(torch.as_tensor(y_np, dtype=x.dtype, device=x.device))
+            return -value, -g.double().cpu().numpy()
+
+        b = bound.double().cpu().numpy()
+        res = minimize(objective, y0.double().cpu().numpy(), jac=True, method="L-BFGS-B",
+                       bounds=list(zip(-b, b)), options={"maxiter": maxiter})
+        y = torch.as_tensor(res.x, dtype=x.dtype, device=x.device)
+        iterations = int(res.nit)
+    else:
+        y = y0
+        for _ in range(maxiter):
+            _, g = value_grad(y)
+            y = torch.maximum(torch.minimum(y + step_fraction * bound * torch.sign(g), bound), -bound)
+        iterations = maxiter
+    top = max(base, float(loss.loss(unflatten(x + lift(y), loss.point))))
+    return KeskarSharpness(100 * (top - base) / (1 + base), base, top, eps, bound.numel(), method, iterations)

@@ -1,0 +1,94 @@
+"""Named flatness measures of (model, loss, data), computed the same way everywhere (CLI, checker, reproductions).
+
+Euclidean measures (Dinh et al. 2017, section 4): ``lambda_max`` (Lanczos), ``topk``, ``trace`` (Hutchinson),
+``trace_hutchpp``, ``epsilon`` (ball epsilon-sharpness), ``keskar`` / ``keskar_random`` (Keskar et al. 2017,
+Metric 2.1 with A = I or a random n x 100 matrix), ``grad_norm`` (Theorem 6). Scale-aware measures:
+``adaptive_lambda_max``, ``adaptive_trace`` (diag(|theta|) H diag(|theta|)) and ``adaptive_sharpness`` (ASAM).
+``loss`` is reported for reference. Every result records the mode (eval by default), dtype and HVP count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from icml17.core.curvature import Batch, HessianOperator, LossFn, hutchinson, hutchpp, lanczos
+from icml17.core.functional import flatten
+from icml17.sharpness.adaptive import AdaptiveHessian
+from icml17.sharpness.ball import ball_sharpness
+from icml17.sharpness.keskar import keskar_sharpness, random_subspace
+
+MEASURES = ("loss", "grad_norm", "lambda_max", "topk", "trace", "trace_hutchpp", "epsilon", "keskar",
+            "keskar_random", "adaptive_lambda_max", "adaptive_trace", "adaptive_sharpness")
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    lanczos_tol: float = 1e-3  # relative Ritz residual
+    max_iter: int = 100
+    k: int = 5  # for topk
+    probes: int = 64  # Hutchinson probes / Hutch++ matvecs
+    eps: float = 0.05  # epsilon-sharpness radius (Euclidean)
+    keskar_eps: float = 1e-3
+    keskar_p: int = 100
+    adaptive_rho: float = 0.05
+    ascent_steps: int = 20
+    seed: int = 0
+
+
+def check_names(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measure(s) {unknown}; choose from {list(MEASURES)}")
+    if not names:
+        raise ValueError(f"no measure asked for; choose from {list(MEASURES)}")
+    return names
+
+
+def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], names: Sequence[str], *,
+            dtype: torch.dtype | None = None, mode: str = "eval", options: MeasureOptions = MeasureOptions(),
+            ) -> dict[str, Any]:
+    """The requested measures plus ``mode``, ``dtype``, ``n_params`` and ``n_hvp`` (Hessian-vector products)."""
+    names = check_names(names)
+    op = HessianOperator(model, loss_fn, data, dtype=dtype, mode=mode)
+    o = options
+    out: dict[str, Any] = {"mode": mode, "dtype": str(op.dtype).replace("torch.", ""), "n_params": op.size}
+    adaptive = AdaptiveHessian(op)
+    for name in names:
+        if name == "loss":
+            out[name] = float(op.loss.loss())
+        elif name == "grad_norm":
+            out[name] = float(flatten(op.loss.loss_and_grad()[1]).norm())
+        elif name == "lambda_max":
+            out[name] = lanczos(op, 1, tol=o.lanczos_tol, max_iter=o.max_iter, seed=o.seed).eigenvalues[0]
+        elif name == "topk":
+            out[name] = lanczos(op, o.k, tol=o.lanczos_tol, max_iter=o.max_iter, seed=o.seed).eigenvalues
+        elif name == "trace":
+            out[name] = hutchinson(op, o.probes, seed=o.seed).estimate
+        elif name == "trace_hutchpp":
+            out[name] = hutchpp(op, o.probes, seed=o.seed).estimate
+        elif name == "epsilon":
+            top = lanczos(op, 1, tol=o.lanczos_tol, max_iter=o.max_iter, seed=o.seed).eigenvectors[:, 0]
+            out[name] = ball_sharpness(op.loss, o.eps, steps=o.ascent_steps, directions=(top, -top),
+                                       seed=o.seed).value
+        elif name == "keskar":
+            out[name] = keskar_sharpness(op.loss, o.keskar_eps, seed=o.seed).value
+        elif name == "keskar_random":
+            A = random_subspace(op.size, o.keskar_p, seed=o.seed, dtype=op.dtype)
+            out[name] = keskar_sharpness(op.loss, o.keskar_eps, subspace=A, seed=o.seed).value
+        elif name == "adaptive_lambda_max":
+            out[name] = lanczos(adaptive, 1, tol=o.lanczos_tol, max_iter=o.max_iter, seed=o.seed).eigenvalues[0]
+        elif name == "adaptive_trace":
+            out[name] = hutchinson(adaptive, o.probes, seed=o.seed).estimate
+        elif name == "adaptive_sharpness":
+            out[name] = ball_sharpness(op.loss, o.adaptive_rho, scale=adaptive.scale, steps=o.ascent_steps,
+                                       seed=o.seed).value
+    out["n_hvp"] = op.n_hvp
+    out["hvp_method"] = op.loss.method
+    out["options"] = asdict(o)
+    return out

@@ -1,0 +1,60 @@
+"""Small MNIST networks for the sharpness experiments, as plain ``nn.Sequential`` chains.
+
+The transforms of :mod:`icml17.sharpness.transforms` walk such chains layer by layer, so every preset is a
+sequence of ``Flatten`` / ``Linear`` / ``Conv2d`` / ``ReLU`` modules with biases (Dinh et al. 2017, appendix B
+treats the bias explicitly). All presets take images shaped (N, 1, 28, 28) or already flat (N, 784).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def mlp(widths: Sequence[int] = (784, 100, 100, 10), activation: str = "relu") -> nn.Sequential:
+    """Flatten -> Linear -> act -> ... -> Linear; ``widths`` lists input, hidden and output sizes."""
+    if len(widths) < 2:
+        raise ValueError(f"an MLP needs at least input and output widths, got {list(widths)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def small_cnn(channels: Sequence[int] = (8, 16), classes: int = 10) -> nn.Sequential:
+    """Two stride-2 5x5 convolutions with ReLU, then a linear classifier: 28 -> 12 -> 4 spatially."""
+    c1, c2 = channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 5, stride=2), nn.ReLU(),   # (N, c1, 12, 12)
+        nn.Conv2d(c1, c2, 5, stride=2), nn.ReLU(),  # (N, c2, 4, 4)
+        nn.Flatten(), nn.Linear(c2 * 16, classes),
+    )
+
+
+PRESETS: dict[str, Callable[[], nn.Sequential]] = {
+    "mlp-784-100-100-10": lambda: mlp((784, 100, 100, 10)),
+    "mlp-784-100-10": lambda: mlp((784, 100, 10)),
+    "mlp-784-32-10": lambda: mlp((784, 32, 10)),
+    "cnn-small": small_cnn,
+}
+
+
+def build_model(name: str, seed: int = 0) -> nn.Sequential:
+    """A preset network with weights initialised from ``seed`` (the global RNG is left untouched)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PRESETS[name]()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,229 @@
+"""Function-preserving reparametrizations of rectified networks (Dinh et al. 2017, section 5 and appendices B-D).
+
+- :class:`AlphaScaling`: layer-wise T_alpha. With alphas a_1..a_K (one per parametrized layer, prod a_k = 1),
+  layer k's weights are multiplied by a_k and its bias by c_k = a_1 ... a_k (appendix C), since
+  relu(a z) = a relu(z) for a > 0; the output bias is multiplied by c_K = 1.
+- :class:`PerNeuronScaling`: hidden unit (or channel) j of layer k scales its incoming weights and bias by s_j,
+  and the next layer's weights from it by 1 / s_j.
+- :class:`InputMap`: a new input representation x' = A (x - mu) (standardization, whitening) with the
+  compensating first layer W1' = W1 A^-1, b1' = b1 + W1 mu (appendix D; the shift mu is our addition so that
+  centring is covered too).
+
+The first two are diagonal in parameter space, theta' = D theta, and record D (``Reparametrized.scale``) so that
+H(D theta) = D^-1 H(theta) D^-1 can be checked. They apply only to chains of Linear / Conv2d layers joined by
+positively homogeneous modules (ReLU, LeakyReLU, max/avg pooling, Flatten, Dropout); anything else (tanh, GELU,
+batch norm) does not commute with scaling and is refused with :class:`TransformError`. The radial map of
+appendix A lives in :mod:`icml17.sharpness.radial`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)
+PARAMETRIZED = (nn.Linear, nn.Conv2d)
+
+
+class TransformError(ValueError):
+    """The transform does not preserve the function of this architecture (or its arguments are invalid)."""
+
+
+@dataclass
+class Reparametrized:
+    """A model computing the same function as the original on ``input_map(x)`` (identity when None).
+
+    ``scale`` is the diagonal of D (theta' = D theta) per parameter name, for the diagonal transforms.
+    """
+
+    model: nn.Module
+    name: str
+    input_map: Callable[[torch.Tensor], torch.Tensor] | None = None
+    scale: dict[str, torch.Tensor] | None = None
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.input_map is None else self.input_map(x)
+
+
+def relu_chain(model: nn.Module, what: str = "this transform") -> list[int]:
+    """Indices of the Linear/Conv2d layers of a positively homogeneous ``nn.Sequential``; refuses the rest."""
+    if not isinstance(model, nn.Sequential):
+        raise TransformError(f"{what} needs an nn.Sequential chain of Linear/Conv2d and ReLU layers; "
+                             f"got {type(model).__name__}")
+    layers = []
+    for i, m in enumerate(model):
+        if isinstance(m, PARAMETRIZED):
+            layers.append(i)
+        elif not isinstance(m, HOMOGENEOUS):
+            raise TransformError(
+                f"{what} preserves the function only across positively homogeneous modules "
+                f"(ReLU, LeakyReLU, pooling, Flatten, Dropout); module {i} is {type(m).__name__}, for which "
+                f"f(a z) != a f(z) - rescaling around it would change the network's outputs")
+    if not layers:
+        raise TransformError(f"{what}: the model has no Linear or Conv2d layer")
+    return layers
+
+
+def _out_units(m: nn.Module) -> int:
+    return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+
+def _expand_input_scale(prev: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """The previous layer's unit scales laid out along ``layer``'s weight input axis."""
+    if isinstance(layer, nn.Conv2d):
+        return prev.reshape(1, -1, 1, 1)
+    per_unit = layer.in_features // prev.numel()  # conv channels flattened: channel-major blocks
+    if per_unit * prev.numel() != layer.in_features:
+        raise TransformError(f"cannot match {prev.numel()} units to a Linear layer with {layer.in_features} inputs")
+    return prev.repeat_interleave(per_unit).reshape(1, -1)
+
+
+def scale_units(model: nn.Sequential, unit_scales: Sequence[torch.Tensor], name: str) -> Reparametrized:
+    """Multiply the output of every parametrized layer k by ``unit_scales[k]`` (positive, per unit).
+
+    Layer k's weights become s_k[out] / s_{k-1}[in] * W_k and its bias s_k * b_k; the last scale must be 1
+    so that the network's output is unchanged.
+    """
+    layers = relu_chain(model, name)
+    if len(unit_scales) != len(layers):
+        raise TransformError(f"{name}: {len(layers)} parametrized layers but {len(unit_scales)} scales given")
+    new = copy.deepcopy(model)
+    scale: dict[str, torch.Tensor] = {}
+    prev = None
+    for idx, s in zip(layers, unit_scales):
+        layer = new[idx]
+        w = layer.weight
+        s = torch.as_tensor(s, dtype=w.dtype, device=w.device).expand(_out_units(layer))
+        if bool((s <= 0).any()):
+            raise TransformError(f"{name}: scales must be positive (relu(a z) = a relu(z) needs a > 0)")
+        factor = s.reshape(-1, *[1] * (w.dim() - 1))
+        if prev is not None:
+            factor = factor / _expand_input_scale(prev, layer)
+        factor = factor.expand_as(w)
+        scale[f"{idx}.weight"] = factor.clone()
+        with torch.no_grad():
+            w.mul_(factor)
+            if layer.bias is not None:
+                layer.bias.mul_(s)
+                scale[f"{idx}.bias"] = s.clone()
+        prev = s
+    last = torch.as_tensor(unit_scales[-1], dtype=torch.float64)
+    if not torch.allclose(last, torch.ones_like(last), rtol=1e-6, atol=0):
+        raise TransformError(f"{name}: the output layer's scale must be 1 (the product of the alphas), got "
+                             f"{last.flatten()[:3].tolist()}; the outputs would be rescaled")
+    return Reparametrized(new, name, None, scale)
+
+
+class AlphaScaling:
+    """Layer-wise T_alpha: layer k's weights times a_k, its bias times a_1...a_k; needs prod a_k = 1."""
+
+    def __init__(self, alphas: Sequence[float]):
+        self.alphas = [float(a) for a in alphas]
+        if any(not a > 0 for a in self.alphas):
+            raise TransformError(f"alphas must be positive, got {self.alphas}")
+        self.name = "alpha(" + ",".join(f"{a:g}" for a in self.alphas) + ")"
+
+    @classmethod
+    def pair(cls, alpha: float, n_layers: int) -> AlphaScaling:
+        """(alpha, 1, ..., 1, 1/alpha): the paper's T_alpha for one hidden layer, extended to depth."""
+        if n_layers < 2:
+            raise TransformError("alpha-scaling needs at least two parametrized layers")
+        return cls([alpha] + [1.0] * (n_layers - 2) + [1.0 / alpha])
+
+    def __call__(self, model: nn.Module) -> Reparametrized:
+        layers = relu_chain(model, "alpha-scaling")
+        if len(layers) != len(self.alphas):
+            raise TransformError(f"alpha-scaling: the model has {len(layers)} parametrized layers, "
+                                 f"{len(self.alphas)} alphas given")
+        cumulative = torch.tensor(self.alphas, dtype=torch.float64).cumprod(0)
+        if not math.isclose(float(cumulative[-1]), 1.0, rel_tol=1e-9):
+            raise TransformError(f"alpha-scaling: the product of the alphas must be 1 for the output to be "
+                                 f"unchanged, got {float(cumulative[-1]):.6g}")
+        return scale_units(model, [torch.tensor(float(c)) for c in cumulative[:-1]] + [torch.tensor(1.0)],
+                           self.name)
+
+    def expected_ratio(self, measure: str) -> float | None:
+        return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
+
+
+class PerNeuronScaling:
+    """Every hidden unit j gets its own positive factor s_j = exp(U(-log_range, log_range)) (seeded)."""
+
+    def __init__(self, log_range: float = 1.0, seed: int = 0):
+        self.log_range, self.seed = float(log_range), seed
+        self.name = f"per-neuron(+-{log_range:g} nats, seed {seed})"
+
+    def __call__(self, model: nn.Module) -> Reparametrized:
+        layers = relu_chain(model, "per-neuron scaling")
+        gen = torch.Generator().manual_seed(self.seed)
+        scales = [torch.exp((torch.rand(_out_units(model[i]), generator=gen, dtype=torch.float64) * 2 - 1)
+                            * self.log_range) for i in layers[:-1]]
+        return scale_units(model, scales + [torch.tensor(1.0)], self.name)
+
+    def expected_ratio(self, measure: str) -> float | None:
+        return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
+
+
+class InputMap:
+    """x' = A (x - mu) on flattened inputs, with the first Linear layer compensating (appendix D)."""
+
+    def __init__(self, matrix: torch.Tensor, shift: torch.Tensor | None = None, name: str = "input-map"):
+        if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise TransformError(f"the input map must be a square matrix, got shape {tuple(matrix.shape)}")
+        self.matrix = matrix.double()
+        self.shift = torch.zeros(matrix.shape[0], dtype=torch.float64) if shift is None else shift.double()
+        self.name = name
+
+    @classmethod
+    def standardize(cls, x: torch.Tensor, min_std: float = 1e-2) -> InputMap:
+        """Per-feature (x - mean) / max(std, min_std) from the examples ``x`` (N, ...)."""
+        flat = x.reshape(len(x), -1).double()
+        std = flat.std(0).clamp_min(min_std)
+        return cls(torch.diag(1.0 / std), flat.mean(0), "standardize")
+
+    @classmethod
+    def whiten(cls, x: torch.Tensor, eps: float = 1e-2) -> InputMap:
+        """ZCA whitening (Sigma + eps I)^(-1/2) (x - mean) from the examples ``x`` (N, ...)."""
+        flat = x.reshape(len(x), -1).double()
+        mean = flat.mean(0)
+        cov = torch.cov((flat - mean).T)
+        evals, evecs = torch.linalg.eigh(cov + eps * torch.eye(cov.shape[0], dtype=cov.dtype))
+        return cls(evecs @ torch.diag(evals.rsqrt()) @ evecs.T, mean, f"whiten(eps={eps:g})")
+
+    def __call__(self, model: nn.Module) -> Reparametrized:
+        layers = relu_chain(model, "an input map")
+        first = layers[0]
+        if not isinstance(model[first], nn.Linear) or any(
+                not isinstance(m, (nn.Flatten, nn.Identity)) for m in list(model)[:first]):
+            raise TransformError("an input map needs a first Linear layer on flattened inputs (a conv layer's "
+                                 "zero padding and weight sharing do not commute with a general linear map)")
+        d = self.matrix.shape[0]
+        if model[first].in_features != d:
+            raise TransformError(f"the input map acts on {d} features, the first layer takes "
+                                 f"{model[first].in_features}")
+        new = copy.deepcopy(model)
+        layer = new[first]
+        w = layer.weight.detach().double().clone()  # (h, d); a copy: the weight is overwritten below
+        with torch.no_grad():
+            w_new = torch.linalg.solve(self.matrix.T, w.T).T  # W A^-1
+            layer.weight.copy_(w_new.to(layer.weight.dtype))
+            if layer.bias is None:
+                if bool(self.shift.abs().max() > 0):
+                    raise TransformError("a shifted input map needs a bias in the first layer")
+            else:
+                layer.bias.add_((w @ self.shift).to(layer.bias.dtype))
+        matrix, shift = self.matrix, self.shift
+
+        def input_map(x: torch.Tensor) -> torch.Tensor:
+            flat = x.reshape(len(x), -1)
+            return ((flat.double() - shift) @ matrix.T).to(x.dtype)
+
+        return Reparametrized(new, self.name, input_map, None)
+
+    def expected_ratio(self, measure: str) -> float | None:
+        return 1.0 if measure == "loss" else None

@@ -1,0 +1,213 @@
+"""Curvature engine: exact products against torch.func.hessian (float64), estimators against dense spectra."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call, hessian
+
+from icml17.core.curvature import (DenseOperator, HessianOperator, ModelLoss, hutchinson, hutchpp, lanczos,
+                                   layer_blocks, power_iteration, slq_density)
+from icml17.core.functional import flatten, unflatten
+
+CE = nn.functional.cross_entropy
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny products are dominated by thread hand-offs on a shared CPU: one thread is ~20x faster here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _mlp(act: type[nn.Module] = nn.ReLU) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 6), act(), nn.Linear(6, 4), act(), nn.Linear(4, 3)).double()
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).double()
+
+
+def _data(shape: tuple[int, ...], n: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
+
+
+def _explicit_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    like = {n: p.detach() for n, p in model.named_parameters()}
+    return hessian(lambda v: CE(functional_call(model, unflatten(v, like), (x,)), y))(flatten(like))
+
+
+@pytest.mark.parametrize("build,shape", [(_mlp, (5,)), (lambda: _mlp(nn.Tanh), (5,)), (_cnn, (1, 6, 6))])
+def test_hvp_equals_explicit_hessian(build, shape):
+    model = build()
+    x, y = _data(shape)
+    op = HessianOperator(model, CE, (x, y))
+    H = _explicit_hessian(model, x, y)
+    assert torch.allclose(op.dense(), H, rtol=0, atol=1e-8)
+    assert op.n_hvp == op.size
+
+
+def test_loader_accumulates_to_the_full_batch_hessian():
+    model = _mlp()
+    x, y = _data((5,), n=25)
+    loader = [(x[:7], y[:7]), (x[7:20], y[7:20]), (x[20:], y[20:])]  # unequal batch sizes
+    H = _explicit_hessian(model, x, y)
+    assert torch.allclose(HessianOperator(model, CE, loader).dense(), H, atol=1e-8, rtol=0)
+
+
+def test_float64_on_request_from_a_float32_model():
+    model = _mlp().float()
+    x, y = _data((5,))
+    op = HessianOperator(model, CE, (x.float(), y), dtype=torch.float64)
+    assert op.dtype == torch.float64 and next(model.parameters()).dtype == torch.float32
+    assert torch.allclose(op.dense(), _explicit_hessian(model.double(), x, y), atol=1e-8, rtol=0)
+
+
+def test_per_layer_block_is_the_diagonal_block():
+    model = _mlp()
+    x, y = _data((5,))
+    H = _explicit_hessian(model, x, y)
+    blocks = layer_blocks(model)
+    assert list(blocks) == ["0", "2", "4"]
+    sizes = [p.numel() for p in model.parameters()]
+    start = sum(sizes[:2])  # block "2" follows layer 0's weight and bias
+    n = sum(sizes[2:4])
+    block = HessianOperator(model, CE, (x, y), params=blocks["2"]).dense()
+    assert torch.allclose(block, H[start:start + n, start:start + n], atol=1e-8, rtol=0)
+
+
+def test_eval_mode_by_default_and_restored():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 2)).double()
+    model.train()
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 2, (16,))
+    op = HessianOperator(model, CE, (x, y))
+    v = torch.randn(op.size, 1, dtype=torch.float64)
+    a, b = op.matmat(v), op.matmat(v)
+    assert op.mode == "eval" and torch.equal(a, b)  # dropout off: the operator is deterministic
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_lanczos_and_power_iteration_match_dense_spectrum():
+    model = _mlp()
+    x, y = _data((5,))
+    evals = torch.linalg.eigvalsh(_explicit_hessian(model, x, y))
+    op = HessianOperator(model, CE, (x, y))
+    top = lanczos(op, 3, tol=1e-10, max_iter=200)
+    assert top.converged
+    assert torch.allclose(torch.tensor(top.eigenvalues, dtype=torch.float64), evals.flip(0)[:3], rtol=1e-6)
+    v = top.eigenvectors[:, 0]
+    assert torch.allclose(op.matvec(v), top.eigenvalues[0] * v, atol=1e-6)
+
+
+def test_power_iteration_matches_dense_spectrum():
+    A = _spd(30)
+    power = power_iteration(DenseOperator(A), tol=1e-12, max_iter=500)
+    assert power.converged and math.isclose(power.eigenvalues[0], float(torch.linalg.eigvalsh(A)[-1]), rel_tol=1e-8)
+
+
+def _spd(n: int = 40, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    return q @ torch.diag(torch.logspace(1, -2, n, dtype=torch.float64)) @ q.T
+
+
+def test_hutchinson_converges_within_its_standard_error():
+    A = _spd()
+    exact = float(torch.trace(A))
+    few, many = hutchinson(DenseOperator(A), 50, seed=1), hutchinson(DenseOperator(A), 5000, seed=1)
+    assert abs(many.estimate - exact) <= 4 * many.stderr and many.stderr < few.stderr / 5
+    assert abs(many.estimate - exact) / exact < 0.02  # the stated tolerance for 5000 probes here
+
+
+def test_hutchpp_is_exact_on_low_rank_and_beats_hutchinson():
+    g = torch.Generator().manual_seed(0)
+    U = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    low_rank = U @ U.T
+    assert math.isclose(hutchpp(DenseOperator(low_rank), 18).estimate, float(torch.trace(low_rank)), rel_tol=1e-10)
+    A = _spd(60)
+    exact = float(torch.trace(A))
+    errs_pp = [abs(hutchpp(DenseOperator(A), 60, seed=s).estimate - exact) for s in range(20)]
+    errs_h = [abs(hutchinson(DenseOperator(A), 60, seed=s).estimate - exact) for s in range(20)]
+    assert sum(errs_pp) < sum(errs_h) and max(errs_pp) / exact < 0.05
+
+
+def test_slq_moments_match_traces():
+    d = torch.linspace(-1.0, 3.0, 30, dtype=torch.float64)
+    dens = slq_density(DenseOperator(torch.diag(d)), n_probes=3, steps=30)
+    # Rademacher probes make v^T D^k v = tr(D^k) exactly, and Gauss quadrature is exact to degree 2m - 1
+    assert math.isclose(dens.moment(1), float(d.sum()), rel_tol=1e-9)
+    assert math.isclose(dens.moment(2), float((d ** 2).sum()), rel_tol=1e-9)
+    assert torch.allclose(torch.tensor(dens.weights.sum(1)), torch.ones(3, dtype=torch.float64))
+    A = _spd(40)
+    dens = slq_density(DenseOperator(A), n_probes=200, steps=10)
+    assert abs(dens.moment(1) - float(torch.trace(A))) / float(torch.trace(A)) < 0.08  # 200 probes
+    grid = torch.linspace(-2, 12, 2000, dtype=torch.float64).numpy()
+    mass = dens.smooth(grid, 0.1).sum() * (grid[1] - grid[0])
+    assert abs(mass - 1) < 1e-3
+
+
+def test_model_loss_gradient_matches_autograd():
+    model = _mlp()
+    x, y = _data((5,))
+    value, g = ModelLoss(model, CE, [(x[:10], y[:10]), (x[10:], y[10:])]).loss_and_grad()
+    loss = CE(model(x), y)
+    ref = torch.autograd.grad(loss, list(model.parameters()))
+    assert math.isclose(float(value), float(loss), rel_tol=1e-12)
+    assert torch.allclose(flatten(g), torch.cat([r.reshape(-1) for r in ref]), atol=1e-12)
+
+
+def test_bad_inputs_raise_value_errors():
+    model = _mlp()
+    x, y = _data((5,))
+    with pytest.raises(ValueError, match="requires_grad"):
+        HessianOperator(_mlp().requires_grad_(False), CE, (x, y))
+    with pytest.raises(ValueError, match="empty"):
+        HessianOperator(model, CE, (x[:0], y[:0]))
+    with pytest.raises(ValueError, match="empty"):
+        HessianOperator(model, CE, [])
+    with pytest.raises(ValueError, match="empty"):
+        HessianOperator(model, CE, iter([])).matvec(torch.zeros(sum(p.numel() for p in model.parameters()),
+                                                                 dtype=torch.float64))
+    with pytest.raises(ValueError, match="mode"):
+        HessianOperator(model, CE, (x, y), mode="inference")
+
+
+def test_losses_without_forward_derivatives_fall_back_to_reverse_over_reverse():
+    model = _mlp()
+    x, _ = _data((5,))
+    target = torch.randn(len(x), 3, dtype=torch.float64)
+    mse = nn.functional.mse_loss  # its backward has no forward derivative in torch 2.x
+    op = HessianOperator(model, mse, (x, target))
+    like = {n: p.detach() for n, p in model.named_parameters()}
+    H = hessian(lambda v: mse(functional_call(model, unflatten(v, like), (x,)), target))(flatten(like))
+    assert torch.allclose(op.dense(), H, atol=1e-8, rtol=0)
+    assert op.loss.method == "reverse-over-reverse"
+
+
+@pytest.mark.parametrize("build,shape", [(_mlp, (5,)), (_cnn, (1, 6, 6))])
+def test_linearized_products_equal_the_explicit_hessian(build, shape):
+    model = build()
+    x, y = _data(shape, n=20)
+    op = HessianOperator(model, CE, [(x[:8], y[:8]), (x[8:], y[8:])], linearize=True)
+    assert torch.allclose(op.dense(), _explicit_hessian(model, x, y), atol=1e-8, rtol=0)
+    assert op.loss.method == "forward-over-reverse (linearized)"
+    with pytest.raises(ValueError, match="list of batches"):
+        HessianOperator(model, CE, iter([(x, y)]), linearize=True).dense()
+
+
+def test_lanczos_gap_stopping_meets_its_eigenvalue_tolerance():
+    A = _spd(200, seed=3)
+    exact = float(torch.linalg.eigvalsh(A)[-1])
+    for tol in (1e-2, 1e-4):
+        r = lanczos(DenseOperator(A), 1, tol=tol, stop="gap")
+        assert r.converged and abs(r.eigenvalues[0] - exact) <= tol * exact
+    assert lanczos(DenseOperator(A), 1, tol=1e-2, stop="gap").n_hvp < lanczos(DenseOperator(A), 1, tol=1e-2).n_hvp
