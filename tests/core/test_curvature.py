@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from icml17.core.curvature import (DenseOperator, HessianOperator, ModelLoss, hutchinson, hutchpp, lanczos,
-                                   layer_blocks, power_iteration, slq_density)
+                                   layer_blocks, layerwise_unsupported, power_iteration, slq_density)
 from icml17.core.functional import flatten, unflatten
 
 CE = nn.functional.cross_entropy
@@ -186,11 +186,13 @@ def test_losses_without_forward_derivatives_fall_back_to_reverse_over_reverse():
     x, _ = _data((5,))
     target = torch.randn(len(x), 3, dtype=torch.float64)
     mse = nn.functional.mse_loss  # its backward has no forward derivative in torch 2.x
-    op = HessianOperator(model, mse, (x, target))
+    op = HessianOperator(model, mse, (x, target), product="forward-over-reverse")  # "auto" would go layerwise
     like = {n: p.detach() for n, p in model.named_parameters()}
     H = hessian(lambda v: mse(functional_call(model, unflatten(v, like), (x,)), target))(flatten(like))
     assert torch.allclose(op.dense(), H, atol=1e-8, rtol=0)
     assert op.loss.method == "reverse-over-reverse"
+    layerwise = HessianOperator(model, mse, (x, target))  # the loss's own Hessian by double-backward: fine
+    assert layerwise.method == "layerwise" and torch.allclose(layerwise.dense(), H, atol=1e-8, rtol=0)
 
 
 @pytest.mark.parametrize("build,shape", [(_mlp, (5,)), (_cnn, (1, 6, 6))])
@@ -211,3 +213,79 @@ def test_lanczos_gap_stopping_meets_its_eigenvalue_tolerance():
         r = lanczos(DenseOperator(A), 1, tol=tol, stop="gap")
         assert r.converged and abs(r.eigenvalues[0] - exact) <= tol * exact
     assert lanczos(DenseOperator(A), 1, tol=1e-2, stop="gap").n_hvp < lanczos(DenseOperator(A), 1, tol=1e-2).n_hvp
+
+
+# ------------------------------------------------------------------------- layerwise (cached-primal) products
+def _conv_chain() -> nn.Module:
+    """Strided and padded convolutions, a smooth activation and a piecewise-linear one, flatten, linear."""
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Tanh(),
+                         nn.Flatten(), nn.Linear(8, 3)).double()
+
+
+LAYERWISE = [(_mlp, (5,)), (lambda: _mlp(nn.Tanh), (5,)), (lambda: _mlp(nn.GELU), (5,)),
+             (lambda: _mlp(nn.Sigmoid), (5,)), (_conv_chain, (1, 8, 8))]
+
+
+@pytest.mark.parametrize("build,shape", LAYERWISE)
+def test_layerwise_products_equal_the_explicit_hessian(build, shape):
+    model = build()
+    x, y = _data(shape)
+    op = HessianOperator(model, CE, (x, y))
+    assert op.method == "layerwise"
+    H = _explicit_hessian(model, x, y)
+    assert torch.allclose(op.dense(), H, rtol=0, atol=1e-8)
+    V = torch.randn(op.size, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(op.quadform(V), (V * (H @ V)).sum(0), rtol=0, atol=1e-8)
+    assert op.n_hvp == op.size + 7
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_layerwise_loader_weights_batches_and_caches_only_lists(as_list):
+    model = _conv_chain()
+    x, y = _data((1, 8, 8), n=25)
+    parts = [(x[:7], y[:7]), (x[7:20], y[7:20]), (x[20:], y[20:])]  # unequal batch sizes
+    op = HessianOperator(model, CE, parts if as_list else tuple(parts))  # a tuple is iterated, not kept
+    H = _explicit_hessian(model, x, y)
+    V = torch.randn(op.size, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    if as_list:
+        assert torch.allclose(op.dense(), H, atol=1e-8, rtol=0)
+        assert len(op.loss._layerwise.caches) == 3
+    else:  # another iterable (a loader): one pass per call, nothing kept
+        for _ in range(2):
+            assert torch.allclose(op.quadform(V), (V * (H @ V)).sum(0), atol=1e-8, rtol=0)
+        assert op.loss._layerwise.caches is None
+
+
+def test_layerwise_per_layer_block_and_float64_copy():
+    model = _conv_chain()
+    x, y = _data((1, 8, 8))
+    H = _explicit_hessian(model, x, y)
+    blocks = layer_blocks(model)
+    sizes = [p.numel() for p in model.parameters()]
+    start, n = sum(sizes[:2]), sum(sizes[2:4])  # block "2" follows layer 0's weight and bias
+    op = HessianOperator(model, CE, (x, y), params=blocks["2"])
+    assert op.method == "layerwise"
+    assert torch.allclose(op.dense(), H[start:start + n, start:start + n], atol=1e-8, rtol=0)
+    op32 = HessianOperator(model.float(), CE, (x.float(), y), dtype=torch.float64)
+    assert op32.method == "layerwise" and torch.allclose(op32.dense(), _explicit_hessian(model.double(), x, y),
+                                                         atol=1e-8, rtol=0)
+
+
+def test_hutchinson_uses_quadratic_forms_with_the_same_probes():
+    model = _conv_chain()
+    x, y = _data((1, 8, 8))
+    fast = hutchinson(HessianOperator(model, CE, (x, y)), 40, block=16, seed=3)
+    slow = hutchinson(HessianOperator(model, CE, (x, y), product="forward-over-reverse"), 40, block=16, seed=3)
+    assert math.isclose(fast.estimate, slow.estimate, rel_tol=1e-10) and fast.n_hvp == slow.n_hvp == 40
+
+
+def test_layerwise_only_where_supported():
+    assert layerwise_unsupported(_cnn()) is not None  # max pooling: no layerwise rule
+    assert layerwise_unsupported(_mlp()) is None
+    x, y = _data((1, 6, 6))
+    assert HessianOperator(_cnn(), CE, (x, y)).method == "forward-over-reverse"
+    with pytest.raises(ValueError, match="layerwise"):
+        HessianOperator(_cnn(), CE, (x, y), product="layerwise")
+    with pytest.raises(ValueError, match="product"):
+        HessianOperator(_mlp(), CE, _data((5,)), product="finite-differences")
