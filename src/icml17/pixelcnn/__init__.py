@@ -1,0 +1,20 @@
+"""Parallel multiscale PixelCNN (Reed et al., ICML 2017) and the full-resolution gated PixelCNN it builds on.
+
+    from icml17.pixelcnn import MultiscalePixelCNN
+    model = MultiscalePixelCNN(28, n_channels=1, bits=8, variant="b", base_size=7)
+    lp = model.log_prob(x)            # x: int64 (B, 1, 28, 28) in [0, 256) -> lp.total (B,) nats, lp.terms
+    s = model.sample(16)              # s.images (16, 1, 28, 28), s.evaluations, s.levels (7, 14, 28)
+
+Modules: masks (causal masks), layers (masked conv, gated block, ResNet), heads (softmax, logistic mixture,
+Bernoulli), pixelcnn (full model), multiscale (the paper's model), conditioning (class, text, spatial),
+sampling, presets (configs), train (data, training loop, evaluation), commands (CLI).
+"""
+
+from icml17.pixelcnn.heads import BernoulliHead, LogisticMixtureHead, SoftmaxHead
+from icml17.pixelcnn.multiscale import MultiscalePixelCNN
+from icml17.pixelcnn.pixelcnn import LogProb, PixelCNN
+from icml17.pixelcnn.presets import PRESETS, PixelCNNConfig, build_model, make_config
+from icml17.pixelcnn.sampling import Samples
+
+__all__ = ["BernoulliHead", "LogisticMixtureHead", "SoftmaxHead", "MultiscalePixelCNN", "LogProb", "PixelCNN",
+           "PRESETS", "PixelCNNConfig", "build_model", "make_config", "Samples"]

@@ -1,0 +1,231 @@
+"""Parallel multiscale PixelCNN (Reed et al. 2017, section 3, Figs. 2-3).
+
+Pyramid: the full image x (B, C, S, S) with S = base * 2^n_scales is quantized once; level l is the
+sub-sampled grid ``x[..., ::2^(n-l), ::2^(n-l)]`` (level 0 = base, level n = x), so lower resolutions come
+from the quantized full image, as in the paper's likelihood protocol.
+
+Groups (Fig. 2): at level l the 2x2 tiles' corners form group 1 = upper-left (= level l-1), 2 = upper-right,
+3 = lower-left, 4 = lower-right. Factorisation (eq. 2):
+
+    log p(x | c) = log p_base(level 0 | c) + sum_{l=1..n} sum_{g=2,3,4} log p(group_g^l | groups_<g^l, c)
+
+Every group factor sees all pixels of earlier groups, including those below and right of it.
+
+Upscaling networks (Fig. 3), one per (level, group), all fed the context:
+- features: a ResNet over the earlier groups, stacked as channels on the K x K group grid (K = size of
+  level l-1), plus the constant ones channel and the resized spatial context; a context vector biases every
+  residual block. Deviation: Fig. 3 runs the ResNet on the merged K x 2K (then 2K x 2K) image; stacking the
+  groups as channels of the K x K grid ("space-to-depth") carries exactly the same pixels, and "split/merge"
+  remain pure indexing, so no parameters are attached to them.
+- type A: two masked 1x1 layers map the features to the group's distribution. Pixels of a group are
+  conditionally independent given earlier groups; only the channel order inside a pixel is kept (channel
+  masking: G sees R, B sees R and G), so sampling a group costs 1 evaluation (logistic mixture) or C
+  (softmax / Bernoulli).
+- type B: the feature map is cut into contiguous M x M patches (padded with constant zeros up to a multiple
+  of M when K is not; padded pixels are never modelled); a shallow gated PixelCNN with weights shared across
+  patches models each patch in raster order, reading the features as a spatial condition. Sampling a group
+  costs M^2 (x C) small evaluations, all patches in parallel.
+The base model is a full gated PixelCNN (``GatedPixelCNN``) at base x base.
+
+Sampling walks the same order (base pixels, then per level groups 2, 3, 4): O(1) evaluations per level,
+O(log N) in total (``icml17.pixelcnn.sampling.sample_multiscale``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from icml17.core.config import ConfigError
+from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
+from icml17.pixelcnn.heads import Head, make_head, to_unit
+from icml17.pixelcnn.layers import ResNet, masked_pointwise
+from icml17.pixelcnn.masks import channel_groups
+from icml17.pixelcnn.pixelcnn import Factor, GatedPixelCNN, LogProb, check_images, raster_rank
+
+GROUP_OFFSETS = {1: (0, 0), 2: (0, 1), 3: (1, 0), 4: (1, 1)}  # (row, col) inside each 2x2 tile
+
+
+def group_view(level: Tensor, g: int) -> Tensor:
+    """(B, C, 2K, 2K) -> (B, C, K, K) view of group ``g`` (writes go through to ``level``)."""
+    dr, dc = GROUP_OFFSETS[g]
+    return level[:, :, dr::2, dc::2]
+
+
+def to_patches(t: Tensor, m: int) -> Tensor:
+    """(B, D, K, K) -> (B * n * n, D, m, m) with n = ceil(K / m), zero-padded at the bottom/right."""
+    b, d, k, _ = t.shape
+    kp = -(-k // m) * m
+    t = F.pad(t, (0, kp - k, 0, kp - k))
+    n = kp // m
+    return t.view(b, d, n, m, n, m).permute(0, 2, 4, 1, 3, 5).reshape(b * n * n, d, m, m)
+
+
+def from_patches(t: Tensor, batch: int, k: int) -> Tensor:
+    """Inverse of :func:`to_patches`, cropped back to (B, D, K, K)."""
+    m, d = t.shape[-1], t.shape[1]
+    n = -(-k // m)
+    t = t.view(batch, n, n, d, m, m).permute(0, 3, 1, 4, 2, 5).reshape(batch, d, n * m, n * m)
+    return t[:, :, :k, :k]
+
+
+class GroupNet(nn.Module):
+    """One factor p(group_g | groups_<g, c) on a K x K grid, type 'a' or 'b'."""
+
+    def __init__(self, n_prev: int, n_channels: int, head: Head, variant: str, hidden: int, blocks: int,
+                 shallow_layers: int, patch: int, kernel: int, vec_dim: int, map_dim: int):
+        super().__init__()
+        self.variant, self.patch, self.head = variant, patch, head
+        self.resnet = ResNet(n_prev * n_channels + 1 + map_dim, hidden, blocks, vec_dim)
+        n_colors = head.color_groups
+        if variant == "a":
+            hid = hidden - hidden % n_colors
+            own = torch.arange(n_channels) if n_colors == n_channels else torch.zeros(n_channels, dtype=torch.long)
+            in_groups = torch.cat([torch.full((hidden,), -1), own])  # features known, own channels masked
+            hid_groups = channel_groups(hid, n_colors)
+            self.out1 = masked_pointwise(in_groups, hid_groups, "A")
+            self.out2 = masked_pointwise(hid_groups, head.out_groups(), "B")
+        elif variant == "b":
+            self.shallow = GatedPixelCNN(n_channels, head, hidden, shallow_layers, kernel, 0, hidden)
+        else:
+            raise ConfigError(f"variant must be 'a' or 'b', got {variant!r}")
+
+    def features(self, prev: Tensor, vec: Tensor | None, cmap: Tensor | None) -> Tensor:
+        """prev (B, n_prev*C, K, K) in [-1, 1] -> (B, F, K, K); depends on earlier groups and context only."""
+        parts = [prev, torch.ones_like(prev[:, :1])] + ([cmap] if cmap is not None else [])
+        return self.resnet(torch.cat(parts, dim=1), vec)
+
+    def patch_size(self, k: int) -> int:
+        return min(self.patch, k)
+
+    def params(self, h: Tensor, own: Tensor) -> Tensor:
+        """Features (B, F, K, K) and the group's own pixels (B, C, K, K) in [-1, 1] -> (B, P, K, K)."""
+        if self.variant == "a":
+            return self.out2(F.relu(self.out1(torch.cat([h, own], dim=1))))
+        m = self.patch_size(h.shape[-1])
+        out = self.shallow(to_patches(own, m), None, to_patches(h, m))  # (B n^2, P, m, m)
+        return from_patches(out, h.shape[0], h.shape[-1])
+
+    def forward(self, prev: Tensor, own: Tensor, vec: Tensor | None, cmap: Tensor | None) -> Tensor:
+        return self.params(self.features(prev, vec, cmap), own)
+
+
+class MultiscalePixelCNN(nn.Module):
+    """Base PixelCNN at ``base_size`` plus ``n_scales`` x2 upscaling steps of three group networks each."""
+
+    def __init__(self, image_size: int, n_channels: int = 1, bits: int = 8, head: str = "logistic",
+                 variant: str = "b", base_size: int = 7, hidden: int = 32, base_layers: int = 4,
+                 resnet_blocks: int = 2, shallow_layers: int = 2, patch: int = 4, kernel: int = 3,
+                 n_mix: int = 5, condition: dict | None = None):
+        super().__init__()
+        ratio = image_size / base_size
+        n_scales = round(math.log2(ratio)) if ratio >= 1 else -1
+        if n_scales < 1 or base_size * 2 ** n_scales != image_size:
+            raise ConfigError(f"image size {image_size} must be base_size * 2^k with k >= 1 (base_size "
+                              f"{base_size}: valid sizes {[base_size * 2 ** k for k in range(1, 6)]})")
+        self.image_size, self.n_channels, self.levels = image_size, n_channels, 2 ** bits
+        self.base_size, self.n_scales, self.variant = base_size, n_scales, variant
+        self.head = make_head(head, n_channels, self.levels, n_mix)
+        self.context = ContextEncoder(**(condition or {}))
+        vd, md = self.context.vec_dim, self.context.map_dim
+        self.base = GatedPixelCNN(n_channels, self.head, hidden, base_layers, kernel, vd, md)
+        self.groups = nn.ModuleList(
+            GroupNet(g - 1, n_channels, self.head, variant, hidden, resnet_blocks, shallow_layers, patch, kernel,
+                     vd, md)
+            for _ in range(n_scales) for g in (2, 3, 4))
+
+    @property
+    def dims(self) -> int:
+        return self.n_channels * self.image_size ** 2
+
+    def size(self, level: int) -> int:
+        return self.base_size * 2 ** level
+
+    def stride(self, level: int) -> int:
+        return 2 ** (self.n_scales - level)
+
+    def group_net(self, level: int, g: int) -> GroupNet:
+        return self.groups[(level - 1) * 3 + g - 2]
+
+    def level_view(self, x: Tensor, level: int) -> Tensor:
+        st = self.stride(level)
+        return x[:, :, ::st, ::st]
+
+    def coords(self, level: int, g: int) -> tuple[Tensor, Tensor]:
+        """Full-resolution (rows, cols), each (K, K), of group ``g`` at ``level`` (g = 1 at level 0: base)."""
+        st = self.stride(level)
+        if level == 0:
+            i = torch.arange(self.base_size) * st
+            return torch.meshgrid(i, i, indexing="ij")
+        dr, dc = GROUP_OFFSETS[g]
+        i = torch.arange(self.size(level - 1))
+        return torch.meshgrid((2 * i + dr) * st, (2 * i + dc) * st, indexing="ij")
+
+    def encode_context(self, context: object, batch: int) -> tuple[Tensor | None, Tensor | None]:
+        return self.context(context, batch)
+
+    def factors(self, v: Tensor, context: object = None) -> list[Factor]:
+        """All factors, computed in parallel from the full image ``v`` (B, C, S, S) in [-1, 1]."""
+        vec, cmap = self.encode_context(context, v.shape[0])
+        rows, cols = self.coords(0, 1)
+        out = [Factor("base", self.base(self.level_view(v, 0), vec, resize_map(cmap, self.base_size)), rows, cols)]
+        for level in range(1, self.n_scales + 1):
+            lv = self.level_view(v, level)
+            cm = resize_map(cmap, self.size(level - 1))
+            for g in (2, 3, 4):
+                prev = torch.cat([group_view(lv, p) for p in range(1, g)], dim=1)  # (B, (g-1) C, K, K)
+                params = self.group_net(level, g)(prev, group_view(lv, g), vec, cm)
+                out.append(Factor(f"scale{level}/group{g}", params, *self.coords(level, g)))
+        return out
+
+    def log_prob(self, x: Tensor, context: object = None) -> LogProb:
+        """Exact ``log p(x | c)`` in nats with the per-(scale, group) breakdown in ``terms``."""
+        check_images(x, self.n_channels, self.image_size, self.levels)
+        dtype = next(self.parameters()).dtype
+        terms = {f.name: self.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
+                 for f in self.factors(to_unit(x, self.levels, dtype), context)}
+        return LogProb(sum(terms.values()), terms, self.dims)
+
+    def order_rank(self) -> Tensor:
+        """(C, S, S) int64 rank of every sub-pixel in (scale, group, patch position, channel) order; sub-pixels
+        of equal rank (same type-A group and channel) are conditionally independent given lower ranks."""
+        c = self.n_channels
+        rank = torch.zeros(c, self.image_size, self.image_size, dtype=torch.long)
+        rows, cols = self.coords(0, 1)
+        rank[:, rows, cols] = raster_rank(c, self.base_size)
+        start = c * self.base_size ** 2
+        chan = torch.arange(c).view(-1, 1, 1)
+        for level in range(1, self.n_scales + 1):
+            k = self.size(level - 1)
+            m = self.group_net(level, 2).patch_size(k) if self.variant == "b" else 1
+            i = torch.arange(k)
+            pos = ((i % m).view(-1, 1) * m + (i % m).view(1, -1)) if m > 1 else torch.zeros(k, k, dtype=torch.long)
+            for g in (2, 3, 4):
+                rows, cols = self.coords(level, g)
+                rank[:, rows, cols] = start + pos * c + chan
+                start += m * m * c
+        return rank
+
+    def sample(self, n: int, context: object = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None, given: Tensor | None = None,
+               known: Tensor | None = None, window: bool = True):
+        from icml17.pixelcnn.sampling import sample_multiscale
+        return sample_multiscale(self, n, context, temperature, generator, given, known, window)
+
+    def super_resolve(self, low: Tensor, context: object = None, temperature: float = 1.0,
+                      generator: torch.Generator | None = None):
+        """Sample the full image given a low-resolution one (B, C, K, K), K one of the pyramid's sizes."""
+        sizes = [self.size(lv) for lv in range(self.n_scales)]
+        if low.dim() != 4 or low.shape[-1] not in sizes or low.shape[-2] != low.shape[-1]:
+            raise ValueError(f"low-resolution images must have shape (B, {self.n_channels}, K, K) with K in {sizes}, "
+                             f"got {tuple(low.shape)}")
+        check_images(low, self.n_channels, low.shape[-1], self.levels)
+        st = self.image_size // low.shape[-1]
+        given = low.new_zeros(low.shape[0], self.n_channels, self.image_size, self.image_size)
+        given[:, :, ::st, ::st] = low
+        known = torch.zeros(self.image_size, self.image_size, dtype=torch.bool)
+        known[::st, ::st] = True
+        return self.sample(low.shape[0], context, temperature, generator, given, known)

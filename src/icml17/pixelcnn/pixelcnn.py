@@ -1,0 +1,163 @@
+"""Full-resolution gated PixelCNN (van den Oord et al. 2016, "Conditional image generation with PixelCNN
+decoders"): the O(N) baseline and the base-resolution model of the multiscale PixelCNN (Reed et al. 2017,
+section 3.1, "down to a base resolution at which we use a standard PixelCNN").
+
+Order: raster over pixels, then channels R < G < B (for per-channel heads; a logistic mixture models the
+channels of a pixel jointly). ``log p(x) = sum_i log p(x_i | x_<i, c)`` is exact: every output is computed by
+masked convolutions that see only earlier sub-pixels (proved in tests by the Jacobian being exactly zero
+elsewhere), and each head is a normalised distribution, so the probabilities of all images sum to one.
+
+Also here: the shared pieces of both models (``LogProb``, ``Factor``, input validation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
+from icml17.pixelcnn.heads import Head, make_head, to_unit
+from icml17.pixelcnn.layers import GatedBlock, masked_pointwise
+from icml17.pixelcnn.masks import channel_groups
+
+
+@dataclass
+class LogProb:
+    """Exact log-likelihood in nats: ``total`` (B,) and its factors ``terms`` (name -> (B,))."""
+
+    total: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    dims: int = 1  # sub-pixels per image, C * H * W
+
+    def bits_per_dim(self) -> Tensor:
+        """(B,) ``-log2 p(x) / (C H W)``, summed over all pixels of the full image."""
+        return -self.total / (self.dims * math.log(2.0))
+
+
+@dataclass
+class Factor:
+    """Outputs of one factor: ``params`` (B, P, h, w) predicting the full-resolution pixels ``rows, cols`` (h, w)."""
+
+    name: str
+    params: Tensor
+    rows: Tensor
+    cols: Tensor
+
+
+def check_images(x: Tensor, n_channels: int, size: int, levels: int) -> None:
+    """Raise ValueError unless ``x`` is an integer tensor (B, C, size, size) with values in ``[0, levels)``."""
+    if not isinstance(x, Tensor) or x.is_floating_point() or x.dtype == torch.bool:
+        raise ValueError(f"images must be an integer tensor of shape (B, {n_channels}, {size}, {size}) with values "
+                         f"in [0, {levels}), got {getattr(x, 'dtype', type(x))}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != (n_channels, size, size):
+        raise ValueError(f"images must have shape (B, {n_channels}, {size}, {size}), got {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= levels):
+        raise ValueError(f"pixel values must lie in [0, {levels}) ({int(math.log2(levels))}-bit), got range "
+                         f"[{int(x.min())}, {int(x.max())}]")
+
+
+class GatedPixelCNN(nn.Module):
+    """Network: v (B, C, H, W) in [-1, 1], vec (B, Dv) | None, cmap (B, Dm, H, W) | None -> params (B, P, H, W).
+
+    ``n_layers`` gated blocks (the first reads the image with mask A), then two masked 1x1 layers to the head.
+    Output row i depends on input rows ``i - receptive_rows .. i`` only.
+    """
+
+    def __init__(self, n_channels: int, head: Head, hidden: int, n_layers: int, kernel: int = 3,
+                 vec_dim: int = 0, map_dim: int = 0):
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        n_colors = head.color_groups
+        hidden = hidden - hidden % n_colors  # colour groups need equal splits
+        self.hidden, self.n_layers, self.kernel = hidden, n_layers, kernel
+        self.receptive_rows = n_layers * (kernel // 2)
+        img_groups = torch.arange(n_channels) if n_colors == n_channels else torch.zeros(n_channels, dtype=torch.long)
+        in_groups = torch.cat([img_groups, torch.tensor([-1])])  # + constant ones channel (PixelCNN++ padding fix)
+        self.blocks = nn.ModuleList(
+            GatedBlock(hidden, n_colors, kernel, first=(i == 0), in_groups=in_groups) for i in range(n_layers))
+        feat = channel_groups(hidden, n_colors)
+        self.out1 = masked_pointwise(feat, feat, "B")
+        self.out2 = masked_pointwise(feat, head.out_groups(), "B")
+        self.vec = nn.Linear(vec_dim, 4 * hidden * n_layers) if vec_dim else None
+        self.map = nn.Conv2d(map_dim, 4 * hidden * n_layers, 1) if map_dim else None
+
+    def condition(self, vec: Tensor | None, cmap: Tensor | None) -> Tensor | None:
+        """Per-layer conditioning biases (B, 4 F L, 1 | H, 1 | W); constant while sampling, so samplers cache it."""
+        cond = None
+        if self.vec is not None:
+            cond = self.vec(vec)[:, :, None, None]  # (B, 4F L, 1, 1)
+        if self.map is not None:
+            m = self.map(cmap)  # (B, 4F L, H, W)
+            cond = m if cond is None else cond + m
+        return cond
+
+    def forward(self, v: Tensor, vec: Tensor | None = None, cmap: Tensor | None = None,
+                cond: Tensor | None = None) -> Tensor:
+        x = torch.cat([v, torch.ones_like(v[:, :1])], dim=1)  # (B, C + 1, H, W)
+        if cond is None:
+            cond = self.condition(vec, cmap)
+        conds = cond.chunk(2 * self.n_layers, dim=1) if cond is not None else [None] * (2 * self.n_layers)
+        vs, hs = x, x
+        for i, block in enumerate(self.blocks):
+            vs, hs = block(vs, hs, conds[2 * i], conds[2 * i + 1])
+        return self.out2(F.relu(self.out1(F.relu(hs))))
+
+
+def raster_rank(n_channels: int, size: int) -> Tensor:
+    """(C, H, W) position of every sub-pixel in raster-then-channel order."""
+    pix = torch.arange(size * size).view(1, size, size)
+    return pix * n_channels + torch.arange(n_channels).view(-1, 1, 1)
+
+
+class PixelCNN(nn.Module):
+    """The O(N) model: one gated PixelCNN over the full image, conditioned on an optional context.
+
+    ``log_prob(x, context)``: x int64 (B, C, S, S) in [0, 2^bits) -> ``LogProb``; ``sample(...)``: see
+    :func:`icml17.pixelcnn.sampling.sample_full`.
+    """
+
+    def __init__(self, image_size: int, n_channels: int = 1, bits: int = 8, head: str = "logistic",
+                 hidden: int = 32, layers: int = 4, kernel: int = 3, n_mix: int = 5,
+                 condition: dict | None = None):
+        super().__init__()
+        self.image_size, self.n_channels, self.levels = image_size, n_channels, 2 ** bits
+        self.head = make_head(head, n_channels, self.levels, n_mix)
+        self.context = ContextEncoder(**(condition or {}))
+        self.net = GatedPixelCNN(n_channels, self.head, hidden, layers, kernel, self.context.vec_dim,
+                                 self.context.map_dim)
+
+    @property
+    def dims(self) -> int:
+        return self.n_channels * self.image_size ** 2
+
+    def encode_context(self, context: object, batch: int) -> tuple[Tensor | None, Tensor | None]:
+        vec, cmap = self.context(context, batch)
+        return vec, resize_map(cmap, self.image_size)
+
+    def factors(self, v: Tensor, context: object = None) -> list[Factor]:
+        """One factor: the whole image. ``v``: (B, C, S, S) floats in [-1, 1] (differentiable, for tests)."""
+        vec, cmap = self.encode_context(context, v.shape[0])
+        s = torch.arange(self.image_size, device=v.device)
+        rows, cols = torch.meshgrid(s, s, indexing="ij")
+        return [Factor("pixels", self.net(v, vec, cmap), rows, cols)]
+
+    def order_rank(self) -> Tensor:
+        return raster_rank(self.n_channels, self.image_size)
+
+    def log_prob(self, x: Tensor, context: object = None) -> LogProb:
+        check_images(x, self.n_channels, self.image_size, self.levels)
+        dtype = next(self.parameters()).dtype
+        terms = {f.name: self.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
+                 for f in self.factors(to_unit(x, self.levels, dtype), context)}
+        return LogProb(sum(terms.values()), terms, self.dims)
+
+    def sample(self, n: int, context: object = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None, given: Tensor | None = None,
+               known: Tensor | None = None, window: bool = True):
+        from icml17.pixelcnn.sampling import sample_full
+        return sample_full(self, n, context, temperature, generator, given, known, window)

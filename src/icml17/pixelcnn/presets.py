@@ -1,0 +1,113 @@
+"""Experiment configuration and named presets for the PixelCNN system.
+
+One frozen dataclass holds everything a run needs (data, model, optimisation, budget); presets override only
+what differs from the defaults, and ``--set key=value`` overrides any field. Model types: ``full`` (O(N)
+gated PixelCNN), ``multiscale-a`` and ``multiscale-b`` (Reed et al. 2017, Fig. 3 A/B).
+
+Deviations from the paper's training set-up, forced by a 2-core CPU: small widths (32 instead of 128-256),
+2 ResNet blocks per upscaler instead of 12, Adam (lr 1e-3, linear decay to 1e-4) instead of RMSprop with
+batch 128 for 200K steps, and minutes instead of days of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from icml17.core.config import ConfigError, config_from_dict
+
+IMAGE_SHAPES = {"mnist": (1, 28), "binarized-mnist": (1, 28), "cifar10-subset": (3, 32), "digits": (1, 28)}
+
+
+@dataclass(frozen=True)
+class PixelCNNConfig:
+    dataset: Literal["mnist", "binarized-mnist", "cifar10-subset", "digits"] = "mnist"
+    model: Literal["full", "multiscale-a", "multiscale-b"] = "multiscale-b"
+    condition: Literal["none", "class", "text", "spatial"] = "none"
+    head: Literal["softmax", "logistic", "bernoulli"] = "logistic"
+    bits: int = 8  # bit depth of the modelled images (binarized-mnist: 1)
+    base_size: int = 7  # multiscale: base resolution (image size = base * 2^k)
+    hidden: int = 32  # channels of every network (full, base, ResNets, shallow PixelCNNs)
+    layers: int = 4  # gated blocks of the full / base PixelCNN
+    resnet_blocks: int = 2  # residual blocks per upscaling group network
+    shallow_layers: int = 2  # gated blocks of the type-B patch PixelCNN
+    patch: int = 4  # type B: M x M patches
+    n_mix: int = 5  # logistic mixture components
+    cond_dim: int = 32
+    text_len: int = 32  # captions padded/cut to this many characters (paper: 201)
+    map_size: int = 7  # spatial condition: digit-occupancy map of map_size x map_size
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_final: float = 1e-4  # linear decay over ``iterations``
+    grad_clip: float = 1.0
+    iterations: int = 3000
+    eval_every: int = 500
+    eval_images: int = 256  # test images scored at each periodic eval (final numbers: `eval` command)
+    checkpoint_every: int = 100
+    train_images: int = 0  # 0: the whole training split
+    seed: int = 0
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(channels, size)."""
+        return IMAGE_SHAPES[self.dataset]
+
+    @property
+    def experiment(self) -> str:
+        """Results-record name, e.g. ``mnist-typeB``."""
+        suffix = {"full": "full", "multiscale-a": "typeA", "multiscale-b": "typeB"}[self.model]
+        cond = "" if self.condition == "none" else f"-{self.condition}"
+        return f"{self.dataset}{cond}-{suffix}"
+
+    def validate(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ConfigError(f"bits must be in 1..8, got {self.bits}")
+        if self.head == "bernoulli" and self.bits != 1:
+            raise ConfigError("head=bernoulli models binary images: set bits=1 (e.g. --preset binarized-mnist)")
+        if self.dataset == "binarized-mnist" and self.bits != 1:
+            raise ConfigError("binarized-mnist has 1-bit images: set bits=1")
+        size = self.image_shape[1]
+        if self.model != "full":
+            k = size // self.base_size
+            if size % self.base_size or k < 2 or k & (k - 1):
+                raise ConfigError(f"base_size={self.base_size} does not fit {size}x{size} images: the size must be "
+                                  f"base_size * 2^k with k >= 1 (e.g. base_size {size // 4} or {size // 2})")
+        for name in ("hidden", "layers", "batch_size", "iterations", "patch", "n_mix", "eval_images"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+PRESETS: dict[str, dict] = {
+    "mnist": {"dataset": "mnist", "bits": 8, "head": "logistic", "base_size": 7},
+    "binarized-mnist": {"dataset": "binarized-mnist", "bits": 1, "head": "bernoulli", "base_size": 7},
+    "cifar10-subset": {"dataset": "cifar10-subset", "bits": 8, "head": "logistic", "base_size": 8},
+    "mnist-class": {"dataset": "mnist", "condition": "class", "base_size": 7},
+    "mnist-caption": {"dataset": "mnist", "condition": "text", "base_size": 7},
+    "mnist-spatial": {"dataset": "mnist", "condition": "spatial", "base_size": 7},
+    "mnist-superres": {"dataset": "mnist", "base_size": 7},  # `sample` then upscales test images 7 -> 28
+    "digits-demo": {"dataset": "digits", "base_size": 7, "iterations": 300, "eval_every": 100},
+}
+
+
+def make_config(preset: str, model: str | None = None, overrides: dict | None = None) -> PixelCNNConfig:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    data = {**PRESETS[preset], **({"model": model} if model else {}), **(overrides or {})}
+    return config_from_dict(PixelCNNConfig, data)
+
+
+def build_model(cfg: PixelCNNConfig):
+    """The model a config describes (PixelCNN or MultiscalePixelCNN), float32, CPU."""
+    from icml17.pixelcnn.multiscale import MultiscalePixelCNN
+    from icml17.pixelcnn.pixelcnn import PixelCNN
+
+    channels, size = cfg.image_shape
+    condition = {"kind": cfg.condition, "dim": cfg.cond_dim, "n_classes": 10, "text_len": cfg.text_len,
+                 "map_channels": 1, "map_size": cfg.map_size}
+    common = dict(image_size=size, n_channels=channels, bits=cfg.bits, head=cfg.head, hidden=cfg.hidden,
+                  n_mix=cfg.n_mix, condition=condition)
+    if cfg.model == "full":
+        return PixelCNN(layers=cfg.layers, **common)
+    return MultiscalePixelCNN(variant=cfg.model[-1], base_size=cfg.base_size, base_layers=cfg.layers,
+                              resnet_blocks=cfg.resnet_blocks, shallow_layers=cfg.shallow_layers, patch=cfg.patch,
+                              **common)
