@@ -1,0 +1,253 @@
+"""The MAML engine: one pure inner loop, batched over tasks with ``vmap`` (Finn et al. 2017, Algorithms 1-2).
+
+Inner loop (section 2.2, Algorithm 2 lines 5-6), for one task with support set (x_s, y_s)::
+
+    theta_0 = theta;   theta_{j+1} = theta_j - alpha * grad_theta L(f(theta_j; x_s), y_s)
+
+and the meta-objective (equation 1 and Algorithm 2 line 10) is the query loss at theta_steps, averaged over
+the tasks of a meta-batch. :func:`adapt` is that inner loop as a pure function of a parameter dict; meta-training
+and evaluation both call it. The user's ``nn.Module`` is only run through ``torch.func.functional_call``.
+
+* Second order by default: ``torch.func.grad`` inside the outer autograd graph, so the meta-gradient flows
+  through the inner gradient (Hessian-vector products). ``first_order=True`` computes the inner gradients
+  outside the graph (the paper's first-order approximation, section 5.2).
+* Inner learning rate alpha: fixed, one learned scalar, or one learned tensor per parameter with the
+  parameter's shape (Meta-SGD, Li et al. 2017); see :class:`InnerLR`.
+* ``adapt_names`` restricts the inner loop to some parameters (e.g. the head); the others still receive
+  meta-gradients. The reference adapts everything except the batch-norm offsets.
+* All tasks of a meta-batch run at once under ``torch.func.vmap`` (per-task weights become grouped
+  convolutions), in chunks of ``chunk_size`` tasks whose backward passes run one after another to bound
+  memory; ``vectorize=False`` is the equivalent plain per-task loop.
+
+Batch norm policies (:data:`BN_POLICIES`), for models whose normalisation layers use batch statistics:
+
+* ``"transductive"`` (reference, default): the query set is one batch, normalised with its own statistics;
+  the support set likewise during adaptation. Under vmap each task uses its own statistics.
+* ``"per-query"``: non-transductive. Each query example is normalised together with the task's support set
+  only (a batch of the K*N support examples plus that one query; Nichol et al. 2018's non-transductive
+  evaluation), so predictions do not depend on the other queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from icml17.core.config import ConfigError
+from icml17.data.episodes import TaskBatch
+from icml17.maml.losses import LossFn
+
+Params = dict[str, torch.Tensor]
+LR = float | torch.Tensor | Mapping[str, torch.Tensor]
+ForwardFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
+BN_POLICIES = ("transductive", "per-query")
+LR_MODES = ("fixed", "scalar", "per-parameter")
+
+
+def _step_size(lr: LR, name: str) -> float | torch.Tensor:
+    return lr[name] if isinstance(lr, Mapping) else lr
+
+
+def adapt(
+    params: Mapping[str, torch.Tensor],
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    *,
+    forward: ForwardFn,
+    loss_fn: LossFn,
+    steps: int,
+    lr: LR,
+    first_order: bool = False,
+    adapt_names: Sequence[str] | None = None,
+    trajectory: bool = False,
+) -> Params | list[Params]:
+    """``steps`` gradient steps on one task's support set; returns the adapted parameter dict.
+
+    params: every parameter ``forward`` needs (name -> tensor). support_x: (S, ...), support_y: (S, ...).
+    lr: a float, a 0-dim tensor, or a dict with one tensor per adapted parameter (broadcastable to it).
+    Parameters outside ``adapt_names`` (default: all) are passed through unchanged. With ``trajectory`` the
+    list ``[theta_0, ..., theta_steps]`` is returned instead (used by evaluation to score every step).
+    Pure: no module state is touched, so it can run under ``vmap`` and inside autograd.
+    """
+    names = list(params) if adapt_names is None else list(adapt_names)
+    fixed = {n: p for n, p in params.items() if n not in names}
+    fast = {n: params[n] for n in names}
+
+    def support_loss(p: Params) -> torch.Tensor:
+        return loss_fn(forward({**fixed, **p}, support_x), support_y)
+
+    path = [{**fixed, **fast}]
+    for _ in range(steps):
+        if first_order:
+            with torch.no_grad():  # the inner gradient is a constant for the outer gradient
+                grads = grad(support_loss)({n: p.detach() for n, p in fast.items()})
+        else:
+            grads = grad(support_loss)(fast)
+        fast = {n: fast[n] - _step_size(lr, n) * grads[n] for n in names}
+        if trajectory:
+            path.append({**fixed, **fast})
+    return path if trajectory else {**fixed, **fast}
+
+
+class InnerLR(nn.Module):
+    """The inner learning rate alpha: ``fixed`` (a constant), ``scalar`` (one learned number) or
+    ``per-parameter`` (a learned tensor shaped like each adapted parameter, Meta-SGD)."""
+
+    def __init__(self, params: Mapping[str, torch.Tensor], mode: str, init: float):
+        super().__init__()
+        if mode not in LR_MODES:
+            raise ConfigError(f"inner_lr_mode {mode!r} is not one of {LR_MODES}")
+        if not init > 0:
+            raise ConfigError(f"inner learning rate must be positive, got {init}")
+        self.mode, self.init = mode, float(init)
+        self.names = list(params)
+        if mode == "scalar":
+            self.alpha = nn.Parameter(torch.tensor(float(init)))
+        elif mode == "per-parameter":
+            self.alphas = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(torch.full_like(p.detach(), init))
+                                            for n, p in params.items()})
+
+    def forward(self) -> LR:
+        if self.mode == "fixed":
+            return self.init
+        if self.mode == "scalar":
+            return self.alpha
+        return {n: self.alphas[n.replace(".", "__")] for n in self.names}
+
+
+@dataclass
+class TaskMetrics:
+    """Per-task query loss and score (accuracy or MSE), each shaped (T,) or (T, steps + 1) in evaluation."""
+
+    loss: torch.Tensor
+    score: torch.Tensor
+
+
+class MAML(nn.Module):
+    """Meta-learns the initial parameters of ``model`` (and optionally the inner learning rates).
+
+    ``MAML(model, loss_fn=..., score_fn=...)``; ``meta_backward(batch)`` accumulates the meta-gradient in
+    ``.grad`` of ``self.parameters()`` (model parameters and learned learning rates) and returns metrics;
+    ``meta_loss(batch)`` returns the differentiable meta-loss; ``evaluate(batch, steps)`` scores the query set
+    after 0..steps inner steps. The wrapped module is never modified.
+    """
+
+    def __init__(self, model: nn.Module, *, loss_fn: LossFn, score_fn: LossFn, inner_steps: int = 1,
+                 inner_lr: float = 0.01, lr_mode: str = "fixed", first_order: bool = False,
+                 adapt_names: Sequence[str] | None = None, bn_policy: str = "transductive",
+                 vectorize: bool = True, chunk_size: int = 0):
+        super().__init__()
+        if bn_policy not in BN_POLICIES:
+            raise ConfigError(f"bn_policy {bn_policy!r} is not one of {BN_POLICIES}")
+        if inner_steps < 0:
+            raise ConfigError(f"inner_steps must be >= 0, got {inner_steps}")
+        if chunk_size < 0:
+            raise ConfigError(f"chunk_size must be >= 0 (0 = all tasks at once), got {chunk_size}")
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                raise ConfigError(
+                    f"batch norm layer {name!r} tracks running statistics; MAML's functional passes cannot "
+                    f"update them per task. Build it with track_running_stats=False (batch statistics, the "
+                    f"reference's transductive setting)")
+        self.model = model
+        all_names = [n for n, p in model.named_parameters() if p.requires_grad]
+        names = all_names if adapt_names is None else list(adapt_names)
+        unknown = sorted(set(names) - set(all_names))
+        if unknown:
+            raise ConfigError(f"cannot adapt unknown parameters {unknown}; the model has {all_names}")
+        self.adapt_names = names
+        self.inner_lr = InnerLR({n: dict(model.named_parameters())[n] for n in names}, lr_mode, inner_lr)
+        self.loss_fn, self.score_fn = loss_fn, score_fn
+        self.inner_steps, self.first_order = inner_steps, first_order
+        self.bn_policy, self.vectorize, self.chunk_size = bn_policy, vectorize, chunk_size
+
+    # -- functional pieces ------------------------------------------------------------------------------
+    def forward_params(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Run the wrapped module with ``params`` (its buffers and other parameters unchanged)."""
+        return functional_call(self.model, dict(params), (x,), strict=False)
+
+    def predict_query(self, params: Params, support_x: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """Query outputs (Q, ...) under the batch-norm policy."""
+        if self.bn_policy == "transductive":
+            return self.forward_params(params, query_x)
+
+        def one(q: torch.Tensor) -> torch.Tensor:  # q: (...) one query; support + q normalised together
+            return self.forward_params(params, torch.cat([support_x, q.unsqueeze(0)]))[-1]
+
+        return vmap(one)(query_x)
+
+    def params(self) -> Params:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _task(self, steps: int, first_order: bool, trajectory: bool):
+        params, lr = self.params(), self.inner_lr()
+
+        def task(sx, sy, qx, qy):  # one task: (S, ...), (S,), (Q, ...), (Q,)
+            fast = adapt(params, sx, sy, forward=self.forward_params, loss_fn=self.loss_fn, steps=steps, lr=lr,
+                         first_order=first_order, adapt_names=self.adapt_names, trajectory=trajectory)
+            if not trajectory:
+                out = self.predict_query(fast, sx, qx)
+                return self.loss_fn(out, qy), self.score_fn(out, qy)
+            outs = [self.predict_query(p, sx, qx) for p in fast]
+            return (torch.stack([self.loss_fn(o, qy) for o in outs]),
+                    torch.stack([self.score_fn(o, qy) for o in outs]))
+
+        return task
+
+    def _map(self, fn, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply a per-task function to every task: vmap (chunked) or a plain loop. Returns stacked outputs."""
+        args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+        if self.vectorize:
+            return vmap(fn, chunk_size=self.chunk_size or None)(*args)
+        outs = [fn(*(a[t] for a in args)) for t in range(batch.num_tasks)]
+        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+
+    # -- public API -------------------------------------------------------------------------------------
+    def meta_loss(self, batch: TaskBatch, *, steps: int | None = None,
+                  first_order: bool | None = None) -> tuple[torch.Tensor, TaskMetrics]:
+        """Mean query loss over the tasks after adaptation (differentiable w.r.t. ``self.parameters()``)."""
+        fo = self.first_order if first_order is None else first_order
+        loss, score = self._map(self._task(self.inner_steps if steps is None else steps, fo, False), batch)
+        return loss.mean(), TaskMetrics(loss.detach(), score.detach())
+
+    def meta_backward(self, batch: TaskBatch) -> TaskMetrics:
+        """Accumulate d(mean query loss)/d(parameters) into ``.grad``, one chunk of tasks at a time.
+
+        Each chunk's graph is freed after its backward pass, so memory grows with the chunk size, not the
+        meta-batch: ``chunk_size`` tasks at once under vmap, one task at a time without it.
+        """
+        T = batch.num_tasks
+        size = (self.chunk_size or T) if self.vectorize else 1
+        task = self._task(self.inner_steps, self.first_order, False)
+        losses, scores = [], []
+        for start in range(0, T, size):
+            chunk = batch[start:start + size]
+            args = (chunk.support_x, chunk.support_y, chunk.query_x, chunk.query_y)
+            if self.vectorize:
+                loss, score = vmap(task)(*args)
+                (loss.sum() / T).backward()
+            else:
+                loss, score = task(*(a[0] for a in args))
+                (loss / T).backward()
+            losses.append(loss.detach().reshape(-1))
+            scores.append(score.detach().reshape(-1))
+        return TaskMetrics(torch.cat(losses), torch.cat(scores))
+
+    def evaluate(self, batch: TaskBatch, steps: int) -> TaskMetrics:
+        """Query loss and score after 0, 1, ..., ``steps`` inner steps: each (T, steps + 1). No outer graph."""
+        with torch.no_grad():
+            loss, score = self._map(self._task(steps, True, True), batch)
+        return TaskMetrics(loss, score)
+
+
+def check_output_size(model: nn.Module, example_x: torch.Tensor, expected: int, what: str = "ways") -> None:
+    """Raise ConfigError unless ``model(example_x)`` has ``expected`` outputs per example."""
+    with torch.no_grad():
+        out = model(example_x)
+    if out.shape[-1] != expected:
+        raise ConfigError(f"the model outputs {out.shape[-1]} values per example but the tasks have "
+                          f"{what} = {expected}; build the model with {expected} outputs")

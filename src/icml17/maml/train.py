@@ -1,0 +1,132 @@
+"""Meta-training (Finn et al. 2017, Algorithm 2) through the shared training loop ``icml17.core.run_loop``.
+
+Each step: sample a meta-batch of tasks -> accumulate the meta-gradient (``MAML.meta_backward``) -> clip
+entries (MiniImagenet: [-10, 10], as the reference) -> Adam step. Periodic evaluation on validation tasks
+(fixed seed, so the curve compares like with like) logs query accuracy/MSE after the training and test
+number of inner steps. Checkpoints hold the engine (model and learned learning rates), the optimizer and the
+task generator; a killed run resumes exactly.
+
+``iterations`` is where a run stops, not what it is: it is left out of the config that a checkpoint must
+match, so a run can be extended with a larger ``--iterations``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from icml17.core.checkpoint import load_checkpoint
+from icml17.core.config import ConfigError, config_to_dict, save_config
+from icml17.core.loop import CHECKPOINT_NAME, GeneratorState, LoopResult, run_loop
+from icml17.maml.engine import MAML, TaskMetrics, check_output_size
+from icml17.maml.losses import make_losses
+from icml17.maml.models import build_model, is_norm_parameter
+from icml17.maml.presets import MAMLConfig
+from icml17.maml.tasks import TaskSource, make_task_source
+
+EVAL_SEED_OFFSET = 1_000_003  # validation tasks come from their own stream, never the training one
+
+
+def adapt_names(cfg: MAMLConfig, model: torch.nn.Module) -> list[str]:
+    """Parameters adapted in the inner loop: ``cfg.adapt`` prefixes, or all but normalisation parameters."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.adapt:
+        chosen = [n for n in names if any(n.startswith(prefix) for prefix in cfg.adapt)]
+        if not chosen:
+            raise ConfigError(f"adapt={list(cfg.adapt)} matches no parameter; the model has {names}")
+        return chosen
+    return [n for n in names if not is_norm_parameter(n, model)]
+
+
+def build_engine(cfg: MAMLConfig, input_shape: tuple[int, ...]) -> MAML:
+    """Model + engine for ``cfg`` (model initialised from ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    channels = input_shape[0] if len(input_shape) == 3 else 1
+    model = build_model(cfg.model, ways=cfg.ways, in_channels=channels, image_size=cfg.image_size)
+    loss_fn, score_fn, _ = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
+    return MAML(model, loss_fn=loss_fn, score_fn=score_fn, inner_steps=cfg.inner_steps, inner_lr=cfg.inner_lr,
+                lr_mode=cfg.inner_lr_mode, first_order=cfg.first_order, adapt_names=adapt_names(cfg, model),
+                bn_policy=cfg.bn_policy, vectorize=cfg.vectorize, chunk_size=cfg.chunk_size)
+
+
+def loop_config(cfg: MAMLConfig) -> dict:
+    """The config a checkpoint must match to be resumed (everything but the stopping point)."""
+    d = config_to_dict(cfg)
+    d.pop("iterations")
+    return d
+
+
+def summarize(metrics: TaskMetrics, score_name: str, prefix: str = "") -> dict[str, float]:
+    return {f"{prefix}loss": metrics.loss.mean().item(), f"{prefix}{score_name}": metrics.score.mean().item()}
+
+
+def check_resumable(cfg: MAMLConfig, run_dir: Path, resume: bool) -> None:
+    """Refuse, naming both presets, to continue a checkpoint written for another preset."""
+    path = run_dir / "checkpoints" / CHECKPOINT_NAME
+    if not (resume and path.exists()):
+        return
+    stored = json.loads(load_checkpoint(path).get("config", "{}"))
+    if stored.get("preset") != cfg.preset:
+        raise ConfigError(f"{run_dir} holds a checkpoint of preset {stored.get('preset')!r}, not {cfg.preset!r}; "
+                          f"use another --run-dir or pass --no-resume to start over")
+
+
+def iter_tasks(source: TaskSource, split: str, tasks: int, generator: torch.Generator, *,
+               queries: int | None = None, chunk: int = 50):
+    """The ``tasks`` evaluation tasks of a split, in TaskBatches of at most ``chunk`` (the same tasks for the
+    same generator state, whoever asks: MAML evaluation and the baselines see identical tasks)."""
+    for start in range(0, tasks, chunk):
+        yield source.eval(split, min(chunk, tasks - start), generator, queries)
+
+
+def evaluate_tasks(engine: MAML, source: TaskSource, split: str, tasks: int, steps: int, generator: torch.Generator,
+                   *, queries: int | None = None, chunk: int = 50) -> TaskMetrics:
+    """Query loss/score after 0..steps inner steps on ``tasks`` fresh tasks: each (tasks, steps + 1)."""
+    losses, scores = [], []
+    for batch in iter_tasks(source, split, tasks, generator, queries=queries, chunk=chunk):
+        m = engine.evaluate(batch, steps)
+        losses.append(m.loss)
+        scores.append(m.score)
+    return TaskMetrics(torch.cat(losses), torch.cat(scores))
+
+
+def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = None, *, resume: bool = True,
+          time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None) -> LoopResult:
+    """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt)."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    check_resumable(cfg, run_dir, resume)
+    source = make_task_source(cfg, data_dir)  # raises ConfigError if the episodes do not fit the data
+    engine = build_engine(cfg, source.input_shape)
+    probe = source.train(1, torch.Generator().manual_seed(0))
+    check_output_size(engine.model, probe.support_x[0], 1 if cfg.task == "sinusoid" else cfg.ways,
+                      "outputs" if cfg.task == "sinusoid" else "ways")
+    optimizer = torch.optim.Adam(engine.parameters(), lr=cfg.meta_lr)
+    task_gen = torch.Generator().manual_seed(cfg.seed)
+    _, _, score_name = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
+    save_config(run_dir, cfg, argv)
+
+    def train_step(step: int) -> dict[str, float]:
+        batch = source.train(cfg.meta_batch, task_gen)
+        optimizer.zero_grad(set_to_none=True)
+        metrics = engine.meta_backward(batch)
+        if cfg.clip_value > 0:
+            torch.nn.utils.clip_grad_value_(engine.parameters(), cfg.clip_value)
+        optimizer.step()
+        return summarize(metrics, score_name)
+
+    def eval_fn(step: int) -> dict[str, float]:
+        g = torch.Generator().manual_seed(cfg.seed + EVAL_SEED_OFFSET)
+        m = evaluate_tasks(engine, source, "val", cfg.eval_tasks, cfg.eval_inner_steps, g)
+        out = {}
+        for k in sorted({0, cfg.inner_steps, cfg.eval_inner_steps}):
+            out[f"{score_name}_step{k}"] = m.score[:, k].mean().item()
+        return out
+
+    return run_loop(run_dir, cfg.iterations, train_step,
+                    {"engine": engine, "optimizer": optimizer, "tasks": GeneratorState(task_gen)},
+                    config=loop_config(cfg), eval_fn=eval_fn, eval_every=cfg.eval_every,
+                    checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, resume=resume,
+                    progress=progress, desc=cfg.preset, time_budget_s=time_budget_s)
