@@ -66,15 +66,15 @@ def _fmt(value: Any, ci: Any = None, metric: str = "") -> str:
 
 def results_table(records: list[dict[str, Any]]) -> str:
     """Markdown table, paper versus ours, one row per experiment record (benchmarks are skipped)."""
-    rows = ["| system | experiment | metric | ours | paper | iterations | wall time | hardware | command |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | experiment | metric | ours | paper | n eval | iterations | wall time | hardware | command |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in records if "experiment" in r), key=lambda r: (r["system"], r["experiment"])):
         wall = r.get("wall_time_s")
-        rows.append("| {system} | {experiment} | {metric} | {ours} | {paper} | {it} | {wall} | {hw} | `{cmd}` |".format(
+        rows.append("| {system} | {experiment} | {metric} | {ours} | {paper} | {n} | {it} | {wall} | {hw} | `{cmd}` |".format(
             system=r["system"], experiment=r["experiment"], metric=r.get("metric", "-"),
             ours=_fmt(r.get("value"), r.get("ci95"), r.get("metric", "")),
             paper=_fmt(r.get("paper"), r.get("paper_ci95"), r.get("metric", "")),
-            it=r.get("iterations", "-"), wall=f"{wall / 60:.1f} min" if wall else "-",
+            n=r.get("n_eval", "-"), it=r.get("iterations", "-"), wall=f"{wall / 60:.1f} min" if wall else "-",
             hw=r.get("hardware", "-"), cmd=r.get("command", "-")))
     return "\n".join(rows)
 
