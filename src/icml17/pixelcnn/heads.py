@@ -21,6 +21,8 @@ Temperature T scales logits by 1/T (and logistic scales by T); T = 1 samples the
 
 from __future__ import annotations
 
+import abc
+
 import math
 
 import torch
@@ -40,7 +42,7 @@ def to_unit(x: Tensor, levels: int, dtype: torch.dtype | None = None) -> Tensor:
     return x.to(dtype or torch.get_default_dtype()) * (2.0 / (levels - 1)) - 1.0
 
 
-class Head:
+class Head(abc.ABC):
     """Interface of an output distribution; ``out_groups`` gives each of the P outputs its colour group."""
 
     n_params: int
@@ -52,18 +54,21 @@ class Head:
             raise ValueError(f"levels must be >= 2, got {levels}")
         self.n_channels, self.levels = n_channels, levels
 
+    @abc.abstractmethod
     def out_groups(self) -> Tensor:
-        raise NotImplementedError
+        """Implemented by each head."""
 
     def output_color(self) -> Tensor:
         """Sub-pixel channel each output predicts first (for causality checks): ``(P,)``."""
         return self.out_groups()
 
+    @abc.abstractmethod
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Implemented by each head."""
 
+    @abc.abstractmethod
     def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        raise NotImplementedError
+        """Implemented by each head."""
 
 
 class SoftmaxHead(Head):
