@@ -41,10 +41,11 @@ from torch import Tensor, nn
 
 from icml17.core.config import ConfigError
 from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
-from icml17.pixelcnn.heads import Head, make_head, to_unit
+from icml17.pixelcnn.heads import Head, make_head
 from icml17.pixelcnn.layers import ResNet, masked_pointwise
 from icml17.pixelcnn.masks import channel_groups
-from icml17.pixelcnn.pixelcnn import Factor, GatedPixelCNN, LogProb, check_images, raster_rank
+from icml17.pixelcnn.pixelcnn import (Factor, GatedPixelCNN, LogProb, check_images, factored_log_prob,
+                                      raster_rank)
 
 GROUP_OFFSETS = {1: (0, 0), 2: (0, 1), 3: (1, 0), 4: (1, 1)}  # (row, col) inside each 2x2 tile
 
@@ -183,11 +184,7 @@ class MultiscalePixelCNN(nn.Module):
 
     def log_prob(self, x: Tensor, context: object = None) -> LogProb:
         """Exact ``log p(x | c)`` in nats with the per-(scale, group) breakdown in ``terms``."""
-        check_images(x, self.n_channels, self.image_size, self.levels)
-        dtype = next(self.parameters()).dtype
-        terms = {f.name: self.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
-                 for f in self.factors(to_unit(x, self.levels, dtype), context)}
-        return LogProb(sum(terms.values()), terms, self.dims)
+        return factored_log_prob(self, x, context)
 
     def order_rank(self) -> Tensor:
         """(C, S, S) int64 rank of every sub-pixel in (scale, group, patch position, channel) order; sub-pixels

@@ -150,14 +150,20 @@ class PixelCNN(nn.Module):
         return raster_rank(self.n_channels, self.image_size)
 
     def log_prob(self, x: Tensor, context: object = None) -> LogProb:
-        check_images(x, self.n_channels, self.image_size, self.levels)
-        dtype = next(self.parameters()).dtype
-        terms = {f.name: self.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
-                 for f in self.factors(to_unit(x, self.levels, dtype), context)}
-        return LogProb(sum(terms.values()), terms, self.dims)
+        return factored_log_prob(self, x, context)
 
     def sample(self, n: int, context: object = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, given: Tensor | None = None,
                known: Tensor | None = None, window: bool = True):
         from icml17.pixelcnn.sampling import sample_full
         return sample_full(self, n, context, temperature, generator, given, known, window)
+
+
+def factored_log_prob(model: nn.Module, x: Tensor, context: object = None) -> LogProb:
+    """Exact ``log p(x | c)``: the sum over the model's factors (one per pixel group) of the head's log-likelihood
+    of that group's pixels. Shared by the full and the multiscale PixelCNN, which differ only in their factors."""
+    check_images(x, model.n_channels, model.image_size, model.levels)
+    dtype = next(model.parameters()).dtype
+    terms = {f.name: model.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
+             for f in model.factors(to_unit(x, model.levels, dtype), context)}
+    return LogProb(sum(terms.values()), terms, model.dims)
