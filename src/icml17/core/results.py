@@ -81,16 +81,24 @@ def results_table(records: list[dict[str, Any]]) -> str:
 
 def bench_table(records: list[dict[str, Any]]) -> str:
     """Markdown table of speed benchmarks: ours versus each baseline, measured in the same run."""
-    rows = ["| benchmark | case | ours (ms) | baseline | baseline (ms) | speedup | hardware |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| benchmark | case | ours (ms) | baseline | baseline (ms) | speedup | peak memory ours / baseline (MB) "
+            "| hardware |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in records if "benchmark" in r), key=lambda r: r["benchmark"]):
         for case in r.get("cases", []):
+            mem = case.get("peak_mem_mb", {})
             for name, ms in case.get("baselines_ms", {}).items():
                 # a baseline too slow to run end to end is timed on some evaluations and scaled: say so
                 n = case.get(f"{name}_s_extrapolated_from_n_evals")
                 ms_text = f"{ms:.4g}" + (f" (extrapolated from {n} timed evaluations)" if n else "")
+                mem_text = f"{mem['ours']:.0f} / {mem[name]:.0f}" if "ours" in mem and name in mem else "-"
                 rows.append(f"| {r['benchmark']} | {case['case']} | {case['ours_ms']:.4g} | {name} | {ms_text} | "
-                            f"{case.get('speedup', {}).get(name, ms / case['ours_ms']):.1f}x | {r.get('hardware', '-')} |")
+                            f"{case.get('speedup', {}).get(name, ms / case['ours_ms']):.1f}x | {mem_text} | "
+                            f"{r.get('hardware', '-')} |")
+            loop = "per-task-loop"
+            for size, run in case.get("ours_chunked", {}).items():  # the engine with the meta-batch in chunks
+                rows.append(f"| {r['benchmark']} | {case['case']}, chunks of {size} tasks | {run['ms']:.4g} | {loop} | "
+                            f"{case['baselines_ms'][loop]:.4g} | {run['speedup_vs_loop']:.1f}x | "
+                            f"{run['peak_mem_mb']:.0f} / {mem.get(loop, float('nan')):.0f} | {r.get('hardware', '-')} |")
     return "\n".join(rows)
 
 

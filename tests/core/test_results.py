@@ -1,0 +1,48 @@
+"""The README tables are built from records only: every value shown must come from a record's field."""
+
+import json
+
+import pytest
+
+from icml17.core.results import bench_table, read_records, results_table, update_readme, write_record
+
+
+def _bench_record():
+    return {"benchmark": "maml", "hardware": "test-cpu", "cases": [{
+        "case": "omniglot-5w1s", "ours_ms": 100.0, "baselines_ms": {"per-task-loop": 250.0},
+        "speedup": {"per-task-loop": 2.5}, "peak_mem_mb": {"ours": 40.0, "per-task-loop": 10.0},
+        "ours_chunked": {"4": {"ms": 125.0, "peak_mem_mb": 12.0, "speedup_vs_loop": 2.0}}}]}
+
+
+def test_bench_table_shows_speedup_memory_and_chunked_rows():
+    lines = bench_table([_bench_record()]).splitlines()
+    assert lines[2] == "| maml | omniglot-5w1s | 100 | per-task-loop | 250 | 2.5x | 40 / 10 | test-cpu |"
+    assert lines[3] == "| maml | omniglot-5w1s, chunks of 4 tasks | 125 | per-task-loop | 250 | 2.0x | 12 / 10 | test-cpu |"
+    assert len(lines) == 4
+
+
+def test_bench_table_labels_extrapolated_baselines():
+    rec = {"benchmark": "pixelcnn-sampling", "cases": [{
+        "case": "32x32", "ours_ms": 10.0, "baselines_ms": {"full": 1000.0}, "speedup": {"full": 100.0},
+        "full_s_extrapolated_from_n_evals": 64}]}
+    assert "1000 (extrapolated from 64 timed evaluations) | 100.0x | - |" in bench_table([rec])
+
+
+def test_results_table_and_readme_block_come_from_records(tmp_path):
+    write_record(tmp_path / "results" / "maml" / "a.json", {
+        "system": "maml", "experiment": "omniglot-5w1s", "metric": "accuracy", "value": 0.9712, "ci95": 0.0061,
+        "paper": 0.987, "n_eval": 600, "iterations": 12000, "wall_time_s": 600.0, "command": "icml17 maml eval"})
+    records = read_records(tmp_path / "results")
+    assert "| maml | omniglot-5w1s | accuracy | 97.1% ± 0.6 | 98.7% | 600 | 12000 | 10.0 min |" in results_table(records)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nstale\n<!-- results:end -->\noutro\n")
+    update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert "stale" not in text and "97.1% ± 0.6" in text and text.startswith("intro") and text.endswith("outro\n")
+    assert json.loads((tmp_path / "results" / "maml" / "a.json").read_text())["hardware"]  # environment added
+
+
+def test_update_readme_refuses_a_readme_without_markers(tmp_path):
+    (tmp_path / "README.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        update_readme(tmp_path / "README.md", tmp_path)
