@@ -1,0 +1,20 @@
+#!/bin/sh
+# The commands behind the likelihood records in results/pixelcnn/ (run from the repository root).
+# Each triple (full O(N) PixelCNN, multiscale type A, type B) shares width (hidden 32), depth (4 gated layers;
+# 2 ResNet blocks per upscaler; 2 shallow layers for type B), batch 32 and iteration count, and is scored on
+# the whole test split (MNIST 10,000 images; CIFAR-10 subset 1,000). Wall times are in the records.
+set -e
+DATA=${DATA:-../shared/data}
+for spec in mnist:1000 binarized-mnist:800 cifar10-subset:800; do
+  preset=${spec%%:*}; its=${spec##*:}
+  for model in full multiscale-a multiscale-b; do
+    case $model in full) tag=full;; multiscale-a) tag=typeA;; multiscale-b) tag=typeB;; esac
+    icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/eq-$preset-$tag --data-dir "$DATA" \
+      --threads 1 --iterations $its --set batch_size=32 --set eval_every=250 --set checkpoint_every=100
+    icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/eq-$preset-$tag --data-dir "$DATA" \
+      --record results/pixelcnn/$preset-$tag.json
+  done
+done
+
+# Sampling speed (results/bench/pixelcnn-sampling.json)
+python benchmarks/pixelcnn-sampling.py
