@@ -112,10 +112,13 @@ def test_checkpoint_of_another_preset_is_refused(tmp_path, capsys):
                  "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "'sinusoid-k5'" in err and "'sinusoid-k10'" in err
-    # Extending the same preset to more iterations resumes instead.
+    # Extending the same preset to more iterations, or batching its tasks in other chunks, resumes instead.
     assert main(["maml", "train", "--preset", "sinusoid-k5", "--run-dir", str(run), "--iterations", "4",
                  "--no-progress", *QUICK_SINE]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+    assert main(["maml", "train", "--preset", "sinusoid-k5", "--run-dir", str(run), "--iterations", "5",
+                 "--no-progress", *QUICK_SINE, "--set", "chunk_size=2"]) == 0  # --set repeats
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
 
 
 def _train_cmd(run: Path, iterations: int) -> list[str]:

@@ -113,7 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--preset", required=True, choices=sorted(PRESETS))
     t.add_argument("--run-dir", help=f"default: {DEFAULT_RUNS}/<preset>")
     t.add_argument("--data-dir", help="dataset root (default $ICML17_DATA or ~/.cache/icml17/data)")
-    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. first_order=true")
+    t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config fields, e.g. first_order=true (repeatable)")
     t.add_argument("--iterations", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")

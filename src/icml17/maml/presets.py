@@ -109,7 +109,8 @@ def _omniglot(ways: int, shots: int, paper: float, ci: float) -> MAMLConfig:
                       shots=shots, train_queries=shots, eval_queries=shots, meta_batch=16 if big else 32,
                       inner_steps=5 if big else 1, eval_inner_steps=10, inner_lr=0.1 if big else 0.4,
                       iterations=60000, image_size=28, rotate=True, eval_every=250, eval_tasks=100,
-                      checkpoint_every=50, paper=paper, paper_ci95=ci)
+                      checkpoint_every=50, paper=paper, paper_ci95=ci,
+                      chunk_size=8)  # fastest measured on CPU, and half the memory of all tasks at once
 
 
 def _miniimagenet(shots: int, paper: float, ci: float) -> MAMLConfig:

@@ -6,8 +6,9 @@ entries (MiniImagenet: [-10, 10], as the reference) -> Adam step. Periodic evalu
 number of inner steps. Checkpoints hold the engine (model and learned learning rates), the optimizer and the
 task generator; a killed run resumes exactly.
 
-``iterations`` is where a run stops, not what it is: it is left out of the config that a checkpoint must
-match, so a run can be extended with a larger ``--iterations``.
+``iterations`` is where a run stops, not what it is, and ``vectorize`` / ``chunk_size`` only say how tasks are
+batched (the same meta-gradient up to rounding): they are left out of the config that a checkpoint must match,
+so a run can be extended with a larger ``--iterations`` or resumed with another chunking.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def build_engine(cfg: MAMLConfig, input_shape: tuple[int, ...]) -> MAML:
 
 
 def loop_config(cfg: MAMLConfig) -> dict:
-    """The config a checkpoint must match to be resumed (everything but the stopping point)."""
+    """The config a checkpoint must match to be resumed (everything but the stopping point and task batching)."""
     d = config_to_dict(cfg)
-    d.pop("iterations")
+    for execution_detail in ("iterations", "vectorize", "chunk_size"):
+        d.pop(execution_detail)
     return d
 
 
