@@ -3,7 +3,7 @@ plus one alternative that was tried (convolutions as unfold + batched matmul und
 
 Companion to ``benchmarks/maml.py`` (same cases, models and tasks). Each implementation runs one warm-up
 meta-iteration, then one profiled and ``--reps`` timed ones; operators' self CPU time is grouped into
-convolution (forward and backward kernels), layout copies, batch-norm reductions, element-wise and the rest,
+convolution and matmul kernels (forward and backward; im2col for the unfold variant), layout copies, batch-norm reductions, element-wise and the rest,
 with the number of operator calls (a proxy for Python/dispatcher overhead).
 
     python benchmarks/maml-profile.py [--cases omniglot-5w1s] [--threads 1]  ->  results/bench/maml-profile.json
@@ -35,7 +35,7 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
 GROUPS = {
-    "convolution": ("convolution", "conv2d", "mkldnn"),
+    "convolution and matmul": ("convolution", "conv2d", "mkldnn", "mm", "im2col", "col2im"),  # mm: bmm, addmm
     "layout copies": ("copy_", "_to_copy", "clone", "contiguous", "permute", "cat", "stack", "constant_pad"),
     "batch-norm reductions": ("var", "mean", "sum", "rsqrt"),
     "element-wise": ("mul", "add", "sub", "div", "threshold", "relu", "clamp", "neg", "fill_", "zero_", "where"),

@@ -35,6 +35,8 @@ def test_train_eval_sample_end_to_end(tmp_path: Path, model: str, shared_data_di
                 "--data-dir", str(shared_data_dir)]) == 0
     rec = json.loads(record.read_text())
     assert rec["metric"] == "bits_per_dim" and rec["n_eval"] == 6 and rec["iterations"] == 3
+    from icml17.pixelcnn.train import load_trained
+    assert rec["parameters"] == sum(p.numel() for p in load_trained(run_dir)[1].parameters())
     assert 0 < rec["value"] < 8 and rec["experiment"] == f"mnist-class-{'full' if model == 'full' else 'typeB'}"
     if model != "full":
         assert run(["pixelcnn", "sample", "--run-dir", str(run_dir), "--n", "2", "--data-dir", str(shared_data_dir)]) == 0

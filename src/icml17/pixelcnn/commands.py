@@ -125,6 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "bits_per_dim": round(ev["bits_per_dim"], 4), "nats_per_image": round(ev["nats"], 2),
             "bits_per_dim_by_factor": {k[4:]: round(v, 4) for k, v in ev.items() if k.startswith("bpd/")},
             "model": cfg.model, "hidden": cfg.hidden, "layers": cfg.layers, "batch_size": cfg.batch_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
             "binarization": "dynamic (train), fixed seed 0 (test)" if binarized else None,
             "eval_wall_time_s": round(seconds, 1),
         })
