@@ -20,6 +20,10 @@ icml17 maml train --preset omniglot-5w1s --run-dir runs/maml/omniglot-5w1s --dat
 icml17 maml eval --run-dir runs/maml/omniglot-5w1s --data-dir "$DATA" --tasks 600 --threads 1 --record results/maml
 icml17 maml eval --run-dir runs/maml/omniglot-5w1s --data-dir "$DATA" --tasks 600 --queries 15 --threads 1 --record results/maml
 
+# Omniglot 5-way 5-shot (record omniglot-5w5s.json; stopped by --time-budget, iterations in the record)
+icml17 maml train --preset omniglot-5w5s --run-dir runs/maml/omniglot-5w5s --data-dir "$DATA" --threads 1
+icml17 maml eval --run-dir runs/maml/omniglot-5w5s --data-dir "$DATA" --tasks 600 --threads 1 --record results/maml
+
 # Figures (Figure 2 and 3 for sinusoids, learning curves)
 for k in 5 10 20; do
   icml17 maml plots --run-dir runs/maml/sinusoid-k$k --baselines runs/maml/baselines --out results/maml/figures/sinusoid-k$k
@@ -27,4 +31,5 @@ done
 icml17 maml plots --run-dir runs/maml/omniglot-5w1s --out results/maml/figures/omniglot-5w1s
 
 # Speed benchmark (results/bench/maml.json)
-python benchmarks/maml.py --quick --threads 1
+python benchmarks/maml.py --quick --threads 1 --chunk-sweep 8 4
+python benchmarks/maml-profile.py --cases omniglot-5w1s miniimagenet-5w1s   # results/bench/maml-profile.json
