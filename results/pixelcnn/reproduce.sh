@@ -16,5 +16,18 @@ for spec in mnist:1000 binarized-mnist:800 cifar10-subset:800; do
   done
 done
 
+# Parameter-matched multiscale models (type A hidden 16, type B hidden 12: 85-91k parameters against the full
+# model's 98k), same iterations and batch as above; records *-typeA-small.json, *-typeB-small.json.
+for spec in mnist:1000 binarized-mnist:800; do
+  preset=${spec%%:*}; its=${spec##*:}
+  for mh in multiscale-a:16:typeA multiscale-b:12:typeB; do
+    model=${mh%%:*}; rest=${mh#*:}; h=${rest%%:*}; tag=${rest#*:}
+    icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/pm-$preset-$tag --data-dir "$DATA" \
+      --threads 1 --iterations $its --set batch_size=32 --set eval_every=250 --set checkpoint_every=100 --set hidden=$h
+    icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/pm-$preset-$tag --data-dir "$DATA" \
+      --record results/pixelcnn/$preset-$tag-small.json --name $preset-$tag-small
+  done
+done
+
 # Sampling speed (results/bench/pixelcnn-sampling.json)
 python benchmarks/pixelcnn-sampling.py

@@ -38,6 +38,10 @@ def test_train_eval_sample_end_to_end(tmp_path: Path, model: str, shared_data_di
     from icml17.pixelcnn.train import load_trained
     assert rec["parameters"] == sum(p.numel() for p in load_trained(run_dir)[1].parameters())
     assert 0 < rec["value"] < 8 and rec["experiment"] == f"mnist-class-{'full' if model == 'full' else 'typeB'}"
+    named = tmp_path / "named.json"  # --name labels a variant's record apart from the preset's
+    assert run(["pixelcnn", "eval", "--run-dir", str(run_dir), "--n-eval", "2", "--record", str(named),
+                "--name", "mnist-class-small", "--data-dir", str(shared_data_dir)]) == 0
+    assert json.loads(named.read_text())["experiment"] == "mnist-class-small"
     if model != "full":
         assert run(["pixelcnn", "sample", "--run-dir", str(run_dir), "--n", "2", "--data-dir", str(shared_data_dir)]) == 0
         for name in ("samples.png", "coarse_to_fine.png", "superres.png"):
@@ -79,3 +83,13 @@ def test_demo_section_adds_samples_and_speed(tmp_path: Path, shared_data_dir: Pa
     (section,) = report.sections
     assert "evaluations" in section.text and "extrapolated" in section.text
     assert len(section.images) == 2 and all((tmp_path / p).is_file() for p, _ in section.images)
+
+
+@pytest.mark.parametrize("argv0", ["/usr/bin/icml17", "/x/src/icml17/__main__.py", "/x/src/icml17/cli.py",
+                                   "/x/src/icml17/pixelcnn/__main__.py"])
+def test_records_name_the_cli_command_however_it_was_launched(monkeypatch, argv0: str):
+    from icml17.pixelcnn import commands
+
+    rest = ["pixelcnn", "eval", "--run-dir", "r"] if "pixelcnn/" not in argv0 else ["eval", "--run-dir", "r"]
+    monkeypatch.setattr("sys.argv", [argv0, *rest])
+    assert commands._cli_command() == "icml17 pixelcnn eval --run-dir r"

@@ -21,10 +21,10 @@ DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def _cli_command() -> str | None:
-    """``'icml17 pixelcnn ...'`` when running under the icml17 CLI (entry point, ``python -m icml17.cli`` or the
-    equivalent ``python -m icml17.pixelcnn``); None when called from Python."""
+    """``'icml17 pixelcnn ...'`` when running under the icml17 CLI (entry point, ``python -m icml17``,
+    ``python -m icml17.cli`` or the equivalent ``python -m icml17.pixelcnn``); None when called from Python."""
     name = Path(sys.argv[0]).name
-    if name in ("icml17", "cli.py"):
+    if name in ("icml17", "cli.py") or (name == "__main__.py" and Path(sys.argv[0]).parent.name == "icml17"):
         return " ".join(["icml17", *sys.argv[1:]])
     if name == "__main__.py" and Path(sys.argv[0]).parent.name == "pixelcnn":
         return " ".join(["icml17", "pixelcnn", *sys.argv[1:]])
@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--n-eval", type=int, default=0, help="score only the first N test images (0: all)")
     p.add_argument("--record", default=None, help="write a results record (JSON) here")
+    p.add_argument("--name", default=None, help="the record's experiment name (default: from the config, "
+                   "e.g. mnist-typeB); name variants such as a smaller width apart from the preset's run")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("sample", help="sample PNG grids (incl. coarse-to-fine and super-resolution)")
     _common(p)
@@ -110,11 +112,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         images, labels = images[:args.n_eval], labels[:args.n_eval]
     ev, seconds = timed(evaluate, model, cfg, test_images(cfg, images), labels)
     binarized = cfg.dataset == "binarized-mnist"
-    print(json.dumps({"experiment": cfg.experiment, "steps": ckpt["step"], "eval_s": round(seconds, 1), **ev}))
+    experiment = args.name or cfg.experiment
+    print(json.dumps({"experiment": experiment, "steps": ckpt["step"], "eval_s": round(seconds, 1), **ev}))
     if args.record:
         train_cmd = " ".join(ckpt["argv"]) or f"icml17 pixelcnn train --run-dir {args.run_dir}"
         write_record(args.record, {
-            "system": "pixelcnn", "experiment": cfg.experiment,
+            "system": "pixelcnn", "experiment": experiment,
             "metric": "nats" if binarized else "bits_per_dim",
             "value": round(ev["nats"] if binarized else ev["bits_per_dim"], 4),
             "paper": None, "higher_is_better": False, "n_eval": len(images),
