@@ -29,6 +29,7 @@ for k in 5 10 20; do
   icml17 maml plots --run-dir runs/maml/sinusoid-k$k --baselines runs/maml/baselines --out results/maml/figures/sinusoid-k$k
 done
 icml17 maml plots --run-dir runs/maml/omniglot-5w1s --out results/maml/figures/omniglot-5w1s
+icml17 maml plots --run-dir runs/maml/omniglot-5w5s --out results/maml/figures/omniglot-5w5s
 
 # Speed benchmark (results/bench/maml.json)
 python benchmarks/maml.py --quick --threads 1 --chunk-sweep 8 4
