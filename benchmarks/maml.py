@@ -185,8 +185,9 @@ def run_case(case: str, reps: int, threads: int, chunk: int, sweep: list[int], t
             "baselines_ms": {i: round(out[i]["ms"], 1) for i in IMPLS[1:]},
             "speedup": {i: round(out[i]["ms"] / ours, 2) for i in IMPLS[1:]},
             "peak_mem_mb": {i: out[i]["peak_mem_mb"] for i in IMPLS},
-            "ours_chunked": {s: {**r, "speedup_vs_loop": round(out["per-task-loop"]["ms"] / r["ms"], 2)}
-                             for s, r in chunked.items()},
+            "variants": [{"label": f"chunks of {s} tasks", "ours_ms": r["ms"], "peak_mem_mb": r["peak_mem_mb"],
+                          "baseline": "per-task-loop", "speedup": round(out["per-task-loop"]["ms"] / r["ms"], 2)}
+                         for s, r in chunked.items()],
             "agree": all(e < AGREE_TOL for e in float64_error.values()),
             "grad_rel_error_float64": float64_error, "grad_rel_error_float32": float32_error,
             "gflop_per_iteration": round(gflop, 2),

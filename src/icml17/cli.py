@@ -1,7 +1,9 @@
 """The single ``icml17`` command: parses, validates, dispatches. No model logic lives here.
 
-Each system contributes a thin ``commands`` module with ``register(subparsers)``; the data and demo commands
-are registered by :mod:`icml17.data.commands` and :mod:`icml17.demo`.
+Each command lives in a thin module with ``register(subparsers)``. Only the module of the command being run
+is imported (``icml17 --help`` lists the commands without importing torch, so it answers at once). Errors a
+user can fix (:class:`icml17.core.errors.UserError` and missing or unusable files) are printed as one line
+naming the problem and the fix; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,43 +12,53 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = (
-    "icml17.demo",
-    "icml17.data.commands",
-    "icml17.tables",
-    "icml17.maml.commands",
-    "icml17.pixelcnn.commands",
-    "icml17.sharpness.commands",
-)
+# command -> (module that registers it, one-line help shown by `icml17 --help`)
+COMMANDS = {
+    "demo": ("icml17.demo", "a three-minute tour: shipped trained models, short live trainings, an HTML report"),
+    "data": ("icml17.data.commands", "report or download datasets"),
+    "results": ("icml17.tables", "rebuild README.md's results tables from results/**/*.json"),
+    "maml": ("icml17.maml.commands", "Model-Agnostic Meta-Learning (Finn et al. 2017)"),
+    "pixelcnn": ("icml17.pixelcnn.commands", "parallel multiscale PixelCNN (Reed et al. 2017)"),
+    "sharpness": ("icml17.sharpness.commands", "flatness measures under reparametrization (Dinh et al. 2017)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` only the invoked command's module is imported (all of them without)."""
     parser = argparse.ArgumentParser(
         prog="icml17",
         description="MAML, parallel multiscale PixelCNN and sharpness under reparametrization (ICML 2017).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    wanted = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    for name, (module, help_text) in COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input or files: printed as one clear message, not a traceback."""
-    from icml17.core import CheckpointError, ConfigError, NonFiniteError
-    from icml17.data import DatasetError
+    from icml17.core.errors import UserError
 
-    return (ConfigError, DatasetError, CheckpointError, NonFiniteError, FileNotFoundError)
+    return (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    args.argv = argv  # records quote the command exactly as typed
     try:
         return int(args.func(args) or 0)
     except _user_errors() as e:
-        print(f"icml17 {args.command}: error: {e}", file=sys.stderr)
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+            message = f"{message}: {e.filename}"
+        print(f"icml17 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept, rerun the same command to resume", file=sys.stderr)
+        print(f"icml17 {args.command}: interrupted; checkpoints written so far are kept, rerun the same command "
+              f"to resume", file=sys.stderr)
         return 130
 
 

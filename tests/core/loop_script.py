@@ -5,6 +5,7 @@ resume has to restore both.
 """
 
 import argparse
+import sys
 import time
 
 import torch
@@ -20,6 +21,8 @@ def main() -> None:
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--nan-at", type=int, default=-1)
+    ap.add_argument("--checkpoint-every", type=int, default=5)
+    ap.add_argument("--fresh", action="store_true", help="resume=False (the CLI's --no-resume)")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -48,8 +51,9 @@ def main() -> None:
         return {"mse": mse}
 
     run_loop(args.run_dir, args.steps, step, {"model": model, "opt": opt, "gen": GeneratorState(gen)},
-             config={"lr": args.lr, "steps": args.steps}, eval_fn=evaluate, eval_every=7, checkpoint_every=5,
-             progress=False)
+             config={"lr": args.lr, "steps": args.steps, "checkpoint_every": args.checkpoint_every},
+             argv=["loop_script", *sys.argv[1:]], eval_fn=evaluate, eval_every=7,
+             checkpoint_every=args.checkpoint_every, progress=False, resume=not args.fresh)
 
 
 if __name__ == "__main__":

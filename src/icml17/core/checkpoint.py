@@ -1,25 +1,29 @@
 """Atomic checkpoint files and a loader that never runs pickled code.
 
 A checkpoint is written to a temporary file in the same directory, flushed to disk and then renamed over the
-old one, so a kill at any moment leaves either the previous complete checkpoint or the new complete one.
-Loading uses ``torch.load(weights_only=True)``: only tensors and plain containers are accepted, so a file with
-a pickled payload (an object whose ``__reduce__`` runs code) is refused instead of executed.
+old one, so a kill at any moment (or a full disk) leaves either the previous complete checkpoint or the new
+complete one. Loading uses ``torch.load(weights_only=True)``: only tensors and plain containers are accepted, so
+a file with a pickled payload (an object whose ``__reduce__`` runs code) is refused instead of executed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from icml17.core.errors import UserError
+
 FORMAT = "icml17-checkpoint/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, unreadable, unsafe, or belongs to a different run."""
 
 
@@ -34,10 +38,25 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the previous checkpoint {path} is intact" if path.exists() else "no earlier checkpoint exists"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CheckpointError(f"disk full while writing a checkpoint to {path.parent}; {kept}. Free some space "
+                                  f"and rerun the same command to resume") from e
+        raise CheckpointError(f"cannot write a checkpoint to {path.parent} ({e.strerror or e}); {kept}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _is_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive; older torch versions a pickle stream starting with protocol 2."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x80\x02"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -45,15 +64,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not _is_torch_file(path):
+        raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save); "
+                              f"point to checkpoints/last.pt of a run directory")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"refusing to load {path}: it contains objects other than tensors and plain containers "
-            f"(possibly code to execute). Only checkpoints written by icml17 are accepted. Detail: {e}"
-        ) from e
+            f"refusing to load {path}: it holds Python objects other than tensors and plain containers, which "
+            f"could run code when loaded. Only checkpoints written by icml17 are accepted") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file): {e}") from e
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or damaged): {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an icml17 checkpoint (expected format {FORMAT!r})")
     return payload

@@ -7,16 +7,15 @@ are converted to the field's declared type, and each config's own ``validate()``
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
+
+from icml17.core.errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is unknown, mistyped or impossible; the message says what to change."""
 
 
@@ -97,30 +96,6 @@ def override_config(cfg: T, overrides: dict[str, Any] | None = None, **kwargs: A
     return config_from_dict(type(cfg), merged)
 
 
-def parse_set_args(items: list[str] | None) -> dict[str, str]:
-    """``['inner_lr=0.4', 'ways=5']`` -> ``{'inner_lr': '0.4', 'ways': '5'}`` (the CLI's ``--set`` flag)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
-
-
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def save_config(run_dir: str | Path, cfg: Any, argv: list[str] | None = None) -> Path:
-    """Write the resolved config (and the command line that produced it) to ``run_dir/config.json``."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.json"
-    record = {"config_class": type(cfg).__name__, "config": config_to_dict(cfg),
-              "argv": list(sys.argv if argv is None else argv)}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path

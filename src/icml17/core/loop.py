@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +31,11 @@ import torch
 from tqdm.auto import tqdm
 
 from icml17.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from icml17.core.errors import UserError
+from icml17.core.run import (CHECKPOINT_FILE, METRICS_FILE, TENSORBOARD_DIR, check_resume, check_run_dir,
+                             config_values, set_aside_previous, write_config)
 
-CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_NAME = CHECKPOINT_FILE.name
 
 
 class Stateful(Protocol):
@@ -38,7 +43,7 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(UserError, FloatingPointError):
     """A metric became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -90,8 +95,10 @@ class LoopResult:
     resumed_from: int
     wall_time_s: float  # over all attempts of this run, resumed ones included
     last_metrics: dict[str, float] = field(default_factory=dict)
+    first_metrics: dict[str, float] = field(default_factory=dict)  # of this attempt's first step
     last_eval: dict[str, float] = field(default_factory=dict)
     run_dir: Path | None = None
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM after saving a checkpoint
 
 
 def _is_finite(metrics: Mapping[str, Any]) -> bool:
@@ -123,13 +130,49 @@ def _scalar(v: Any) -> Any:
     return v
 
 
+class _StopSignals:
+    """Turn the first SIGINT/SIGTERM into a request to stop after the current step (which then checkpoints);
+    a second one interrupts at once. Only the main thread can install handlers; elsewhere this is inert."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise UserError("--tensorboard needs the tensorboard package: pip install 'icml17[tensorboard]' "
+                        "(or pip install tensorboard)") from e
+    return SummaryWriter(str(run_dir / TENSORBOARD_DIR))
+
+
 def run_loop(
     run_dir: str | Path,
     total_steps: int,
     train_step: Callable[[int], Mapping[str, Any]],
     state: Mapping[str, Stateful],
     *,
-    config: Mapping[str, Any] | None = None,
+    config: Any = None,
+    argv: list[str] | None = None,
     eval_fn: Callable[[int], Mapping[str, Any]] | None = None,
     eval_every: int = 0,
     checkpoint_every: int = 100,
@@ -138,89 +181,114 @@ def run_loop(
     progress: bool = True,
     desc: str = "train",
     time_budget_s: float | None = None,
+    tensorboard: bool = False,
 ) -> LoopResult:
     """Run ``train_step(step)`` for steps ``[start, total_steps)`` with logging, eval and checkpoints.
 
-    ``config`` is stored in every checkpoint; resuming with a different config is refused (a checkpoint from
-    another preset would otherwise silently continue the wrong experiment). ``time_budget_s`` stops early
-    (after a checkpoint) once the wall-clock budget is spent; the run can be resumed later.
+    ``config`` (a config dataclass or a dict) is stored in every checkpoint. Resuming is checked against it
+    before anything is written (:func:`icml17.core.run.check_resume`); ``resume=False`` moves an earlier run
+    aside instead of mixing with it. ``time_budget_s`` stops early (after a checkpoint); so does SIGINT or
+    SIGTERM (``result.interrupted``). ``config.json`` is written only once the run is accepted.
     """
     if total_steps < 0:
         raise ValueError(f"total_steps must be >= 0, got {total_steps}")
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
-    log_path = run_dir / "metrics.jsonl"
+    run_dir = check_run_dir(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    log_path = run_dir / METRICS_FILE
+    config_json = json.dumps(config_values(config), sort_keys=True, default=str)
+
+    ckpt = None
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        check_resume(run_dir, ckpt, config if config is not None else {})
+        missing = sorted(set(state) - set(ckpt["state"]))
+        if missing:
+            raise CheckpointError(f"{ckpt_path} lacks state for {missing}; it was written by another kind of run")
+    writer = _tensorboard_writer(run_dir) if tensorboard else None  # fails before any work if not installed
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
+    if ckpt is None:
+        set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
+    if config is not None:
+        write_config(run_dir, config, argv)
 
     start = 0
     prior_wall = 0.0  # wall time spent by earlier (killed or budget-stopped) attempts of this run
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("config") != config_json:
-            raise CheckpointError(
-                f"{ckpt_path} was written by a run with a different config; resuming would mix two experiments. "
-                f"Use a new --run-dir, or pass --no-resume to start over in this one.\n"
-                f"  checkpoint config: {ckpt.get('config')}\n  this config:       {config_json}")
-        missing = sorted(set(state) - set(ckpt["state"]))
-        if missing:
-            raise CheckpointError(f"{ckpt_path} lacks state for {missing}")
+    if ckpt is not None:
         for name, obj in state.items():
             obj.load_state_dict(ckpt["state"][name])
         _set_global_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
         prior_wall = float(ckpt.get("wall_time_s", 0.0))
         _truncate_log(log_path, start)
-    elif log_path.exists():
-        log_path.unlink()  # a fresh run owns its log
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {
             "step": step,
             "config": config_json,
+            "config_class": type(config).__name__ if config is not None else None,
             "state": {name: obj.state_dict() for name, obj in state.items()},
             "rng": _global_rng_state(),
             "wall_time_s": prior_wall + time.perf_counter() - t0,
         })
 
+    def log_line(record: dict[str, Any]) -> None:
+        log.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if k not in ("step", "split") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    writer.add_scalar(f"{record['split']}/{k}", v, record["step"])
+
     result = LoopResult(steps_done=start, resumed_from=start, wall_time_s=0.0, run_dir=run_dir)
     t0 = time.perf_counter()
     bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True,
                mininterval=0.5)
-    last_saved = start
-    with open(log_path, "a", buffering=1) as log:
-        for step in range(start, total_steps):
-            metrics = {k: _scalar(v) for k, v in train_step(step).items()}
-            done = step + 1
-            if not _is_finite(metrics):
-                bar.close()
-                raise NonFiniteError(
-                    f"non-finite metric at step {done}: {metrics}. Training stopped; the last good checkpoint "
-                    f"(step {last_saved}) is kept at {ckpt_path}. Lower the learning rate or enable gradient "
-                    f"clipping, then resume or restart.")
-            result.last_metrics = metrics
-            if done % log_every == 0 or done == total_steps:
-                log.write(json.dumps({"step": done, "split": "train", **metrics}) + "\n")
-            if eval_fn is not None and eval_every > 0 and (done % eval_every == 0 or done == total_steps):
-                ev = {k: _scalar(v) for k, v in eval_fn(done).items()}
-                result.last_eval = ev
-                log.write(json.dumps({"step": done, "split": "eval", **ev}) + "\n")
-                bar.write(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
-                                                                if isinstance(v, (int, float))))
-            out_of_time = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
-            if done % checkpoint_every == 0 or done == total_steps or out_of_time:
-                log.flush()
-                checkpoint(done)
-                last_saved = done
-            bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:4]
-                             if isinstance(v, (int, float))}, refresh=False)
-            bar.update(1)
-            result.steps_done = done
-            if out_of_time:
-                bar.write(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
-                          f"checkpoint saved, resume with the same command")
-                break
-    bar.close()
+    last_saved = start if ckpt is not None else None
+    try:
+        with open(log_path, "a", buffering=1) as log, _StopSignals() as stop:
+            for step in range(start, total_steps):
+                metrics = {k: _scalar(v) for k, v in train_step(step).items()}
+                done = step + 1
+                if not _is_finite(metrics):
+                    kept = (f"the last good checkpoint (step {last_saved}) is kept at {ckpt_path}"
+                            if last_saved is not None else
+                            f"no checkpoint was written yet (the first comes at step {min(checkpoint_every, total_steps)})")
+                    raise NonFiniteError(
+                        f"non-finite metric at step {done}: {metrics}. Training stopped; {kept}. Lower the "
+                        f"learning rate or clip gradients, then resume or restart.")
+                result.last_metrics = metrics
+                if step == start:
+                    result.first_metrics = metrics
+                if done % log_every == 0 or done == total_steps:
+                    log_line({"step": done, "split": "train", **metrics})
+                if eval_fn is not None and eval_every > 0 and (done % eval_every == 0 or done == total_steps):
+                    ev = {k: _scalar(v) for k, v in eval_fn(done).items()}
+                    result.last_eval = ev
+                    log_line({"step": done, "split": "eval", **ev})
+                    bar.write(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
+                                                                    if isinstance(v, (int, float))))
+                out_of_time = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
+                stopping = out_of_time or stop.received is not None
+                if done % checkpoint_every == 0 or done == total_steps or stopping:
+                    log.flush()
+                    checkpoint(done)
+                    last_saved = done
+                bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:4]
+                                 if isinstance(v, (int, float))}, refresh=False)
+                bar.update(1)
+                result.steps_done = done
+                if stop.received is not None:
+                    result.interrupted = True
+                    bar.write(f"[{desc}] {signal.Signals(stop.received).name} received: checkpoint saved at step "
+                              f"{done}; rerun the same command to resume")
+                    break
+                if out_of_time:
+                    bar.write(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
+                              f"checkpoint saved, resume with the same command")
+                    break
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
     result.wall_time_s = prior_wall + time.perf_counter() - t0
     return result
 

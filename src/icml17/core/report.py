@@ -47,37 +47,90 @@ def image_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, pa
 @dataclass
 class Section:
     title: str
-    text: str = ""
+    text: str = ""  # Markdown
     images: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
+    failed: bool = False
+    seconds: float | None = None
+
+
+PAGE_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; line-height: 1.5; color: #222; }
+h1 { border-bottom: 2px solid #ddd; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; margin: 1rem 0; } th, td { border: 1px solid #ccc; padding: .3rem .7rem; }
+th { background: #f4f4f4; } td { text-align: right; } td:first-child { text-align: left; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; min-width: 20rem; image-rendering: pixelated;
+       border: 1px solid #eee; } figcaption { color: #555; font-size: .9rem; }
+code { background: #f6f6f6; padding: 0 .2rem; } .failed { color: #b00; } .ok { color: #080; }
+"""
 
 
 @dataclass
 class Report:
-    """Collects sections and writes ``report.md`` and ``report.html`` into ``root``."""
+    """Collects sections (Markdown text and figures) and writes ``report.md`` and ``report.html`` into ``root``.
+
+    The HTML page is rendered from the same Markdown by the ``markdown`` package (tables, headings, code), with
+    figures at a readable size and their captions.
+    """
 
     root: Path
     title: str = "icml17 report"
+    intro: str = ""
     sections: list[Section] = field(default_factory=list)
 
-    def add(self, title: str, text: str = "", images: list[tuple[str | Path, str]] | None = None) -> Section:
+    def add(self, title: str, text: str = "", images: list[tuple[str | Path, str]] | None = None, *,
+            failed: bool = False, seconds: float | None = None) -> Section:
         rel = [(str(Path(p).resolve().relative_to(self.root.resolve())), cap) for p, cap in images or []]
-        section = Section(title, text, rel)
+        section = Section(title, text, rel, failed, seconds)
         self.sections.append(section)
         return section
 
-    def write(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        md = [f"# {self.title}\n"]
-        page = [f"<html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title></head><body>",
-                f"<h1>{html.escape(self.title)}</h1>"]
+    @property
+    def failures(self) -> list[str]:
+        return [s.title for s in self.sections if s.failed]
+
+    def markdown(self) -> str:
+        md = [f"# {self.title}\n", self.intro + "\n" if self.intro else ""]
+        if self.failures:
+            md.append(f"**Failed sections: {', '.join(self.failures)}** (details below).\n")
         for s in self.sections:
-            md.append(f"## {s.title}\n\n{s.text}\n")
-            page.append(f"<h2>{html.escape(s.title)}</h2><pre>{html.escape(s.text)}</pre>")
+            took = f" ({s.seconds:.0f} s)" if s.seconds is not None else ""
+            md.append(f"## {'FAILED: ' if s.failed else ''}{s.title}{took}\n\n{s.text}\n")
             for p, cap in s.images:
                 md.append(f"![{cap}]({p})\n\n*{cap}*\n")
-                page.append(f"<figure><img src='{html.escape(p)}' style='max-width:100%'>"
+        return "\n".join(md)
+
+    def html(self) -> str:
+        import markdown
+
+        body = []
+        md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+        body.append(f"<h1>{html.escape(self.title)}</h1>")
+        if self.intro:
+            body.append(md.reset().convert(self.intro))
+        if self.failures:
+            body.append(f"<p class='failed'><strong>Failed sections: {html.escape(', '.join(self.failures))}"
+                        f"</strong></p>")
+        for s in self.sections:
+            took = f" <small>({s.seconds:.0f} s)</small>" if s.seconds is not None else ""
+            status = "<span class='failed'>FAILED: </span>" if s.failed else ""
+            body.append(f"<h2>{status}{html.escape(s.title)}{took}</h2>")
+            body.append(md.reset().convert(s.text))
+            for p, cap in s.images:
+                body.append(f"<figure><img src='{html.escape(p)}' alt='{html.escape(cap)}'>"
                             f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-        page.append("</body></html>")
-        (self.root / "report.md").write_text("\n".join(md))
-        (self.root / "report.html").write_text("\n".join(page))
-        return self.root / "report.md"
+        return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+                f"</title><style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+    def write(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "report.md").write_text(self.markdown())
+        (self.root / "report.html").write_text(self.html())
+        return self.root / "report.html"
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table (rendered as an HTML table in the report)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -33,13 +34,54 @@ def hardware_description(device: str | torch.device = "cpu") -> str:
     return f"{os.cpu_count()}-core CPU ({model})"
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the OS has none): timings mean little without it."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
     return {"hardware": hardware_description(device), "torch": torch.__version__.split("+")[0],
-            "threads": torch.get_num_threads(), "date": _dt.date.today().isoformat()}
+            "threads": torch.get_num_threads(), "date": _dt.date.today().isoformat(),
+            "load_average": load_average()}
+
+
+# The schema of an experiment record (DESIGN.md): every number in README comes from a file like this.
+REQUIRED = {"system": str, "experiment": str, "metric": str, "command": str}
+OPTIONAL_NUMBERS = ("ci95", "paper", "paper_ci95", "n_eval", "iterations", "wall_time_s")
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Refuse a record that could not be read back into README: missing fields, a non-finite or missing
+    value, a published number without the publication it comes from."""
+    for key, kind in REQUIRED.items():
+        if not isinstance(record.get(key), kind) or not record[key]:
+            raise ValueError(f"result record lacks {key!r} (a non-empty {kind.__name__}): {record}")
+    value = record.get("value")
+    if isinstance(value, bool):
+        pass
+    elif not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"result record {record['experiment']!r} has no finite value: {value!r}")
+    for key in OPTIONAL_NUMBERS:
+        v = record.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise ValueError(f"result record {record['experiment']!r}: {key}={v!r} is not a finite number")
+    if record.get("paper") is not None and not record.get("paper_source"):
+        raise ValueError(f"result record {record['experiment']!r} quotes a published number without "
+                         f"'paper_source' (which paper, which table)")
+    if "seed" not in record:
+        raise ValueError(f"result record {record['experiment']!r} lacks 'seed' (None if not seeded)")
 
 
 def write_record(path: str | Path, record: dict[str, Any], device: str | torch.device = "cpu") -> Path:
-    """Write ``record`` plus the environment fields (not overriding ones the caller set) as pretty JSON."""
+    """Write ``record`` plus the environment fields (not overriding ones the caller set) as pretty JSON.
+
+    Experiment records (those with an ``experiment`` key) are checked against the schema first.
+    """
+    if "experiment" in record:
+        check_record(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     full = {**environment(device), **record}
@@ -66,14 +108,15 @@ def _fmt(value: Any, ci: Any = None, metric: str = "") -> str:
 
 def results_table(records: list[dict[str, Any]]) -> str:
     """Markdown table, paper versus ours, one row per experiment record (benchmarks are skipped)."""
-    rows = ["| system | experiment | metric | ours | paper | n eval | iterations | wall time | hardware | command |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | experiment | metric | ours | published (source) | n eval | iterations | wall time | hardware "
+            "| command |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in records if "experiment" in r), key=lambda r: (r["system"], r["experiment"])):
         wall = r.get("wall_time_s")
         rows.append("| {system} | {experiment} | {metric} | {ours} | {paper} | {n} | {it} | {wall} | {hw} | `{cmd}` |".format(
             system=r["system"], experiment=r["experiment"], metric=r.get("metric", "-"),
             ours=_fmt(r.get("value"), r.get("ci95"), r.get("metric", "")),
-            paper=_fmt(r.get("paper"), r.get("paper_ci95"), r.get("metric", "")),
+            paper=_fmt(r.get("paper"), r.get("paper_ci95"), r.get("metric", ""))
+            + (f" ({r['paper_source']})" if r.get("paper") is not None and r.get("paper_source") else ""),
             n=r.get("n_eval", "-"), it=r.get("iterations", "-"), wall=f"{wall / 60:.1f} min" if wall else "-",
             hw=r.get("hardware", "-"), cmd=r.get("command", "-")))
     return "\n".join(rows)
@@ -94,11 +137,11 @@ def bench_table(records: list[dict[str, Any]]) -> str:
                 rows.append(f"| {r['benchmark']} | {case['case']} | {case['ours_ms']:.4g} | {name} | {ms_text} | "
                             f"{case.get('speedup', {}).get(name, ms / case['ours_ms']):.1f}x | {mem_text} | "
                             f"{r.get('hardware', '-')} |")
-            loop = "per-task-loop"
-            for size, run in case.get("ours_chunked", {}).items():  # the engine with the meta-batch in chunks
-                rows.append(f"| {r['benchmark']} | {case['case']}, chunks of {size} tasks | {run['ms']:.4g} | {loop} | "
-                            f"{case['baselines_ms'][loop]:.4g} | {run['speedup_vs_loop']:.1f}x | "
-                            f"{run['peak_mem_mb']:.0f} / {mem.get(loop, float('nan')):.0f} | {r.get('hardware', '-')} |")
+            for v in case.get("variants", []):  # the same method run another way (e.g. in chunks)
+                base = v["baseline"]
+                rows.append(f"| {r['benchmark']} | {case['case']}, {v['label']} | {v['ours_ms']:.4g} | {base} | "
+                            f"{case['baselines_ms'][base]:.4g} | {v['speedup']:.1f}x | "
+                            f"{v['peak_mem_mb']:.0f} / {mem.get(base, float('nan')):.0f} | {r.get('hardware', '-')} |")
     return "\n".join(rows)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from icml17.core.errors import UserError
 
-class DatasetError(Exception):
+
+class DatasetError(UserError):
     """A dataset file is missing, truncated or not in the expected format.
 
     The message names the file, what was expected, and how to obtain the data.

@@ -1,7 +1,7 @@
-"""``python -m icml17.maml maml train ...`` (same parser as ``icml17 maml``)."""
+"""``python -m icml17.maml COMMAND ...`` is ``icml17 maml COMMAND ...``."""
 
 import sys
 
-from icml17.maml.commands import main
+from icml17.cli import main
 
-sys.exit(main())
+sys.exit(main(["maml", *sys.argv[1:]]))

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from icml17.core.checkpoint import load_checkpoint
-from icml17.core.loop import CHECKPOINT_NAME, GeneratorState, LoopResult, run_loop
+from icml17.core.loop import GeneratorState, LoopResult, run_loop
+from icml17.core.run import CHECKPOINT_FILE
 from icml17.core.results import write_record
 from icml17.core.stats import mean_ci95
 from icml17.data.sinusoid import sample_sinusoid_tasks
@@ -68,7 +69,7 @@ def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0,
 def load_baseline(run_dir: Path, kind: str) -> MLP:
     """The trained network of a baseline run directory."""
     model = MLP(3 if kind == "oracle" else 1)
-    model.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoints" / CHECKPOINT_NAME)["state"]["model"])
+    model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)["state"]["model"])
     return model
 
 

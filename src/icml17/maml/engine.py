@@ -14,7 +14,8 @@ and evaluation both call it. The user's ``nn.Module`` is only run through ``torc
 * Inner learning rate alpha: fixed, one learned scalar, or one learned tensor per parameter with the
   parameter's shape (Meta-SGD, Li et al. 2017); see :class:`InnerLR`.
 * ``adapt_names`` restricts the inner loop to some parameters (e.g. the head); the others still receive
-  meta-gradients. The reference adapts everything except the batch-norm offsets.
+  meta-gradients. The default, as in the reference, adapts everything except the parameters of normalisation
+  layers (batch-norm offsets and scales, group and layer norm); pass ``adapt_names`` to adapt those too.
 * All tasks of a meta-batch run at once under ``torch.func.vmap`` (per-task weights become grouped
   convolutions), in chunks of ``chunk_size`` tasks whose backward passes run one after another to bound
   memory; ``vectorize=False`` is the equivalent plain per-task loop.
@@ -40,6 +41,7 @@ from torch.func import functional_call, grad, vmap
 from icml17.core.config import ConfigError
 from icml17.data.episodes import TaskBatch
 from icml17.maml.losses import LossFn
+from icml17.maml.models import is_norm_parameter
 
 Params = dict[str, torch.Tensor]
 LR = float | torch.Tensor | Mapping[str, torch.Tensor]
@@ -155,7 +157,9 @@ class MAML(nn.Module):
                     f"reference's transductive setting)")
         self.model = model
         all_names = [n for n, p in model.named_parameters() if p.requires_grad]
-        names = all_names if adapt_names is None else list(adapt_names)
+        # default as the reference: normalisation parameters are meta-learned but not adapted per task
+        names = ([n for n in all_names if not is_norm_parameter(n, model)] if adapt_names is None
+                 else list(adapt_names))
         unknown = sorted(set(names) - set(all_names))
         if unknown:
             raise ConfigError(f"cannot adapt unknown parameters {unknown}; the model has {all_names}")

@@ -5,73 +5,169 @@ on its query set; reported: the mean over tasks with its 95% interval, 1.96 * st
 per class default to the preset's ``eval_queries`` (K, as the reference); ``queries=15`` is the variant with
 15 per class. Sinusoid scores are MSE on 100 random query points per task. Scores are kept for every step
 0..steps, so one evaluation gives the step-1 and step-10 numbers (and Figure 3's curve).
+
+The model comes from a run directory's checkpoint (rebuilt from the checkpoint's own config) or from shipped
+weights; the tasks come from the dataset or from a file of given episodes (:func:`load_episodes`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from icml17.core.checkpoint import load_checkpoint
 from icml17.core.config import ConfigError, config_from_dict
-from icml17.core.loop import CHECKPOINT_NAME
 from icml17.core.results import write_record
+from icml17.core.run import CHECKPOINT_FILE, load_run_config, read_argv
 from icml17.core.stats import mean_ci95
-from icml17.maml.engine import MAML
+from icml17.data.episodes import TaskBatch
+from icml17.maml.engine import MAML, TaskMetrics
 from icml17.maml.losses import make_losses
-from icml17.maml.presets import MAMLConfig
+from icml17.maml.presets import PRESETS, MAMLConfig
 from icml17.maml.tasks import make_task_source
 from icml17.maml.train import build_engine, evaluate_tasks
 
 TEST_SEED = 20170306  # the test tasks of every evaluation (fixed, so runs are compared on the same tasks)
+EPISODE_KEYS = ("support_x", "support_y", "query_x", "query_y")
 
 
-def load_run(run_dir: str | Path, input_shape: tuple[int, ...] | None = None,
-             data_dir: str | Path | None = None) -> tuple[MAMLConfig, MAML, dict[str, Any]]:
-    """(config, engine with the checkpoint's weights, checkpoint info {step, wall_time_s, argv})."""
+@dataclass
+class Trained:
+    """A meta-trained engine and where it came from."""
+
+    cfg: MAMLConfig
+    engine: MAML
+    iterations: int
+    wall_time_s: float
+    train_command: str
+    weights: str | None = None  # the shipped weights' name, when loaded from the package
+
+
+def input_shape(cfg: MAMLConfig) -> tuple[int, ...]:
+    """One example's shape, known from the config alone (so evaluation on given episodes needs no dataset)."""
+    if cfg.task == "sinusoid":
+        return (1,)
+    channels = 1 if cfg.task == "omniglot" else 3
+    return (channels, cfg.image_size, cfg.image_size)
+
+
+def load_run(run_dir: str | Path) -> Trained:
+    """The engine of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
     run_dir = Path(run_dir)
-    cfg_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoints" / CHECKPOINT_NAME
-    if not cfg_path.is_file() or not ckpt_path.is_file():
-        raise ConfigError(f"{run_dir} is not a trained MAML run (needs config.json and checkpoints/{CHECKPOINT_NAME})")
-    record = json.loads(cfg_path.read_text())
-    cfg = config_from_dict(MAMLConfig, record["config"])
-    if input_shape is None:
-        input_shape = make_task_source(cfg, data_dir).input_shape
-    engine = build_engine(cfg, input_shape)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    if not ckpt_path.is_file():
+        raise ConfigError(f"{run_dir} is not a trained MAML run (no {CHECKPOINT_FILE}); train it first with "
+                          f"`icml17 maml train --preset ... --run-dir {run_dir}`, or pass --weights NAME")
     ckpt = load_checkpoint(ckpt_path)
+    cfg = load_run_config(MAMLConfig, run_dir, ckpt)
+    engine = build_engine(cfg, input_shape(cfg))
     engine.load_state_dict(ckpt["state"]["engine"])
-    return cfg, engine, {"step": int(ckpt["step"]), "wall_time_s": float(ckpt.get("wall_time_s", 0.0)),
-                         "argv": record.get("argv", [])}
+    return Trained(cfg, engine, int(ckpt["step"]), float(ckpt.get("wall_time_s", 0.0)), " ".join(read_argv(run_dir)))
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *, tasks: int = 600,
-                 queries: int | None = None, steps: int | None = None, split: str = "test",
-                 seed: int = TEST_SEED) -> dict[str, Any]:
-    """Evaluate a run; returns {"metric", "steps": [0..S], "mean": [...], "ci95": [...], ...} and writes it
-    to ``run_dir/eval-<split>-q<queries>.json``."""
-    if tasks < 1:
-        raise ConfigError(f"--tasks must be >= 1, got {tasks}")
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else None
-    if record is None:
-        raise ConfigError(f"{run_dir} has no config.json; train first")
-    cfg = config_from_dict(MAMLConfig, record["config"])
-    source = make_task_source(cfg, data_dir)
-    cfg, engine, info = load_run(run_dir, source.input_shape)
+def load_shipped(name: str) -> Trained:
+    """The engine of the shipped weights ``name`` (``icml17.weights``)."""
+    from icml17.weights import load_weights
+
+    w = load_weights(name, "maml")
+    cfg = config_from_dict(MAMLConfig, w.config)
+    engine = build_engine(cfg, input_shape(cfg))
+    engine.load_state_dict(w.state)
+    return Trained(cfg, engine, w.iterations, w.wall_time_s, w.train_command, weights=name)
+
+
+def load_episodes(path: str | Path) -> TaskBatch:
+    """Given test episodes from an ``.npz`` file with four arrays (T tasks, S support and Q query examples):
+
+    ``support_x`` (T, S, *x) and ``query_x`` (T, Q, *x): float32 inputs, images as (C, H, W) in [0, 1] with ink
+    = 1 on a 0 background for Omniglot (the layout our samplers produce); sinusoid inputs (T, S, 1).
+    ``support_y`` (T, S) and ``query_y`` (T, Q): int64 class indices in [0, ways) per task; sinusoid targets
+    (T, S, 1) float32. Written by ``numpy.savez(path, support_x=..., support_y=..., query_x=..., query_y=...)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"episodes file {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in EPISODE_KEYS if k not in npz.files]
+            if missing:
+                raise ConfigError(f"{path} lacks arrays {missing}; it needs {list(EPISODE_KEYS)} "
+                                  f"(see `icml17 maml eval --help`)")
+            arrays = {k: torch.from_numpy(np.ascontiguousarray(npz[k])) for k in EPISODE_KEYS}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a readable .npz file of episodes: {e}") from e
+    sx, sy, qx, qy = (arrays[k] for k in EPISODE_KEYS)
+    if sx.shape[:2] != sy.shape[:2] or qx.shape[:2] != qy.shape[:2] or sx.shape[0] != qx.shape[0]:
+        raise ConfigError(f"{path}: support/query arrays disagree on tasks or examples: support_x {tuple(sx.shape)}, "
+                          f"support_y {tuple(sy.shape)}, query_x {tuple(qx.shape)}, query_y {tuple(qy.shape)}")
+    if sx.shape[2:] != qx.shape[2:]:
+        raise ConfigError(f"{path}: support inputs {tuple(sx.shape[2:])} and query inputs {tuple(qx.shape[2:])} differ")
+    floats = lambda t: t.to(torch.float32)  # noqa: E731
+    labels = (lambda t: t.to(torch.int64)) if not sy.is_floating_point() else floats
+    return TaskBatch(floats(sx), labels(sy), floats(qx), labels(qy))
+
+
+def check_episodes(trained: Trained, batch: TaskBatch) -> None:
+    """Refuse episodes that do not fit the model: input shape, number of ways, label values."""
+    cfg, shape = trained.cfg, input_shape(trained.cfg)
+    if tuple(batch.support_x.shape[2:]) != shape:
+        raise ConfigError(f"episodes have inputs of shape {tuple(batch.support_x.shape[2:])}, the model "
+                          f"({cfg.preset}) takes {shape}")
+    if not cfg.is_classification:
+        return
+    for name, y in (("support_y", batch.support_y), ("query_y", batch.query_y)):
+        if y.is_floating_point():
+            raise ConfigError(f"{name} must hold integer class indices for {cfg.preset}")
+        if int(y.min()) < 0 or int(y.max()) >= cfg.ways:
+            raise ConfigError(f"{name} holds labels {int(y.min())}..{int(y.max())}, but the model is "
+                              f"{cfg.ways}-way: labels must lie in [0, {cfg.ways}) (relabel each task's classes "
+                              f"0..{cfg.ways - 1})")
+    ways_seen = int(batch.support_y[0].unique().numel())
+    if ways_seen != cfg.ways:
+        raise ConfigError(f"the first task's support set has {ways_seen} classes; the model ({cfg.preset}) is "
+                          f"{cfg.ways}-way")
+
+
+def evaluate(trained: Trained, data_dir: str | Path | None = None, *, tasks: int = 600, queries: int | None = None,
+             steps: int | None = None, split: str = "test", seed: int = TEST_SEED,
+             episodes: TaskBatch | None = None, chunk: int = 50) -> dict[str, Any]:
+    """Scores after 0..steps inner steps: {"metric", "steps", "mean", "ci95", "tasks", "queries", ...}."""
+    cfg, engine = trained.cfg, trained.engine
     steps = cfg.eval_inner_steps if steps is None else steps
-    queries = queries or cfg.eval_queries
+    if steps < 0:
+        raise ConfigError(f"--steps must be >= 0, got {steps}")
+    if tasks < 1 or (queries is not None and queries < 1):
+        raise ConfigError(f"--tasks and --queries must be >= 1, got {tasks} and {queries}")
     _, _, metric = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
-    m = evaluate_tasks(engine, source, split, tasks, steps, torch.Generator().manual_seed(seed), queries=queries)
-    stats = [mean_ci95(m.score[:, k].numpy()) for k in range(steps + 1)]
-    result = {"preset": cfg.preset, "metric": metric, "split": split, "tasks": tasks, "queries": queries,
-              "steps": list(range(steps + 1)), "mean": [s[0] for s in stats], "ci95": [s[1] for s in stats],
-              "iterations": info["step"], "wall_time_s": info["wall_time_s"], "train_argv": info["argv"],
-              "seed": cfg.seed}
-    (run_dir / f"eval-{split}-q{queries}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    if episodes is not None:
+        check_episodes(trained, episodes)
+        ways = max(cfg.ways, 1)
+        queries = episodes.query_x.shape[1] // ways
+        scores = torch.cat([engine.evaluate(episodes[i:i + chunk], steps).score
+                            for i in range(0, episodes.num_tasks, chunk)])
+        tasks, split = episodes.num_tasks, "given-episodes"
+    else:
+        queries = queries or cfg.eval_queries
+        source = make_task_source(cfg, data_dir)
+        scores = evaluate_tasks(engine, source, split, tasks, steps, torch.Generator().manual_seed(seed),
+                                queries=queries, chunk=chunk).score
+    stats = [mean_ci95(scores[:, k].numpy()) for k in range(steps + 1)]
+    return {"preset": cfg.preset, "metric": metric, "split": split, "tasks": tasks, "queries": queries,
+            "steps": list(range(steps + 1)), "mean": [s[0] for s in stats], "ci95": [s[1] for s in stats],
+            "iterations": trained.iterations, "wall_time_s": trained.wall_time_s, "seed": cfg.seed,
+            "weights": trained.weights}
+
+
+def save_result(run_dir: str | Path, result: dict[str, Any]) -> Path:
+    """``run_dir/eval-<split>-q<queries>.json``: the whole curve, read by ``icml17 maml plots``."""
+    path = Path(run_dir) / f"eval-{result['split']}-q{result['queries']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
 
 
 def experiment_names(cfg: MAMLConfig, queries: int, steps: int) -> dict[int, str]:
@@ -83,16 +179,27 @@ def experiment_names(cfg: MAMLConfig, queries: int, steps: int) -> dict[int, str
 
 
 def write_records(result: dict[str, Any], cfg: MAMLConfig, out_dir: str | Path, command: str) -> list[Path]:
-    """One ``results/maml/<experiment>.json`` per reported step count."""
+    """One ``results/maml/<experiment>.json`` per reported step count (refused for given episodes, whose
+    numbers are the user's own, and when no reported step count was evaluated)."""
+    if result["split"] not in ("test", "val"):
+        raise ConfigError("--record writes the protocol's records; it is not available with --episodes")
+    names = experiment_names(cfg, result["queries"], result["steps"][-1])
+    if not names:
+        raise ConfigError(f"no record to write: {cfg.preset} records the scores after 1 and 10 steps, and "
+                          f"--steps {result['steps'][-1]} evaluates fewer; raise --steps")
+    # the published numbers are the preset's today (a run's stored copy may predate a correction)
+    cfg = PRESETS.get(cfg.preset, cfg)
     paths = []
-    for k, name in experiment_names(cfg, result["queries"], result["steps"][-1]).items():
+    for k, name in names.items():
         paper_applies = cfg.task != "sinusoid" or k == 1  # the quoted sinusoid numbers are one-step MSE
         paths.append(write_record(Path(out_dir) / f"{name}.json", {
             "system": "maml", "experiment": name, "metric": result["metric"], "value": result["mean"][k],
             "ci95": result["ci95"][k], "paper": cfg.paper if paper_applies else None,
             "paper_ci95": cfg.paper_ci95 if paper_applies else None,
+            "paper_source": cfg.paper_source if paper_applies and cfg.paper is not None else None,
             "higher_is_better": result["metric"] == "accuracy", "n_eval": result["tasks"],
+            "split": result["split"], "queries_per_class": result["queries"], "inner_steps": k,
             "iterations": result["iterations"], "wall_time_s": round(result["wall_time_s"], 1),
-            "seed": result["seed"], "command": command,
+            "seed": result["seed"], "weights": result["weights"], "command": command,
         }))
     return paths

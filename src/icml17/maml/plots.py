@@ -101,10 +101,10 @@ def plot_run(run_dir: Path, baselines_dir: Path | None = None, out_dir: Path | N
 
     out_dir = out_dir or run_dir
     written = [plot_learning_curves(run_dir, out_dir / "learning-curves.png")]
-    record = json.loads((run_dir / "config.json").read_text())["config"]
-    if record["task"] != "sinusoid":
+    trained = load_run(run_dir)
+    cfg, engine = trained.cfg, trained.engine
+    if cfg.task != "sinusoid":
         return written
-    cfg, engine, _ = load_run(run_dir, (1,))
     models = {"MAML": (engine.model, cfg.inner_lr)}
     curves = {}
     eval_path = run_dir / f"eval-test-q{cfg.eval_queries}.json"

@@ -10,8 +10,9 @@ for both shot counts, as in the reference code's commands (the paper's appendix 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 from icml17.core.config import ConfigError
 from icml17.maml.engine import BN_POLICIES, LR_MODES
@@ -62,6 +63,12 @@ class MAMLConfig:
     seed: int = 0
     paper: float | None = None
     paper_ci95: float | None = None
+    paper_source: str | None = None   # which publication and table ``paper`` is quoted from
+
+    # Where a run stops, how its tasks are batched and what it is compared with do not change what is trained:
+    # a run may be resumed with other values of these (icml17.core.run.check_resume).
+    RESUME_FREE: ClassVar[tuple[str, ...]] = ("iterations", "vectorize", "chunk_size", "eval_tasks", "paper",
+                                              "paper_ci95", "paper_source")
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -77,6 +84,11 @@ class MAMLConfig:
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError(f"checkpoint_every and log_every must be >= 1, got {self.checkpoint_every}, "
                               f"{self.log_every}")
+        for name in ("inner_lr", "meta_lr", "clip_value"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if self.preset not in PRESETS and self.preset != "custom":
+            raise ConfigError(f"preset {self.preset!r} is not a MAML preset; choose one with --preset")
         if not self.inner_lr > 0:
             raise ConfigError(f"inner_lr must be positive, got {self.inner_lr}")
         if not self.meta_lr > 0:
@@ -96,11 +108,16 @@ class MAMLConfig:
         return self.task != "sinusoid"
 
 
+MAML_PAPER = "Finn et al. 2017, Table 1"
+# The MAML paper shows sinusoid results only as plots; Li et al. (2017, Meta-SGD) tabulate MAML's one-step MSE.
+META_SGD = "Li et al. 2017 (Meta-SGD), Table 1, MAML row"
+
+
 def _sinusoid(k: int, paper: float | None, ci: float | None) -> MAMLConfig:
     return MAMLConfig(preset=f"sinusoid-k{k}", task="sinusoid", model="mlp", ways=1, shots=k, train_queries=k,
                       eval_queries=100, meta_batch=25, inner_steps=1, eval_inner_steps=10, inner_lr=0.01,
                       iterations=70000, eval_every=5000, eval_tasks=200, checkpoint_every=2000, log_every=10,
-                      paper=paper, paper_ci95=ci)
+                      paper=paper, paper_ci95=ci, paper_source=None if paper is None else META_SGD)
 
 
 def _omniglot(ways: int, shots: int, paper: float, ci: float) -> MAMLConfig:
@@ -109,8 +126,10 @@ def _omniglot(ways: int, shots: int, paper: float, ci: float) -> MAMLConfig:
                       shots=shots, train_queries=shots, eval_queries=shots, meta_batch=16 if big else 32,
                       inner_steps=5 if big else 1, eval_inner_steps=10, inner_lr=0.1 if big else 0.4,
                       iterations=60000, image_size=28, rotate=True, eval_every=250, eval_tasks=100,
-                      checkpoint_every=50, paper=paper, paper_ci95=ci,
-                      chunk_size=8)  # fastest measured on CPU, and half the memory of all tasks at once
+                      checkpoint_every=50, paper=paper, paper_ci95=ci, paper_source=MAML_PAPER,
+                      # vmap chunks of 8 tasks: fastest on the 2-core AMD EPYC CPU where it was measured
+                      # (results/bench/maml.json), half the memory of all tasks at once; other machines may differ
+                      chunk_size=8)
 
 
 def _miniimagenet(shots: int, paper: float, ci: float) -> MAMLConfig:
@@ -118,11 +137,11 @@ def _miniimagenet(shots: int, paper: float, ci: float) -> MAMLConfig:
                       shots=shots, train_queries=15, eval_queries=shots, meta_batch=4,
                       inner_steps=5, eval_inner_steps=10, inner_lr=0.01, clip_value=10.0, iterations=60000,
                       image_size=84, rotate=False, chunk_size=1, eval_every=500, eval_tasks=100,
-                      checkpoint_every=100, paper=paper, paper_ci95=ci)
+                      checkpoint_every=100, paper=paper, paper_ci95=ci, paper_source=MAML_PAPER)
 
 
 PRESETS: dict[str, MAMLConfig] = {c.preset: c for c in (
-    # Li et al. 2017 (Meta-SGD), table 1: MAML, one step, MSE with 95% interval (the paper shows plots only).
+    # Li et al. 2017 (Meta-SGD), Table 1: MAML, one step, MSE with 95% interval (the MAML paper shows plots only).
     _sinusoid(5, 1.13, 0.18), _sinusoid(10, 0.77, 0.11), _sinusoid(20, 0.48, 0.08),
     # Finn et al. 2017, table 1.
     _omniglot(5, 1, 0.987, 0.004), _omniglot(5, 5, 0.999, 0.001),

@@ -7,20 +7,18 @@ number of inner steps. Checkpoints hold the engine (model and learned learning r
 task generator; a killed run resumes exactly.
 
 ``iterations`` is where a run stops, not what it is, and ``vectorize`` / ``chunk_size`` only say how tasks are
-batched (the same meta-gradient up to rounding): they are left out of the config that a checkpoint must match,
-so a run can be extended with a larger ``--iterations`` or resumed with another chunking.
+batched (the same meta-gradient up to rounding): ``MAMLConfig.RESUME_FREE`` lets a resume change them, so a run
+can be extended with a larger ``--iterations`` or resumed with another chunking.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from icml17.core.checkpoint import load_checkpoint
-from icml17.core.config import ConfigError, config_to_dict, save_config
-from icml17.core.loop import CHECKPOINT_NAME, GeneratorState, LoopResult, run_loop
+from icml17.core.config import ConfigError
+from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.maml.engine import MAML, TaskMetrics, check_output_size
 from icml17.maml.losses import make_losses
 from icml17.maml.models import build_model, is_norm_parameter
@@ -52,27 +50,8 @@ def build_engine(cfg: MAMLConfig, input_shape: tuple[int, ...]) -> MAML:
                 bn_policy=cfg.bn_policy, vectorize=cfg.vectorize, chunk_size=cfg.chunk_size)
 
 
-def loop_config(cfg: MAMLConfig) -> dict:
-    """The config a checkpoint must match to be resumed (everything but the stopping point and task batching)."""
-    d = config_to_dict(cfg)
-    for execution_detail in ("iterations", "vectorize", "chunk_size"):
-        d.pop(execution_detail)
-    return d
-
-
 def summarize(metrics: TaskMetrics, score_name: str, prefix: str = "") -> dict[str, float]:
     return {f"{prefix}loss": metrics.loss.mean().item(), f"{prefix}{score_name}": metrics.score.mean().item()}
-
-
-def check_resumable(cfg: MAMLConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse, naming both presets, to continue a checkpoint written for another preset."""
-    path = run_dir / "checkpoints" / CHECKPOINT_NAME
-    if not (resume and path.exists()):
-        return
-    stored = json.loads(load_checkpoint(path).get("config", "{}"))
-    if stored.get("preset") != cfg.preset:
-        raise ConfigError(f"{run_dir} holds a checkpoint of preset {stored.get('preset')!r}, not {cfg.preset!r}; "
-                          f"use another --run-dir or pass --no-resume to start over")
 
 
 def iter_tasks(source: TaskSource, split: str, tasks: int, generator: torch.Generator, *,
@@ -95,11 +74,11 @@ def evaluate_tasks(engine: MAML, source: TaskSource, split: str, tasks: int, ste
 
 
 def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = None, *, resume: bool = True,
-          time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None) -> LoopResult:
+          time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None,
+          tensorboard: bool = False) -> LoopResult:
     """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt)."""
     cfg.validate()
     run_dir = Path(run_dir)
-    check_resumable(cfg, run_dir, resume)
     source = make_task_source(cfg, data_dir)  # raises ConfigError if the episodes do not fit the data
     engine = build_engine(cfg, source.input_shape)
     probe = source.train(1, torch.Generator().manual_seed(0))
@@ -108,7 +87,6 @@ def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = No
     optimizer = torch.optim.Adam(engine.parameters(), lr=cfg.meta_lr)
     task_gen = torch.Generator().manual_seed(cfg.seed)
     _, _, score_name = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
-    save_config(run_dir, cfg, argv)
 
     def train_step(step: int) -> dict[str, float]:
         batch = source.train(cfg.meta_batch, task_gen)
@@ -129,6 +107,6 @@ def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = No
 
     return run_loop(run_dir, cfg.iterations, train_step,
                     {"engine": engine, "optimizer": optimizer, "tasks": GeneratorState(task_gen)},
-                    config=loop_config(cfg), eval_fn=eval_fn, eval_every=cfg.eval_every,
+                    config=cfg, argv=argv, eval_fn=eval_fn, eval_every=cfg.eval_every,
                     checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, resume=resume,
-                    progress=progress, desc=cfg.preset, time_budget_s=time_budget_s)
+                    progress=progress, desc=cfg.preset, time_budget_s=time_budget_s, tensorboard=tensorboard)

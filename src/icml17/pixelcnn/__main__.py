@@ -1,7 +1,7 @@
-"""``python -m icml17.pixelcnn COMMAND ...``: the ``icml17 pixelcnn`` commands without loading other systems."""
+"""``python -m icml17.pixelcnn COMMAND ...`` is ``icml17 pixelcnn COMMAND ...``."""
 
 import sys
 
-from icml17.pixelcnn.commands import main
+from icml17.cli import main
 
-sys.exit(main())
+sys.exit(main(["pixelcnn", *sys.argv[1:]]))

@@ -1,0 +1,286 @@
+"""The shell every system shares: run directories, resume checks, thread settings and the common CLI flags.
+
+A run directory holds::
+
+    config.json              the resolved config, its class and the command line (for people; never loaded back)
+    metrics.jsonl            one JSON object per logged step
+    checkpoints/last.pt      model/optimizer/RNG state, step, wall time and the config the run was trained with
+    tensorboard/             event files, with --tensorboard
+    previous/<time>/         what --no-resume moved aside (nothing computed is deleted)
+
+Two rules keep a run honest. A resume is checked against the checkpoint's own config *before* anything is
+written, and refused naming the keys that differ (keys that do not change what is trained, such as checkpoint
+or evaluation intervals, may differ). Evaluation rebuilds the model from the checkpoint's own config, never from
+``config.json``, which describes the last command that ran, not necessarily the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from icml17.core.config import ConfigError, config_from_dict, config_to_dict
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
+TENSORBOARD_DIR = "tensorboard"
+PREVIOUS_DIR = "previous"
+RUNS_ROOT = Path("runs")
+THREADS_ENV = "ICML17_THREADS"
+
+# Keys that say how often to report or save, never what is trained: a resume may change them.
+ALWAYS_RESUME_FREE = ("checkpoint_every", "eval_every", "log_every")
+
+
+# ----------------------------------------------------------------------------------------------- threads
+def resolve_threads(value: int | str | None = None) -> int:
+    """The intra-op thread count: ``value`` (``--threads``), else ``$ICML17_THREADS``, else 1.
+
+    One thread per process is the default because small convolutions run many times slower when two jobs
+    share two cores with several threads each; ask for more with ``--threads N``.
+    """
+    source = "--threads"
+    if value is None:
+        value, source = os.environ.get(THREADS_ENV), THREADS_ENV
+        if value is None or value == "":
+            return 1
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}={value!r} is not a whole number; give a thread count >= 1 "
+                          f"(for example {source if source != '--threads' else '--threads'} 1)") from None
+    if n < 1:
+        raise ConfigError(f"{source}={n} is not a valid thread count; give 1 or more (cores here: {os.cpu_count()})")
+    return n
+
+
+def apply_threads(value: int | str | None = None) -> int:
+    """Resolve the thread count and hand it to torch; returns it."""
+    import torch
+
+    n = resolve_threads(value)
+    torch.set_num_threads(n)
+    return n
+
+
+# ------------------------------------------------------------------------------------------ run directory
+def default_run_dir(system: str, experiment: str) -> Path:
+    """``runs/<system>/<experiment>``: the one default every command uses."""
+    return RUNS_ROOT / system / experiment
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """A usable run directory path (it may not exist yet), or a ConfigError saying why not."""
+    run_dir = Path(run_dir)
+    for p in (run_dir, *run_dir.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"run directory {run_dir} cannot be used: {p} is a file; pass another --run-dir")
+    return run_dir
+
+
+def resume_free_keys(cfg: Any) -> tuple[str, ...]:
+    """Config keys a resume may change: the intervals, plus the config class's own ``RESUME_FREE``."""
+    return ALWAYS_RESUME_FREE + tuple(getattr(cfg, "RESUME_FREE", ()))
+
+
+def config_values(cfg: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(cfg):
+        return config_to_dict(cfg)
+    return dict(cfg or {})
+
+
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any],
+                       free: Iterable[str] = ()) -> list[str]:
+    """``['inner_lr: 0.4 -> 0.1', ...]`` for every key whose value differs, except ``free`` keys."""
+    free = set(free)
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        if key in free:
+            continue
+        a, b = stored.get(key, "<absent>"), current.get(key, "<absent>")
+        if json.dumps(a, default=str) != json.dumps(b, default=str):
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
+def checkpoint_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The config stored in a checkpoint (a JSON string, so the file stays loadable with weights_only)."""
+    raw = ckpt.get("config")
+    if isinstance(raw, str):
+        return json.loads(raw) if raw else {}
+    return dict(raw or {})
+
+
+def check_resume(run_dir: Path, ckpt: Mapping[str, Any], cfg: Any) -> None:
+    """Refuse to resume ``ckpt`` with a config that changes what is trained; name the keys and the fixes."""
+    diffs = config_differences(checkpoint_config(ckpt), config_values(cfg), resume_free_keys(cfg))
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} holds a checkpoint (step {int(ckpt.get('step', 0))}) trained with another config: "
+            f"{'; '.join(diffs)}. Resuming would mix two experiments: use another --run-dir, pass --no-resume to "
+            f"start over (the old run is kept under {run_dir / PREVIOUS_DIR}), or undo those changes")
+
+
+def set_aside_previous(run_dir: Path) -> Path | None:
+    """Move an earlier run's checkpoint, log, config and event files to ``previous/<time>/`` (--no-resume)."""
+    names = [CONFIG_FILE, METRICS_FILE, str(CHECKPOINT_FILE.parent), TENSORBOARD_DIR]
+    present = [n for n in names if (run_dir / n).exists()]
+    if not present:
+        return None
+    dest = run_dir / PREVIOUS_DIR / _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    dest.mkdir(parents=True)
+    for n in present:
+        shutil.move(str(run_dir / n), str(dest / n))
+    return dest
+
+
+def write_config(run_dir: Path, cfg: Any, argv: list[str] | None) -> Path:
+    """``config.json``: the resolved config, its class and the command line (written after resume checks)."""
+    path = run_dir / CONFIG_FILE
+    record = {"config_class": type(cfg).__name__ if dataclasses.is_dataclass(cfg) else None,
+              "config": config_values(cfg), "argv": list(argv) if argv is not None else None}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_argv(run_dir: str | Path) -> list[str]:
+    """The command line recorded in ``config.json`` (empty when unknown)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return list(json.loads(path.read_text()).get("argv") or [])
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
+def load_run_config(config_cls: type, run_dir: str | Path, ckpt: Mapping[str, Any]) -> Any:
+    """Rebuild the config a checkpoint was trained with.
+
+    Checkpoints written before the full config was stored lack the resume-free keys (``iterations`` for
+    MAML); those few are filled from ``config.json`` or the class defaults, which do not change the weights.
+    """
+    values = checkpoint_config(ckpt)
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    missing = known - set(values)
+    if missing:
+        try:
+            written = json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("config", {})
+        except (OSError, json.JSONDecodeError):
+            written = {}
+        free = set(ALWAYS_RESUME_FREE) | set(getattr(config_cls, "RESUME_FREE", ()))
+        values.update({k: written[k] for k in missing & free if k in written})
+    return config_from_dict(config_cls, {k: v for k, v in values.items() if k in known})
+
+
+# --------------------------------------------------------------------------------------------- CLI shell
+def command_line(args: argparse.Namespace) -> str:
+    """The command as the user typed it (``icml17 ...``), for records; the CLI stores argv on ``args``."""
+    argv = getattr(args, "argv", None)
+    if argv is None:
+        argv = sys.argv[1:]
+    return "icml17 " + shlex.join(argv)
+
+
+def parse_overrides(items: list[str] | None, *, forbidden: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``--set`` values (``['a=1', 'b=2']``, from repeated or multi-valued flags) -> ``{'a': '1', 'b': '2'}``.
+
+    ``forbidden`` maps keys that must not be set this way to the flag to use instead (a preset is chosen with
+    ``--preset``, not relabelled with ``--set preset=...``).
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if forbidden and key in forbidden:
+            raise ConfigError(f"--set {key}=... is not allowed: {forbidden[key]}")
+        out[key] = value.strip()
+    return out
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (x > 0 and x != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return x
+
+
+def add_run_dir(p: argparse.ArgumentParser, system: str, *, what: str = "<preset>") -> None:
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help=f"run directory (default: {RUNS_ROOT / system}/{what})")
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="dataset root (default: $ICML17_DATA, else ~/.cache/icml17/data)")
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    # parsed later by resolve_threads, so a bad $ICML17_THREADS never breaks --help
+    p.add_argument("--threads", default=None, metavar="N",
+                   help=f"intra-op CPU threads (default: ${THREADS_ENV}, else 1)")
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config fields; repeatable and multi-valued (--set a=1 b=2 --set c=3)")
+
+
+def add_record(p: argparse.ArgumentParser, default_hint: str) -> None:
+    p.add_argument("--record", type=Path, default=None, metavar="PATH",
+                   help=f"write the results record(s) here ({default_hint})")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and CI)")
+
+
+def add_training(p: argparse.ArgumentParser) -> None:
+    """Flags every training command shares (resume, budget, seed, iterations, TensorBoard)."""
+    p.add_argument("--iterations", type=non_negative_int, default=None, help="where training stops")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-resume", action="store_true",
+                   help=f"start over; the old checkpoint and log are moved to RUN_DIR/{PREVIOUS_DIR}/")
+    p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
+                   help="stop after a checkpoint once this many seconds are spent (resume by rerunning)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help=f"also log metrics to TensorBoard in RUN_DIR/{TENSORBOARD_DIR} (needs the tensorboard extra)")
+    add_progress(p)

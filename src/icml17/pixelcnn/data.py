@@ -1,0 +1,73 @@
+"""Datasets as the PixelCNN models see them: quantization, the fixed test binarization, conditioning contexts.
+
+Data protocol (Reed et al. 2017, section 4 / notes): images are quantized once at the target resolution
+(8-bit MNIST and CIFAR-10 as stored; ``bits < 8`` keeps the top bits); the multiscale model sub-samples its
+pyramid from that quantized image. Binarized MNIST is dynamically binarized (each pixel ~ Bernoulli(x / 255))
+at every training step with the run's generator; the test set is binarized once with a fixed seed (0), so
+every model is scored on the same binary images. Likelihoods: bits/dim = -log2 p(x) / (C H W) summed over all
+pixels; nats = -ln p(x) per image (binarized MNIST convention).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from icml17.pixelcnn.conditioning import caption_for_label, encode_captions
+from icml17.pixelcnn.presets import PixelCNNConfig
+
+TEST_BINARIZATION_SEED = 0
+
+
+def load_split(cfg: PixelCNNConfig, data_dir: str | Path | None, split: str) -> tuple[Tensor, Tensor]:
+    """uint8 images (N, C, S, S) and int64 labels (N,) of ``split``; 'digits' is the no-download fallback."""
+    from icml17.data import load_cifar10, load_digits_fallback, load_mnist
+
+    if cfg.dataset == "cifar10-subset":
+        images, labels = load_cifar10(data_dir, split, variant="subset")
+    elif cfg.dataset == "digits":
+        images, labels = load_digits_fallback()
+        cut = int(0.9 * len(images))
+        images, labels = (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
+    else:
+        images, labels = load_mnist(data_dir, split)
+    images = torch.from_numpy(np.ascontiguousarray(images))
+    if images.dim() == 3:
+        images = images[:, None]
+    return images, torch.from_numpy(np.asarray(labels)).long()
+
+
+def quantize(cfg: PixelCNNConfig, images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """uint8 (B, C, S, S) -> int64 in [0, 2^bits): Bernoulli binarization or dropping low bits."""
+    if cfg.dataset == "binarized-mnist":
+        u = torch.rand(images.shape, generator=generator)
+        return (u < images.float() / 255.0).long()
+    return images.long() >> (8 - cfg.bits)
+
+
+def test_images(cfg: PixelCNNConfig, images: Tensor) -> Tensor:
+    """The fixed quantized test set (binarized with seed 0 for binarized MNIST)."""
+    return quantize(cfg, images, torch.Generator().manual_seed(TEST_BINARIZATION_SEED))
+
+
+def make_context(cfg: PixelCNNConfig, labels: Tensor, images: Tensor) -> object:
+    """The context of a batch: labels, caption codes ('a handwritten seven') or a coarse occupancy map."""
+    if cfg.condition == "class":
+        return labels
+    if cfg.condition == "text":
+        return encode_captions([caption_for_label(int(y)) for y in labels], cfg.text_len)
+    if cfg.condition == "spatial":
+        occupied = (images.float() > 127).float().mean(1, keepdim=True)  # (B, 1, S, S)
+        return F.adaptive_avg_pool2d(occupied, cfg.map_size)
+    return None
+
+
+def raw_levels(x: Tensor, cfg: PixelCNNConfig) -> Tensor:
+    """Quantized images back on the 0..255 scale (for the spatial condition)."""
+    return x * 255 // (2 ** cfg.bits - 1)
+
+
