@@ -23,9 +23,17 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line (the problem, then where to look) instead of the
+    usage block followed by the error. Subcommand parsers inherit this class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv`` only the invoked command's module is imported (all of them without)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="icml17",
         description="MAML, parallel multiscale PixelCNN and sharpness under reparametrization (ICML 2017).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

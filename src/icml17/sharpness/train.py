@@ -7,7 +7,7 @@ resumes at its last step), which the reproductions use as a cache.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -64,7 +64,7 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
                 "accuracy": float((out.argmax(1) == y).float().mean())}
 
     return run_loop(run_dir, cfg.steps, step, {"model": model, "optimizer": opt, "generator": GeneratorState(gen)},
-                    config=asdict(cfg), eval_fn=evaluate, eval_every=max(cfg.steps, 1),
+                    config=cfg, eval_fn=evaluate, eval_every=max(cfg.steps, 1),
                     checkpoint_every=max(cfg.steps, 1), log_every=max(cfg.steps // 20, 1), progress=progress,
                     desc=f"train {cfg.model}")
 

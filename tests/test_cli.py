@@ -1,0 +1,190 @@
+"""The CLI as a new user meets it: fast --help, one-line errors naming the fix, nothing half-written."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from icml17.cli import main
+from icml17.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _cli(argv, capsys):
+    """(exit code, stderr) of ``icml17 argv`` run in-process."""
+    try:
+        code = main(list(map(str, argv)))
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    env = {**os.environ, "PYTHONPATH": str(SRC), "ICML17_THREADS": "abc"}  # a bad variable never breaks --help
+    code = "import sys, time; t = time.perf_counter(); from icml17.cli import main\n" \
+           "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n" \
+           "assert 'torch' not in sys.modules, 'icml17 --help imported torch'\nprint(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) < 1.0
+    sub = subprocess.run([sys.executable, "-m", "icml17", "maml", "train", "--help"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert sub.returncode == 0 and "--threads" in sub.stdout
+
+
+@pytest.mark.parametrize("threads", ["0", "-1", "two"])
+def test_invalid_thread_counts_are_one_line_errors(tmp_path, capsys, threads):
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", "--iterations", 1,
+                      "--threads", threads], capsys)
+    _one_line_error(code, err, "--threads")
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_invalid_thread_environment_variable_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ICML17_THREADS", "abc")
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", "--iterations", 1],
+                     capsys)
+    _one_line_error(code, err, "ICML17_THREADS", "abc")
+
+
+def test_default_is_one_thread(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ICML17_THREADS", raising=False)
+    torch.set_num_threads(2)
+    try:
+        assert _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", "--iterations", 1,
+                     "--no-progress"], capsys)[0] == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_run_dir_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", f, "--iterations", 1], capsys)
+    _one_line_error(code, err, "is a file")
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["inner_lr=inf"], "inner_lr must be a finite number"),
+    (["preset=omniglot-5w5s"], "--preset"),
+    (["inner_lrs=0.1"], "unknown config key"),
+])
+def test_bad_overrides_are_refused_before_work(tmp_path, capsys, overrides, needle):
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", "--iterations", 1,
+                      "--set", *overrides], capsys)
+    _one_line_error(code, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_set_is_repeatable_and_multi_valued_alike(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", a, "--iterations", 2, "--no-progress",
+                 "--set", "meta_batch=3", "--set", "inner_lr=0.02"], capsys)[0] == 0
+    assert _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", b, "--iterations", 2, "--no-progress",
+                 "--set", "meta_batch=3", "inner_lr=0.02"], capsys)[0] == 0
+    ca, cb = (json.loads((d / "config.json").read_text())["config"] for d in (a, b))
+    assert ca == cb and ca["meta_batch"] == 3 and ca["inner_lr"] == 0.02
+
+
+@pytest.fixture()
+def sinusoid_run(tmp_path, capsys):
+    run = tmp_path / "sin"
+    assert _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", run, "--iterations", 20,
+                 "--no-progress", "--set", "checkpoint_every=10"], capsys)[0] == 0
+    return run
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--steps", "-1"], "--steps"), (["--queries", "0"], "--queries"), (["--tasks", "0"], "--tasks")])
+def test_eval_rejects_impossible_counts(sinusoid_run, capsys, tmp_path, flags, needle):
+    code, err = _cli(["maml", "eval", "--run-dir", sinusoid_run, "--record", tmp_path / "rec", *flags], capsys)
+    _one_line_error(code, err, needle)
+    assert not (tmp_path / "rec").exists()
+
+
+def test_eval_with_too_few_steps_for_a_record_writes_nothing(sinusoid_run, capsys, tmp_path):
+    code, err = _cli(["maml", "eval", "--run-dir", sinusoid_run, "--tasks", 5, "--steps", 0,
+                      "--record", tmp_path / "rec"], capsys)
+    _one_line_error(code, err, "no record to write")
+    assert not list((tmp_path / "rec").glob("*.json")) if (tmp_path / "rec").exists() else True
+
+
+def test_refused_resume_keeps_config_and_eval_uses_the_checkpoint_config(sinusoid_run, capsys):
+    before = (sinusoid_run / "config.json").read_text()
+    code, _ = _cli(["maml", "eval", "--run-dir", sinusoid_run, "--tasks", 20, "--steps", 1], capsys)
+    reference = capsys.readouterr()
+    # a resume with another inner learning rate is refused, naming the key, and config.json is untouched
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", sinusoid_run, "--iterations", 30,
+                      "--set", "inner_lr=0.5"], capsys)
+    _one_line_error(code, err, "inner_lr: 0.01 -> 0.5")
+    assert (sinusoid_run / "config.json").read_text() == before
+    # even a config.json edited by hand cannot change what eval loads: the checkpoint carries its own config
+    edited = json.loads(before)
+    edited["config"]["inner_lr"] = 0.5
+    (sinusoid_run / "config.json").write_text(json.dumps(edited))
+    out1 = subprocess_free_eval(sinusoid_run, capsys)
+    (sinusoid_run / "config.json").write_text(before)
+    out2 = subprocess_free_eval(sinusoid_run, capsys)
+    assert out1 == out2
+
+
+def subprocess_free_eval(run, capsys):
+    assert _cli(["maml", "eval", "--run-dir", run, "--tasks", 20, "--steps", 1], capsys)[0] == 0
+    return [line for line in capsys.readouterr().out.splitlines() if "after" in line]
+
+
+def test_resume_may_extend_iterations_and_change_intervals(sinusoid_run, capsys):
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", sinusoid_run, "--iterations", 25,
+                      "--no-progress", "--set", "checkpoint_every=5", "eval_every=5"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(sinusoid_run / "checkpoints" / "last.pt")["step"] == 25
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="is not a checkpoint") as info:
+        load_checkpoint(path)
+    assert "code" not in str(info.value)
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError, match="disk full") as info:
+        save_checkpoint(path, {"step": 2})
+    assert "previous checkpoint" in str(info.value) and "intact" in str(info.value)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_data_dir_order_is_flag_then_environment(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty-data"
+    empty.mkdir()
+    monkeypatch.setenv("ICML17_DATA", str(empty))
+    code, err = _cli(["pixelcnn", "train", "--preset", "mnist", "--run-dir", tmp_path / "r", "--iterations", 1], capsys)
+    _one_line_error(code, err, str(empty))
