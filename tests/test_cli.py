@@ -188,3 +188,51 @@ def test_data_dir_order_is_flag_then_environment(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ICML17_DATA", str(empty))
     code, err = _cli(["pixelcnn", "train", "--preset", "mnist", "--run-dir", tmp_path / "r", "--iterations", 1], capsys)
     _one_line_error(code, err, str(empty))
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--threads", "0"],
+    ["pixelcnn", "train", "--preset", "mnist", "--iterations", "1", "--threads", "-1"],
+    ["sharpness", "measure", "--model", "mlp-784-32-10", "--threads", "0"],
+])
+def test_every_command_checks_threads(tmp_path, capsys, argv):
+    code, err = _cli([*argv, "--data-dir", tmp_path], capsys)
+    _one_line_error(code, err, "--threads")
+
+
+def test_sharpness_alpha_must_be_positive(tmp_path, capsys):
+    code, err = _cli(["sharpness", "measure", "--model", "mlp-784-32-10", "--alpha", "0"], capsys)
+    _one_line_error(code, err, "--alpha", "> 0")
+
+
+def test_tensorboard_logs_beside_metrics(tmp_path, capsys):
+    pytest.importorskip("torch.utils.tensorboard")
+    run = tmp_path / "tb"
+    assert _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", run, "--iterations", 3, "--no-progress",
+                 "--tensorboard", "--set", "log_every=1"], capsys)[0] == 0
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/mse")] == [1, 2, 3]
+
+
+def test_reproduce_scripts_use_the_threads_their_records_ran_with():
+    """Each record's training command is the one its reproduce.sh gives (same run directory, same threads)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    for script in root.glob("*/reproduce.sh"):
+        text = script.read_text()
+        for record in script.parent.glob("*.json"):
+            command = json.loads(record.read_text()).get("command", "")
+            train = command.split(";")[0]
+            run = re.search(r"--run-dir (\S+)", train)
+            threads = re.search(r"--threads (\d+)", train)
+            if " train " not in train or not run or not threads:
+                continue
+            lines = [line for line in text.splitlines() if " train " in line and run.group(1) in line]
+            for line in lines:
+                assert f"--threads {threads.group(1)}" in line, (record.name, line)

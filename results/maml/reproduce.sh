@@ -21,8 +21,8 @@ icml17 maml eval --run-dir runs/maml/omniglot-5w1s --data-dir "$DATA" --tasks 60
 icml17 maml eval --run-dir runs/maml/omniglot-5w1s --data-dir "$DATA" --tasks 600 --queries 15 --threads 1 --record results/maml
 
 # Omniglot 5-way 5-shot (record omniglot-5w5s.json; stopped by --time-budget, iterations in the record)
-icml17 maml train --preset omniglot-5w5s --run-dir runs/maml/omniglot-5w5s --data-dir "$DATA" --threads 1
-icml17 maml eval --run-dir runs/maml/omniglot-5w5s --data-dir "$DATA" --tasks 600 --threads 1 --record results/maml
+icml17 maml train --preset omniglot-5w5s --run-dir runs/maml/omniglot-5w5s --data-dir "$DATA" --threads 2
+icml17 maml eval --run-dir runs/maml/omniglot-5w5s --data-dir "$DATA" --tasks 600 --threads 2 --record results/maml
 
 # Figures (Figure 2 and 3 for sinusoids, learning curves)
 for k in 5 10 20; do

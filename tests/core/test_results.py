@@ -11,7 +11,8 @@ def _bench_record():
     return {"benchmark": "maml", "hardware": "test-cpu", "cases": [{
         "case": "omniglot-5w1s", "ours_ms": 100.0, "baselines_ms": {"per-task-loop": 250.0},
         "speedup": {"per-task-loop": 2.5}, "peak_mem_mb": {"ours": 40.0, "per-task-loop": 10.0},
-        "ours_chunked": {"4": {"ms": 125.0, "peak_mem_mb": 12.0, "speedup_vs_loop": 2.0}}}]}
+        "variants": [{"label": "chunks of 4 tasks", "ours_ms": 125.0, "peak_mem_mb": 12.0,
+                      "baseline": "per-task-loop", "speedup": 2.0}]}]}
 
 
 def test_bench_table_shows_speedup_memory_and_chunked_rows():
@@ -31,9 +32,11 @@ def test_bench_table_labels_extrapolated_baselines():
 def test_results_table_and_readme_block_come_from_records(tmp_path):
     write_record(tmp_path / "results" / "maml" / "a.json", {
         "system": "maml", "experiment": "omniglot-5w1s", "metric": "accuracy", "value": 0.9712, "ci95": 0.0061,
-        "paper": 0.987, "n_eval": 600, "iterations": 12000, "wall_time_s": 600.0, "command": "icml17 maml eval"})
+        "paper": 0.987, "paper_source": "Finn et al. 2017, Table 1", "n_eval": 600, "iterations": 12000,
+        "wall_time_s": 600.0, "seed": 0, "command": "icml17 maml eval"})
     records = read_records(tmp_path / "results")
-    assert "| maml | omniglot-5w1s | accuracy | 97.1% ± 0.6 | 98.7% | 600 | 12000 | 10.0 min |" in results_table(records)
+    assert ("| maml | omniglot-5w1s | accuracy | 97.1% ± 0.6 | 98.7% (Finn et al. 2017, Table 1) | 600 | 12000 | "
+            "10.0 min |") in results_table(records)
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nstale\n<!-- results:end -->\noutro\n")
     update_readme(readme, tmp_path / "results")
@@ -46,3 +49,30 @@ def test_update_readme_refuses_a_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="lacks the markers"):
         update_readme(tmp_path / "README.md", tmp_path)
+
+
+BASE = {"system": "maml", "experiment": "x", "metric": "mse", "value": 0.5, "seed": 0, "command": "icml17 maml eval"}
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"value": float("nan")}, "no finite value"), ({"value": None}, "no finite value"),
+    ({"paper": 0.77}, "paper_source"), ({"command": ""}, "'command'"), ({"ci95": float("inf")}, "ci95"),
+])
+def test_write_record_refuses_records_that_do_not_fit_the_schema(tmp_path, change, needle):
+    with pytest.raises(ValueError, match=needle):
+        write_record(tmp_path / "r.json", {**BASE, **change})
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_records_carry_the_load_average(tmp_path):
+    rec = json.loads(write_record(tmp_path / "r.json", BASE).read_text())
+    assert "load_average" in rec and "hardware" in rec and rec["value"] == 0.5
+
+
+def test_core_results_knows_no_system_names():
+    """core is paper-agnostic: no benchmark keys or experiment names of a system are hard-coded there."""
+    import icml17.core.results as results
+
+    text = open(results.__file__).read().split('"""', 2)[2]  # the code, after the module docstring
+    for name in ("maml", "pixelcnn", "sharpness", "per-task-loop", "omniglot", "chunk"):
+        assert name not in text.lower(), name

@@ -156,13 +156,13 @@ class _StopSignals:
             signal.signal(sig, old)
 
 
-def _tensorboard_writer(run_dir: Path):
+def _tensorboard_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
         raise UserError("--tensorboard needs the tensorboard package: pip install 'icml17[tensorboard]' "
                         "(or pip install tensorboard)") from e
-    return SummaryWriter(str(run_dir / TENSORBOARD_DIR))
+    return SummaryWriter
 
 
 def run_loop(
@@ -204,12 +204,13 @@ def run_loop(
         missing = sorted(set(state) - set(ckpt["state"]))
         if missing:
             raise CheckpointError(f"{ckpt_path} lacks state for {missing}; it was written by another kind of run")
-    writer = _tensorboard_writer(run_dir) if tensorboard else None  # fails before any work if not installed
+    writer_class = _tensorboard_writer_class() if tensorboard else None  # fails before any work if missing
     run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt is None:
         set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
     if config is not None:
         write_config(run_dir, config, argv)
+    writer = writer_class(str(run_dir / TENSORBOARD_DIR)) if writer_class is not None else None
 
     start = 0
     prior_wall = 0.0  # wall time spent by earlier (killed or budget-stopped) attempts of this run

@@ -137,7 +137,7 @@ def bench_table(records: list[dict[str, Any]]) -> str:
                 rows.append(f"| {r['benchmark']} | {case['case']} | {case['ours_ms']:.4g} | {name} | {ms_text} | "
                             f"{case.get('speedup', {}).get(name, ms / case['ours_ms']):.1f}x | {mem_text} | "
                             f"{r.get('hardware', '-')} |")
-            for v in case.get("variants", []):  # the same method run another way (e.g. in chunks)
+            for v in case.get("variants", []):  # the same method run another way
                 base = v["baseline"]
                 rows.append(f"| {r['benchmark']} | {case['case']}, {v['label']} | {v['ours_ms']:.4g} | {base} | "
                             f"{case['baselines_ms'][base]:.4g} | {v['speedup']:.1f}x | "
