@@ -12,7 +12,7 @@ for spec in mnist:1000 binarized-mnist:800 cifar10-subset:800; do
     icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/eq-$preset-$tag --data-dir "$DATA" \
       --threads 1 --iterations $its --set batch_size=32 --set eval_every=250 --set checkpoint_every=100
     icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/eq-$preset-$tag --data-dir "$DATA" \
-      --record results/pixelcnn/$preset-$tag.json
+      --record results/pixelcnn
   done
 done
 
@@ -25,7 +25,7 @@ for spec in mnist:1000 binarized-mnist:800; do
     icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/pm-$preset-$tag --data-dir "$DATA" \
       --threads 1 --iterations $its --set batch_size=32 --set eval_every=250 --set checkpoint_every=100 --set hidden=$h
     icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/pm-$preset-$tag --data-dir "$DATA" \
-      --record results/pixelcnn/$preset-$tag-small.json --name $preset-$tag-small
+      --record results/pixelcnn --name $preset-$tag-small
   done
 done
 

@@ -1,11 +1,13 @@
-"""``icml17 results``: rebuild README's results tables from the committed JSON records."""
+"""``icml17 results``: rebuild README's results tables from the committed JSON records, and its table of the
+shipped weights from ``icml17.weights``'s manifest and the records they reproduce."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from icml17.core.results import update_readme
+WEIGHTS_START, WEIGHTS_END = "<!-- weights:start -->", "<!-- weights:end -->"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +17,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def weights_table(repo: Path) -> str:
+    """Markdown: name, system, what it is, the record it reproduces, that record's value, the command."""
+    from icml17.weights import manifest
+
+    rows = ["| weights | system | what | reproduces | size | command |", "|---|---|---|---|---|---|"]
+    for name, e in manifest().items():
+        record = repo / e["record"]
+        value = "-"
+        if record.is_file():
+            r = json.loads(record.read_text())
+            metric, v = r.get("metric"), r.get("value")
+            if e.get("record_key"):  # a value inside the record, e.g. theta.small-batch.lambda_max
+                metric = e["record_key"]
+                for key in metric.split("."):
+                    r = r[key]
+                v = r
+            value = f"{100 * v:.1f}%" if metric == "accuracy" else (f"{v:.4g}" if isinstance(v, float) else str(v))
+            value = f"{metric} {value}"
+        command = f"icml17 {e['system']} eval --weights {name}" + ("" if name.startswith("sinusoid") else " --data-dir DATA")
+        rows.append(f"| `{name}` | {e['system']} | {e.get('description', '')} | `{e['record']}` ({value}) | "
+                    f"{e['bytes'] / 1024:.0f} KB | `{command}` |")
+    return "\n".join(rows)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from icml17.core.results import update_readme
+
     print(update_readme(args.readme, args.results))
+    text = args.readme.read_text()
+    if WEIGHTS_START in text and WEIGHTS_END in text:
+        head, rest = text.split(WEIGHTS_START, 1)
+        _, tail = rest.split(WEIGHTS_END, 1)
+        table = weights_table(args.readme.resolve().parent)
+        args.readme.write_text(f"{head}{WEIGHTS_START}\n{table}\n{WEIGHTS_END}{tail}")
+        print(table)
     return 0

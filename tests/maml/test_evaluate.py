@@ -85,3 +85,22 @@ def test_unknown_shipped_weights_name_the_available_ones():
 
     with pytest.raises(WeightsError, match="sinusoid-k10"):
         load_shipped("nope")
+
+
+def test_published_numbers_name_their_source():
+    """The sinusoid numbers are Li et al.'s (Meta-SGD) table of MAML, not the MAML paper's (which has plots)."""
+    from icml17.maml.presets import PRESETS
+
+    for name, cfg in PRESETS.items():
+        if cfg.paper is None:
+            continue
+        expected = "Meta-SGD" if name.startswith("sinusoid") else "Finn et al. 2017"
+        assert expected in (cfg.paper_source or ""), name
+
+
+def test_readme_states_where_the_chunk_size_was_measured():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if "chunks of 8" in line]
+    assert lines and all("2-core" in line or "measured on" in line for line in lines), lines

@@ -94,7 +94,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from icml17.sharpness.train import TrainConfig
     from icml17.weights import export_weights
 
-    print(f"wrote {export_weights(args.run_dir, args.name, SYSTEM, state_key='model', record=args.reproduces, description=args.description, config_class=TrainConfig)}")
+    path = export_weights(args.run_dir, args.name, SYSTEM, state_key="model", record=args.reproduces,
+                          description=args.description, config_class=TrainConfig, record_key=args.record_key)
+    print(f"wrote {path}")
     return 0
 
 
@@ -159,4 +161,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--name", required=True)
     x.add_argument("--reproduces", required=True, metavar="RECORD")
     x.add_argument("--description", default="")
+    x.add_argument("--record-key", default=None, help="the value inside the record, e.g. theta.small-batch.lambda_max")
     x.set_defaults(func=cmd_export)

@@ -82,7 +82,7 @@ def load_weights(name: str, system: str) -> ShippedWeights:
 
 
 def export_weights(run_dir: str | Path, name: str, system: str, *, state_key: str, record: str,
-                   description: str, config_class: type) -> Path:
+                   description: str, config_class: type, record_key: str | None = None) -> Path:
     """Write ``run_dir``'s last checkpoint (its ``state_key`` state) as shipped weights and list it in the
     manifest. The config comes from the checkpoint itself (:func:`icml17.core.run.load_run_config`)."""
     import torch
@@ -106,5 +106,7 @@ def export_weights(run_dir: str | Path, name: str, system: str, *, state_key: st
     entries[name] = {"file": path.name, "sha256": sha256(path), "system": system, "record": record,
                      "description": description, "bytes": path.stat().st_size,
                      "parameters": int(sum(v.numel() for v in state.values()))}
+    if record_key:  # the value inside the record these weights reproduce, e.g. theta.small-batch.lambda_max
+        entries[name]["record_key"] = record_key
     MANIFEST.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
     return path
