@@ -56,8 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     args.argv = argv  # records quote the command exactly as typed
+    from icml17.core import distributed  # light: torch is imported only by the command being run
+
     try:
+        distributed.setup()  # joins torchrun's process group; nothing for a single process
         return int(args.func(args) or 0)
+    except RuntimeError as e:
+        if not distributed.context().enabled or isinstance(e, _user_errors()):
+            raise
+        # a collective failed: a peer process died or timed out (torchrun stops the others too)
+        print(f"icml17 {args.command}: error: rank {distributed.context().rank}: a peer process failed or timed out "
+              f"({str(e).splitlines()[0][:200]}); the last complete checkpoint is kept, rerun the same command to "
+              f"resume", file=sys.stderr)
+        return 1
     except _user_errors() as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
@@ -68,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"icml17 {args.command}: interrupted; checkpoints written so far are kept, rerun the same command "
               f"to resume", file=sys.stderr)
         return 130
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

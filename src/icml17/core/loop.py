@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import threading
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from icml17.core import distributed
 from icml17.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from icml17.core.errors import UserError
 from icml17.core.run import (CHECKPOINT_FILE, METRICS_FILE, TENSORBOARD_DIR, check_resume, check_run_dir,
@@ -156,6 +158,19 @@ class _StopSignals:
             signal.signal(sig, old)
 
 
+def _agree(metrics: dict[str, Any], received: int | None, out_of_time: bool
+           ) -> tuple[dict[str, Any], int | None, bool]:
+    """All-reduce the step's numeric metrics (mean over ranks) and the stop flags (any rank)."""
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    t = torch.tensor([float(metrics[k]) for k in keys] + [float(received or 0), float(out_of_time)],
+                     dtype=torch.float64, device=distributed.device())
+    distributed.all_reduce_sum(t)
+    n = distributed.context().world_size
+    merged = {**metrics, **{k: (t[i] / n).item() for i, k in enumerate(keys)}}
+    signum = int(t[-2].item()) and (received or int(signal.SIGTERM))
+    return merged, signum or None, bool(t[-1].item())
+
+
 def _tensorboard_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -189,6 +204,10 @@ def run_loop(
     before anything is written (:func:`icml17.core.run.check_resume`); ``resume=False`` moves an earlier run
     aside instead of mixing with it. ``time_budget_s`` stops early (after a checkpoint); so does SIGINT or
     SIGTERM (``result.interrupted``). ``config.json`` is written only once the run is accepted.
+
+    Under torchrun (:mod:`icml17.core.distributed`) every rank runs this loop: all resume from the same
+    checkpoint; the step's metrics are averaged over ranks (so the NaN guard and stops agree); rank 0 alone writes
+    the log, config, checkpoints, TensorBoard events and progress bar, and the others wait for each checkpoint.
     """
     if total_steps < 0:
         raise ValueError(f"total_steps must be >= 0, got {total_steps}")
@@ -196,6 +215,9 @@ def run_loop(
     ckpt_path = run_dir / CHECKPOINT_FILE
     log_path = run_dir / METRICS_FILE
     config_json = json.dumps(config_values(config), sort_keys=True, default=str)
+    ctx = distributed.context()
+    distributed.same_on_all_ranks(config_json, "config")
+    main = ctx.is_main
 
     ckpt = None
     if resume and ckpt_path.exists():
@@ -204,12 +226,14 @@ def run_loop(
         missing = sorted(set(state) - set(ckpt["state"]))
         if missing:
             raise CheckpointError(f"{ckpt_path} lacks state for {missing}; it was written by another kind of run")
-    writer_class = _tensorboard_writer_class() if tensorboard else None  # fails before any work if missing
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt is None:
-        set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
-    if config is not None:
-        write_config(run_dir, config, argv)
+    writer_class = _tensorboard_writer_class() if tensorboard and main else None  # fails before any work
+    distributed.barrier()  # every rank has read the checkpoint before rank 0 may move it aside
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:
+            set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
+        if config is not None:
+            write_config(run_dir, config, argv)
     writer = writer_class(str(run_dir / TENSORBOARD_DIR)) if writer_class is not None else None
 
     start = 0
@@ -220,9 +244,16 @@ def run_loop(
         _set_global_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
         prior_wall = float(ckpt.get("wall_time_s", 0.0))
-        _truncate_log(log_path, start)
+        if main:
+            _truncate_log(log_path, start)
+        if int(ckpt.get("world_size", 1)) != ctx.world_size:
+            raise CheckpointError(f"{ckpt_path} was written by a run of {ckpt.get('world_size', 1)} processes; "
+                                  f"resume it with the same number (it has {ctx.world_size})")
 
     def checkpoint(step: int) -> None:
+        if not main:
+            distributed.barrier()  # wait until rank 0's checkpoint is complete
+            return
         save_checkpoint(ckpt_path, {
             "step": step,
             "config": config_json,
@@ -230,7 +261,9 @@ def run_loop(
             "state": {name: obj.state_dict() for name, obj in state.items()},
             "rng": _global_rng_state(),
             "wall_time_s": prior_wall + time.perf_counter() - t0,
+            "world_size": ctx.world_size,
         })
+        distributed.barrier()
 
     def log_line(record: dict[str, Any]) -> None:
         log.write(json.dumps(record) + "\n")
@@ -241,14 +274,18 @@ def run_loop(
 
     result = LoopResult(steps_done=start, resumed_from=start, wall_time_s=0.0, run_dir=run_dir)
     t0 = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not (progress and main), dynamic_ncols=True,
                mininterval=0.5)
     last_saved = start if ckpt is not None else None
     try:
-        with open(log_path, "a", buffering=1) as log, _StopSignals() as stop:
+        with open(log_path if main else os.devnull, "a", buffering=1) as log, _StopSignals() as stop:
             for step in range(start, total_steps):
                 metrics = {k: _scalar(v) for k, v in train_step(step).items()}
                 done = step + 1
+                out_of_time = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
+                if ctx.enabled:  # one view for all ranks: mean metrics, and stop when any rank must
+                    metrics, received, out_of_time = _agree(metrics, stop.received, out_of_time)
+                    stop.received = received
                 if not _is_finite(metrics):
                     kept = (f"the last good checkpoint (step {last_saved}) is kept at {ckpt_path}"
                             if last_saved is not None else
@@ -267,7 +304,6 @@ def run_loop(
                     log_line({"step": done, "split": "eval", **ev})
                     bar.write(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
                                                                     if isinstance(v, (int, float))))
-                out_of_time = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
                 stopping = out_of_time or stop.received is not None
                 if done % checkpoint_every == 0 or done == total_steps or stopping:
                     log.flush()

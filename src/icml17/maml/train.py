@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from icml17.core import distributed
 from icml17.core.config import ConfigError
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.maml.engine import MAML, TaskMetrics, check_output_size
@@ -64,10 +65,18 @@ def iter_tasks(source: TaskSource, split: str, tasks: int, generator: torch.Gene
 
 def evaluate_tasks(engine: MAML, source: TaskSource, split: str, tasks: int, steps: int, generator: torch.Generator,
                    *, queries: int | None = None, chunk: int = 50) -> TaskMetrics:
-    """Query loss/score after 0..steps inner steps on ``tasks`` fresh tasks: each (tasks, steps + 1)."""
+    """Query loss/score after 0..steps inner steps on ``tasks`` fresh tasks: each (tasks, steps + 1).
+
+    Under torchrun every rank draws the same tasks and scores its share of each chunk; the scores are gathered
+    back in task order, so the result is the single-process one."""
+    ctx = distributed.context()
     losses, scores = [], []
     for batch in iter_tasks(source, split, tasks, generator, queries=queries, chunk=chunk):
-        m = engine.evaluate(batch, steps)
+        if ctx.enabled and batch.num_tasks % ctx.world_size == 0:
+            m = engine.evaluate(batch[distributed.shard(batch.num_tasks)], steps)
+            m = TaskMetrics(distributed.all_gather_cat(m.loss), distributed.all_gather_cat(m.score))
+        else:
+            m = engine.evaluate(batch, steps)
         losses.append(m.loss)
         scores.append(m.score)
     return TaskMetrics(torch.cat(losses), torch.cat(scores))
@@ -76,8 +85,13 @@ def evaluate_tasks(engine: MAML, source: TaskSource, split: str, tasks: int, ste
 def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = None, *, resume: bool = True,
           time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None,
           tensorboard: bool = False) -> LoopResult:
-    """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt)."""
+    """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt).
+
+    Under torchrun the meta-batch's tasks are sharded over the processes: every rank draws the same global
+    meta-batch from the seeded task stream, meta-differentiates its share, and the meta-gradients are averaged
+    (all-reduce), so the update is the single-process one on the same tasks."""
     cfg.validate()
+    distributed.check_divisible("meta_batch", cfg.meta_batch)
     run_dir = Path(run_dir)
     source = make_task_source(cfg, data_dir)  # raises ConfigError if the episodes do not fit the data
     engine = build_engine(cfg, source.input_shape)
@@ -91,7 +105,8 @@ def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = No
     def train_step(step: int) -> dict[str, float]:
         batch = source.train(cfg.meta_batch, task_gen)
         optimizer.zero_grad(set_to_none=True)
-        metrics = engine.meta_backward(batch)
+        metrics = engine.meta_backward(batch[distributed.shard(batch.num_tasks)])
+        distributed.average_gradients(engine.parameters())
         if cfg.clip_value > 0:
             torch.nn.utils.clip_grad_value_(engine.parameters(), cfg.clip_value)
         optimizer.step()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from icml17.core import distributed
 from icml17.core.checkpoint import load_checkpoint
 from icml17.core.config import ConfigError, config_from_dict
 from icml17.core.results import write_record
@@ -62,15 +63,24 @@ def load_shipped(name: str) -> Trained:
 
 @torch.no_grad()
 def likelihood(model, cfg: PixelCNNConfig, images: Tensor, labels: Tensor, batch_size: int = 100) -> dict[str, float]:
-    """Mean exact NLL over quantized ``images``: nats/image, bits/dim, and bits/dim of each factor."""
+    """Mean exact NLL over quantized ``images``: nats/image, bits/dim, and bits/dim of each factor.
+
+    Under torchrun each rank scores a contiguous share of the images and the sums are all-reduced."""
     model.eval()
-    total, terms, n = 0.0, {}, len(images)
-    for i in range(0, n, batch_size):
-        x, y = images[i:i + batch_size], labels[i:i + batch_size]
+    ctx = distributed.context()
+    n = len(images)
+    lo, hi = ctx.rank * n // ctx.world_size, (ctx.rank + 1) * n // ctx.world_size
+    total, terms = torch.zeros((), dtype=torch.float64), {}
+    for i in range(lo, hi, batch_size):
+        x, y = images[i:min(i + batch_size, hi)], labels[i:min(i + batch_size, hi)]
         lp = model.log_prob(x, make_context(cfg, y, raw_levels(x, cfg)))
-        total += float(lp.total.sum())
+        total += lp.total.double().sum()
         for k, v in lp.terms.items():
-            terms[k] = terms.get(k, 0.0) + float(v.sum())
+            terms[k] = terms.get(k, 0.0) + v.double().sum()
+    keys = sorted(model.log_prob(images[:1], make_context(cfg, labels[:1], raw_levels(images[:1], cfg))).terms)
+    sums = distributed.all_reduce_sum(torch.stack([total] + [torch.as_tensor(terms.get(k, 0.0), dtype=torch.float64)
+                                                            for k in keys]))
+    total, terms = float(sums[0]), {k: float(v) for k, v in zip(keys, sums[1:])}
     dims = model.dims
     out = {"nats": -total / n, "bits_per_dim": bits_per_dim(-total / n, dims), "n": n}
     out.update({f"bpd/{k}": bits_per_dim(-v / n, dims) for k, v in terms.items()})

@@ -8,16 +8,33 @@ from pathlib import Path
 
 import torch
 
+from icml17.core import distributed
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.core.stats import bits_per_dim
 from icml17.pixelcnn.data import load_split, make_context, quantize, raw_levels, test_images
 from icml17.pixelcnn.evaluate import likelihood
 from icml17.pixelcnn.presets import PixelCNNConfig, build_model
 
+class _LogProb(torch.nn.Module):
+    """``forward`` = the model's exact log-likelihood per image, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, context: object = None) -> torch.Tensor:
+        return self.model.log_prob(x, context).total
+
+
 def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None = None, resume: bool = True,
           time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None,
           tensorboard: bool = False) -> LoopResult:
-    """Train ``cfg`` into ``run_dir`` (resumable); returns the loop result. Writes ``config.json``."""
+    """Train ``cfg`` into ``run_dir`` (resumable); returns the loop result. Writes ``config.json``.
+
+    Under torchrun the model is wrapped in DistributedDataParallel and each step's global batch (indices and
+    binarization noise drawn from the shared seeded stream, as one process would) is split over the ranks, so
+    the averaged gradient is the single-process gradient of the same batch."""
+    distributed.check_divisible("batch_size", cfg.batch_size)
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
     train_x, train_y = load_split(cfg, data_dir, "train")
@@ -30,14 +47,19 @@ def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None 
     decay = lambda step: 1.0 - (1.0 - cfg.lr_final / cfg.lr) * min(step, cfg.iterations) / cfg.iterations  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
     gen = torch.Generator().manual_seed(cfg.seed)
+    net = _LogProb(model)
+    if distributed.context().enabled:
+        net = torch.nn.parallel.DistributedDataParallel(net)
 
     def train_step(step: int) -> dict[str, float]:
         model.train()
         idx = torch.randint(len(train_x), (cfg.batch_size,), generator=gen)
         raw, y = train_x[idx], train_y[idx]
         x = quantize(cfg, raw, gen)
-        lp = model.log_prob(x, make_context(cfg, y, raw_levels(x, cfg)))
-        loss = bits_per_dim(-lp.total.mean(), model.dims)  # of the batch; differentiable
+        mine = distributed.shard(cfg.batch_size)  # this rank's share of the global batch
+        x, y = x[mine], y[mine]
+        total = net(x, make_context(cfg, y, raw_levels(x, cfg)))
+        loss = bits_per_dim(-total.mean(), model.dims)  # of the batch; differentiable
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
