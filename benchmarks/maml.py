@@ -21,6 +21,12 @@ What bounds the speed-up: the record gives the FLOPs of one meta-iteration (coun
 1024^3 matmul's GFLOP/s on the same threads in the same run, and each implementation's achieved GFLOP/s.
 
     python benchmarks/maml.py [--quick] [--threads N] [--chunk-sweep 8] [--out results/bench/maml.json]
+
+Scale-out (``--scaleout N``, record ``results/bench/maml-scaleout.json``): the Omniglot 5-way 1-shot meta-
+iteration on N cores, ours as N torchrun processes x 1 thread (each rank meta-differentiates its share of the
+32 tasks in vmap chunks of 8, then the meta-gradients are all-reduced) against ours as 1 process x 1 thread, and
+against the per-task loop and ``higher`` each given the same N cores as intra-op threads; same tasks and
+weights, one run, load average recorded.
 """
 
 from __future__ import annotations
@@ -194,6 +200,66 @@ def run_case(case: str, reps: int, threads: int, chunk: int, sweep: list[int], t
             "achieved_gflops": {i: round(gflop / out[i]["ms"] * 1e3, 2) for i in IMPLS}}
 
 
+def dist_worker(case: str, reps: int, chunk: int) -> dict | None:
+    """One rank of the scale-out timing (under torchrun): its shard of the meta-batch, then the all-reduce."""
+    from icml17.core import distributed
+
+    ctx = distributed.setup()
+    c = CASES[case]
+    model, adapt, loss = setup(c)
+    batch = make_batch(c, 0)
+    local = batch[distributed.shard(batch.num_tasks)]
+    engine = MAML(model, loss_fn=loss, score_fn=accuracy, inner_steps=c["steps"], inner_lr=c["lr"],
+                  adapt_names=adapt, chunk_size=chunk)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        engine.meta_backward(local)  # scaled by the local task count: the all-reduce mean is the global mean
+        distributed.average_gradients(model.parameters())
+
+    step()
+    times = []
+    for _ in range(reps):
+        distributed.barrier()
+        t0 = time.perf_counter()
+        step()
+        distributed.barrier()
+        times.append(time.perf_counter() - t0)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    distributed.teardown()
+    if not ctx.is_main:
+        return None
+    return {"ms": 1e3 * float(np.median(times)), "grads": grads}
+
+
+def run_scaleout(n: int, reps: int, tmp: Path) -> dict:
+    case, chunk = "omniglot-5w1s", 8
+    ours = {}
+    for procs in sorted({1, n}):
+        cmd = [str(Path(sys.executable).with_name("torchrun")), f"--nproc_per_node={procs}", "--master_port",
+               str(29400 + procs), __file__, "--dist-worker", case, "--reps", str(reps), "--chunk", str(chunk),
+               "--grads", str(tmp / f"dist-{procs}.pt"), "--threads", "1"]
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        ours[procs] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"  ours {procs} x 1 thread: {ours[procs]}", file=sys.stderr)
+    base = {}
+    for impl in IMPLS[1:]:
+        res = subprocess.run(_worker_cmd(case, impl, reps, n, 0, tmp / f"{case}-{impl}.pt", "float32"),
+                             check=True, capture_output=True, text=True)
+        base[impl] = json.loads(res.stdout.strip().splitlines()[-1])["ms"]
+        print(f"  {impl} {n} threads: {base[impl]:.0f} ms", file=sys.stderr)
+    g1, gn = torch.load(tmp / "dist-1.pt"), torch.load(tmp / f"dist-{n}.pt")
+    flat1 = torch.cat([g.reshape(-1) for g in g1.values()])
+    rel = float((torch.cat([gn[k].reshape(-1) for k in g1]) - flat1).norm() / flat1.norm())
+    top = ours[n]["ms"]
+    return {"case": f"{case}, {n} processes x 1 thread", "ours_ms": round(top, 1),
+            "baselines_ms": {f"ours, 1 process": round(ours[1]["ms"], 1),
+                             **{f"{impl}, {n} threads": round(ms, 1) for impl, ms in base.items()}},
+            "speedup": {f"ours, 1 process": round(ours[1]["ms"] / top, 2),
+                        **{f"{impl}, {n} threads": round(ms / top, 2) for impl, ms in base.items()}},
+            "processes": n, "chunk_size": chunk, "grad_rel_error_vs_one_process_float32": rel}
+
+
 def gradient_errors(case: str, tmp: Path) -> dict[str, float]:
     """||g_other - g_ours|| / ||g_other|| over all parameters, for each baseline."""
     ref = torch.load(tmp / f"{case}-ours.pt")
@@ -216,7 +282,9 @@ def main() -> None:
                    help="also time our engine with these chunk sizes (memory/speed trade-off)")
     p.add_argument("--note", default="", help="e.g. what else was running on the machine")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "bench" / "maml.json"))
+    p.add_argument("--scaleout", type=int, metavar="N", help="time the scale-out case on N processes (see above)")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--dist-worker", help=argparse.SUPPRESS)
     p.add_argument("--reps", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--grads", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help=argparse.SUPPRESS)
@@ -225,7 +293,25 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(*args.worker, args.reps, args.chunk[0], Path(args.grads), getattr(torch, args.dtype))))
         return
+    if args.dist_worker:
+        out = dist_worker(args.dist_worker, args.reps, args.chunk[0])
+        if out is not None:
+            torch.save(out.pop("grads"), args.grads)
+            print(json.dumps(out))
+        return
     reps = 3 if args.quick else 10
+    if args.scaleout:
+        env = environment()
+        with tempfile.TemporaryDirectory() as tmp:
+            case = run_scaleout(args.scaleout, reps, Path(tmp))
+        record = {"benchmark": "maml-scaleout", "hardware": env["hardware"], "torch": env["torch"],
+                  "threads": 1, "load_average": env["load_average"], "load_average_after": environment()["load_average"],
+                  "command": "python benchmarks/maml.py " + " ".join(sys.argv[1:]), "date": env["date"],
+                  "timed_iterations": reps, "note": args.note, "cases": [case]}
+        out = Path(args.out).with_name("maml-scaleout.json")
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record, indent=2))
+        return
     chunks = args.chunk or [0] * len(args.cases)
     matmul_before = matmul_gflops()
     with tempfile.TemporaryDirectory() as tmp:
