@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -195,6 +196,20 @@ def test_losses_without_forward_derivatives_fall_back_to_reverse_over_reverse():
     assert layerwise.method == "layerwise" and torch.allclose(layerwise.dense(), H, atol=1e-8, rtol=0)
 
 
+def test_product_strategy_is_fixed_at_construction():
+    model = _mlp()
+    x, y = _data((5,))
+    target = torch.randn(len(x), 3, dtype=torch.float64)
+    # decided from the loss function before any product runs: mse_loss, nn.MSELoss and partials of them
+    for mse in (nn.functional.mse_loss, nn.MSELoss(), functools.partial(nn.functional.mse_loss, reduction="mean")):
+        assert HessianOperator(model, mse, (x, target), product="forward-over-reverse").method == "reverse-over-reverse"
+    assert HessianOperator(model, CE, (x, y), product="forward-over-reverse").method == "forward-over-reverse"
+    assert HessianOperator(model, CE, (x, y), product="reverse-over-reverse").method == "reverse-over-reverse"
+    assert HessianOperator(model, CE, (x, y), linearize=True).method == "forward-over-reverse (linearized)"
+    reverse = HessianOperator(model, CE, (x, y), product="reverse-over-reverse")
+    assert torch.allclose(reverse.dense(), _explicit_hessian(model, x, y), atol=1e-8, rtol=0)
+
+
 @pytest.mark.parametrize("build,shape", [(_mlp, (5,)), (_cnn, (1, 6, 6))])
 def test_linearized_products_equal_the_explicit_hessian(build, shape):
     model = build()
@@ -250,11 +265,11 @@ def test_layerwise_loader_weights_batches_and_caches_only_lists(as_list):
     V = torch.randn(op.size, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     if as_list:
         assert torch.allclose(op.dense(), H, atol=1e-8, rtol=0)
-        assert len(op.loss._layerwise.caches) == 3
+        assert len(op.loss.products.caches) == 3
     else:  # another iterable (a loader): one pass per call, nothing kept
         for _ in range(2):
             assert torch.allclose(op.quadform(V), (V * (H @ V)).sum(0), atol=1e-8, rtol=0)
-        assert op.loss._layerwise.caches is None
+        assert op.loss.products.caches is None
 
 
 def test_layerwise_per_layer_block_and_float64_copy():

@@ -39,11 +39,10 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from icml17.core.config import ConfigError
+from icml17.core.functional import LossFn, Params
 from icml17.data.episodes import TaskBatch
-from icml17.maml.losses import LossFn
 from icml17.maml.models import is_norm_parameter
 
-Params = dict[str, torch.Tensor]
 LR = float | torch.Tensor | Mapping[str, torch.Tensor]
 ForwardFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 BN_POLICIES = ("transductive", "per-query")

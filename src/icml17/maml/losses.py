@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from icml17.core.functional import LossFn
+
 LOSS_SCALES = ("reference", "mean")
 
 

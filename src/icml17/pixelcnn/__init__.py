@@ -6,13 +6,15 @@
     s = model.sample(16)              # s.images (16, 1, 28, 28), s.evaluations, s.levels (7, 14, 28)
 
 Modules: masks (causal masks), layers (masked conv, gated block, ResNet), heads (softmax, logistic mixture,
-Bernoulli), pixelcnn (full model), multiscale (the paper's model), conditioning (class, text, spatial),
-sampling, presets (configs), train (data, training loop, evaluation), commands (CLI).
+Bernoulli), factored (what both models and their samplers share: factors, log-likelihood, pixel layout),
+pixelcnn (full model), multiscale (the paper's model), conditioning (class, text, spatial), sampling, presets
+(configs), train (data, training loop, evaluation), commands (CLI).
 """
 
+from icml17.pixelcnn.factored import LogProb
 from icml17.pixelcnn.heads import BernoulliHead, LogisticMixtureHead, SoftmaxHead
 from icml17.pixelcnn.multiscale import MultiscalePixelCNN
-from icml17.pixelcnn.pixelcnn import LogProb, PixelCNN
+from icml17.pixelcnn.pixelcnn import PixelCNN
 from icml17.pixelcnn.presets import PRESETS, PixelCNNConfig, build_model, make_config
 from icml17.pixelcnn.sampling import Samples
 

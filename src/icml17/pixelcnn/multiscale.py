@@ -28,7 +28,8 @@ Upscaling networks (Fig. 3), one per (level, group), all fed the context:
 The base model is a full gated PixelCNN (``GatedPixelCNN``) at base x base.
 
 Sampling walks the same order (base pixels, then per level groups 2, 3, 4): O(1) evaluations per level,
-O(log N) in total (``icml17.pixelcnn.sampling.sample_multiscale``).
+O(log N) in total (``icml17.pixelcnn.sampling.sample_multiscale``). The group and patch layout helpers
+(``group_view``, ``to_patches``, ``from_patches``) live in :mod:`icml17.pixelcnn.factored`, shared with the sampler.
 """
 
 from __future__ import annotations
@@ -41,36 +42,13 @@ from torch import Tensor, nn
 
 from icml17.core.config import ConfigError
 from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
+from icml17.pixelcnn.factored import (GROUP_OFFSETS, Factor, LogProb, check_images, factored_log_prob, from_patches,
+                                      group_view, raster_rank, to_patches)
 from icml17.pixelcnn.heads import Head, make_head
 from icml17.pixelcnn.layers import ResNet, masked_pointwise
 from icml17.pixelcnn.masks import channel_groups
-from icml17.pixelcnn.pixelcnn import (Factor, GatedPixelCNN, LogProb, check_images, factored_log_prob,
-                                      raster_rank)
-
-GROUP_OFFSETS = {1: (0, 0), 2: (0, 1), 3: (1, 0), 4: (1, 1)}  # (row, col) inside each 2x2 tile
-
-
-def group_view(level: Tensor, g: int) -> Tensor:
-    """(B, C, 2K, 2K) -> (B, C, K, K) view of group ``g`` (writes go through to ``level``)."""
-    dr, dc = GROUP_OFFSETS[g]
-    return level[:, :, dr::2, dc::2]
-
-
-def to_patches(t: Tensor, m: int) -> Tensor:
-    """(B, D, K, K) -> (B * n * n, D, m, m) with n = ceil(K / m), zero-padded at the bottom/right."""
-    b, d, k, _ = t.shape
-    kp = -(-k // m) * m
-    t = F.pad(t, (0, kp - k, 0, kp - k))
-    n = kp // m
-    return t.view(b, d, n, m, n, m).permute(0, 2, 4, 1, 3, 5).reshape(b * n * n, d, m, m)
-
-
-def from_patches(t: Tensor, batch: int, k: int) -> Tensor:
-    """Inverse of :func:`to_patches`, cropped back to (B, D, K, K)."""
-    m, d = t.shape[-1], t.shape[1]
-    n = -(-k // m)
-    t = t.view(batch, n, n, d, m, m).permute(0, 3, 1, 4, 2, 5).reshape(batch, d, n * m, n * m)
-    return t[:, :, :k, :k]
+from icml17.pixelcnn.pixelcnn import GatedPixelCNN
+from icml17.pixelcnn.sampling import Samples, sample_multiscale
 
 
 class GroupNet(nn.Module):
@@ -208,12 +186,11 @@ class MultiscalePixelCNN(nn.Module):
 
     def sample(self, n: int, context: object = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, given: Tensor | None = None,
-               known: Tensor | None = None, window: bool = True):
-        from icml17.pixelcnn.sampling import sample_multiscale
+               known: Tensor | None = None, window: bool = True) -> Samples:
         return sample_multiscale(self, n, context, temperature, generator, given, known, window)
 
     def super_resolve(self, low: Tensor, context: object = None, temperature: float = 1.0,
-                      generator: torch.Generator | None = None):
+                      generator: torch.Generator | None = None) -> Samples:
         """Sample the full image given a low-resolution one (B, C, K, K), K one of the pyramid's sizes."""
         sizes = [self.size(lv) for lv in range(self.n_scales)]
         if low.dim() != 4 or low.shape[-1] not in sizes or low.shape[-2] != low.shape[-1]:

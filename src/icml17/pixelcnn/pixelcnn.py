@@ -7,57 +7,21 @@ channels of a pixel jointly). ``log p(x) = sum_i log p(x_i | x_<i, c)`` is exact
 masked convolutions that see only earlier sub-pixels (proved in tests by the Jacobian being exactly zero
 elsewhere), and each head is a normalised distribution, so the probabilities of all images sum to one.
 
-Also here: the shared pieces of both models (``LogProb``, ``Factor``, input validation).
+The pieces both models share (``LogProb``, ``Factor``, input validation) live in :mod:`icml17.pixelcnn.factored`.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
-from icml17.pixelcnn.heads import Head, make_head, to_unit
+from icml17.pixelcnn.factored import Factor, LogProb, factored_log_prob, raster_rank
+from icml17.pixelcnn.heads import Head, make_head
 from icml17.pixelcnn.layers import GatedBlock, masked_pointwise
 from icml17.pixelcnn.masks import channel_groups
-
-
-@dataclass
-class LogProb:
-    """Exact log-likelihood in nats: ``total`` (B,) and its factors ``terms`` (name -> (B,))."""
-
-    total: Tensor
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    dims: int = 1  # sub-pixels per image, C * H * W
-
-    def bits_per_dim(self) -> Tensor:
-        """(B,) ``-log2 p(x) / (C H W)``, summed over all pixels of the full image."""
-        return -self.total / (self.dims * math.log(2.0))
-
-
-@dataclass
-class Factor:
-    """Outputs of one factor: ``params`` (B, P, h, w) predicting the full-resolution pixels ``rows, cols`` (h, w)."""
-
-    name: str
-    params: Tensor
-    rows: Tensor
-    cols: Tensor
-
-
-def check_images(x: Tensor, n_channels: int, size: int, levels: int) -> None:
-    """Raise ValueError unless ``x`` is an integer tensor (B, C, size, size) with values in ``[0, levels)``."""
-    if not isinstance(x, Tensor) or x.is_floating_point() or x.dtype == torch.bool:
-        raise ValueError(f"images must be an integer tensor of shape (B, {n_channels}, {size}, {size}) with values "
-                         f"in [0, {levels}), got {getattr(x, 'dtype', type(x))}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != (n_channels, size, size):
-        raise ValueError(f"images must have shape (B, {n_channels}, {size}, {size}), got {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= levels):
-        raise ValueError(f"pixel values must lie in [0, {levels}) ({int(math.log2(levels))}-bit), got range "
-                         f"[{int(x.min())}, {int(x.max())}]")
+from icml17.pixelcnn.sampling import Samples, sample_full
 
 
 class GatedPixelCNN(nn.Module):
@@ -108,12 +72,6 @@ class GatedPixelCNN(nn.Module):
         return self.out2(F.relu(self.out1(F.relu(hs))))
 
 
-def raster_rank(n_channels: int, size: int) -> Tensor:
-    """(C, H, W) position of every sub-pixel in raster-then-channel order."""
-    pix = torch.arange(size * size).view(1, size, size)
-    return pix * n_channels + torch.arange(n_channels).view(-1, 1, 1)
-
-
 class PixelCNN(nn.Module):
     """The O(N) model: one gated PixelCNN over the full image, conditioned on an optional context.
 
@@ -154,16 +112,5 @@ class PixelCNN(nn.Module):
 
     def sample(self, n: int, context: object = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, given: Tensor | None = None,
-               known: Tensor | None = None, window: bool = True):
-        from icml17.pixelcnn.sampling import sample_full
+               known: Tensor | None = None, window: bool = True) -> Samples:
         return sample_full(self, n, context, temperature, generator, given, known, window)
-
-
-def factored_log_prob(model: nn.Module, x: Tensor, context: object = None) -> LogProb:
-    """Exact ``log p(x | c)``: the sum over the model's factors (one per pixel group) of the head's log-likelihood
-    of that group's pixels. Shared by the full and the multiscale PixelCNN, which differ only in their factors."""
-    check_images(x, model.n_channels, model.image_size, model.levels)
-    dtype = next(model.parameters()).dtype
-    terms = {f.name: model.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
-             for f in model.factors(to_unit(x, model.levels, dtype), context)}
-    return LogProb(sum(terms.values()), terms, model.dims)

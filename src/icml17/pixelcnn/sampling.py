@@ -23,9 +23,8 @@ import torch
 from torch import Tensor
 
 from icml17.pixelcnn.conditioning import resize_map
+from icml17.pixelcnn.factored import check_images, group_view, to_patches
 from icml17.pixelcnn.heads import to_unit
-from icml17.pixelcnn.multiscale import group_view, to_patches, from_patches
-from icml17.pixelcnn.pixelcnn import check_images
 
 
 @dataclass
@@ -35,7 +34,16 @@ class Samples:
     levels: list[Tensor] = field(default_factory=list)  # coarse-to-fine: (n, C, K, K) per level
 
 
-def _prepare(model, n: int, temperature: float, given: Tensor | None, known: Tensor | None) -> tuple[Tensor, Tensor]:
+def _prepare(model, n: int, context: object, temperature: float, given: Tensor | None, known: Tensor | None,
+             ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Checked arguments of both samplers: (images to fill, known-pixel mask, context vector, context map)."""
+    x, known = _canvas(model, n, temperature, given, known)
+    vec, cmap = model.encode_context(context, n)
+    return x, known, vec, cmap
+
+
+def _canvas(model, n: int, temperature: float, given: Tensor | None, known: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The images to fill (n, C, S, S) and the known-pixel mask (S, S), after checking the completion pattern."""
     size, c = model.image_size, model.n_channels
     device = next(model.parameters()).device
     if not temperature > 0:
@@ -99,8 +107,7 @@ def sample_grid(net, head, x: Tensor, known: Tensor, vec: Tensor | None, cmap: T
 def sample_full(model, n: int, context: object = None, temperature: float = 1.0,
                 generator: torch.Generator | None = None, given: Tensor | None = None,
                 known: Tensor | None = None, window: bool = True) -> Samples:
-    x, known = _prepare(model, n, temperature, given, known)
-    vec, cmap = model.encode_context(context, n)
+    x, known, vec, cmap = _prepare(model, n, context, temperature, given, known)
     evals = sample_grid(model.net, model.head, x, known, vec, cmap, model.levels, temperature, generator, window)
     return Samples(x, evals, [x.clone()])
 
@@ -109,8 +116,7 @@ def sample_full(model, n: int, context: object = None, temperature: float = 1.0,
 def sample_multiscale(model, n: int, context: object = None, temperature: float = 1.0,
                       generator: torch.Generator | None = None, given: Tensor | None = None,
                       known: Tensor | None = None, window: bool = True) -> Samples:
-    x, known = _prepare(model, n, temperature, given, known)
-    vec, cmap = model.encode_context(context, n)
+    x, known, vec, cmap = _prepare(model, n, context, temperature, given, known)
     head, levels = model.head, model.levels
     dtype = next(model.parameters()).dtype
     unit = lambda t: to_unit(t, levels, dtype)  # noqa: E731

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from icml17.core.curvature import Batch, LossFn, as_batches
+from icml17.core.curvature import Batch, as_batches
+from icml17.core.functional import LossFn
 from icml17.sharpness.measures import MeasureOptions, check_names, measure
 from icml17.sharpness.transforms import Reparametrized
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from icml17.core.curvature import Batch, HessianOperator, LossFn, hutchinson, hutchpp, lanczos
-from icml17.core.functional import flatten
+from icml17.core.curvature import Batch, HessianOperator, hutchinson, hutchpp, lanczos
+from icml17.core.functional import LossFn, flatten
 from icml17.sharpness.adaptive import AdaptiveHessian
 from icml17.sharpness.ball import ball_sharpness
 from icml17.sharpness.keskar import keskar_sharpness, random_subspace

@@ -1,0 +1,89 @@
+"""The curvature package's shared vocabulary: batches, the operator and product interfaces, batch weighting.
+
+Every other module of the package imports from here and this module imports none of them, so the operator,
+the product strategies and the estimators can depend on one another's interfaces without an import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from icml17.core.functional import LossFn, Params
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class LinearOperator(Protocol):
+    """What the estimators need: a symmetric operator on vectors of ``size`` applied to blocks of columns."""
+
+    size: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor: ...  # (n, k) -> (n, k)
+
+
+class Evaluation(Protocol):
+    """What a product strategy reads from :class:`~icml17.core.curvature.operator.ModelLoss`: the model, the
+    loss, the point and the batches (``cacheable``: the data is a list, so per-batch state may be kept)."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    point: Params
+    mode: str
+
+    @property
+    def cacheable(self) -> bool: ...
+
+    def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor, int]]: ...
+
+    def batch_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def accumulate(self, fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> Any: ...
+
+
+class Products(Protocol):
+    """A way of computing Hessian products, fixed when the loss is built (``method`` names it).
+
+    ``hvp``: ``H v`` for a block of directions (every tensor has a leading k axis), at the loss's point or at
+    ``params``; ``quadform``: the k quadratic forms ``v^T H v`` at the point.
+    """
+
+    method: str
+
+    def hvp(self, vectors: Params, params: Params | None = None) -> Params: ...
+
+    def quadform(self, vectors: Params) -> torch.Tensor: ...
+
+
+def as_batches(data: Batch | Iterable[Batch]) -> list[Batch] | Iterable[Batch]:
+    """One ``(x, y)`` batch becomes a one-element list; anything else is taken as an iterable of batches."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        return [data]
+    return data
+
+
+def scale_add(acc: Any, out: Any, n: float) -> Any:
+    """acc + n * out over tensors, dicts and tuples of them (acc None: n * out)."""
+    if isinstance(out, dict):
+        return {k: scale_add(None if acc is None else acc[k], v, n) for k, v in out.items()}
+    if isinstance(out, tuple):
+        return tuple(scale_add(None if acc is None else a, o, n) for a, o in zip(acc or [None] * len(out), out))
+    return out * n if acc is None else acc + out * n
+
+
+@contextmanager
+def module_mode(model: nn.Module, train: bool) -> Iterator[None]:
+    """Every submodule in train (or eval) mode for the block, each one's own flag restored after it."""
+    before = [(m, m.training) for m in model.modules()]
+    model.train(train)
+    try:
+        yield
+    finally:
+        for m, flag in before:
+            m.training = flag

@@ -1,0 +1,219 @@
+"""Spectral estimators on any symmetric operator with ``size``, ``dtype``, ``device`` and ``matmat(V)``.
+
+- :func:`power_iteration`: dominant eigenvalue (largest |lambda|), stopped on a relative change below ``tol``.
+- :func:`lanczos`: top-k (algebraically largest) eigenpairs, Lanczos with full reorthogonalisation, stopped
+  when every wanted Ritz pair has a residual ``|beta_m s_{m,i}| <= tol |theta_i|``.
+- :func:`hutchinson` (Hutchinson 1989) and :func:`hutchpp` (Meyer, Musco, Musco, Woodruff 2021): trace.
+- :func:`slq_density`: stochastic Lanczos quadrature (Ubaru, Chen, Saad 2017; Ghorbani et al. 2019).
+
+They see the operator only through that interface, so they run on a model's Hessian, a rescaled one or a
+dense test matrix alike; the operator's ``n_hvp`` counts the products they spend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+
+from icml17.core.curvature.base import LinearOperator
+
+
+def _generator(seed: int | torch.Generator | None) -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    return torch.Generator().manual_seed(0 if seed is None else seed)
+
+
+def _rademacher(n: int, k: int, op: LinearOperator, gen: torch.Generator) -> torch.Tensor:
+    return (torch.randint(0, 2, (n, k), generator=gen) * 2 - 1).to(op.device, op.dtype)
+
+
+@dataclass
+class EigenResult:
+    eigenvalues: list[float]  # descending
+    eigenvectors: torch.Tensor  # (n, k)
+    n_hvp: int
+    iterations: int
+    converged: bool
+    method: str
+    residuals: list[float] = field(default_factory=list)
+
+
+def power_iteration(op: LinearOperator, *, tol: float = 1e-3, max_iter: int = 200,
+                    seed: int | torch.Generator | None = 0) -> EigenResult:
+    """Dominant eigenpair by power iteration with a Rayleigh-quotient estimate; stops when it changes by
+    less than ``tol`` relative (PyHessian's criterion)."""
+    gen = _generator(seed)
+    v = torch.randn(op.size, 1, generator=gen).to(op.device, op.dtype)
+    v /= v.norm()
+    value, converged, it = 0.0, False, 0
+    for it in range(1, max_iter + 1):
+        hv = op.matmat(v)
+        new = float((v * hv).sum())
+        v = hv / hv.norm()
+        if it > 1 and abs(new - value) <= tol * abs(new):
+            value, converged = new, True
+            break
+        value = new
+    return EigenResult([value], v, it, it, converged, "power")
+
+
+def _lanczos_basis(op: LinearOperator, v0: torch.Tensor, steps: int, *, on_step: Callable | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Lanczos with full reorthogonalisation from ``v0``: (alpha (m,), beta (m,), Q (n, m)).
+
+    ``beta[j]`` couples q_j and q_{j+1}; ``beta[m-1]`` is the residual norm used for convergence tests.
+    ``on_step(alpha, beta)`` may return True to stop early.
+    """
+    q = v0 / v0.norm()
+    basis = [q]
+    alpha, beta = [], []
+    for j in range(min(steps, op.size)):
+        w = op.matmat(q[:, None])[:, 0]
+        a = float(q @ w)
+        Q = torch.stack(basis, dim=1)
+        w = w - Q @ (Q.T @ w)
+        w = w - Q @ (Q.T @ w)  # twice is enough (Parlett's "twice is enough")
+        b = float(w.norm())
+        alpha.append(a)
+        beta.append(b)
+        if on_step is not None and on_step(np.array(alpha), np.array(beta)):
+            break
+        if b <= 1e-10 * max(1.0, abs(a)) or j + 1 == op.size:
+            break
+        q = w / b
+        basis.append(q)
+    m = len(alpha)
+    return np.array(alpha), np.array(beta), torch.stack(basis[:m], dim=1)
+
+
+def _ritz(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(alpha) == 1:
+        return alpha.copy(), np.ones((1, 1))
+    return eigh_tridiagonal(alpha, beta[:-1])
+
+
+def lanczos(op: LinearOperator, k: int = 1, *, tol: float = 1e-3, max_iter: int = 100,
+            seed: int | torch.Generator | None = 0, stop: str = "residual") -> EigenResult:
+    """Top-``k`` eigenpairs (algebraically largest) by Lanczos.
+
+    ``stop="residual"``: every wanted Ritz pair has ``|beta_m s_{m,i}| <= tol |theta_i|`` (a bound on the
+    eigenvector's quality too). ``stop="gap"``: the eigenvalue error estimate ``residual^2 / gap`` is at most
+    ``tol |theta_i|``, with the gap estimated from the next Ritz value (the standard a-posteriori bound for a
+    Ritz value; it needs k + 1 Ritz values and is looser about the eigenvector).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if stop not in ("residual", "gap"):
+        raise ValueError(f"stop must be 'residual' or 'gap', got {stop!r}")
+    gen = _generator(seed)
+    v0 = torch.randn(op.size, generator=gen).to(op.device, op.dtype)
+    state: dict[str, Any] = {"converged": False}
+
+    def check(alpha: np.ndarray, beta: np.ndarray) -> bool:
+        if len(alpha) < k:
+            return False
+        theta, s = _ritz(alpha, beta)
+        res = np.abs(beta[-1] * s[-1, ::-1][:k])
+        top = theta[::-1]
+        if stop == "gap":
+            if len(top) <= k:
+                return False
+            gaps = np.maximum(top[:k] - top[1:k + 1], 1e-300)
+            ok = bool(np.all(res ** 2 / gaps <= tol * np.abs(top[:k])))
+        else:
+            ok = bool(np.all(res <= tol * np.abs(top[:k])))
+        state.update(converged=ok, residuals=res.tolist())
+        return ok
+
+    alpha, beta, Q = _lanczos_basis(op, v0, max_iter, on_step=check)
+    theta, s = _ritz(alpha, beta)
+    order = np.argsort(theta)[::-1][:k]
+    vecs = Q @ torch.as_tensor(s[:, order].copy(), dtype=op.dtype, device=op.device)
+    exhausted = len(alpha) == op.size or beta[-1] <= 1e-10 * max(1.0, abs(alpha[-1]))
+    return EigenResult(theta[order].tolist(), vecs, len(alpha), len(alpha), state["converged"] or exhausted,
+                       "lanczos", state.get("residuals", []))
+
+
+@dataclass
+class TraceResult:
+    estimate: float
+    stderr: float  # standard error of the mean over probes (nan for Hutch++)
+    n_hvp: int
+    method: str
+
+
+def hutchinson(op: LinearOperator, n_probes: int = 100, *, block: int = 32,
+               seed: int | torch.Generator | None = 0) -> TraceResult:
+    """tr(H) ~ mean of v^T H v over Rademacher probes v, evaluated ``block`` probes per batched product
+    (through ``op.quadform`` where the operator has one: only the quadratic forms are needed)."""
+    if n_probes < 1:
+        raise ValueError(f"n_probes must be >= 1, got {n_probes}")
+    gen = _generator(seed)
+    samples = []
+    for start in range(0, n_probes, block):
+        V = _rademacher(op.size, min(block, n_probes - start), op, gen)
+        quadform = getattr(op, "quadform", None)
+        samples.append(quadform(V) if quadform is not None else (V * op.matmat(V)).sum(0))
+    s = torch.cat(samples).double()
+    stderr = float(s.std() / math.sqrt(n_probes)) if n_probes > 1 else float("nan")
+    return TraceResult(float(s.mean()), stderr, n_probes, "hutchinson")
+
+
+def hutchpp(op: LinearOperator, n_matvecs: int = 99, *, seed: int | torch.Generator | None = 0) -> TraceResult:
+    """Hutch++: exact trace on a sketched top subspace plus Hutchinson on its complement (n_matvecs / 3 each)."""
+    m = n_matvecs // 3
+    if m < 1:
+        raise ValueError(f"Hutch++ needs n_matvecs >= 3, got {n_matvecs}")
+    gen = _generator(seed)
+    S = _rademacher(op.size, m, op, gen)
+    G = _rademacher(op.size, m, op, gen)
+    Q, _ = torch.linalg.qr(op.matmat(S))  # (n, m)
+    G = G - Q @ (Q.T @ G)
+    AQ, AG = op.matmat(torch.cat([Q, G], dim=1)).split(m, dim=1)
+    est = float((Q * AQ).sum() + (G * AG).sum() / m)
+    return TraceResult(est, float("nan"), 3 * m, "hutch++")
+
+
+@dataclass
+class SpectralDensity:
+    """A mixture of point masses per probe: ``nodes`` (p, m) with ``weights`` (p, m), each row summing to 1."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    size: int
+    n_hvp: int
+
+    def moment(self, power: int) -> float:
+        """size * E_probes[sum_j w_j node_j^power] ~ tr(H^power)."""
+        return float(self.size * np.mean(np.sum(self.weights * self.nodes ** power, axis=1)))
+
+    def smooth(self, grid: np.ndarray, sigma: float) -> np.ndarray:
+        """The density convolved with a Gaussian of width ``sigma`` on ``grid`` (integrates to ~1)."""
+        diff = grid[None, None, :] - self.nodes[:, :, None]
+        g = np.exp(-0.5 * (diff / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        return np.mean(np.sum(self.weights[:, :, None] * g, axis=1), axis=0)
+
+
+def slq_density(op: LinearOperator, *, n_probes: int = 4, steps: int = 40,
+                seed: int | torch.Generator | None = 0) -> SpectralDensity:
+    """Stochastic Lanczos quadrature: for each Rademacher probe, Lanczos nodes and squared first components."""
+    gen = _generator(seed)
+    steps = min(steps, op.size)
+    nodes = np.zeros((n_probes, steps))
+    weights = np.zeros((n_probes, steps))
+    n_hvp = 0
+    for i in range(n_probes):
+        v = _rademacher(op.size, 1, op, gen)[:, 0]
+        alpha, beta, _ = _lanczos_basis(op, v, steps)
+        theta, s = _ritz(alpha, beta)
+        nodes[i, :len(theta)] = theta
+        weights[i, :len(theta)] = s[0] ** 2
+        n_hvp += len(alpha)
+    return SpectralDensity(nodes, weights, op.size, n_hvp)

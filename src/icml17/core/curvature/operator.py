@@ -1,0 +1,213 @@
+"""The Hessian of a model's loss as a linear operator: :class:`ModelLoss` evaluates the loss over the data,
+:class:`HessianOperator` presents its Hessian at the point as a symmetric operator on flat vectors.
+
+The data may be one ``(x, y)`` batch or an iterable of batches (a loader); products over a loader are
+accumulated with weights ``n_b / N``, i.e. they are products with the Hessian of the mean loss over all
+examples, assuming ``loss_fn`` returns the batch mean. How each product is computed is a strategy chosen once,
+when the loss is built (:func:`~icml17.core.curvature.products.choose_products`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from icml17.core.curvature.base import Batch, as_batches, module_mode, scale_add
+from icml17.core.curvature.products import choose_products
+from icml17.core.functional import LossFn, Params
+
+_EMPTY = "the dataset is empty: a loss (and its curvature) needs at least one example"
+
+
+class ModelLoss:
+    """The mean loss of ``model`` over ``data`` as a function of a parameter dict (one job: evaluate it).
+
+    ``params`` names the parameters that vary (default: all with ``requires_grad``); the others and the
+    buffers stay at the module's values. ``product`` and ``linearize`` choose how Hessian products are
+    computed (see :func:`~icml17.core.curvature.products.choose_products`): by default layerwise (primal
+    cached per batch, R-operator per layer) for the plain ``nn.Sequential`` chains it supports, else
+    forward-over-reverse (``jvp`` of ``grad``); ``linearize=True`` traces the forward-over-reverse product once
+    per batch and pays off from a few dozen products on. ``self.method`` records the strategy. ``dtype``
+    (e.g. ``torch.float64``) evaluates a converted copy of the model on converted inputs. ``mode`` is
+    ``"eval"`` (default; batch norm uses running statistics, dropout is off) or ``"train"``.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], *,
+                 params: Sequence[str] | None = None, dtype: torch.dtype | None = None, mode: str = "eval",
+                 linearize: bool = False, product: str = "auto"):
+        if mode not in ("eval", "train"):
+            raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
+        if dtype is not None:
+            model = copy.deepcopy(model).to(dtype)
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not trainable:
+            raise ValueError(f"{type(model).__name__} has no parameters with requires_grad=True: there is no "
+                             "Hessian to measure (unfreeze the parameters to be measured)")
+        if params is not None:
+            unknown = sorted(set(params) - set(trainable))
+            if unknown:
+                raise ValueError(f"unknown or frozen parameter names {unknown}; trainable: {sorted(trainable)}")
+            trainable = {n: trainable[n] for n in params}
+        self.model, self.loss_fn, self.mode = model, loss_fn, mode
+        self.point: Params = {n: p.detach() for n, p in trainable.items()}
+        # parameters outside the block stay fixed, detached so that products carry no autograd history
+        self._fixed: Params = {n: p.detach() for n, p in model.named_parameters() if n not in self.point}
+        self.dtype = next(iter(self.point.values())).dtype
+        self.device = next(iter(self.point.values())).device
+        self._data = as_batches(data)
+        self.products = choose_products(self, product, linearize)
+        if isinstance(self._data, list):
+            self._check_nonempty(self._data)
+
+    @property
+    def method(self) -> str:
+        return self.products.method
+
+    @property
+    def cacheable(self) -> bool:
+        """The data is a list of batches: iterated again on every call, so per-batch state may be kept."""
+        return isinstance(self._data, list)
+
+    @staticmethod
+    def _check_nonempty(batches: list[Batch]) -> None:
+        if not batches or sum(int(x.shape[0]) for x, _ in batches) == 0:
+            raise ValueError(_EMPTY)
+
+    def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Yields (x, y, n) with floating inputs cast to this loss's dtype and device."""
+        seen = 0
+        for x, y in self._data:
+            x = x.to(self.device, self.dtype if x.is_floating_point() else x.dtype)
+            y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
+            if x.shape[0]:
+                seen += int(x.shape[0])
+                yield x, y, int(x.shape[0])
+        if seen == 0:
+            raise ValueError(_EMPTY)
+
+    def batch_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, {**self._fixed, **params}, (x,), strict=False), y)
+
+    def accumulate(self, fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> Any:
+        """The mean of ``fn(x, y)`` over the batches weighted by their sizes, in this loss's mode."""
+        total, acc = 0, None
+        with module_mode(self.model, self.mode == "train"):
+            for x, y, n in self.batches():
+                acc = scale_add(acc, fn(x, y), n)
+                total += n
+        return scale_add(None, acc, 1.0 / total)  # type: ignore[arg-type]
+
+    def loss(self, params: Params | None = None) -> torch.Tensor:
+        params = self.point if params is None else params
+        with torch.no_grad():
+            return self.accumulate(lambda x, y: self.batch_loss(params, x, y))
+
+    def loss_and_grad(self, params: Params | None = None) -> tuple[torch.Tensor, Params]:
+        params = self.point if params is None else params
+        f = torch.func.grad_and_value(self.batch_loss)
+        g, value = self.accumulate(lambda x, y: f(params, x, y))
+        return value, g
+
+    def hvp(self, vectors: Params, params: Params | None = None) -> Params:
+        """Products ``H v`` for a block of directions (every tensor has a leading k axis), at the point or at
+        ``params``, by the strategy chosen at construction (``self.method``)."""
+        return self.products.hvp(vectors, params)
+
+    def quadform(self, vectors: Params) -> torch.Tensor:
+        """``v^T H v`` for a block of directions (leading k axis) at the point: (k,). Layerwise: a forward-only
+        second-order pass per direction; otherwise from :meth:`hvp`."""
+        return self.products.quadform(vectors)
+
+
+class HessianOperator:
+    """The Hessian of a :class:`ModelLoss` at its point, as a symmetric operator on flat vectors of ``size``.
+
+    ``n_hvp`` counts Hessian-vector products (a block of k counts k; a quadratic form ``v^T H v`` from
+    :meth:`quadform` counts as one); ``max_block`` caps how many probes are vmapped at once (memory grows
+    with it); ``linearize`` and ``product`` choose how products are computed (see :class:`ModelLoss`).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], *,
+                 params: Sequence[str] | None = None, dtype: torch.dtype | None = None, mode: str = "eval",
+                 max_block: int = 32, linearize: bool = False, product: str = "auto"):
+        self.loss = ModelLoss(model, loss_fn, data, params=params, dtype=dtype, mode=mode, linearize=linearize,
+                              product=product)
+        self.size = sum(p.numel() for p in self.loss.point.values())
+        self.dtype, self.device, self.mode = self.loss.dtype, self.loss.device, mode
+        self.max_block = max_block
+        self.n_hvp = 0
+
+    @property
+    def point(self) -> Params:
+        return self.loss.point
+
+    @property
+    def method(self) -> str:
+        return self.loss.method
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matmat(v[:, None])[:, 0]
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(n, k) -> (n, k)."""
+        out = []
+        for block in self._blocks(vectors):  # (b, n)
+            hv = self.loss.hvp(self._tangents(block))
+            # forward AD of some ops (torch.where on 0-dim operands) promotes to float64: keep the operator's dtype
+            out.append(torch.cat([hv[k].reshape(block.shape[0], -1) for k in self.point], dim=1).to(self.dtype))
+            self.n_hvp += block.shape[0]
+        return torch.cat(out).T
+
+    def quadform(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(n, k) -> (k,): the quadratic forms ``v_j^T H v_j`` (exact; layerwise products get them from a
+        forward-only second-order pass, cheaper than ``H v``)."""
+        out = []
+        for block in self._blocks(vectors):
+            out.append(self.loss.quadform(self._tangents(block)).to(self.dtype))
+            self.n_hvp += block.shape[0]
+        return torch.cat(out)
+
+    def dense(self) -> torch.Tensor:
+        """The explicit (n, n) matrix from n products: for small models and tests."""
+        return self.matmat(torch.eye(self.size, dtype=self.dtype, device=self.device))
+
+    def _blocks(self, vectors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The columns of ``vectors`` (n, k) as rows, in blocks of at most ``max_block``: (b, n) each."""
+        if vectors.shape[0] != self.size:
+            raise ValueError(f"vectors have {vectors.shape[0]} rows, the operator acts on {self.size}")
+        return vectors.to(self.dtype).T.split(self.max_block)
+
+    def _tangents(self, block: torch.Tensor) -> Params:
+        """Rows of ``block`` (b, n) as a parameter dict with a leading b axis."""
+        out, i = {}, 0
+        for name, p in self.point.items():
+            out[name] = block[:, i:i + p.numel()].reshape(block.shape[0], *p.shape)
+            i += p.numel()
+        return out
+
+
+class DenseOperator:
+    """A symmetric matrix as an operator (tests, and reference values)."""
+
+    def __init__(self, matrix: torch.Tensor):
+        self.matrix = matrix
+        self.size, self.dtype, self.device = matrix.shape[0], matrix.dtype, matrix.device
+        self.n_hvp = 0
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        self.n_hvp += vectors.shape[1]
+        return self.matrix @ vectors
+
+
+def layer_blocks(model: nn.Module) -> dict[str, list[str]]:
+    """Trainable parameter names grouped by owning module (``"0.weight", "0.bias"`` -> ``"0"``)."""
+    blocks: dict[str, list[str]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            blocks.setdefault(name.rpartition(".")[0] or name, []).append(name)
+    return blocks
