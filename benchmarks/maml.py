@@ -253,9 +253,9 @@ def run_scaleout(n: int, reps: int, tmp: Path) -> dict:
     rel = float((torch.cat([gn[k].reshape(-1) for k in g1]) - flat1).norm() / flat1.norm())
     top = ours[n]["ms"]
     return {"case": f"{case}, {n} processes x 1 thread", "ours_ms": round(top, 1),
-            "baselines_ms": {f"ours, 1 process": round(ours[1]["ms"], 1),
+            "baselines_ms": {"ours, 1 process": round(ours[1]["ms"], 1),
                              **{f"{impl}, {n} threads": round(ms, 1) for impl, ms in base.items()}},
-            "speedup": {f"ours, 1 process": round(ours[1]["ms"] / top, 2),
+            "speedup": {"ours, 1 process": round(ours[1]["ms"] / top, 2),
                         **{f"{impl}, {n} threads": round(ms / top, 2) for impl, ms in base.items()}},
             "processes": n, "chunk_size": chunk, "grad_rel_error_vs_one_process_float32": rel}
 

@@ -5,7 +5,6 @@ The expected values come from a plain single-process run of the same global batc
 parallelism), not from the distributed code."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +64,18 @@ def test_two_processes_match_one_process_in_float64(tmp_path, system, key):
             if isinstance(v, float):
                 assert rb[k] == pytest.approx(v, rel=1e-6, abs=1e-9), (ra["step"], k)
     assert load_checkpoint(two / "checkpoints" / "last.pt")["world_size"] == 2
+
+
+def test_sharded_hessian_products_equal_full_data_products(tmp_path):
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    r = _single("curvature", one)
+    assert r.returncode == 0, r.stderr
+    p = _torchrun("curvature", two)
+    assert p.returncode == 0, p.err
+    a, b = torch.load(one), torch.load(two)
+    torch.testing.assert_close(b["hv"], a["hv"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b["top"], a["top"], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(b["trace"], a["trace"], rtol=1e-10, atol=1e-12)
 
 
 def test_killed_rank_stops_the_other_and_the_rerun_resumes_to_the_same_result(tmp_path):

@@ -37,7 +37,6 @@ from icml17.core.errors import UserError
 from icml17.core.run import (CHECKPOINT_FILE, METRICS_FILE, TENSORBOARD_DIR, check_resume, check_run_dir,
                              config_values, set_aside_previous, write_config)
 
-CHECKPOINT_NAME = CHECKPOINT_FILE.name
 
 
 class Stateful(Protocol):

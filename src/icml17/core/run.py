@@ -164,6 +164,33 @@ def read_argv(run_dir: str | Path) -> list[str]:
         return []
 
 
+@dataclasses.dataclass
+class Checkpointed:
+    """What evaluation needs from a run directory: the config the weights were trained with and the weights."""
+
+    cfg: Any
+    state: dict[str, Any]
+    iterations: int
+    wall_time_s: float
+    train_command: str
+
+
+def load_trained_run(run_dir: str | Path, config_cls: type, state_key: str, system: str) -> Checkpointed:
+    """Read ``run_dir``'s last checkpoint and the config it was trained with (never ``config.json``'s)."""
+    from icml17.core.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a trained {system} run (no {CHECKPOINT_FILE}); train it first with "
+                          f"`icml17 {system} train --run-dir {run_dir} ...`, or pass --weights NAME")
+    ckpt = load_checkpoint(path)
+    if state_key not in ckpt.get("state", {}):
+        raise ConfigError(f"{path} is not a {system} checkpoint (it holds no {state_key!r} state)")
+    return Checkpointed(load_run_config(config_cls, run_dir, ckpt), ckpt["state"][state_key], int(ckpt["step"]),
+                        float(ckpt.get("wall_time_s", 0.0)), " ".join(read_argv(run_dir)))
+
+
 def load_run_config(config_cls: type, run_dir: str | Path, ckpt: Mapping[str, Any]) -> Any:
     """Rebuild the config a checkpoint was trained with.
 
@@ -210,26 +237,20 @@ def parse_overrides(items: list[str] | None, *, forbidden: Mapping[str, str] | N
     return out
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {n}")
+        return n
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+positive_int = _int_at_least(1)        # argparse types
+non_negative_int = _int_at_least(0)
 
 
 def positive_float(text: str) -> float:

@@ -25,7 +25,3 @@ def bits_per_dim(nll_nats: float, dims: int) -> float:
     if dims <= 0:
         raise ValueError(f"dims must be positive, got {dims}")
     return nll_nats / (dims * math.log(2.0))
-
-
-def nats_to_bits(nats: float) -> float:
-    return nats / math.log(2.0)

@@ -34,8 +34,8 @@ def _omniglot(report_dir: Path, data_dir: Path | None, tasks: int, log) -> tuple
             f"scored on {tasks} fresh test tasks of held-out characters, one example per class to adapt on and "
             f"{r['queries']} query per class, 95% interval:\n\n"
             + markdown_table(["gradient steps on the support set", "query accuracy"], rows)
-            + f"\n\nThe full protocol (600 tasks): `icml17 maml eval --weights omniglot-5w1s --data-dir DATA` "
-              f"(record: `results/maml/omniglot-5w1s.json`).")
+            + "\n\nThe full protocol (600 tasks): `icml17 maml eval --weights omniglot-5w1s --data-dir DATA` "
+              "(record: `results/maml/omniglot-5w1s.json`).")
     return text, [(fig, "one test task: the 5 support images (top row, one per class) and 3 queries per class "
                         "(below, in class order)")]
 

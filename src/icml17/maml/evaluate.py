@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from icml17.core.checkpoint import load_checkpoint
 from icml17.core.config import ConfigError, config_from_dict
 from icml17.core.results import write_record
-from icml17.core.run import CHECKPOINT_FILE, load_run_config, read_argv
+from icml17.core.run import load_trained_run
 from icml17.core.stats import mean_ci95
 from icml17.data.episodes import TaskBatch
-from icml17.maml.engine import MAML, TaskMetrics
+from icml17.maml.engine import MAML
 from icml17.maml.losses import make_losses
 from icml17.maml.presets import PRESETS, MAMLConfig
 from icml17.maml.tasks import make_task_source
@@ -58,16 +57,10 @@ def input_shape(cfg: MAMLConfig) -> tuple[int, ...]:
 
 def load_run(run_dir: str | Path) -> Trained:
     """The engine of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT_FILE
-    if not ckpt_path.is_file():
-        raise ConfigError(f"{run_dir} is not a trained MAML run (no {CHECKPOINT_FILE}); train it first with "
-                          f"`icml17 maml train --preset ... --run-dir {run_dir}`, or pass --weights NAME")
-    ckpt = load_checkpoint(ckpt_path)
-    cfg = load_run_config(MAMLConfig, run_dir, ckpt)
-    engine = build_engine(cfg, input_shape(cfg))
-    engine.load_state_dict(ckpt["state"]["engine"])
-    return Trained(cfg, engine, int(ckpt["step"]), float(ckpt.get("wall_time_s", 0.0)), " ".join(read_argv(run_dir)))
+    run = load_trained_run(run_dir, MAMLConfig, "engine", "maml")
+    engine = build_engine(run.cfg, input_shape(run.cfg))
+    engine.load_state_dict(run.state)
+    return Trained(run.cfg, engine, run.iterations, run.wall_time_s, run.train_command)
 
 
 def load_shipped(name: str) -> Trained:

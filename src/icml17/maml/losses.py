@@ -40,10 +40,6 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(-1) == labels).to(logits.dtype).mean()
 
 
-def negative_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return -mse(pred, target)
-
-
 def make_losses(task: str, shots: int, scale: str = "reference") -> tuple[LossFn, LossFn, str]:
     """(loss, score, score name) for a task family: regression scores MSE, classification accuracy."""
     if task == "sinusoid":

@@ -9,7 +9,7 @@ import torch
 
 from icml17.core.report import Report, markdown_table
 from icml17.data import DatasetError
-from icml17.pixelcnn.evaluate import likelihood, load_shipped, timed
+from icml17.pixelcnn.evaluate import load_shipped, timed
 from icml17.pixelcnn.plots import sample_and_plot, save_sample_figures
 from icml17.pixelcnn.presets import build_model, make_config
 from icml17.pixelcnn.sampling import time_full_sampler_band

@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from icml17.core import distributed
-from icml17.core.checkpoint import load_checkpoint
-from icml17.core.config import ConfigError, config_from_dict
+from icml17.core.config import config_from_dict
 from icml17.core.results import write_record
-from icml17.core.run import CHECKPOINT_FILE, load_run_config, read_argv
+from icml17.core.run import load_trained_run
 from icml17.core.stats import bits_per_dim
 from icml17.pixelcnn.data import load_split, make_context, raw_levels, test_images
 from icml17.pixelcnn.presets import PixelCNNConfig, build_model
@@ -37,17 +36,10 @@ class Trained:
 
 def load_run(run_dir: str | Path) -> Trained:
     """The model of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
-    run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT_FILE
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a trained PixelCNN run (no {CHECKPOINT_FILE}); train it first with "
-                          f"`icml17 pixelcnn train --run-dir {run_dir}`, or pass --weights NAME")
-    ckpt = load_checkpoint(path)
-    cfg = load_run_config(PixelCNNConfig, run_dir, ckpt)
-    model = build_model(cfg)
-    model.load_state_dict(ckpt["state"]["model"])
-    return Trained(cfg, model.eval(), int(ckpt["step"]), float(ckpt.get("wall_time_s", 0.0)),
-                   " ".join(read_argv(run_dir)))
+    run = load_trained_run(run_dir, PixelCNNConfig, "model", "pixelcnn")
+    model = build_model(run.cfg)
+    model.load_state_dict(run.state)
+    return Trained(run.cfg, model.eval(), run.iterations, run.wall_time_s, run.train_command)
 
 
 def load_shipped(name: str) -> Trained:

@@ -46,6 +46,8 @@ class Evaluation(Protocol):
 
     def accumulate(self, fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> Any: ...
 
+    def mean(self, acc: Any, total: int) -> Any: ...
+
 
 class Products(Protocol):
     """A way of computing Hessian products, fixed when the loss is built (``method`` names it).
@@ -75,6 +77,45 @@ def scale_add(acc: Any, out: Any, n: float) -> Any:
     if isinstance(out, tuple):
         return tuple(scale_add(None if acc is None else a, o, n) for a, o in zip(acc or [None] * len(out), out))
     return out * n if acc is None else acc + out * n
+
+
+def _leaves(tree: Any) -> list[torch.Tensor]:
+    if isinstance(tree, dict):
+        return [t for k in tree for t in _leaves(tree[k])]
+    if isinstance(tree, tuple):
+        return [t for x in tree for t in _leaves(x)]
+    return [tree]
+
+
+def mean_over_data(acc: Any, total: int, sharded: bool) -> Any:
+    """``acc / total``: the size-weighted sum of per-batch results over all examples divided by their number.
+
+    With ``sharded`` each process holds a shard of the data (``torch.distributed``): the sums and the counts
+    are all-reduced first, so every rank gets the mean over the whole dataset."""
+    if acc is None and not sharded:
+        raise ValueError("the dataset is empty: a loss (and its curvature) needs at least one example")
+    if sharded:
+        from icml17.core import distributed
+
+        if acc is None:
+            raise ValueError("this process's shard of the data is empty; give every rank at least one batch")
+        leaves = _leaves(acc)
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in leaves] + [torch.tensor([float(total)], dtype=torch.float64, device=leaves[0].device)])
+        distributed.all_reduce_sum(flat)
+        total, i, reduced = int(flat[-1].item()), 0, []
+        for t in leaves:
+            reduced.append(flat[i:i + t.numel()].view_as(t).to(t.dtype))
+            i += t.numel()
+        acc = _rebuild(acc, iter(reduced))
+    return scale_add(None, acc, 1.0 / total)
+
+
+def _rebuild(tree: Any, leaves: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _rebuild(v, leaves) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_rebuild(x, leaves) for x in tree)
+    return next(leaves)
 
 
 @contextmanager

@@ -303,7 +303,7 @@ class LayerwiseProducts:
             for j, v in enumerate(directions):
                 acc[j] = scale_add(acc[j], one(c, v), c.n)
             total += c.n
-        columns = [scale_add(None, a, 1.0 / total) for a in acc]
+        columns = [self.loss.mean(a, total) for a in acc]
         if stack:
             return {name: torch.stack([col[name] for col in columns]) for name in vectors}
         return torch.stack(columns)

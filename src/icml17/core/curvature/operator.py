@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from icml17.core.curvature.base import Batch, as_batches, module_mode, scale_add
+from icml17.core.curvature.base import Batch, as_batches, mean_over_data, module_mode, scale_add
 from icml17.core.curvature.products import choose_products
 from icml17.core.functional import LossFn, Params
 
@@ -34,12 +34,14 @@ class ModelLoss:
     forward-over-reverse (``jvp`` of ``grad``); ``linearize=True`` traces the forward-over-reverse product once
     per batch and pays off from a few dozen products on. ``self.method`` records the strategy. ``dtype``
     (e.g. ``torch.float64``) evaluates a converted copy of the model on converted inputs. ``mode`` is
-    ``"eval"`` (default; batch norm uses running statistics, dropout is off) or ``"train"``.
+    ``"eval"`` (default; batch norm uses running statistics, dropout is off) or ``"train"``. ``sharded=True``
+    means ``data`` is this process's shard of a dataset split over ``torch.distributed`` ranks: every mean (loss,
+    gradient, Hessian products) is all-reduced over the ranks, so all of them see the whole dataset's.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], *,
                  params: Sequence[str] | None = None, dtype: torch.dtype | None = None, mode: str = "eval",
-                 linearize: bool = False, product: str = "auto"):
+                 linearize: bool = False, product: str = "auto", sharded: bool = False):
         if mode not in ("eval", "train"):
             raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
         if dtype is not None:
@@ -53,7 +55,7 @@ class ModelLoss:
             if unknown:
                 raise ValueError(f"unknown or frozen parameter names {unknown}; trainable: {sorted(trainable)}")
             trainable = {n: trainable[n] for n in params}
-        self.model, self.loss_fn, self.mode = model, loss_fn, mode
+        self.model, self.loss_fn, self.mode, self.sharded = model, loss_fn, mode, sharded
         self.point: Params = {n: p.detach() for n, p in trainable.items()}
         # parameters outside the block stay fixed, detached so that products carry no autograd history
         self._fixed: Params = {n: p.detach() for n, p in model.named_parameters() if n not in self.point}
@@ -61,7 +63,7 @@ class ModelLoss:
         self.device = next(iter(self.point.values())).device
         self._data = as_batches(data)
         self.products = choose_products(self, product, linearize)
-        if isinstance(self._data, list):
+        if isinstance(self._data, list) and not sharded:  # a rank's shard may be empty; the dataset may not
             self._check_nonempty(self._data)
 
     @property
@@ -78,6 +80,11 @@ class ModelLoss:
         if not batches or sum(int(x.shape[0]) for x, _ in batches) == 0:
             raise ValueError(_EMPTY)
 
+    def mean(self, acc: Any, total: int) -> Any:
+        """The size-weighted sum ``acc`` of per-batch results over ``total`` examples -> their mean over the
+        dataset (all ranks' shards when ``sharded``). Every strategy ends its sums here."""
+        return mean_over_data(acc, total, self.sharded)
+
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor, int]]:
         """Yields (x, y, n) with floating inputs cast to this loss's dtype and device."""
         seen = 0
@@ -87,7 +94,7 @@ class ModelLoss:
             if x.shape[0]:
                 seen += int(x.shape[0])
                 yield x, y, int(x.shape[0])
-        if seen == 0:
+        if seen == 0 and not self.sharded:
             raise ValueError(_EMPTY)
 
     def batch_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -100,7 +107,7 @@ class ModelLoss:
             for x, y, n in self.batches():
                 acc = scale_add(acc, fn(x, y), n)
                 total += n
-        return scale_add(None, acc, 1.0 / total)  # type: ignore[arg-type]
+        return self.mean(acc, total)
 
     def loss(self, params: Params | None = None) -> torch.Tensor:
         params = self.point if params is None else params
@@ -134,9 +141,9 @@ class HessianOperator:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], *,
                  params: Sequence[str] | None = None, dtype: torch.dtype | None = None, mode: str = "eval",
-                 max_block: int = 32, linearize: bool = False, product: str = "auto"):
+                 max_block: int = 32, linearize: bool = False, product: str = "auto", sharded: bool = False):
         self.loss = ModelLoss(model, loss_fn, data, params=params, dtype=dtype, mode=mode, linearize=linearize,
-                              product=product)
+                              product=product, sharded=sharded)
         self.size = sum(p.numel() for p in self.loss.point.values())
         self.dtype, self.device, self.mode = self.loss.dtype, self.loss.device, mode
         self.max_block = max_block

@@ -133,8 +133,8 @@ class Linearized:
             v = {name: t[i] for name, t in vectors.items()}
             acc = None
             for jvp_fn, n in self._traced:
-                acc = scale_add(acc, jvp_fn(v), n / total)
-            columns.append(acc)
+                acc = scale_add(acc, jvp_fn(v), n)
+            columns.append(self.loss.mean(acc, total))
         return {name: torch.stack([c[name] for c in columns]) for name in vectors}
 
     def quadform(self, vectors: Params) -> torch.Tensor:
