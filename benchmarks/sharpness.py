@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from icml17.core.curvature import HessianOperator, hutchinson, lanczos, power_iteration  # noqa: E402
 from icml17.core.results import write_record  # noqa: E402
 from icml17.sharpness.data import mnist_subset  # noqa: E402
-from icml17.sharpness.models import build_model, count_parameters  # noqa: E402
+from icml17.sharpness.models import count_parameters  # noqa: E402
+from icml17.sharpness.presets import build_model  # noqa: E402
 from icml17.sharpness.train import TrainConfig, train_classifier  # noqa: E402
 
 CE = nn.functional.cross_entropy

@@ -6,7 +6,8 @@ from icml17.sharpness.ball import ball_sharpness, second_order_sharpness
 from icml17.sharpness.invariance import InvarianceReport, check_invariance
 from icml17.sharpness.keskar import keskar_sharpness, random_subspace
 from icml17.sharpness.measures import MEASURES, MeasureOptions, measure
-from icml17.sharpness.models import PRESETS, build_model, mlp, small_cnn
+from icml17.sharpness.models import mlp, small_cnn
+from icml17.sharpness.presets import PRESETS, build_model
 from icml17.sharpness.radial import Radial, RadialReparam
 from icml17.sharpness.transforms import AlphaScaling, InputMap, PerNeuronScaling, Reparametrized, TransformError
 

@@ -35,7 +35,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.sharpness.data import batches, mnist_subset
     from icml17.sharpness.evaluate import CE
     from icml17.sharpness.measures import MeasureOptions, check_names, measure
-    from icml17.sharpness.models import build_model
+    from icml17.sharpness.presets import build_model
     from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
     from icml17.sharpness.transforms import AlphaScaling, relu_chain
 
@@ -101,7 +101,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _source(p: argparse.ArgumentParser, *, preset: bool) -> None:
-    from icml17.sharpness.models import PRESETS
+    from icml17.sharpness.presets import PRESETS
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run-dir", type=Path, help="a sharpness training run (its checkpoints/last.pt)")

@@ -15,7 +15,8 @@ from icml17.sharpness import plots
 from icml17.sharpness.evaluate import CE, PROTOCOL, load_shipped, protocol_data
 from icml17.sharpness.invariance import output_difference
 from icml17.sharpness.measures import MeasureOptions, measure
-from icml17.sharpness.models import build_model, count_parameters
+from icml17.sharpness.models import count_parameters
+from icml17.sharpness.presets import build_model
 from icml17.sharpness.radial import Radial
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
 from icml17.sharpness.transforms import AlphaScaling

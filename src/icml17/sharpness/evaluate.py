@@ -2,7 +2,7 @@
 
 The shipped minima (``small-batch`` and ``large-batch``: a 784-100-10 ReLU MLP trained by SGD with batch 8 and
 batch 1000 from one initialisation, Dinh et al. 2017 appendix A as run by ``reproduce --which radial-ranking``)
-are measured with the reproduction's protocol (:data:`PROTOCOL`), so ``icml17 sharpness eval --weights NAME``
+are measured with the reproductions' protocol (:class:`~icml17.sharpness.presets.ReproConfig`), so ``icml17 sharpness eval --weights NAME``
 reproduces the numbers of ``results/sharpness/radial-ranking.json``.
 """
 
@@ -19,25 +19,14 @@ from icml17.core.checkpoint import CheckpointError, load_checkpoint
 from icml17.core.config import ConfigError, config_from_dict
 from icml17.core.run import CHECKPOINT_FILE, load_run_config
 from icml17.sharpness.data import mnist_subset
-from icml17.sharpness.measures import MeasureOptions, measure
-from icml17.sharpness.models import PRESETS, build_model
+from icml17.sharpness.measures import measure
+from icml17.sharpness.presets import PRESETS, ReproConfig, build_model
 from icml17.sharpness.train import TrainConfig, accuracy
 
 CE = nn.functional.cross_entropy
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """Where curvature is measured: the first ``n_measure`` of a seeded ``n_train`` MNIST training subset."""
-
-    n_train: int = 2000
-    n_measure: int = 1000
-    n_test: int = 2000
-    seed: int = 0
-    options: MeasureOptions = MeasureOptions(probes=32, seed=0, eps=0.02)
-
-
-PROTOCOL = Protocol()  # the radial-ranking reproduction's
+PROTOCOL = ReproConfig()  # the reproductions' (radial-ranking's minima were measured so)
 RECORD_MEASURES = ("lambda_max", "trace", "epsilon", "loss")
 
 
@@ -79,7 +68,7 @@ def load_shipped(name: str) -> Trained:
     return Trained(model.eval(), cfg, w.iterations, weights=name, record=w.record)
 
 
-def protocol_data(data_dir: str | Path | None, protocol: Protocol = PROTOCOL):
+def protocol_data(data_dir: str | Path | None, protocol: ReproConfig = PROTOCOL):
     """(measurement batch, training subset, test subset) of ``protocol``."""
     x, y = mnist_subset(data_dir, "train", protocol.n_train, protocol.seed)
     x_test, y_test = mnist_subset(data_dir, "test", protocol.n_test, protocol.seed)
@@ -87,9 +76,9 @@ def protocol_data(data_dir: str | Path | None, protocol: Protocol = PROTOCOL):
 
 
 def evaluate(trained: Trained, data_dir: str | Path | None, names: tuple[str, ...] = RECORD_MEASURES,
-             protocol: Protocol = PROTOCOL, dtype: torch.dtype | None = None) -> dict[str, Any]:
+             protocol: ReproConfig = PROTOCOL, dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The measures of ``trained.model`` under ``protocol``, with train and test accuracy."""
     batch, train, test = protocol_data(data_dir, protocol)
-    out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.options)
+    out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.measure_options)
     out.pop("options", None)
     return {**out, "train_accuracy": accuracy(trained.model, *train), "test_accuracy": accuracy(trained.model, *test)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
@@ -37,23 +36,6 @@ def small_cnn(channels: Sequence[int] = (8, 16), classes: int = 10) -> nn.Sequen
         nn.Conv2d(c1, c2, 5, stride=2), nn.ReLU(),  # (N, c2, 4, 4)
         nn.Flatten(), nn.Linear(c2 * 16, classes),
     )
-
-
-PRESETS: dict[str, Callable[[], nn.Sequential]] = {
-    "mlp-784-100-100-10": lambda: mlp((784, 100, 100, 10)),
-    "mlp-784-100-10": lambda: mlp((784, 100, 10)),
-    "mlp-784-32-10": lambda: mlp((784, 32, 10)),
-    "cnn-small": small_cnn,
-}
-
-
-def build_model(name: str, seed: int = 0) -> nn.Sequential:
-    """A preset network with weights initialised from ``seed`` (the global RNG is left untouched)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return PRESETS[name]()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,34 +40,15 @@ from icml17.core.results import write_record
 from icml17.sharpness import plots
 from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.invariance import output_difference
-from icml17.sharpness.measures import MeasureOptions, measure
-from icml17.sharpness.models import build_model, count_parameters
+from icml17.sharpness.measures import measure
+from icml17.sharpness.models import count_parameters
+from icml17.sharpness.presets import ReproConfig, build_model
 from icml17.sharpness.radial import Radial
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
 from icml17.sharpness.transforms import AlphaScaling, InputMap, Reparametrized
 
 CE = nn.functional.cross_entropy
 WHICH = ("alpha-scaling", "theorem6", "radial-ranking", "whitening", "keskar-gap")
-
-
-@dataclass(frozen=True)
-class ReproConfig:
-    n_train: int = 2000
-    n_measure: int = 1000
-    n_test: int = 2000
-    seed: int = 0
-    probes: int = 32
-    sb_steps: int = 3000  # small-batch SGD: batch 8, ~12 epochs
-    sb_batch: int = 8
-    lb_steps: int = 2000  # large-batch SGD: half the subset per step, 1000 epochs (about the same final loss)
-    lb_batch: int = 1000
-    deep_steps: int = 1000
-    lr: float = 0.1
-
-    @classmethod
-    def quick(cls) -> ReproConfig:
-        return cls(n_train=300, n_measure=200, n_test=300, probes=8, sb_steps=150, lb_steps=100, lb_batch=150,
-                   deep_steps=150)
 
 
 class Context:
@@ -79,7 +60,7 @@ class Context:
         self.x, self.y = mnist_subset(data_dir, "train", cfg.n_train, cfg.seed)
         self.x_test, self.y_test = mnist_subset(data_dir, "test", cfg.n_test, cfg.seed)
         self.batch = (self.x[:cfg.n_measure], self.y[:cfg.n_measure])
-        self.options = MeasureOptions(probes=cfg.probes, seed=cfg.seed, eps=0.02)
+        self.options = cfg.measure_options
         self.trainings: dict[str, dict[str, Any]] = {}
 
     def trained(self, name: str, preset: str, steps: int, batch_size: int) -> nn.Module:
