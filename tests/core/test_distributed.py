@@ -129,3 +129,21 @@ def test_nccl_on_cpu_is_refused(tmp_path):
             "try:\n    d.setup('nccl')\nexcept d.DistributedError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert "nccl backend needs GPUs" in out.stdout
+
+
+def test_sharpness_measure_under_torchrun_equals_one_process(tmp_path, synthetic_data_dir):
+    """The CLI shares the batches out over the ranks and all-reduces: the same measures as one process."""
+    import json
+
+    args = ["-m", "icml17", "sharpness", "measure", "--model", "mlp-784-32-10", "--examples", "120",
+            "--batch-size", "20", "--measures", "loss,lambda_max,trace", "--probes", "8", "--dtype", "float64",
+            "--data-dir", str(synthetic_data_dir), "--out"]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([str(TORCHRUN), "--nproc_per_node=2", "--master_port", str(29700 + os.getpid() % 200),
+                          *args, str(tmp_path / "two.json")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    for key in ("loss", "lambda_max", "trace"):
+        assert b[key] == pytest.approx(a[key], rel=1e-9), key

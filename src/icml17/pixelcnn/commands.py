@@ -83,7 +83,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     trained = _trained(args)
     shell.apply_threads(args.threads)
     out = args.out or (Path("runs") / SYSTEM / "samples" / args.weights if args.weights else _run_dir(args) / "samples")
-    print(json.dumps(sample_and_plot(trained, args.data_dir, out, n=args.n, temperature=args.temperature,
+    print(json.dumps(sample_and_plot(trained, args.data_dir, out, n=args.samples, temperature=args.temperature,
                                      seed=args.seed)))
     return 0
 
@@ -136,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("sample", help="sample PNG grids (coarse-to-fine and super-resolution for multiscale models)")
     _trained_args(s)
-    s.add_argument("--n", type=shell.positive_int, default=16)
+    s.add_argument("--samples", type=shell.positive_int, default=16, help="how many images")
     s.add_argument("--temperature", type=shell.positive_float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/samples)")

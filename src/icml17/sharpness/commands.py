@@ -41,21 +41,27 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     names = check_names([s.strip() for s in args.measures.split(",") if s.strip()])
     shell.apply_threads(args.threads)
-    x, y = mnist_subset(args.data_dir, args.split, args.n, args.seed)
+    x, y = mnist_subset(args.data_dir, args.split, args.examples, args.seed)
     if args.model is not None:
         model, source = build_model(args.model, args.seed), f"preset {args.model}"
         if args.train_steps:
             run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"measure-{args.model}-{args.train_steps}-s{args.seed}")
-            train_classifier(model, x, y, TrainConfig(args.model, args.train_steps, 64, seed=args.seed, n_train=args.n),
+            train_classifier(model, x, y, TrainConfig(args.model, args.train_steps, 64, seed=args.seed, n_train=args.examples),
                              run_dir)
     else:
         trained = _trained(args)
         model, source = trained.model, args.weights or str(args.run_dir)
     if args.alpha is not None:
         model = AlphaScaling.pair(args.alpha, len(relu_chain(model)))(model).model
-    out = measure(model, CE, batches(x, y, args.batch_size), names, dtype=_dtype(args.dtype), mode=args.mode,
-                  options=MeasureOptions(probes=args.probes, seed=args.seed))
-    out = {"source": source, "dataset": f"mnist-{args.split}[{args.n}]", "alpha": args.alpha,
+    from icml17.core import distributed
+
+    ctx = distributed.context()  # under torchrun each rank measures its share of the batches (all-reduced)
+    data = batches(x, y, args.batch_size)[ctx.rank::ctx.world_size]
+    out = measure(model, CE, data, names, dtype=_dtype(args.dtype), mode=args.mode,
+                  options=MeasureOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
+    if not ctx.is_main:
+        return 0
+    out = {"source": source, "dataset": f"mnist-{args.split}[{args.examples}]", "alpha": args.alpha,
            "accuracy": accuracy(model, x, y), **out}
     text = json.dumps(out, indent=2, default=str)
     print(text)
@@ -120,9 +126,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m = sub.add_parser("measure", help="Hessian / sharpness measures of a run, shipped weights or a preset")
     _source(m, preset=True)
     m.add_argument("--split", choices=["train", "test"], default="train")
-    m.add_argument("--n", type=shell.positive_int, default=1000, help="MNIST examples (a seeded subset)")
+    m.add_argument("--examples", type=shell.positive_int, default=1000, help="MNIST examples (a seeded subset)")
     m.add_argument("--batch-size", type=shell.positive_int, default=1000,
-                   help="products are accumulated over batches this size")
+                   help="products are accumulated over batches this size (under torchrun the batches are shared "
+                        "out over the processes)")
     m.add_argument("--measures", default="loss,lambda_max,trace,adaptive_lambda_max",
                    help=f"comma-separated, from {','.join(MEASURES)}")
     shell.add_data_dir(m)

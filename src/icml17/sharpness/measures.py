@@ -52,10 +52,13 @@ def check_names(names: Iterable[str]) -> list[str]:
 
 def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], names: Sequence[str], *,
             dtype: torch.dtype | None = None, mode: str = "eval", options: MeasureOptions = MeasureOptions(),
-            ) -> dict[str, Any]:
-    """The requested measures plus ``mode``, ``dtype``, ``n_params`` and ``n_hvp`` (Hessian-vector products)."""
+            sharded: bool = False) -> dict[str, Any]:
+    """The requested measures plus ``mode``, ``dtype``, ``n_params`` and ``n_hvp`` (Hessian-vector products).
+
+    ``sharded``: ``data`` is this process's share of a dataset split over torch.distributed ranks; every loss,
+    gradient and Hessian product is then the whole dataset's (all ranks must call with the same options)."""
     names = check_names(names)
-    op = HessianOperator(model, loss_fn, data, dtype=dtype, mode=mode)
+    op = HessianOperator(model, loss_fn, data, dtype=dtype, mode=mode, sharded=sharded)
     o = options
     out: dict[str, Any] = {"mode": mode, "dtype": str(op.dtype).replace("torch.", ""), "n_params": op.size}
     adaptive = AdaptiveHessian(op)
