@@ -304,3 +304,32 @@ def test_layerwise_only_where_supported():
         HessianOperator(_cnn(), CE, (x, y), product="layerwise")
     with pytest.raises(ValueError, match="product"):
         HessianOperator(_mlp(), CE, _data((5,)), product="finite-differences")
+
+
+def test_layerwise_reverse_pass_stops_at_the_first_measured_layer(monkeypatch):
+    """No gradient w.r.t. the input of the first Linear after a Flatten (nothing below it is measured)."""
+    from icml17.core.curvature.layerwise import LayerwiseCurvature
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    x, y = torch.randn(7, 2, 3, dtype=torch.float64), torch.randint(0, 3, (7,))
+    seen = []
+    original = LayerwiseCurvature._input_grad
+
+    def spy(self, m, a, terms):
+        seen.append(next(i for i, (_, mod) in enumerate(self.modules) if mod is m))
+        return original(self, m, a, terms)
+
+    monkeypatch.setattr(LayerwiseCurvature, "_input_grad", spy)
+    op = HessianOperator(model, nn.functional.cross_entropy, (x, y))
+    assert op.method == "layerwise"
+    v = torch.randn(op.size, dtype=torch.float64)
+    hv = op.matvec(v)
+    assert seen == [3]
+    like = {n: q.detach() for n, q in model.named_parameters()}
+
+    def loss(flat):
+        return nn.functional.cross_entropy(functional_call(model, unflatten(flat, like), (x,)), y)
+
+    dense = hessian(loss)(flatten(like))
+    torch.testing.assert_close(hv, dense @ v)

@@ -144,7 +144,8 @@ class AlphaScaling:
         if not math.isclose(float(cumulative[-1]), 1.0, rel_tol=1e-9):
             raise TransformError(f"alpha-scaling: the product of the alphas must be 1 for the output to be "
                                  f"unchanged, got {float(cumulative[-1]):.6g}")
-        return scale_units(model, [torch.tensor(float(c)) for c in cumulative[:-1]] + [torch.tensor(1.0)],
+        # float64 scales: a float32 alpha would be rounded before a float64 model is scaled by it
+        return scale_units(model, [c.clone() for c in cumulative[:-1]] + [torch.tensor(1.0, dtype=torch.float64)],
                            self.name)
 
     def expected_ratio(self, measure: str) -> float | None:

@@ -88,6 +88,10 @@ class LayerwiseCurvature:
     def __init__(self, model: nn.Sequential, loss_fn: LossFn, point: Params):
         self.modules = list(model.named_children())
         self.loss_fn, self.point = loss_fn, point
+        # no module before the first one with measured parameters needs a gradient w.r.t. its input
+        # (e.g. the first Linear after a Flatten): the reverse pass stops there
+        owners = {name.rsplit(".", 1)[0] for name in point}
+        self.first_measured = min((i for i, (name, _) in enumerate(self.modules) if name in owners), default=0)
 
     # -- primal pass -----------------------------------------------------------------------------------
     def _param(self, i: int, kind: str) -> torch.Tensor | None:
@@ -217,7 +221,7 @@ class LayerwiseCurvature:
         tangents = self._forward_tangent(c, V)
         out: Params = {}
         dt = None if tangents[-1] is None else self._loss_hvp(c, tangents[-1])  # delta' at the output
-        for i in range(len(self.modules) - 1, -1, -1):
+        for i in range(len(self.modules) - 1, self.first_measured - 1, -1):  # nothing to measure below
             name, m = self.modules[i]
             a, delta = c.inputs[i], c.deltas[i]
             a_t = tangents[i - 1] if i > 0 else None
@@ -227,7 +231,7 @@ class LayerwiseCurvature:
                     out[wn] = self._weight_grad(m, self.point[wn], [(a, dt), (a_t, delta)])
                 if bn in self.point:
                     out[bn] = self._bias_grad(m, self.point[bn], dt)
-                if i > 0:
+                if i > self.first_measured:
                     dt = self._input_grad(m, a, [(dt, self._param(i, "weight")),
                                                  (delta, self._tangent(V, i, "weight"))])
             elif isinstance(m, _ELEMENTWISE):
