@@ -333,3 +333,37 @@ def test_layerwise_reverse_pass_stops_at_the_first_measured_layer(monkeypatch):
 
     dense = hessian(loss)(flatten(like))
     torch.testing.assert_close(hv, dense @ v)
+
+
+def test_train_mode_uses_batch_statistics_and_leaves_running_statistics_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
+    op = HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="train")
+    top = lanczos(op, k=1, tol=1e-10).eigenvalues[0]
+    for k, v in model.state_dict().items():  # running mean/var and counters untouched
+        assert torch.equal(v, before[k]), k
+    assert not model.training
+    # the definition: the Hessian of the loss with batch-norm batch statistics (a fresh model in train mode,
+    # track_running_stats=False), computed densely
+    like = {n: p.detach() for n, p in model.named_parameters()}
+    ref = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False), nn.ReLU(), nn.Linear(6, 3))
+    ref = ref.double().train()
+
+    def loss(flat):
+        return nn.functional.cross_entropy(functional_call(ref, unflatten(flat, like), (x,)), y)
+
+    # double backward (torch.autograd.functional.hessian); torch.func.hessian's forward mode disagrees with
+    # finite differences through train-mode batch norm, so it is not used as the reference here
+    dense = torch.autograd.functional.hessian(loss, flatten(like))
+    assert top == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]), rel=1e-8)
+
+
+def test_train_mode_refuses_dropout_naming_the_layer():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Dropout(0.5), nn.Linear(6, 3))
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with pytest.raises(ValueError, match="module 1 is dropout"):
+        HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="train")
+    HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="eval")  # dropout off: fine

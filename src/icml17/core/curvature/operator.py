@@ -24,6 +24,23 @@ from icml17.core.functional import LossFn, Params
 _EMPTY = "the dataset is empty: a loss (and its curvature) needs at least one example"
 
 
+def _train_mode_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose train-mode loss is a fixed function of the parameters, leaving the user's
+    model untouched: batch norm uses the batch's statistics without updating running averages (in the copy
+    they are dropped), and dropout is refused, since a fresh mask per product would make the Hessian random."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            raise ValueError(f"module {name or type(model).__name__} is dropout (p={m.p}): in train mode every "
+                             f"product would draw a new mask, so the Hessian would be random. Measure in eval "
+                             f"mode (dropout off), or set p=0")
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    return model
+
+
 class ModelLoss:
     """The mean loss of ``model`` over ``data`` as a function of a parameter dict (one job: evaluate it).
 
@@ -34,7 +51,8 @@ class ModelLoss:
     forward-over-reverse (``jvp`` of ``grad``); ``linearize=True`` traces the forward-over-reverse product once
     per batch and pays off from a few dozen products on. ``self.method`` records the strategy. ``dtype``
     (e.g. ``torch.float64``) evaluates a converted copy of the model on converted inputs. ``mode`` is
-    ``"eval"`` (default; batch norm uses running statistics, dropout is off) or ``"train"``. ``sharded=True``
+    ``"eval"`` (default; batch norm uses running statistics, dropout is off) or ``"train"`` (batch norm uses
+    each batch's statistics; the user's running statistics are never updated; dropout is refused). ``sharded=True``
     means ``data`` is this process's shard of a dataset split over ``torch.distributed`` ranks: every mean (loss,
     gradient, Hessian products) is all-reduced over the ranks, so all of them see the whole dataset's.
     """
@@ -44,8 +62,10 @@ class ModelLoss:
                  linearize: bool = False, product: str = "auto", sharded: bool = False):
         if mode not in ("eval", "train"):
             raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
+        if mode == "train":
+            model = _train_mode_copy(model)
         if dtype is not None:
-            model = copy.deepcopy(model).to(dtype)
+            model = (model if mode == "train" else copy.deepcopy(model)).to(dtype)
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not trainable:
             raise ValueError(f"{type(model).__name__} has no parameters with requires_grad=True: there is no "
