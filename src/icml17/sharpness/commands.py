@@ -33,7 +33,9 @@ def _trained(args: argparse.Namespace):
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.sharpness.data import batches, mnist_subset
-    from icml17.sharpness.evaluate import CE
+    import torch
+
+    from icml17.sharpness.evaluate import CE, load_factory, load_npz
     from icml17.sharpness.measures import MeasureOptions, check_names, measure
     from icml17.sharpness.presets import build_model
     from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
@@ -41,8 +43,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     names = check_names([s.strip() for s in args.measures.split(",") if s.strip()])
     shell.apply_threads(args.threads)
-    x, y = mnist_subset(args.data_dir, args.split, args.examples, args.seed)
-    if args.model is not None:
+    if args.data is not None:
+        x, y = load_npz(args.data)
+        dataset = f"{args.data} [{len(y)}]"
+    else:
+        x, y = mnist_subset(args.data_dir, args.split, args.examples, args.seed)
+        dataset = f"mnist-{args.split}[{args.examples}]"
+    loss_fn = CE if args.loss == "cross_entropy" else torch.nn.functional.mse_loss
+    if args.factory is not None:
+        model, source = load_factory(args.factory, args.state), args.factory
+    elif args.model is not None:
         model, source = build_model(args.model, args.seed), f"preset {args.model}"
         if args.train_steps:
             run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"measure-{args.model}-{args.train_steps}-s{args.seed}")
@@ -52,17 +62,17 @@ def cmd_measure(args: argparse.Namespace) -> int:
         trained = _trained(args)
         model, source = trained.model, args.weights or str(args.run_dir)
     if args.alpha is not None:
-        model = AlphaScaling.pair(args.alpha, len(relu_chain(model)))(model).model
+        model = AlphaScaling.pair(args.alpha, len(relu_chain(model, "alpha-scaling (--alpha)")))(model).model
     from icml17.core import distributed
 
     ctx = distributed.context()  # under torchrun each rank measures its share of the batches (all-reduced)
     data = batches(x, y, args.batch_size)[ctx.rank::ctx.world_size]
-    out = measure(model, CE, data, names, dtype=_dtype(args.dtype), mode=args.mode,
+    out = measure(model, loss_fn, data, names, dtype=_dtype(args.dtype), mode=args.mode,
                   options=MeasureOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
     if not ctx.is_main:
         return 0
-    out = {"source": source, "dataset": f"mnist-{args.split}[{args.examples}]", "alpha": args.alpha,
-           "accuracy": accuracy(model, x, y), **out}
+    out = {"source": source, "dataset": dataset, "alpha": args.alpha,
+           "accuracy": accuracy(model, x, y) if args.loss == "cross_entropy" else None, **out}
     text = json.dumps(out, indent=2, default=str)
     print(text)
     if args.out is not None:
@@ -114,6 +124,8 @@ def _source(p: argparse.ArgumentParser, *, preset: bool) -> None:
     src.add_argument("--weights", metavar="NAME", help="shipped weights: small-batch or large-batch")
     if preset:
         src.add_argument("--model", choices=sorted(PRESETS), help="a preset network (random init unless --train-steps)")
+        src.add_argument("--factory", metavar="MODULE:FUNCTION",
+                         help="your own model: an importable function returning an nn.Module (cwd is importable)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,6 +137,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     m = sub.add_parser("measure", help="Hessian / sharpness measures of a run, shipped weights or a preset")
     _source(m, preset=True)
+    m.add_argument("--state", type=Path, default=None, help="weights for --factory (safetensors or a state dict)")
+    m.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
+                   help="your own data: arrays x (N, ...) and y (N,) instead of an MNIST subset")
+    m.add_argument("--loss", choices=["cross_entropy", "mse"], default="cross_entropy")
     m.add_argument("--split", choices=["train", "test"], default="train")
     m.add_argument("--examples", type=shell.positive_int, default=1000, help="MNIST examples (a seeded subset)")
     m.add_argument("--batch-size", type=shell.positive_int, default=1000,

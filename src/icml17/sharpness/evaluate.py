@@ -82,3 +82,56 @@ def evaluate(trained: Trained, data_dir: str | Path | None, names: tuple[str, ..
     out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.measure_options)
     out.pop("options", None)
     return {**out, "train_accuracy": accuracy(trained.model, *train), "test_accuracy": accuracy(trained.model, *test)}
+
+
+def load_factory(spec: str, state: str | Path | None = None) -> nn.Module:
+    """A user's model from ``"package.module:function"`` (called with no arguments; the working directory is
+    importable), optionally with weights from a safetensors or state-dict file."""
+    import importlib
+    import sys
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--factory expects MODULE:FUNCTION (e.g. mymodels:build), got {spec!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {spec!r}: {e}") from e
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    if state is not None:
+        model.load_state_dict(_read_state(Path(state)))
+    return model.eval()
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ConfigError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:  # tensors only: a pickled object is refused, never run
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"{path} is not a state dict of tensors (safetensors or torch.save of tensors): {e}") from e
+
+
+def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels from an ``.npz`` with arrays ``x`` (N, ...) and ``y`` (N,): integer class labels for
+    cross-entropy, or float targets."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data file {path} not found")
+    with np.load(path, allow_pickle=False) as npz:
+        if "x" not in npz.files or "y" not in npz.files:
+            raise ConfigError(f"{path} needs arrays 'x' (inputs) and 'y' (labels); it has {npz.files}")
+        x, y = torch.from_numpy(np.ascontiguousarray(npz["x"])), torch.from_numpy(np.ascontiguousarray(npz["y"]))
+    if len(x) != len(y) or len(x) == 0:
+        raise ConfigError(f"{path}: x has {len(x)} rows and y {len(y)}; they must match and not be empty")
+    return x.float() if not x.is_floating_point() else x, y.long() if not y.is_floating_point() else y

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from icml17.core.errors import UserError
+
 HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)
 PARAMETRIZED = (nn.Linear, nn.Conv2d)
 
 
-class TransformError(ValueError):
+class TransformError(UserError, ValueError):
     """The transform does not preserve the function of this architecture (or its arguments are invalid)."""
 
 
@@ -53,8 +55,11 @@ class Reparametrized:
 def relu_chain(model: nn.Module, what: str = "this transform") -> list[int]:
     """Indices of the Linear/Conv2d layers of a positively homogeneous ``nn.Sequential``; refuses the rest."""
     if not isinstance(model, nn.Sequential):
+        children = ", ".join(f"{n}: {type(m).__name__}" for n, m in model.named_children()) or "none"
         raise TransformError(f"{what} needs an nn.Sequential chain of Linear/Conv2d and ReLU layers; "
-                             f"got {type(model).__name__}")
+                             f"{type(model).__name__} is not one (its modules: {children}), and a forward() "
+                             f"with skips or other operations cannot be proven function-preserving here. Measure "
+                             f"it without the transform, or write it as an nn.Sequential")
     layers = []
     for i, m in enumerate(model):
         if isinstance(m, PARAMETRIZED):
