@@ -367,3 +367,4 @@ def test_train_mode_refuses_dropout_naming_the_layer():
     with pytest.raises(ValueError, match="module 1 is dropout"):
         HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="train")
     HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="eval")  # dropout off: fine
+

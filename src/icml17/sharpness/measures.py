@@ -72,7 +72,8 @@ def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], na
         elif name == "topk":
             out[name] = lanczos(op, o.k, tol=o.lanczos_tol, max_iter=o.max_iter, seed=o.seed).eigenvalues
         elif name == "trace":
-            out[name] = hutchinson(op, o.probes, seed=o.seed).estimate
+            tr = hutchinson(op, o.probes, seed=o.seed)
+            out[name], out["trace_stderr"] = tr.estimate, tr.stderr
         elif name == "trace_hutchpp":
             out[name] = hutchpp(op, o.probes, seed=o.seed).estimate
         elif name == "epsilon":
