@@ -4,6 +4,9 @@ For weights x (flat, n) and A (n x p): C_eps = {z in R^p : |z_i| <= eps (|(A^+ x
 
     phi_{x,f}(eps, A) = 100 (max_{y in C_eps} f(x + A y) - f(x)) / (1 + f(x)).
 
+Units: ``KeskarSharpness.value`` is the fraction (max - f) / (1 + f), the same convention as the other
+sharpness measures (epsilon, adaptive); ``.percent`` is Keskar et al.'s phi (100 times the fraction).
+
 A = I (p = n) gives the full-space box; the paper also uses random A with p = 100 columns. No official code was
 released; following the paper, the inner maximum is found with a few iterations of L-BFGS-B (SciPy), or, as an
 alternative, by projected (clipped) sign-gradient ascent. Both start from a seeded uniform point of the box rather
@@ -26,13 +29,18 @@ from icml17.core.functional import flatten, unflatten
 
 @dataclass
 class KeskarSharpness:
-    value: float  # phi, in percent
+    value: float  # (max loss - loss) / (1 + loss), a fraction; Keskar et al.'s phi is ``percent``
     loss: float
     max_loss: float
     eps: float
     p: int  # subspace dimension (n for A = I)
     method: str
     iterations: int
+
+    @property
+    def percent(self) -> float:
+        """phi as Keskar et al. report it: 100 (max loss - loss) / (1 + loss)."""
+        return 100.0 * self.value
 
 
 def random_subspace(n: int, p: int = 100, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -87,4 +95,4 @@ def keskar_sharpness(loss: ModelLoss, eps: float = 1e-3, *, subspace: torch.Tens
             y = torch.maximum(torch.minimum(y + step_fraction * bound * torch.sign(g), bound), -bound)
         iterations = maxiter
     top = max(base, float(loss.loss(unflatten(x + lift(y), loss.point))))
-    return KeskarSharpness(100 * (top - base) / (1 + base), base, top, eps, bound.numel(), method, iterations)
+    return KeskarSharpness((top - base) / (1 + base), base, top, eps, bound.numel(), method, iterations)

@@ -26,6 +26,12 @@ MEASURES = ("loss", "grad_norm", "lambda_max", "topk", "trace", "trace_hutchpp",
             "keskar_random", "adaptive_lambda_max", "adaptive_trace", "adaptive_sharpness")
 
 
+# One convention for every "how much can the loss rise nearby" measure: a fraction of (1 + loss). Keskar et al.
+# print their phi times 100; multiply by 100 to compare with their tables.
+RELATIVE_INCREASES = ("epsilon", "keskar", "keskar_random", "adaptive_sharpness")
+UNITS = "fraction: (max nearby loss - loss) / (1 + loss)"
+
+
 @dataclass(frozen=True)
 class MeasureOptions:
     lanczos_tol: float = 1e-3  # relative Ritz residual
@@ -92,6 +98,9 @@ def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], na
         elif name == "adaptive_sharpness":
             out[name] = ball_sharpness(op.loss, o.adaptive_rho, scale=adaptive.scale, steps=o.ascent_steps,
                                        seed=o.seed).value
+    relative = [n for n in names if n in RELATIVE_INCREASES]
+    if relative:
+        out["units"] = {n: UNITS for n in relative}
     out["n_hvp"] = op.n_hvp
     out["hvp_method"] = op.loss.method
     out["options"] = asdict(o)
