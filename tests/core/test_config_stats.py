@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from icml17.core import ConfigError, bits_per_dim, config_from_dict, mean_ci95, override_config
-from icml17.core.config import parse_set_args, save_config
+from icml17.core.run import parse_overrides, write_config
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,11 @@ def test_config_rejects_unknown_keys_and_wrong_types():
 
 
 def test_overrides_are_parsed_to_field_types_and_validated(tmp_path):
-    cfg = override_config(_Cfg(), parse_set_args(["ways=20", "first-order=true", "sizes=10,20"]))
+    cfg = override_config(_Cfg(), parse_overrides(["ways=20", "first-order=true", "sizes=10,20"]))
     assert cfg == _Cfg(ways=20, first_order=True, sizes=(10, 20))
     with pytest.raises(ConfigError, match="lr must be positive"):
         override_config(cfg, {"lr": "-1"})
-    saved = json.loads(save_config(tmp_path, cfg, ["icml17", "x"]).read_text())
+    saved = json.loads(write_config(tmp_path, cfg, ["icml17", "x"]).read_text())
     assert saved["config"]["ways"] == 20 and saved["argv"] == ["icml17", "x"]
 
 

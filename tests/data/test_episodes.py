@@ -1,10 +1,7 @@
-"""Episode and sinusoid samplers: distinct classes, per-task label permutations, whole-class rotations,
-disjoint character splits, seeded determinism, and errors for episodes that do not fit the data."""
+"""Episode samplers: distinct classes, per-task label permutations, whole-class rotations, disjoint character
+splits, seeded determinism, and errors for episodes that do not fit the data."""
 
 from __future__ import annotations
-
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +9,6 @@ import torch
 
 from icml17.core.config import ConfigError
 from icml17.data.episodes import EpisodeSampler, omniglot_split, pool_from_labels
-from icml17.data.sinusoid import sample_sinusoid_tasks, sinusoid
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def identifiable_pool(classes=12, per_class=6, size=5) -> torch.Tensor:
@@ -103,12 +97,12 @@ def test_omniglot_splits_are_disjoint():
     assert not np.array_equal(omniglot_split(background, "seeded", 1)["test"], seeded["test"])
 
 
-@pytest.mark.skipif(not (DATA / "omniglot" / "images_background.zip").is_file(), reason="needs shared Omniglot")
-def test_real_omniglot_meta_train_and_test_share_no_character():
+@pytest.mark.parametrize("data", ["synthetic_data_dir", "real_data_dir"])
+def test_omniglot_meta_train_and_test_share_no_character(data, request):
     from icml17.maml.presets import get_preset
     from icml17.maml.tasks import _pools
 
-    pools = _pools(get_preset("omniglot-5w1s"), DATA)
+    pools = _pools(get_preset("omniglot-5w1s"), request.getfixturevalue(data))
     assert pools["train"].shape == (1100, 20, 1, 28, 28) and pools["test"].shape == (423, 20, 1, 28, 28)
     flat = {k: {v[c].tobytes() for c in range(len(v))} for k, v in pools.items()}
     assert not flat["train"] & flat["test"] and not flat["train"] & flat["val"]
@@ -119,12 +113,3 @@ def test_pool_from_labels_groups_by_class():
     labels = np.array([0, 1, 2] * 4)
     pool = pool_from_labels(images, labels)
     assert pool.shape == (3, 4, 1, 1, 1) and (pool[1, :, 0, 0, 0] % 3 == 1).all()
-
-
-def test_sinusoid_tasks_follow_the_paper_ranges():
-    b = sample_sinusoid_tasks(500, 10, 5, torch.Generator().manual_seed(0))
-    amp, phase = b.info["amplitude"], b.info["phase"]
-    assert b.support_x.shape == (500, 10, 1) and b.query_x.shape == (500, 5, 1)
-    assert 0.1 <= amp.min() and amp.max() <= 5.0 and 0 <= phase.min() and phase.max() <= math.pi
-    assert -5 <= b.support_x.min() and b.support_x.max() <= 5
-    torch.testing.assert_close(b.query_y, sinusoid(b.query_x, amp.view(-1, 1, 1), phase.view(-1, 1, 1)))

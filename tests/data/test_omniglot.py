@@ -1,3 +1,6 @@
+"""Omniglot from the two official zips: the real release's counts, names and pixels (equal to the MAML
+reference's resize), the decode cache, and DatasetError for missing, truncated, corrupt or miscounted zips."""
+
 import zipfile
 from pathlib import Path
 
@@ -7,11 +10,12 @@ from PIL import Image
 
 from icml17.data import DatasetError, load_omniglot
 from icml17.data import omniglot as omniglot_module
+from icml17.data.synthetic import write_omniglot_zip
 
 
 @pytest.fixture(scope="module")
-def omniglot28(shared_data_dir):
-    return load_omniglot(shared_data_dir, image_size=28)
+def omniglot28(real_data_dir):
+    return load_omniglot(real_data_dir, image_size=28)
 
 
 def _member(zip_path: Path, character: str, drawing: int) -> Image.Image:
@@ -26,7 +30,7 @@ def _member(zip_path: Path, character: str, drawing: int) -> Image.Image:
     return im
 
 
-def test_counts_split_and_names(omniglot28):
+def test_real_counts_split_and_names(omniglot28):
     o = omniglot28
     assert o.images.shape == (1623, 20, 28, 28) and o.images.dtype == np.uint8
     assert o.num_characters == 1623 and o.image_size == 28
@@ -47,16 +51,16 @@ def test_counts_split_and_names(omniglot28):
         assert keys == sorted(keys)
 
 
-def test_ink_is_bright_and_binary(omniglot28):
+def test_real_ink_is_bright_and_binary(omniglot28):
     values = np.unique(omniglot28.images)
     assert values.tolist() == [0, 255]
     ink_fraction = (omniglot28.images == 255).mean()
     assert 0.02 < ink_fraction < 0.3  # ink is the minority: the files' white background became 0
 
 
-def test_28_equals_reference_pil_resize(omniglot28, shared_data_dir):
+def test_real_28_equals_reference_pil_resize(omniglot28, real_data_dir):
     # The MAML reference calls resize((28, 28), LANCZOS) on the 1-bit PNGs; we must reproduce it exactly.
-    zip_path = shared_data_dir / "omniglot" / "images_background.zip"
+    zip_path = real_data_dir / "omniglot" / "images_background.zip"
     for character, drawing in [("Latin/character01", 1), ("Greek/character24", 20), ("Korean/character10", 7)]:
         im = _member(zip_path, character, drawing)
         reference = np.asarray(im.resize((28, 28), Image.Resampling.LANCZOS).convert("L")) < 128
@@ -64,10 +68,10 @@ def test_28_equals_reference_pil_resize(omniglot28, shared_data_dir):
         np.testing.assert_array_equal(ours, reference)
 
 
-def test_originals_at_105(shared_data_dir):
-    o = load_omniglot(shared_data_dir, image_size=105)
+def test_real_originals_at_105(real_data_dir):
+    o = load_omniglot(real_data_dir, image_size=105)
     assert o.images.shape == (1623, 20, 105, 105) and o.images.dtype == np.uint8
-    zip_path = shared_data_dir / "omniglot" / "images_evaluation.zip"
+    zip_path = real_data_dir / "omniglot" / "images_evaluation.zip"
     i = o.character_names.index("ULOG/character26")
     assert not o.background[i]
     for drawing in (1, 20):
@@ -84,13 +88,13 @@ def test_nearest_indices_match_pil_for_other_sizes():
         np.testing.assert_array_equal(image[idx][:, idx], pil)
 
 
-def test_invalid_image_size(shared_data_dir):
+def test_invalid_image_size(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
-        load_omniglot(shared_data_dir, image_size=0)
+        load_omniglot(tmp_path, image_size=0)
 
 
 @pytest.fixture
-def tiny_omniglot(tmp_path, monkeypatch, write_omniglot_zip):
+def tiny_omniglot(tmp_path, monkeypatch):
     """A 3-character Omniglot in the official layout, with the expected counts shrunk to match."""
     monkeypatch.setattr(omniglot_module, "SPLITS", (("images_background", 2, 1), ("images_evaluation", 1, 1)))
     write_omniglot_zip(tmp_path / "omniglot" / "images_background.zip", "images_background", {"Latin": 2})
@@ -115,7 +119,7 @@ def test_second_load_is_served_from_cache(tiny_omniglot, private_cache, monkeypa
     assert load_omniglot(tiny_omniglot, image_size=14).images.shape == (3, 20, 14, 14)
 
 
-def test_changed_source_invalidates_cache(tiny_omniglot, private_cache, monkeypatch, write_omniglot_zip):
+def test_changed_source_invalidates_cache(tiny_omniglot, private_cache, monkeypatch):
     before = load_omniglot(tiny_omniglot, image_size=28)
     evaluation = tiny_omniglot / "omniglot" / "images_evaluation.zip"
     write_omniglot_zip(evaluation, "images_evaluation", {"ULOG": 1}, seed=7)
@@ -129,7 +133,7 @@ def test_changed_source_invalidates_cache(tiny_omniglot, private_cache, monkeypa
         load_omniglot(tiny_omniglot, image_size=28)
 
 
-def test_missing_drawing_is_rejected(tiny_omniglot, private_cache, write_omniglot_zip):
+def test_missing_drawing_is_rejected(tiny_omniglot, private_cache):
     evaluation = tiny_omniglot / "omniglot" / "images_evaluation.zip"
     write_omniglot_zip(evaluation, "images_evaluation", {"ULOG": 1}, drawings=19)
     message = r"images_evaluation\.zip.*ULOG/character01 has 19 drawings, expected 20"
@@ -137,9 +141,44 @@ def test_missing_drawing_is_rejected(tiny_omniglot, private_cache, write_omniglo
         load_omniglot(tiny_omniglot)
 
 
-def test_official_counts_are_enforced(tmp_path, private_cache, write_omniglot_zip):
+def test_official_counts_are_enforced(tmp_path, private_cache):
     write_omniglot_zip(tmp_path / "omniglot" / "images_background.zip", "images_background", {"Latin": 2})
     write_omniglot_zip(tmp_path / "omniglot" / "images_evaluation.zip", "images_evaluation", {"ULOG": 1})
     message = r"images_background\.zip: expected 964 characters in 30 alphabets.*found 2 in 1"
     with pytest.raises(DatasetError, match=message):
         load_omniglot(tmp_path)
+
+
+def test_truncated_zip(synthetic_data_dir, tmp_path):
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    for name in ("images_background.zip", "images_evaluation.zip"):
+        head = (synthetic_data_dir / "omniglot" / name).read_bytes()[: 1 << 20]
+        (folder / name).write_bytes(head)
+    with pytest.raises(DatasetError, match=r"images_background\.zip is not a readable zip.*truncated") as info:
+        load_omniglot(tmp_path)
+    assert isinstance(info.value.__cause__, zipfile.BadZipFile)
+    assert "icml17 data download omniglot" in str(info.value)
+
+
+def test_corrupt_member_in_intact_zip(tmp_path, monkeypatch, private_cache):
+    monkeypatch.setattr(omniglot_module, "SPLITS", (("images_background", 1, 1), ("images_evaluation", 1, 1)))
+    write_omniglot_zip(tmp_path / "omniglot" / "images_background.zip", "images_background", {"Latin": 1})
+    bad = tmp_path / "omniglot" / "images_evaluation.zip"
+    write_omniglot_zip(bad, "images_evaluation", {"ULOG": 1})
+    data = bytearray(bad.read_bytes())
+    with zipfile.ZipFile(bad) as zf:
+        info = zf.infolist()[5]
+    start = info.header_offset + 30 + len(info.filename) + 40  # inside the member's data
+    data[start : start + 16] = bytes(16)
+    bad.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=rf"images_evaluation\.zip: member {info.filename} is corrupt"):
+        load_omniglot(tmp_path)
+
+
+def test_missing_zip(tmp_path):
+    with pytest.raises(DatasetError) as info:
+        load_omniglot(tmp_path)
+    message = str(info.value)
+    assert "images_background.zip not found" in message
+    assert f"icml17 data download omniglot --data-dir {tmp_path}" in message and "ICML17_DATA" in message

@@ -52,3 +52,21 @@ def chi_square(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 
     keep = exp > 0
     stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
     return float(stat), int(keep.sum()) - 1
+
+
+def jacobian_and_ranks(model, context) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Jacobian (outputs, inputs) of every factor's outputs w.r.t. the image, the order rank of the sub-pixel
+    each output predicts, and the rank of every input sub-pixel."""
+    c, s = model.n_channels, model.image_size
+    rank = model.order_rank()
+    v0 = torch.rand(1, c, s, s, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    fn = lambda v: torch.cat([f.params.reshape(-1) for f in model.factors(v, context)])  # noqa: E731
+    jac = torch.autograd.functional.jacobian(fn, v0, vectorize=True, strategy="forward-mode")
+    jac = jac.reshape(-1, c * s * s)  # (outputs, inputs)
+    color = model.head.output_color()
+    own = []
+    for f in model.factors(v0, context):
+        p, h, w = f.params.shape[1:]
+        where = color.view(p, 1, 1).expand(p, h, w), f.rows.expand(p, h, w), f.cols.expand(p, h, w)
+        own.append(rank[where].reshape(-1))
+    return jac, torch.cat(own), rank.reshape(-1)

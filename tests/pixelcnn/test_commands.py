@@ -1,54 +1,57 @@
-"""End-to-end: the CLI's train / eval / sample on a few steps of real MNIST into tmp_path; demo section."""
+"""End-to-end: ``icml17 pixelcnn train / eval / sample`` on a few steps of the synthetic MNIST into tmp_path (through
+the CLI's own entry point), exact resume, and the demo section."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-import argparse
-
-from icml17.pixelcnn.commands import register
+from icml17.cli import main
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main([str(a) for a in argv])
 
 
 @pytest.mark.parametrize("model", ["full", "multiscale-b"])
-def test_train_eval_sample_end_to_end(tmp_path: Path, model: str, shared_data_dir: Path):
+def test_train_eval_sample_end_to_end(tmp_path: Path, model: str, synthetic_data_dir: Path):
     run_dir = tmp_path / "run"
-    small = ["--data-dir", str(shared_data_dir), "--set", "hidden=8", "--set", "layers=2", "--set", "resnet_blocks=1", "--set", "batch_size=4",
-             "--set", "eval_images=8", "--set", "eval_every=2", "--set", "checkpoint_every=2"]
-    assert run(["pixelcnn", "train", "--preset", "mnist-class", "--model", model, "--run-dir", str(run_dir),
-                "--iterations", "3"] + small) == 0
+    small = ["--data-dir", synthetic_data_dir, "--set", "hidden=8", "--set", "layers=2", "--set", "resnet_blocks=1",
+             "--set", "batch_size=4", "--set", "eval_images=8", "--set", "eval_every=2", "--set", "checkpoint_every=2"]
+    assert run(["pixelcnn", "train", "--preset", "mnist-class", "--model", model, "--run-dir", run_dir,
+                "--iterations", "3", *small]) == 0
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["split"] == "train"] == [1, 2, 3]
     # resuming a finished run does no more steps; asking for more continues from the checkpoint
-    assert run(["pixelcnn", "train", "--preset", "mnist-class", "--model", model, "--run-dir", str(run_dir),
-                "--iterations", "3"] + small) == 0
-    record = tmp_path / "rec.json"
-    assert run(["pixelcnn", "eval", "--run-dir", str(run_dir), "--n-eval", "6", "--record", str(record),
-                "--data-dir", str(shared_data_dir)]) == 0
-    rec = json.loads(record.read_text())
+    assert run(["pixelcnn", "train", "--preset", "mnist-class", "--model", model, "--run-dir", run_dir,
+                "--iterations", "3", *small]) == 0
+    assert [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if json.loads(x)["split"] == "train"] == [1, 2, 3]
+    records = tmp_path / "records"
+    experiment = f"mnist-class-{'full' if model == 'full' else 'typeB'}"
+    assert run(["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "6", "--record", records,
+                "--data-dir", synthetic_data_dir]) == 0
+    rec = json.loads((records / f"{experiment}.json").read_text())
     assert rec["metric"] == "bits_per_dim" and rec["n_eval"] == 6 and rec["iterations"] == 3
-    from icml17.pixelcnn.train import load_trained
-    assert rec["parameters"] == sum(p.numel() for p in load_trained(run_dir)[1].parameters())
-    assert 0 < rec["value"] < 8 and rec["experiment"] == f"mnist-class-{'full' if model == 'full' else 'typeB'}"
-    named = tmp_path / "named.json"  # --name labels a variant's record apart from the preset's
-    assert run(["pixelcnn", "eval", "--run-dir", str(run_dir), "--n-eval", "2", "--record", str(named),
-                "--name", "mnist-class-small", "--data-dir", str(shared_data_dir)]) == 0
-    assert json.loads(named.read_text())["experiment"] == "mnist-class-small"
+    # the commands as typed: the training run's, then this evaluation's
+    assert rec["command"].startswith("icml17 pixelcnn train --preset mnist-class")
+    assert f"; icml17 pixelcnn eval --run-dir {run_dir} --n-eval 6" in rec["command"]
+    from icml17.pixelcnn.evaluate import load_run
+    assert rec["parameters"] == sum(p.numel() for p in load_run(run_dir).model.parameters())
+    assert 0 < rec["value"] < 8 and rec["experiment"] == experiment
+    # --name labels a variant's record apart from the preset's
+    assert run(["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "2", "--record", records,
+                "--name", "mnist-class-small", "--data-dir", synthetic_data_dir]) == 0
+    assert json.loads((records / "mnist-class-small.json").read_text())["experiment"] == "mnist-class-small"
     if model != "full":
-        assert run(["pixelcnn", "sample", "--run-dir", str(run_dir), "--n", "2", "--data-dir", str(shared_data_dir)]) == 0
+        assert run(["pixelcnn", "sample", "--run-dir", run_dir, "--samples", "2",
+                    "--data-dir", synthetic_data_dir]) == 0
         for name in ("samples.png", "coarse_to_fine.png", "superres.png"):
             assert (run_dir / "samples" / name).stat().st_size > 0
 
 
-def test_resume_after_interruption_is_exact(tmp_path: Path, shared_data_dir: Path):
+def test_resume_after_interruption_is_exact(tmp_path: Path, synthetic_data_dir: Path):
     """Train 4 steps at once vs 1 step (stopped by the time budget) + resume: identical weights."""
     import torch
 
@@ -59,10 +62,10 @@ def test_resume_after_interruption_is_exact(tmp_path: Path, shared_data_dir: Pat
     cfg = make_config("binarized-mnist", "multiscale-a", {"hidden": 8, "layers": 1, "resnet_blocks": 1, "batch_size": 4,
                                                           "iterations": 4, "eval_images": 4, "eval_every": 2,
                                                           "train_images": 64})
-    train(cfg, tmp_path / "once", progress=False, data_dir=shared_data_dir)
-    first = train(cfg, tmp_path / "twice", progress=False, data_dir=shared_data_dir, time_budget_s=0.0)
+    train(cfg, tmp_path / "once", progress=False, data_dir=synthetic_data_dir)
+    first = train(cfg, tmp_path / "twice", progress=False, data_dir=synthetic_data_dir, time_budget_s=0.0)
     assert first.steps_done == 1
-    train(cfg, tmp_path / "twice", progress=False, data_dir=shared_data_dir)
+    train(cfg, tmp_path / "twice", progress=False, data_dir=synthetic_data_dir)
     a = load_checkpoint(tmp_path / "once" / "checkpoints" / "last.pt")["state"]["model"]
     b = load_checkpoint(tmp_path / "twice" / "checkpoints" / "last.pt")["state"]["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -70,26 +73,25 @@ def test_resume_after_interruption_is_exact(tmp_path: Path, shared_data_dir: Pat
 
 
 @pytest.mark.slow
-def test_demo_section_adds_samples_and_speed(tmp_path: Path, shared_data_dir: Path, monkeypatch):
-    """The demo's own code path, shortened: a couple of steps of a narrow model."""
+def test_demo_section_adds_samples_and_speed(tmp_path: Path, synthetic_data_dir: Path, monkeypatch):
+    """The demo's own code path, its live training shortened to a couple of steps of a narrow model."""
+    from icml17 import weights
     from icml17.core.report import Report
-    from icml17.pixelcnn import commands
+    from icml17.pixelcnn import demo
 
-    real = commands.demo_section.__globals__
+    if demo.SHIPPED not in weights.names("pixelcnn"):
+        pytest.skip(f"the shipped PixelCNN weights {demo.SHIPPED!r} are not in src/icml17/weights yet")
+    real = demo.make_config
+
+    def shortened(preset, model=None, overrides=None):
+        if overrides and "iterations" in overrides:  # the live run (the timed full model keeps the shipped width)
+            overrides = {**overrides, "iterations": 2, "eval_every": 2, "eval_images": 4, "hidden": 6, "batch_size": 2,
+                         "layers": 1, "resnet_blocks": 1}
+        return real(preset, model, overrides)
+
+    monkeypatch.setattr(demo, "make_config", shortened)
     report = Report(tmp_path)
-    monkeypatch.setitem(real, "DEMO_OVERRIDES", {"iterations": 2, "eval_every": 2, "eval_images": 4, "hidden": 6,
-                                                 "batch_size": 2, "layers": 1, "resnet_blocks": 1})
-    commands.demo_section(report, tmp_path / "pixelcnn", shared_data_dir, quick=True)
+    demo.demo_section(report, tmp_path / "pixelcnn", synthetic_data_dir, quick=True)
     (section,) = report.sections
-    assert "evaluations" in section.text and "extrapolated" in section.text
-    assert len(section.images) == 2 and all((tmp_path / p).is_file() for p, _ in section.images)
-
-
-@pytest.mark.parametrize("argv0", ["/usr/bin/icml17", "/x/src/icml17/__main__.py", "/x/src/icml17/cli.py",
-                                   "/x/src/icml17/pixelcnn/__main__.py"])
-def test_records_name_the_cli_command_however_it_was_launched(monkeypatch, argv0: str):
-    from icml17.pixelcnn import commands
-
-    rest = ["pixelcnn", "eval", "--run-dir", "r"] if "pixelcnn/" not in argv0 else ["eval", "--run-dir", "r"]
-    monkeypatch.setattr("sys.argv", [argv0, *rest])
-    assert commands._cli_command() == "icml17 pixelcnn eval --run-dir r"
+    assert "evaluations" in section.text and "extrapolated" in section.text and "binarized-mnist" in section.text
+    assert len(section.images) == 3 and all((tmp_path / p).is_file() for p, _ in section.images)

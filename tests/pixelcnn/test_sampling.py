@@ -77,6 +77,11 @@ def test_completion_of_the_top_half_with_the_full_model():
         model.sample(2, given=given, known=known_bottom)
 
 
+def test_temperature_must_be_positive():
+    with pytest.raises(ValueError, match="temperature"):
+        tiny_model("a", 4, 1, 2, "logistic", base=1).sample(1, temperature=0.0)
+
+
 def test_temperature_sharpens():
     model = tiny_model("a", 4, 1, 1, "bernoulli", base=1)
     g = torch.Generator().manual_seed(0)

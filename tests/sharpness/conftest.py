@@ -1,13 +1,13 @@
-"""Shared fixtures for the sharpness tests: one torch thread, tiny float64 data, the MNIST directory if present."""
+"""Shared fixtures for the sharpness tests: one torch thread, tiny float64 data, and two small models at known
+points (a ReLU net trained on the tiny data; a linear model at its exact least-squares minimum)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from torch import nn
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from icml17.sharpness.models import mlp
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,7 +26,40 @@ def tiny_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture
-def mnist_dir() -> Path:
-    if not (DATA_DIR / "mnist" / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST not found under {DATA_DIR}")
-    return DATA_DIR
+def trained_net(tiny_data):
+    """``trained_net(steps=200)``: a (6, 8, 3) ReLU MLP after ``steps`` full-batch SGD steps on ``tiny_data``."""
+
+    def train(steps: int = 200) -> nn.Sequential:
+        x, y = tiny_data
+        torch.manual_seed(0)
+        model = mlp((6, 8, 3)).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        return model
+
+    return train
+
+
+@pytest.fixture
+def least_squares():
+    """``least_squares(n=64, d=4, orthogonal=False) -> (model, x, y)``: a linear model at its least-squares
+    minimum, where the MSE loss is exactly quadratic in (w, b)."""
+
+    def make(n: int = 64, d: int = 4, orthogonal: bool = False):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        if orthogonal:  # centred, orthogonal columns with distinct norms: the Hessian is diagonal
+            x = torch.linalg.qr(x - x.mean(0))[0] * torch.arange(1, d + 1, dtype=torch.float64) * 3
+        y = x @ torch.randn(d, 1, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n, 1, generator=g,
+                                                                                         dtype=torch.float64)
+        model = nn.Linear(d, 1).double()
+        sol = torch.linalg.lstsq(torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], 1), y).solution
+        with torch.no_grad():
+            model.weight.copy_(sol[:d].T)
+            model.bias.copy_(sol[d])
+        return model, x, y
+
+    return make

@@ -1,59 +1,61 @@
-"""End-to-end: the CLI's sharpness commands and the demo section, on real MNIST in a temporary directory."""
+"""End-to-end: ``icml17 sharpness measure / reproduce / eval`` through the CLI's own entry point, and the demo
+section, on the synthetic MNIST in a temporary directory."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
-import pytest
 
-from icml17.core.config import ConfigError
+from icml17.cli import main
 from icml17.core.report import Report
-from icml17.sharpness import commands
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="icml17")
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
+def run(argv: list) -> int:
+    return main([str(a) for a in argv])
 
 
-def test_measure_a_preset_in_float64(mnist_dir, tmp_path, capsys):
+def test_measure_a_preset_in_float64(synthetic_data_dir, tmp_path, capsys):
     out = tmp_path / "m.json"
-    args = _parse(["sharpness", "measure", "--model", "mlp-784-32-10", "--n", "64", "--batch-size", "32",
-                   "--measures", "loss,lambda_max,adaptive_lambda_max", "--data-dir", str(mnist_dir),
-                   "--dtype", "float64", "--out", str(out), "--threads", "1"])
-    assert args.func(args) == 0
+    assert run(["sharpness", "measure", "--model", "mlp-784-32-10", "--examples", "64", "--batch-size", "32",
+                "--measures", "loss,lambda_max,adaptive_lambda_max", "--data-dir", synthetic_data_dir,
+                "--dtype", "float64", "--out", out, "--threads", "1"]) == 0
     record = json.loads(out.read_text())
     assert record["dtype"] == "float64" and record["mode"] == "eval" and record["lambda_max"] > 0
     assert json.loads(capsys.readouterr().out)["n_params"] == 784 * 32 + 32 + 330
 
 
-def test_measure_rejects_unknown_measures(mnist_dir):
-    args = _parse(["sharpness", "measure", "--model", "mlp-784-32-10", "--n", "16", "--measures", "flatness",
-                   "--data-dir", str(mnist_dir)])
-    with pytest.raises(ConfigError, match="unknown measure"):
-        args.func(args)
+def test_measure_rejects_unknown_measures_in_one_line(synthetic_data_dir, capsys):
+    code = run(["sharpness", "measure", "--model", "mlp-784-32-10", "--examples", "16", "--measures", "flatness",
+                "--data-dir", synthetic_data_dir])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown measure" in err and len(err.strip().splitlines()) == 1
 
 
-def test_reproduce_quick_writes_record_and_plot_then_measures_its_checkpoint(mnist_dir, tmp_path):
-    args = _parse(["sharpness", "reproduce", "--which", "theorem6", "--quick", "--out", str(tmp_path / "res"),
-                   "--data-dir", str(mnist_dir), "--run-dir", str(tmp_path / "runs")])
-    assert args.func(args) == 0
-    record = json.loads((tmp_path / "res" / "theorem6.json").read_text())
-    assert (tmp_path / "res" / "theorem6.png").stat().st_size > 1000
-    assert record["experiment"] == "theorem6" and record["command"].startswith("icml17 ")
+def test_reproduce_quick_writes_record_and_plot_then_measures_its_checkpoint(synthetic_data_dir, tmp_path, capsys):
+    res = tmp_path / "res"
+    assert run(["sharpness", "reproduce", "--which", "theorem6", "--quick", "--record", res,
+                "--data-dir", synthetic_data_dir, "--run-dir", tmp_path / "runs"]) == 0
+    record = json.loads((res / "theorem6.json").read_text())
+    assert (res / "theorem6.png").stat().st_size > 1000
+    assert record["experiment"] == "theorem6" and record["command"].startswith("icml17 sharpness reproduce")
     assert record["max_rel_error_vs_analytic"] < 1e-3
     norms = [r["grad_norm"] for r in record["rows"]]
     assert norms[0] > 10 * norms[-1]  # alpha = 0.01 vs 1
-    ckpt = tmp_path / "runs" / "quick-small-batch" / "checkpoints" / "last.pt"
-    model = commands.load_model(ckpt)
-    assert sum(p.numel() for p in model.parameters()) == record["models"]["small-batch"]["n_params"]
+    run_dir = tmp_path / "runs" / "quick-small-batch"
+    from icml17.sharpness.evaluate import load_run
+
+    assert sum(p.numel() for p in load_run(run_dir).model.parameters()) == record["models"]["small-batch"]["n_params"]
+    capsys.readouterr()
+    assert run(["sharpness", "measure", "--run-dir", run_dir, "--examples", "32", "--measures", "loss,lambda_max",
+                "--data-dir", synthetic_data_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["lambda_max"] > 0
 
 
-def test_demo_section_quick(mnist_dir, tmp_path):
+def test_demo_section_quick(synthetic_data_dir, tmp_path):
+    from icml17.sharpness.demo import demo_section
+
     report = Report(tmp_path)
-    commands.demo_section(report, tmp_path / "sharpness", mnist_dir, quick=True)
+    demo_section(report, tmp_path / "sharpness", synthetic_data_dir, quick=True)
     section = report.sections[-1]
     assert "alpha" in section.text and len(section.images) == 1
     assert (tmp_path / section.images[0][0]).exists()

@@ -12,7 +12,6 @@ import errno
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +51,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def _is_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive; older torch versions a pickle stream starting with protocol 2."""
-    if zipfile.is_zipfile(path):
-        return True
+    """By its first bytes: torch.save writes a zip archive ("PK\\x03\\x04"); older versions a pickle stream
+    (protocol 2). A damaged or truncated checkpoint still starts like one; random bytes do not."""
     with open(path, "rb") as f:
-        return f.read(2) == b"\x80\x02"
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:2] == b"\x80\x02"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

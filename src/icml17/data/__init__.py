@@ -1,7 +1,8 @@
 """Datasets in their official file formats: loaders with clear errors and decoded caches, downloads, summaries.
 
 Loaders return uint8 numpy arrays (conversion to float tensors belongs to the caller); see each module's
-docstring for its layout and pixel convention.
+docstring for its layout and pixel convention. ``write_synthetic_datasets`` writes made-up but learnable copies
+of every dataset in the official formats (for tests, or to try the commands without downloading anything).
 """
 
 from .cifar10 import CIFAR10_CLASSES, load_cifar10
@@ -13,6 +14,7 @@ from .mnist import load_mnist
 from .omniglot import Omniglot, load_omniglot
 from .paths import cache_dir, resolve_data_dir
 from .summary import describe_datasets
+from .synthetic import write_synthetic_datasets
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -30,4 +32,5 @@ __all__ = [
     "load_omniglot",
     "make_synthetic_miniimagenet",
     "resolve_data_dir",
+    "write_synthetic_datasets",
 ]

@@ -61,7 +61,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         raise DatasetError(f"MNIST file {path} not found; {where}") from e
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DatasetError(
-            f"MNIST file {path} is not a readable gzip file ({e}); it may be truncated; {where}"
+            f"MNIST file {path} is not a readable gzip file ({e}); it may be truncated; download it again: {where}"
         ) from e
     ndim = magic - 2048
     header = 4 + 4 * ndim
@@ -76,7 +76,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     expected = header + int(np.prod(dims))
     if len(data) != expected:
         raise DatasetError(
-            f"MNIST file {path} holds {len(data)} bytes, expected {expected} for dimensions {dims}; {where}"
+            f"MNIST file {path} holds {len(data)} bytes, expected {expected} for dimensions {dims}: it is damaged, "
+            f"probably a truncated download; download it again: {where}"
         )
     # copy: frombuffer over bytes is read-only, which torch.from_numpy warns about.
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()

@@ -179,15 +179,17 @@ class LogisticMixtureHead(Head):
         means, log_s, coeffs = pick(means), pick(log_s), pick(coeffs)
         u = torch.rand(means.shape, generator=generator, dtype=means.dtype, device=means.device)
         eps = torch.finfo(means.dtype).eps
-        noise = torch.exp(log_s) * temperature * (torch.log(u.clamp(eps, 1 - eps)) - torch.log1p(-u.clamp(eps, 1 - eps)))
-        out = torch.zeros(means.shape, dtype=torch.long, device=means.device)
-        xu = torch.zeros_like(means)
+        u = u.clamp(eps, 1 - eps)
+        noise = torch.exp(log_s) * temperature * (torch.log(u) - torch.log1p(-u))
+        qs, xu = [], []
         for c in range(self.n_channels):  # later channels use the quantized earlier ones, as log_prob does
-            m = self._channel_means(means, coeffs, xu)[:, :, c]
+            m, i = means[:, :, c], c * (c - 1) // 2  # channel c's mean, the sums of _channel_means in its order
+            for cp in range(c):
+                m = m + coeffs[:, :, i + cp] * xu[cp]
             q = torch.round(((m + noise[:, :, c]).clamp(-1, 1) + 1) * (self.levels - 1) / 2).long()
-            out[:, :, c] = q
-            xu[:, :, c] = to_unit(q, self.levels, xu.dtype)
-        return out[:, 0]
+            qs.append(q)
+            xu.append(to_unit(q, self.levels, means.dtype))
+        return torch.stack(qs, dim=1)[:, :, 0]
 
 
 def make_head(kind: str, n_channels: int, levels: int, n_mix: int = 5) -> Head:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from icml17.pixelcnn.cached import sample_full_cached
 from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
 from icml17.pixelcnn.factored import Factor, LogProb, factored_log_prob, raster_rank
 from icml17.pixelcnn.heads import Head, make_head
@@ -76,7 +77,7 @@ class PixelCNN(nn.Module):
     """The O(N) model: one gated PixelCNN over the full image, conditioned on an optional context.
 
     ``log_prob(x, context)``: x int64 (B, C, S, S) in [0, 2^bits) -> ``LogProb``; ``sample(...)``: see
-    :func:`icml17.pixelcnn.sampling.sample_full`.
+    :meth:`sample`.
     """
 
     def __init__(self, image_size: int, n_channels: int = 1, bits: int = 8, head: str = "logistic",
@@ -112,5 +113,15 @@ class PixelCNN(nn.Module):
 
     def sample(self, n: int, context: object = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, given: Tensor | None = None,
-               known: Tensor | None = None, window: bool = True) -> Samples:
+               known: Tensor | None = None, window: bool = True, sampler: str = "cached") -> Samples:
+        """``n`` images (optionally completing ``given`` where ``known``), one sequential evaluation per pixel
+        (per channel for softmax / Bernoulli heads). Samplers, all giving the same images for the same
+        generator state: ``"cached"`` (default; per-layer activation caches, the network at one pixel per step,
+        :func:`icml17.pixelcnn.cached.sample_full_cached`), ``"windowed"`` (reruns the network on the
+        receptive rows, :func:`icml17.pixelcnn.sampling.sample_full`); ``window=False`` reruns it on the whole
+        image (the plainest reference)."""
+        if sampler not in ("cached", "windowed"):
+            raise ValueError(f"sampler must be 'cached' or 'windowed', got {sampler!r}")
+        if sampler == "cached" and window:
+            return sample_full_cached(self, n, context, temperature, generator, given, known)
         return sample_full(self, n, context, temperature, generator, given, known, window)

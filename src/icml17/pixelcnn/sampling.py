@@ -34,7 +34,7 @@ class Samples:
     levels: list[Tensor] = field(default_factory=list)  # coarse-to-fine: (n, C, K, K) per level
 
 
-def _prepare(model, n: int, context: object, temperature: float, given: Tensor | None, known: Tensor | None,
+def prepare(model, n: int, context: object, temperature: float, given: Tensor | None, known: Tensor | None,
              ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Checked arguments of both samplers: (images to fill, known-pixel mask, context vector, context map)."""
     x, known = _canvas(model, n, temperature, given, known)
@@ -107,7 +107,7 @@ def sample_grid(net, head, x: Tensor, known: Tensor, vec: Tensor | None, cmap: T
 def sample_full(model, n: int, context: object = None, temperature: float = 1.0,
                 generator: torch.Generator | None = None, given: Tensor | None = None,
                 known: Tensor | None = None, window: bool = True) -> Samples:
-    x, known, vec, cmap = _prepare(model, n, context, temperature, given, known)
+    x, known, vec, cmap = prepare(model, n, context, temperature, given, known)
     evals = sample_grid(model.net, model.head, x, known, vec, cmap, model.levels, temperature, generator, window)
     return Samples(x, evals, [x.clone()])
 
@@ -116,7 +116,7 @@ def sample_full(model, n: int, context: object = None, temperature: float = 1.0,
 def sample_multiscale(model, n: int, context: object = None, temperature: float = 1.0,
                       generator: torch.Generator | None = None, given: Tensor | None = None,
                       known: Tensor | None = None, window: bool = True) -> Samples:
-    x, known, vec, cmap = _prepare(model, n, context, temperature, given, known)
+    x, known, vec, cmap = prepare(model, n, context, temperature, given, known)
     head, levels = model.head, model.levels
     dtype = next(model.parameters()).dtype
     unit = lambda t: to_unit(t, levels, dtype)  # noqa: E731

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from icml17.core import run as shell
+from icml17.core.config import ConfigError
 
 SYSTEM = "sharpness"
 DTYPES = ("float32", "float64")
@@ -67,8 +68,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     ctx = distributed.context()  # under torchrun each rank measures its share of the batches (all-reduced)
     data = batches(x, y, args.batch_size)[ctx.rank::ctx.world_size]
-    out = measure(model, loss_fn, data, names, dtype=_dtype(args.dtype), mode=args.mode,
-                  options=MeasureOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
+    try:
+        out = measure(model, loss_fn, data, names, dtype=_dtype(args.dtype), mode=args.mode,
+                      options=MeasureOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
+    except ValueError as e:  # the model or data cannot be measured as asked (frozen, empty, dropout in train mode)
+        raise ConfigError(str(e)) from e
     if not ctx.is_main:
         return 0
     out = {"source": source, "dataset": dataset, "alpha": args.alpha,

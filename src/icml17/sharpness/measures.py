@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from icml17.core.curvature import Batch, HessianOperator, hutchinson, hutchpp, lanczos
+from icml17.core.config import ConfigError
 from icml17.core.functional import LossFn, flatten
 from icml17.sharpness.adaptive import AdaptiveHessian
 from icml17.sharpness.ball import ball_sharpness
@@ -50,9 +51,9 @@ def check_names(names: Iterable[str]) -> list[str]:
     names = list(names)
     unknown = [n for n in names if n not in MEASURES]
     if unknown:
-        raise ValueError(f"unknown measure(s) {unknown}; choose from {list(MEASURES)}")
+        raise ConfigError(f"unknown measure(s) {unknown}; choose from {list(MEASURES)}")
     if not names:
-        raise ValueError(f"no measure asked for; choose from {list(MEASURES)}")
+        raise ConfigError(f"no measure asked for; choose from {list(MEASURES)}")
     return names
 
 

@@ -1,0 +1,29 @@
+"""PixelCNN configs and presets (``icml17.pixelcnn.presets``): bad combinations are refused with what to change.
+(Every preset x model type training one step: tests/test_presets.py.)"""
+
+import pytest
+
+from icml17.core.config import ConfigError
+from icml17.pixelcnn.presets import PRESETS, build_model, make_config
+
+
+def test_config_rejects_bad_combinations():
+    with pytest.raises(ConfigError, match="bits=1"):
+        make_config("mnist", None, {"head": "bernoulli"})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        make_config("imagenet")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        make_config("mnist", None, {"hiden": 3})
+    with pytest.raises(ConfigError, match="does not fit"):
+        make_config("mnist", "multiscale-b", {"base_size": 5})
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_builds_the_model_it_names(preset):
+    from icml17.pixelcnn import MultiscalePixelCNN, PixelCNN
+
+    for model in ("full", "multiscale-a", "multiscale-b"):
+        cfg = make_config(preset, model, {"hidden": 4, "layers": 1, "resnet_blocks": 1})
+        net = build_model(cfg)
+        assert isinstance(net, PixelCNN if model == "full" else MultiscalePixelCNN)
+        assert (net.n_channels, net.image_size) == cfg.image_shape
