@@ -43,6 +43,18 @@ def _hermetic_data_environment(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(cache, ignore_errors=True)  # decoded Omniglot alone is ~50 MB
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread, the project's default per process: tiny products and convolutions are dominated by
+    thread hand-offs on a shared CPU (about 20x slower with two threads beside another job here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real datasets in their official formats; skips the test when they are absent."""

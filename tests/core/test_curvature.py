@@ -17,15 +17,6 @@ from icml17.core.functional import flatten, unflatten
 CE = nn.functional.cross_entropy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny products are dominated by thread hand-offs on a shared CPU: one thread is ~20x faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp(act: type[nn.Module] = nn.ReLU) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(5, 6), act(), nn.Linear(6, 4), act(), nn.Linear(4, 3)).double()
