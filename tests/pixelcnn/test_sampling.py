@@ -41,7 +41,7 @@ def test_evaluation_counts_are_logarithmic():
     assert a_mix.sample(2).evaluations == 4 + 3 * 3
     b = tiny_model("b", 16, 1, 2, "logistic", base=2, patch=2)  # M^2 = 4 evaluations per group (K >= 2)
     s = b.sample(2)
-    assert s.evaluations == 4 + 3 * 3 * 4
+    assert s.evaluations == 4 + 3 * 3 * (1 + 4)  # per group: the ResNet pass, then M^2 patch steps
     assert [lv.shape[-1] for lv in s.levels] == [2, 4, 8, 16]
 
 
@@ -59,7 +59,7 @@ def test_super_resolution_keeps_the_low_resolution_image():
     low = torch.randint(0, 4, (3, 1, 4, 4))
     sr = model.super_resolve(low, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sr.images[:, :, ::2, ::2], low)
-    assert sr.evaluations == 3 * 4  # only the last level: 3 groups x M^2
+    assert sr.evaluations == 3 * (1 + 4)  # only the last level: 3 groups x (ResNet + M^2)
     assert torch.equal(sr.levels[-1], sr.images)
 
 
@@ -99,7 +99,7 @@ def test_super_resolution_frequencies_match_conditional(kind):
     low = torch.tensor([[1, 0], [0, 1]]).view(1, 1, 2, 2)
     n = 40000
     sr = model.super_resolve(low.expand(n, -1, -1, -1), torch.full((n,), 3), generator=torch.Generator().manual_seed(2))
-    assert sr.evaluations == 3 * (4 if kind == "b" else 1)
+    assert sr.evaluations == 3 * (5 if kind == "b" else 1)
     everything = all_images(1, 4, 2)
     everything = everything[(everything[:, :, ::2, ::2] == low).flatten(1).all(1)]  # 4096 images with this base
     with torch.no_grad():

@@ -7,8 +7,9 @@
 
 Modules: masks (causal masks), layers (masked conv, gated block, ResNet), heads (softmax, logistic mixture,
 Bernoulli), factored (what both models and their samplers share: factors, log-likelihood, pixel layout),
-pixelcnn (full model), multiscale (the paper's model), conditioning (class, text, spatial), sampling, presets
-(configs), train (data, training loop, evaluation), commands (CLI).
+pixelcnn (full model), multiscale (the paper's model), conditioning (class, text, spatial), sampling (windowed
+samplers), cached (activation-caching samplers), presets (configs), train (data, training loop, evaluation),
+commands (CLI).
 """
 
 from icml17.pixelcnn.factored import LogProb
@@ -18,5 +19,5 @@ from icml17.pixelcnn.pixelcnn import PixelCNN
 from icml17.pixelcnn.presets import PRESETS, PixelCNNConfig, build_model, make_config
 from icml17.pixelcnn.sampling import Samples
 
-__all__ = ["BernoulliHead", "LogisticMixtureHead", "SoftmaxHead", "MultiscalePixelCNN", "LogProb", "PixelCNN",
-           "PRESETS", "PixelCNNConfig", "build_model", "make_config", "Samples"]
+__all__ = ["PRESETS", "BernoulliHead", "LogProb", "LogisticMixtureHead", "MultiscalePixelCNN", "PixelCNN",
+           "PixelCNNConfig", "Samples", "SoftmaxHead", "build_model", "make_config"]

@@ -1,5 +1,6 @@
-"""Activation-caching O(N) sampler for the full gated PixelCNN (Ramachandran et al. 2017, "Fast generation for
-convolutional autoregressive models"): the strongest O(N) baseline to compare the multiscale model against.
+"""Activation-caching samplers for gated PixelCNNs (Ramachandran et al. 2017, "Fast generation for convolutional
+autoregressive models"): the full PixelCNN's (the strongest O(N) baseline to compare the multiscale model
+against) and type B's shallow patch PixelCNN's.
 
 Why: the windowed sampler (:func:`icml17.pixelcnn.sampling.sample_full`) reruns the network on the receptive
 rows at full width for every sub-pixel, O(L R W k F^2) work per step, nearly all of it recomputing activations
@@ -16,7 +17,8 @@ p = k // 2, F features) two facts make a per-pixel cache exact:
 Steps, random draws and ``evaluations`` are those of the windowed sampler: raster order, one step per pixel
 (per channel for softmax / Bernoulli heads, which recompute the pixel's horizontal stack after each channel),
 ``head.sample`` called on (B, P, 1, 1) parameters once per step; known pixels (completion) cost no step, only
-a cache update when an unknown pixel follows them in their row.
+a cache update when an unknown pixel follows them in their row. Type B (:func:`sample_patches_cached`) runs the
+same caches over the shallow PixelCNN with all n P^2 patches of a group as the batch.
 
 Exactness. Every activation comes from the operation ``forward`` uses (the same masked weight ``w * mask`` and
 bias through ``F.conv2d``, the same gates, residual and conditioning additions in the same order) applied to
@@ -26,9 +28,11 @@ windowed sampler, and the images are the same. The floats agree bit for bit wher
 output element the same way whatever the tensor around it: on CPU the oneDNN convolutions (float32, batch >= 2,
 1x1 ones at batch >= 16 or with several threads) with a hidden width that is a multiple of the SIMD width, as in
 the benchmark (checked in the tests). Elsewhere they may differ in the last bit: MKL's GEMM fallback (float64,
-small float32 batches) sums one output position in another order than a row of them, and ``torch.sigmoid``
-rounds the odd-sized end of a tensor through a scalar path. A sample can then differ only if a draw lands within
-~1e-16 (float64) of a decision boundary; the tests check the integers agree over many seeds and heads.
+small float32 batches) sums one output position in another order than a row of them, ``torch.sigmoid`` rounds
+the odd-sized end of a tensor through a scalar path (avoided here, see ``_SIMD_RUN``, but not in the network's
+own tensors when F H W is odd-sized), and cuDNN picks algorithms by shape. A sample can then differ only if a
+draw lands within that rounding (~1e-16 relative in float64) of a decision boundary: the tests check the
+parameters agree to 1e-12 and the integers exactly, over many seeds, heads and conditionings, in float64.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from icml17.pixelcnn.factored import to_patches
 from icml17.pixelcnn.heads import Head, to_unit
-from icml17.pixelcnn.sampling import Samples, prepare
-
+from icml17.pixelcnn.sampling import Samples, patch_params, prepare, put_where
 
 # torch.sigmoid's SIMD loop takes 2 vectors per iteration and rounds the remainder of each contiguous run
 # through a scalar formula with another exp; the network's gate tensors are whole multiples of that, a pixel's
@@ -51,26 +55,25 @@ _SIMD_RUN = 64
 class RasterCache:
     """Activation caches of a ``GatedPixelCNN`` ``net`` over a canvas sampled in raster order.
 
-    ``x``: (B, C, H, W) int64 sub-pixels in ``[0, levels)`` (only those already fixed are read); ``cond``: the
-    net's conditioning biases ``net.condition(vec, cmap)`` (B, 4 F L, 1 | H, 1 | W) or None. Call
+    ``v``: (B, C, H, W) the net's input in [-1, 1] (only sub-pixels already fixed are read); ``cond``: the net's
+    conditioning biases ``net.condition(vec, cmap)`` (B, 4 F L, 1 | H, 1 | W) or None. Call
     :meth:`begin_row` for rows 0, 1, ... in order (it reads rows above only), then :meth:`pixel` at columns
     left to right, and :meth:`write` each sampled value before the next step.
     """
 
-    def __init__(self, net, x: Tensor, levels: int, cond: Tensor | None):
-        b, c, h, w = x.shape
-        self.levels, self.n_layers = levels, net.n_layers
-        self.dtype = next(net.parameters()).dtype
+    def __init__(self, net, v: Tensor, cond: Tensor | None):
+        b, c, h, w = v.shape
+        self.n_layers, self.dtype = net.n_layers, v.dtype
         self.k = net.kernel
         p = self.p = net.kernel // 2
         self.width = w
         # the network's input cat([v, ones]) with its zero padding: rows/cols p..p+H-1 hold the image
-        self.inp = torch.zeros(b, c + 1, h + 2 * p, w + 2 * p, dtype=self.dtype, device=x.device)
-        self.inp[:, :c, p:p + h, p:p + w] = to_unit(x, levels, self.dtype)
+        self.inp = v.new_zeros(b, c + 1, h + 2 * p, w + 2 * p)
+        self.inp[:, :c, p:p + h, p:p + w] = v
         self.inp[:, c, p:p + h, p:p + w] = 1.0
         # masked weights once per call: the same products MaskedConv2d.forward forms, bit for bit
-        masked = lambda m: (m.weight * m.mask, m.bias)  # noqa: E731
-        plain = lambda m: (m.weight, m.bias)  # noqa: E731
+        masked = lambda m: (m.weight * m.mask, m.bias)
+        plain = lambda m: (m.weight, m.bias)
         self.v_conv = [masked(blk.v_conv) for blk in net.blocks]
         self.h_conv = [masked(blk.h_conv) for blk in net.blocks]
         self.link = [plain(blk.link) for blk in net.blocks]
@@ -83,10 +86,10 @@ class RasterCache:
             chunks = cond.chunk(2 * self.n_layers, dim=1)
             self.cond_v, self.cond_h = list(chunks[0::2]), list(chunks[1::2])
         # rows i-p..i+p of every later layer's vertical input (rows below i stay zero: the mask hides them)
-        self.v_win = [None] + [torch.zeros(b, feat, self.k, w + 2 * p, dtype=self.dtype, device=x.device)
+        self.v_win = [None] + [torch.zeros(b, feat, self.k, w + 2 * p, dtype=v.dtype, device=v.device)
                                for _ in range(1, self.n_layers)]
         # the current row of every later layer's horizontal input, zero padded by p on both sides
-        self.h_row = [None] + [torch.zeros(b, feat, 1, w + 2 * p, dtype=self.dtype, device=x.device)
+        self.h_row = [None] + [torch.zeros(b, feat, 1, w + 2 * p, dtype=v.dtype, device=v.device)
                                for _ in range(1, self.n_layers)]
         self.link_row: list[Tensor | None] = [None] * self.n_layers  # (B, 2F, 1, W) link(v_pre) of the row
         self.cond_h_row: list[Tensor | None] = [None] * self.n_layers  # (B, 2F, 1, 1 | W) the row's bias
@@ -159,13 +162,13 @@ class RasterCache:
             return None
         return F.conv2d(F.relu(F.conv2d(F.relu(hs), *self.out1)), *self.out2)
 
-    def write(self, j: int, values: Tensor, channel: int | None = None) -> None:
-        """Fix sub-pixels at (row, ``j``): ``values`` (B, C) int64, all channels or only ``channel``."""
+    def write(self, j: int, v: Tensor, channel: int | None = None) -> None:
+        """Fix sub-pixels at (row, ``j``): ``v`` (B, C) in [-1, 1], all channels or only ``channel``."""
         i, p = self.row + self.p, self.p + j
         if channel is None:
-            self.inp[:, :values.shape[1], i, p] = to_unit(values, self.levels, self.dtype)
+            self.inp[:, :v.shape[1], i, p] = v
         else:
-            self.inp[:, channel, i, p] = to_unit(values[:, channel], self.levels, self.dtype)
+            self.inp[:, channel, i, p] = v[:, channel]
 
 
 def sample_grid_cached(net, head: Head, x: Tensor, known: Tensor, vec: Tensor | None, cmap: Tensor | None,
@@ -174,7 +177,7 @@ def sample_grid_cached(net, head: Head, x: Tensor, known: Tensor, vec: Tensor | 
     activation caches; returns the number of sequential evaluations (the same as ``sample_grid``)."""
     h, w = x.shape[-2:]
     channels = list(range(x.shape[1])) if head.sequential_channels else [None]
-    cache = RasterCache(net, x, levels, net.condition(vec, cmap))
+    cache = RasterCache(net, to_unit(x, levels, next(net.parameters()).dtype), net.condition(vec, cmap))
     todo = (~known).tolist()  # host lists: the loop branches on them once per pixel
     rows = [i for i in range(h) if any(todo[i])]
     evals = 0
@@ -194,7 +197,7 @@ def sample_grid_cached(net, head: Head, x: Tensor, known: Tensor, vec: Tensor | 
                     x[:, :, i, j] = s
                 else:
                     x[:, c, i, j] = s[:, c]
-                cache.write(j, s, c)
+                cache.write(j, to_unit(s, levels, cache.dtype), c)
     return evals
 
 
@@ -207,3 +210,35 @@ def sample_full_cached(model, n: int, context: object = None, temperature: float
     x, known, vec, cmap = prepare(model, n, context, temperature, given, known)
     evals = sample_grid_cached(model.net, model.head, x, known, vec, cmap, model.levels, temperature, generator)
     return Samples(x, evals, [x.clone()])
+
+
+def sample_patches_cached(net, head: Head, own: Tensor, h: Tensor, todo: Tensor, levels: int, temperature: float,
+                          generator: torch.Generator | None) -> int:
+    """Type B from activation caches: :func:`icml17.pixelcnn.sampling.sample_patches_windowed`'s samples, steps
+    and evaluations, with the shallow PixelCNN's caches over all n P^2 patches as one batch (a patch position
+    is one step of every patch). ``own`` (n, C, K, K): the group, a view written in place; ``h`` (n, F, K, K)
+    its features; ``todo`` (K, K) the pixels to sample."""
+    n, k = own.shape[0], own.shape[-1]
+    channels = list(range(own.shape[1])) if head.sequential_channels else [None]
+    m = net.patch_size(k)
+    npatch = -(-k // m)
+    unit = lambda t: to_unit(t, levels, h.dtype)
+    cache = RasterCache(net.shallow, to_patches(unit(own), m), net.shallow.condition(None, to_patches(h, m)))
+    todo_at = [[bool(todo[pi::m, pj::m].any()) for pj in range(m)] for pi in range(m)]
+    evals = 0
+    for pi in range(m):
+        cache.begin_row(pi)
+        for pj in range(m):
+            step = todo[pi::m, pj::m]  # (K', K') the group's pixels at this patch position
+            if not todo_at[pi][pj]:
+                cache.pixel(pj, output=False)  # all given here: cache the patches' horizontal stacks
+                continue
+            for c in channels:
+                params = patch_params(cache.pixel(pj)[:, :, 0, 0], n, npatch, step)  # (n, Pp, K', K')
+                evals += 1
+                at = own[:, :, pi::m, pj::m]
+                put_where(at, head.sample(params, temperature, generator), step, c)
+                # the patches' pixel (pi, pj) as to_patches lays it out: zero where the grid is padded
+                v = F.pad(unit(at), (0, npatch - at.shape[-1], 0, npatch - at.shape[-2]))  # (n, C, P, P)
+                cache.write(pj, v.permute(0, 2, 3, 1).reshape(n * npatch * npatch, -1))
+    return evals

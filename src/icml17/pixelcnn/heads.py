@@ -22,7 +22,6 @@ Temperature T scales logits by 1/T (and logistic scales by T); T = 1 samples the
 from __future__ import annotations
 
 import abc
-
 import math
 
 import torch
@@ -175,7 +174,7 @@ class LogisticMixtureHead(Head):
     def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         logits, means, log_s, coeffs = self._split(params)
         k = gumbel_argmax(logits / temperature, 1, generator)[:, None, None]  # (B, 1, 1, H, W)
-        pick = lambda t: t.gather(1, k.expand(-1, 1, t.shape[2], -1, -1))  # noqa: E731 -> (B, 1, C', H, W)
+        pick = lambda t: t.gather(1, k.expand(-1, 1, t.shape[2], -1, -1))  # (B, 1, C', H, W)
         means, log_s, coeffs = pick(means), pick(log_s), pick(coeffs)
         u = torch.rand(means.shape, generator=generator, dtype=means.dtype, device=means.device)
         eps = torch.finfo(means.dtype).eps

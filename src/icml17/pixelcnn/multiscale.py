@@ -28,7 +28,9 @@ Upscaling networks (Fig. 3), one per (level, group), all fed the context:
 The base model is a full gated PixelCNN (``GatedPixelCNN``) at base x base.
 
 Sampling walks the same order (base pixels, then per level groups 2, 3, 4): O(1) evaluations per level,
-O(log N) in total (``icml17.pixelcnn.sampling.sample_multiscale``). The group and patch layout helpers
+O(log N) in total (``icml17.pixelcnn.sampling.sample_multiscale``); type B's patch steps run from activation
+caches by default (``icml17.pixelcnn.cached.sample_patches_cached``, the same samples as rerunning the shallow
+PixelCNN per step). The group and patch layout helpers
 (``group_view``, ``to_patches``, ``from_patches``) live in :mod:`icml17.pixelcnn.factored`, shared with the sampler.
 """
 
@@ -41,14 +43,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from icml17.core.config import ConfigError
+from icml17.pixelcnn.cached import sample_patches_cached
 from icml17.pixelcnn.conditioning import ContextEncoder, resize_map
-from icml17.pixelcnn.factored import (GROUP_OFFSETS, Factor, LogProb, check_images, factored_log_prob, from_patches,
-                                      group_view, raster_rank, to_patches)
+from icml17.pixelcnn.factored import (
+    GROUP_OFFSETS,
+    Factor,
+    LogProb,
+    check_images,
+    factored_log_prob,
+    from_patches,
+    group_view,
+    raster_rank,
+    to_patches,
+)
 from icml17.pixelcnn.heads import Head, make_head
 from icml17.pixelcnn.layers import ResNet, masked_pointwise
 from icml17.pixelcnn.masks import channel_groups
 from icml17.pixelcnn.pixelcnn import GatedPixelCNN
-from icml17.pixelcnn.sampling import Samples, sample_multiscale
+from icml17.pixelcnn.sampling import Samples, sample_multiscale, sample_patches_windowed
 
 
 class GroupNet(nn.Module):
@@ -186,8 +198,16 @@ class MultiscalePixelCNN(nn.Module):
 
     def sample(self, n: int, context: object = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, given: Tensor | None = None,
-               known: Tensor | None = None, window: bool = True) -> Samples:
-        return sample_multiscale(self, n, context, temperature, generator, given, known, window)
+               known: Tensor | None = None, window: bool = True, sampler: str = "cached") -> Samples:
+        """Samples coarse to fine (``levels``: every scale), O(log N) sequential evaluations. ``sampler`` picks
+        how type B walks its patches, both giving the same images for the same generator state: ``"cached"``
+        (default; the shallow PixelCNN's activations cached per layer,
+        :func:`icml17.pixelcnn.cached.sample_patches_cached`) or ``"windowed"`` (rerun on the patch rows each
+        step needs); ``window`` is the base PixelCNN's (False: rerun on the whole base image)."""
+        patches = {"cached": sample_patches_cached, "windowed": sample_patches_windowed}
+        if sampler not in patches:
+            raise ValueError(f"sampler must be 'cached' or 'windowed', got {sampler!r}")
+        return sample_multiscale(self, n, context, temperature, generator, given, known, window, patches[sampler])
 
     def super_resolve(self, low: Tensor, context: object = None, temperature: float = 1.0,
                       generator: torch.Generator | None = None) -> Samples:

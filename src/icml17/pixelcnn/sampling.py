@@ -1,13 +1,14 @@
 """Batched samplers, counting sequential network evaluations (Reed et al. 2017, sections 3.1 and 4.5).
 
-- ``sample_full``: the O(N) PixelCNN sampler, one evaluation per pixel (per channel for softmax/Bernoulli
-  heads). It is made as fast as an O(N) sampler honestly can be without an activation cache: output row i of
-  the network depends only on rows ``i - receptive_rows .. i``, so each evaluation runs on that window of
-  rows instead of the whole image (exactly the same distribution; tested). Caching activations per pixel
-  (Ramachandran et al. 2017) is not implemented.
+- ``sample_full``: the windowed O(N) PixelCNN sampler, one evaluation per pixel (per channel for softmax /
+  Bernoulli heads). Output row i of the network depends only on rows ``i - receptive_rows .. i``, so each
+  evaluation reruns the network on that window of rows instead of the whole image (which ``window=False`` does;
+  the same samples, tested). It is the definition the activation-caching sampler
+  (:mod:`icml17.pixelcnn.cached`, Ramachandran et al. 2017; the full model's default) is tested against.
 - ``sample_multiscale``: base pixels with the same sampler at base resolution, then per level groups 2, 3, 4:
   one ResNet pass per group, then 1 (type A, logistic mixture) or C (softmax) head evaluations, or M^2 (x C)
-  shallow-PixelCNN evaluations over all patches at once (type B): O(log N) evaluations in total.
+  shallow-PixelCNN evaluations over all patches at once (type B; ``sample_patches_windowed`` here, or the
+  cached ``icml17.pixelcnn.cached.sample_patches_cached`` passed in by the model): O(log N) evaluations.
 
 Completion: ``given`` (n, C, S, S) and ``known`` (S, S) bool fix some pixels. That samples the exact
 conditional only when every known sub-pixel comes no later in the model's order than every unknown one
@@ -68,7 +69,7 @@ def _canvas(model, n: int, temperature: float, given: Tensor | None, known: Tens
     return given.clone().to(device), known.to(device)
 
 
-def _put(dst: Tensor, src: Tensor, where: Tensor, channel: int | None) -> None:
+def put_where(dst: Tensor, src: Tensor, where: Tensor, channel: int | None) -> None:
     """dst[:, c] = src[:, c] where ``where`` (K, K) (all channels when ``channel`` is None); dst may be a view."""
     if channel is None:
         dst.copy_(torch.where(where, src, dst))
@@ -112,14 +113,50 @@ def sample_full(model, n: int, context: object = None, temperature: float = 1.0,
     return Samples(x, evals, [x.clone()])
 
 
+def patch_params(out: Tensor, n: int, npatch: int, step: Tensor) -> Tensor:
+    """A type-B step's outputs at one patch position, (n P^2, Pp) in ``to_patches`` order (P = ``npatch``), as
+    the head parameters of the group pixels there: (n, Pp, K', K') with ``step`` (K', K') their todo mask."""
+    return out.view(n, npatch, npatch, -1).permute(0, 3, 1, 2)[:, :, :step.shape[0], :step.shape[1]]
+
+
+def sample_patches_windowed(net, head, own: Tensor, h: Tensor, todo: Tensor, levels: int, temperature: float,
+                            generator: torch.Generator | None) -> int:
+    """Type B: sample the group ``own`` (n, C, K, K) (a view; pixels where ``todo`` (K, K)) with the shallow
+    PixelCNN over M x M patches, all patches at once, rerunning it on the patch rows each step needs: M^2 (x C)
+    evaluations. ``h``: the group's features (n, F, K, K). Returns the evaluations."""
+    n, k = own.shape[0], own.shape[-1]
+    dtype = h.dtype
+    channels = list(range(own.shape[1])) if head.sequential_channels else [None]
+    m = net.patch_size(k)
+    cond = net.shallow.condition(None, to_patches(h, m))  # (n P^2, 4 F L, m, m), P = ceil(K / m)
+    evals = 0
+    for pos in range(m * m):
+        pi, pj = divmod(pos, m)
+        step = todo[pi::m, pj::m]  # (K', K') the pixels at this patch position
+        if not step.any():
+            continue
+        r0 = max(0, pi - net.shallow.receptive_rows)  # rows of the patch that reach row pi
+        for c in channels:
+            v = to_patches(to_unit(own, levels, dtype), m)  # (n P^2, C, m, m)
+            out = net.shallow(v[:, :, r0:pi + 1], cond=cond[:, :, r0:pi + 1])
+            evals += 1
+            params = patch_params(out[:, :, pi - r0, pj], n, -(-k // m), step)
+            put_where(own[:, :, pi::m, pj::m], head.sample(params, temperature, generator), step, c)
+    return evals
+
+
 @torch.no_grad()
 def sample_multiscale(model, n: int, context: object = None, temperature: float = 1.0,
                       generator: torch.Generator | None = None, given: Tensor | None = None,
-                      known: Tensor | None = None, window: bool = True) -> Samples:
+                      known: Tensor | None = None, window: bool = True,
+                      patch_sampler=sample_patches_windowed) -> Samples:
+    """``patch_sampler``: how type B samples a group's patches, :func:`sample_patches_windowed` or a function
+    with its signature and results (the model passes the cached one, :mod:`icml17.pixelcnn.cached`, which
+    imports this module)."""
     x, known, vec, cmap = prepare(model, n, context, temperature, given, known)
     head, levels = model.head, model.levels
     dtype = next(model.parameters()).dtype
-    unit = lambda t: to_unit(t, levels, dtype)  # noqa: E731
+    unit = lambda t: to_unit(t, levels, dtype)
     channels = list(range(model.n_channels)) if head.sequential_channels else [None]
 
     st = model.stride(0)
@@ -144,24 +181,10 @@ def sample_multiscale(model, n: int, context: object = None, temperature: float 
                 for c in channels:
                     smp = head.sample(net.params(h, unit(own)), temperature, generator)
                     evals += 1
-                    _put(own, smp, todo, c)
+                    put_where(own, smp, todo, c)
                 continue
-            m = net.patch_size(k)
-            cond = net.shallow.condition(None, to_patches(h, m))  # (n P^2, 4 F L, m, m), P = ceil(K / m)
-            for pos in range(m * m):
-                pi, pj = divmod(pos, m)
-                step = todo[pi::m, pj::m]  # (K', K') the pixels at this patch position
-                if not step.any():
-                    continue
-                r0 = max(0, pi - net.shallow.receptive_rows)  # rows of the patch that reach row pi
-                for c in channels:
-                    out = net.shallow(to_patches(unit(own), m)[:, :, r0:pi + 1], cond=cond[:, :, r0:pi + 1])
-                    evals += 1
-                    out = out[:, :, pi - r0, pj]  # (n P^2, Pp)
-                    npatch = -(-k // m)
-                    params = out.view(n, npatch, npatch, -1).permute(0, 3, 1, 2)[:, :, :step.shape[0], :step.shape[1]]
-                    smp = head.sample(params, temperature, generator)  # (n, C, K', K')
-                    _put(own[:, :, pi::m, pj::m], smp, step, c)
+            # the group's ResNet pass is a sequential network evaluation too, then the patch steps
+            evals += 1 + patch_sampler(net, head, own, h, todo, levels, temperature, generator)
         coarse_to_fine.append(lv.clone())
     return Samples(x, evals, coarse_to_fine)
 
