@@ -232,6 +232,19 @@ def dist_worker(case: str, reps: int, chunk: int) -> dict | None:
     return {"ms": 1e3 * float(np.median(times)), "grads": grads}
 
 
+def machine_scaling(n: int) -> dict:
+    """What N processes can gain here at best: a 1-thread float32 matmul's GFLOP/s alone, and the sum over N such
+    processes running at once (on N independent cores the sum is N times the single rate)."""
+    cmd = [sys.executable, "-c", "import torch, time; torch.set_num_threads(1); a = torch.randn(1024, 1024); "
+           "a @ a; t = time.perf_counter(); [a @ a for _ in range(30)]; "
+           "print(30 * 2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9)"]
+    alone = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    together = sum(float(p.communicate()[0]) for p in procs)
+    return {"matmul_gflops_1_process": round(alone, 1), f"matmul_gflops_{n}_processes_sum": round(together, 1),
+            "parallel_efficiency": round(together / (n * alone), 2)}
+
+
 def run_scaleout(n: int, reps: int, tmp: Path) -> dict:
     case, chunk = "omniglot-5w1s", 8
     ours = {}
@@ -257,7 +270,8 @@ def run_scaleout(n: int, reps: int, tmp: Path) -> dict:
                              **{f"{impl}, {n} threads": round(ms, 1) for impl, ms in base.items()}},
             "speedup": {"ours, 1 process": round(ours[1]["ms"] / top, 2),
                         **{f"{impl}, {n} threads": round(ms / top, 2) for impl, ms in base.items()}},
-            "processes": n, "chunk_size": chunk, "grad_rel_error_vs_one_process_float32": rel}
+            "processes": n, "chunk_size": chunk, "grad_rel_error_vs_one_process_float32": rel,
+            "machine": machine_scaling(n)}
 
 
 def gradient_errors(case: str, tmp: Path) -> dict[str, float]:
