@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--float64", action="store_true")
     ap.add_argument("--sleep", type=float, default=0.0, help="seconds per step (for the kill test)")
     ap.add_argument("--cli", action="store_true", help="run `icml17 maml train` through the CLI (its messages)")
+    ap.add_argument("--skew", action="store_true", help="rank 1 gets another inner learning rate (a config mismatch)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.float64:
@@ -93,11 +94,14 @@ def main() -> int:
 
             sys.modules[train.__module__].run_loop = slow_loop
         if args.cli:
+            import os
+
             from icml17.cli import main as cli
 
+            lr = ["inner_lr=0.02"] if args.skew and os.environ.get("RANK") == "1" else []
             return cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", args.run_dir, "--no-progress",
                         "--iterations", str(args.iterations), "--set", "meta_batch=8", "eval_every=2",
-                        "eval_tasks=8", "checkpoint_every=2", "log_every=1"])
+                        "eval_tasks=8", "checkpoint_every=2", "log_every=1", *lr])
         train(cfg, args.run_dir, progress=False)
     finally:
         distributed.teardown()

@@ -112,6 +112,13 @@ def test_killed_rank_stops_the_other_and_the_rerun_resumes_to_the_same_result(tm
                 assert y[k] == pytest.approx(v, rel=1e-5), (x["step"], k)
 
 
+def test_ranks_started_with_different_configs_are_refused_before_work(tmp_path):
+    p = _torchrun("maml", tmp_path / "run", "--iterations", 4, "--cli", "--skew", timeout=180)
+    assert p.returncode != 0
+    assert "were started with a different config from rank 0" in p.err, p.err[-2000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_meta_batch_that_does_not_split_is_refused_before_work(tmp_path):
     code = ("from icml17.core import distributed as d\n"
             "import sys\n"
