@@ -71,26 +71,29 @@ def _lanczos_basis(op: LinearOperator, v0: torch.Tensor, steps: int, *, on_step:
     ``beta[j]`` couples q_j and q_{j+1}; ``beta[m-1]`` is the residual norm used for convergence tests.
     ``on_step(alpha, beta)`` may return True to stop early.
     """
-    q = v0 / v0.norm()
-    basis = [q]
+    m_max = min(steps, op.size)
+    # the basis as rows of one preallocated matrix: reorthogonalising against B[:j+1] is two contiguous
+    # matrix-vector products, with no re-stacking of the basis at every step
+    B = torch.empty(m_max, v0.numel(), dtype=v0.dtype, device=v0.device)
+    B[0] = v0 / v0.norm()
     alpha, beta = [], []
-    for j in range(min(steps, op.size)):
+    for j in range(m_max):
+        q = B[j]
         w = op.matmat(q[:, None])[:, 0]
         a = float(q @ w)
-        Q = torch.stack(basis, dim=1)
-        w = w - Q @ (Q.T @ w)
-        w = w - Q @ (Q.T @ w)  # twice is enough (Parlett's "twice is enough")
+        Q = B[:j + 1]
+        w = w - Q.T @ (Q @ w)
+        w = w - Q.T @ (Q @ w)  # twice is enough (Parlett's "twice is enough")
         b = float(w.norm())
         alpha.append(a)
         beta.append(b)
         if on_step is not None and on_step(np.array(alpha), np.array(beta)):
             break
-        if b <= 1e-10 * max(1.0, abs(a)) or j + 1 == op.size:
+        if b <= 1e-10 * max(1.0, abs(a)) or j + 1 == m_max:
             break
-        q = w / b
-        basis.append(q)
+        B[j + 1] = w / b
     m = len(alpha)
-    return np.array(alpha), np.array(beta), torch.stack(basis[:m], dim=1)
+    return np.array(alpha), np.array(beta), B[:m].T
 
 
 def _ritz(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
