@@ -23,3 +23,25 @@ def test_measure_records_mode_dtype_and_rejects_bad_input(tiny_data, trained_net
         measure(mlp((6, 3)).requires_grad_(False), CE, tiny_data, ["lambda_max"])
     with pytest.raises(ValueError, match="empty"):
         measure(model, CE, (tiny_data[0][:0], tiny_data[1][:0]), ["trace"])
+
+
+def test_relative_sharpness_measures_name_their_unit(tiny_data, trained_net):
+    from icml17.sharpness.measures import UNITS, measure
+
+    out = measure(trained_net(), nn.functional.cross_entropy, tiny_data, ["epsilon", "keskar", "loss"])
+    assert out["units"] == {"epsilon": UNITS, "keskar": UNITS}
+
+
+def test_records_name_the_product_the_engine_uses():
+    """The committed radial-ranking record says which Hessian product computed it; it must be the one the
+    engine picks for that network today (a stale label was a defect)."""
+    import json
+    from pathlib import Path
+
+    from icml17.core.curvature import HessianOperator
+    from icml17.sharpness.presets import build_model
+
+    record = json.loads((Path(__file__).resolve().parents[2] / "results/sharpness/radial-ranking.json").read_text())
+    x = torch.zeros(2, 1, 28, 28)
+    method = HessianOperator(build_model("mlp-784-100-10"), nn.functional.cross_entropy, (x, torch.zeros(2).long())).method
+    assert {v["hvp_method"] for v in record["theta"].values()} == {method}

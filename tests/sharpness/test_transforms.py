@@ -96,3 +96,17 @@ def test_refuses_batch_norm_bad_alphas_and_wrong_architectures():
         InputMap(torch.eye(784))(small_cnn())
     with pytest.raises(TransformError, match="6 inputs|takes 6"):
         InputMap(torch.eye(5))(_net())
+
+
+def test_alpha_scaling_keeps_float64_alphas_exact():
+    """alpha = 0.1 is not a float32 number: a float64 model must be scaled by the float64 value."""
+    import torch
+
+    from icml17.sharpness.models import mlp as make_mlp
+    from icml17.sharpness.transforms import AlphaScaling
+
+    m = make_mlp((4, 3, 2)).double()
+    rep = AlphaScaling.pair(0.1, 2)(m).model
+    with torch.no_grad():
+        assert torch.equal(rep[1].weight, m[1].weight * 0.1)
+        assert torch.equal(rep[3].weight, m[3].weight * 10.0)
