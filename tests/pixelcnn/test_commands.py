@@ -93,5 +93,5 @@ def test_demo_section_adds_samples_and_speed(tmp_path: Path, synthetic_data_dir:
     report = Report(tmp_path)
     demo.demo_section(report, tmp_path / "pixelcnn", synthetic_data_dir, quick=True)
     (section,) = report.sections
-    assert "evaluations" in section.text and "extrapolated" in section.text and "binarized-mnist" in section.text
+    assert "evaluations" in section.text and "activation caching" in section.text and "binarized-mnist" in section.text
     assert len(section.images) == 3 and all((tmp_path / p).is_file() for p, _ in section.images)
