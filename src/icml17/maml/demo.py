@@ -54,9 +54,10 @@ def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bo
     live_dir = run_dir / "live-sinusoid"
     cfg = replace(get_preset("sinusoid-k10"), iterations=iterations, eval_every=0, checkpoint_every=iterations)
     result = train(cfg, live_dir, resume=False, progress=True)
-    live = evaluate(load_run(live_dir), tasks=tasks, steps=10)
+    trained_live = load_run(live_dir)
+    live = evaluate(trained_live, tasks=tasks, steps=10)
     fig = plot_fig2({f"MAML, shipped ({shipped.iterations:,} it.)": (shipped.engine.model, shipped.cfg.inner_lr),
-                     f"MAML, live ({iterations:,} it.)": (load_run(live_dir).engine.model, cfg.inner_lr)}, 10,
+                     f"MAML, live ({iterations:,} it.)": (trained_live.engine.model, cfg.inner_lr)}, 10,
                     run_dir / "fig2-adaptation.png")
     rows = [[f"shipped, {shipped.iterations:,} iterations", *(f"{ship['mean'][k]:.3f}" for k in (0, 1, 10))],
             [f"live, {iterations:,} iterations ({result.wall_time_s:.0f} s)", *(f"{live['mean'][k]:.3f}" for k in (0, 1, 10))]]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from icml17.core import distributed
-from icml17.core.config import config_from_dict
+from icml17.core.config import ConfigError, config_from_dict
 from icml17.core.results import write_record
 from icml17.core.run import load_trained_run
 from icml17.core.stats import bits_per_dim
@@ -61,6 +61,8 @@ def likelihood(model, cfg: PixelCNNConfig, images: Tensor, labels: Tensor, batch
     model.eval()
     ctx = distributed.context()
     n = len(images)
+    if n < ctx.world_size:
+        raise ConfigError(f"{n} images cannot be shared by {ctx.world_size} processes; score at least as many")
     lo, hi = ctx.rank * n // ctx.world_size, (ctx.rank + 1) * n // ctx.world_size
     total, terms = torch.zeros((), dtype=torch.float64), {}
     for i in range(lo, hi, batch_size):
@@ -69,7 +71,7 @@ def likelihood(model, cfg: PixelCNNConfig, images: Tensor, labels: Tensor, batch
         total += lp.total.double().sum()
         for k, v in lp.terms.items():
             terms[k] = terms.get(k, 0.0) + v.double().sum()
-    keys = sorted(model.log_prob(images[:1], make_context(cfg, labels[:1], raw_levels(images[:1], cfg))).terms)
+    keys = sorted(terms)  # the same factors on every rank: each scores at least one image (checked above)
     sums = distributed.all_reduce_sum(torch.stack([total] + [torch.as_tensor(terms.get(k, 0.0), dtype=torch.float64)
                                                             for k in keys]))
     total, terms = float(sums[0]), {k: float(v) for k, v in zip(keys, sums[1:])}

@@ -17,7 +17,7 @@ from icml17.sharpness.invariance import output_difference
 from icml17.sharpness.measures import MeasureOptions, measure
 from icml17.sharpness.models import count_parameters
 from icml17.sharpness.presets import build_model
-from icml17.sharpness.radial import Radial
+from icml17.sharpness.reproductions import ranking_radius, scaling_radial
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
 from icml17.sharpness.transforms import AlphaScaling
 
@@ -38,13 +38,8 @@ def _shipped(data_dir: Path | None, quick: bool, log) -> tuple[str, tuple[torch.
                      f"{m['trace']:.3g}", f"{100 * accuracy(t.model, *test):.1f}%"])
     flat, sharp = sorted(lam, key=lam.get)
     # a radial map centred on the flatter minimum sharpens it past the other, without changing any output
-    params = {n: p.detach() for n, p in minima[flat].model.named_parameters()}
-    distance = float(torch.cat([(params[n] - p.detach()).reshape(-1)
-                                for n, p in minima[sharp].model.named_parameters()]).norm())
-    delta = min(1.0, 0.4 * distance)
-    s = 3.0 * (lam[sharp] / lam[flat]) ** 0.5
-    rho = 0.9 * delta * min(1.0, s)
-    rep = Radial(delta, rho, rho / s, center=params)(minima[flat].model)
+    delta = ranking_radius(minima[flat].model, minima[sharp].model)
+    rep = scaling_radial(minima[flat].model, delta, 3.0 * (lam[sharp] / lam[flat]) ** 0.5)(minima[flat].model)
     m = measure(rep.model, CE, (rep.inputs(batch[0]), batch[1]), ["lambda_max", "loss"], options=OPTIONS)
     diff = output_difference(minima[flat].model, rep, batch[0])
     rows.append([f"{flat}, radially reparametrized", f"{m['loss']:.4f}", f"{m['lambda_max']:.3g}", "-",

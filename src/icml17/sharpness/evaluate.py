@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from icml17.core.checkpoint import CheckpointError, load_checkpoint
+from icml17.core.checkpoint import CheckpointError
 from icml17.core.config import ConfigError, config_from_dict
-from icml17.core.run import CHECKPOINT_FILE, load_run_config
+from icml17.core.run import load_trained_run
 from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.measures import measure
 from icml17.sharpness.presets import PRESETS, ReproConfig, build_model
@@ -44,18 +44,17 @@ def load_run(run_dir: str | Path) -> Trained:
     run_dir = Path(run_dir)
     if run_dir.is_file():
         run_dir = run_dir.parent.parent
-    ckpt = load_checkpoint(run_dir / CHECKPOINT_FILE)
     try:
-        cfg = load_run_config(TrainConfig, run_dir, ckpt)
+        run = load_trained_run(run_dir, TrainConfig, "model", "sharpness")
     except ConfigError as e:
         raise CheckpointError(f"{run_dir} is not a sharpness training run ({e}); train one with "
                               f"`icml17 sharpness reproduce` or pass --model") from e
-    if cfg.model not in PRESETS or "model" not in ckpt.get("state", {}):
+    if run.cfg.model not in PRESETS:
         raise CheckpointError(f"{run_dir} is not a sharpness training run (its config names no preset of "
                               f"{sorted(PRESETS)})")
-    model = build_model(cfg.model)
-    model.load_state_dict(ckpt["state"]["model"])
-    return Trained(model.eval(), cfg, int(ckpt["step"]))
+    model = build_model(run.cfg.model)
+    model.load_state_dict(run.state)
+    return Trained(model.eval(), run.cfg, run.iterations)
 
 
 def load_shipped(name: str) -> Trained:

@@ -217,6 +217,19 @@ def _loss_slice(rep: nn.Module | Reparametrized, ctx: Context, ts: np.ndarray) -
     return np.array([float(op.loss.loss(unflatten(theta + t * v, op.point))) for t in ts])
 
 
+def ranking_radius(a: nn.Module, b: nn.Module) -> float:
+    """The radial maps' radius delta for two minima: 0.4 of their distance (so neither centre's ball reaches the
+    other minimum), at most 1."""
+    return min(1.0, 0.4 * float((parameters_vector(a) - parameters_vector(b)).norm()))
+
+
+def scaling_radial(centre: nn.Module, delta: float, s: float) -> Radial:
+    """The radial map around ``centre`` that scales curvature there by about s^2 (rho / r_hat = s), with
+    rho = 0.9 delta min(1, s) so that r_hat = rho / s stays below delta."""
+    rho = 0.9 * delta * min(1.0, s)
+    return Radial(delta, rho, rho / s, center={n: p.detach() for n, p in centre.named_parameters()})
+
+
 def radial_ranking(ctx: Context) -> Path:
     t0 = time.perf_counter()
     sb = ctx.trained("small-batch", "mlp-784-100-10", ctx.cfg.sb_steps, ctx.cfg.sb_batch)
@@ -226,7 +239,7 @@ def radial_ranking(ctx: Context) -> Path:
     flat, sharp = sorted(base, key=lambda k: base[k]["lambda_max"])
     models = {"small-batch": sb, "large-batch": lb}
     distance = float((parameters_vector(sb) - parameters_vector(lb)).norm())
-    delta = min(1.0, 0.4 * distance)
+    delta = ranking_radius(sb, lb)
     ratio = math.sqrt(base[sharp]["lambda_max"] / base[flat]["lambda_max"])
     variants = {  # name -> (centre model, rho / r_hat)
         f"sharpen {flat}": (flat, 3.0 * ratio),
@@ -234,12 +247,9 @@ def radial_ranking(ctx: Context) -> Path:
     }
     results: dict[str, Any] = {}
     for variant, (centre_name, s) in variants.items():
-        rho = 0.9 * delta * min(1.0, s)  # keeps r_hat = rho / s below delta
-        r_hat = rho / s
-        centre = {n: p.detach() for n, p in models[centre_name].named_parameters()}
-        row = {"rho": rho, "r_hat": r_hat, "delta": delta, "centre": centre_name}
+        t = scaling_radial(models[centre_name], delta, s)
+        row = {"rho": t.rho, "r_hat": t.r_hat, "delta": delta, "centre": centre_name}
         for which, model in models.items():
-            t = Radial(delta, rho, r_hat, center=centre)
             rep = t(model)
             m = ctx.measure(rep, names)
             row[which] = {**m, "max_output_diff": output_difference(model, rep, ctx.batch[0]),

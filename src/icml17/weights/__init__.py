@@ -84,22 +84,18 @@ def load_weights(name: str, system: str) -> ShippedWeights:
 def export_weights(run_dir: str | Path, name: str, system: str, *, state_key: str, record: str,
                    description: str, config_class: type, record_key: str | None = None) -> Path:
     """Write ``run_dir``'s last checkpoint (its ``state_key`` state) as shipped weights and list it in the
-    manifest. The config comes from the checkpoint itself (:func:`icml17.core.run.load_run_config`)."""
+    manifest. The config comes from the checkpoint itself (:func:`icml17.core.run.load_trained_run`)."""
     import torch
     from safetensors.torch import save_file
 
-    from icml17.core.checkpoint import load_checkpoint
     from icml17.core.config import config_to_dict
-    from icml17.core.run import CHECKPOINT_FILE, load_run_config, read_argv
+    from icml17.core.run import load_trained_run
 
-    run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    cfg = load_run_config(config_class, run_dir, ckpt)
-    state = {k: v.contiguous() for k, v in ckpt["state"][state_key].items() if isinstance(v, torch.Tensor)}
-    argv = read_argv(run_dir)
-    meta = {"system": system, "config_class": config_class.__name__, "config": json.dumps(config_to_dict(cfg)),
-            "iterations": str(int(ckpt["step"])), "wall_time_s": str(round(float(ckpt.get("wall_time_s", 0)), 1)),
-            "train_command": " ".join(argv) if argv else ""}
+    run = load_trained_run(run_dir, config_class, state_key, system)
+    state = {k: v.contiguous() for k, v in run.state.items() if isinstance(v, torch.Tensor)}
+    meta = {"system": system, "config_class": config_class.__name__, "config": json.dumps(config_to_dict(run.cfg)),
+            "iterations": str(run.iterations), "wall_time_s": str(round(run.wall_time_s, 1)),
+            "train_command": run.train_command}
     path = WEIGHTS_DIR / f"{system}-{name}.safetensors"
     save_file(state, str(path), metadata=meta)
     entries = manifest()

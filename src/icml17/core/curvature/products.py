@@ -16,6 +16,7 @@ loss function) when the loss is built, so no product method branches on how it s
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -48,8 +49,9 @@ def quadform_from_hvp(products: Products, vectors: Params) -> torch.Tensor:
     return sum((vectors[n] * hv[n]).flatten(1).sum(1) for n in vectors)
 
 
-class _GradientProducts:
-    """Products by differentiating ``grad(L)`` once more with torch.func, at the point or at any ``params``."""
+class _GradientProducts(ABC):
+    """Products by differentiating ``grad(L)`` once more with torch.func, at the point or at any ``params``;
+    subclasses say how (forward or reverse mode)."""
 
     method = ""
 
@@ -57,9 +59,9 @@ class _GradientProducts:
         self.loss = loss
 
     @staticmethod
+    @abstractmethod
     def _product(g: Callable[[Params], Params], params: Params) -> Callable[[Params], Params]:
         """``v -> H v`` at ``params`` given the gradient function ``g``."""
-        raise NotImplementedError
 
     def hvp(self, vectors: Params, params: Params | None = None) -> Params:
         loss = self.loss
