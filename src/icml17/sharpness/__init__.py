@@ -9,10 +9,10 @@ from icml17.sharpness.measures import MEASURES, MeasureOptions, measure
 from icml17.sharpness.models import mlp, small_cnn
 from icml17.sharpness.presets import PRESETS, build_model
 from icml17.sharpness.radial import Radial, RadialReparam
-from icml17.sharpness.transforms import AlphaScaling, InputMap, PerNeuronScaling, Reparametrized, TransformError
+from icml17.sharpness.transforms import AlphaScaling, BatchNormScaling, InputMap, PerNeuronScaling, Reparametrized, TransformError
 
 __all__ = [
-    "AdaptiveHessian", "AlphaScaling", "InputMap", "InvarianceReport", "MEASURES", "MeasureOptions", "PRESETS",
+    "AdaptiveHessian", "AlphaScaling", "BatchNormScaling", "InputMap", "InvarianceReport", "MEASURES", "MeasureOptions", "PRESETS",
     "PerNeuronScaling", "Radial", "RadialReparam", "Reparametrized", "TransformError", "ball_sharpness",
     "build_model", "check_invariance", "keskar_sharpness", "measure", "mlp", "random_subspace",
     "second_order_sharpness", "small_cnn",

@@ -2,7 +2,8 @@
 
 The transforms of :mod:`icml17.sharpness.transforms` walk such chains layer by layer, so every preset is a
 sequence of ``Flatten`` / ``Linear`` / ``Conv2d`` / ``ReLU`` modules with biases (Dinh et al. 2017, appendix B
-treats the bias explicitly). All presets take images shaped (N, 1, 28, 28) or already flat (N, 784).
+treats the bias explicitly). All presets take images shaped (N, 1, 28, 28) or already flat (N, 784). ``keskar_f1`` is the one
+exception to "only homogeneous modules": it has batch norm, as Keskar et al.'s F1 does.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def small_cnn(channels: Sequence[int] = (8, 16), classes: int = 10) -> nn.Sequen
         nn.Conv2d(c1, c2, 5, stride=2), nn.ReLU(),  # (N, c2, 4, 4)
         nn.Flatten(), nn.Linear(c2 * 16, classes),
     )
+
+
+def keskar_f1(width: int = 512, depth: int = 5, classes: int = 10) -> nn.Sequential:
+    """Keskar et al. 2017's F1 (their Table 1): a 784-512x5-10 fully connected MNIST network, each hidden layer
+    Linear -> BatchNorm1d -> ReLU. Batch norm is not positively homogeneous in its input, so T_alpha does not
+    apply; :class:`icml17.sharpness.transforms.BatchNormScaling` is the function-preserving rescaling for it."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = 784
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, classes))
+    return nn.Sequential(*layers)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -11,13 +11,15 @@ import torch
 from torch import nn
 
 from icml17.sharpness.measures import MeasureOptions
-from icml17.sharpness.models import mlp, small_cnn
+from icml17.sharpness.models import keskar_f1, mlp, small_cnn
 
 PRESETS: dict[str, Callable[[], nn.Sequential]] = {
     "mlp-784-100-100-10": lambda: mlp((784, 100, 100, 10)),
     "mlp-784-100-10": lambda: mlp((784, 100, 10)),
     "mlp-784-32-10": lambda: mlp((784, 32, 10)),
     "cnn-small": small_cnn,
+    "keskar-f1": keskar_f1,  # Keskar et al. 2017's F1: 784-512x5-10 with batch norm (1.46M parameters)
+    "keskar-f1-narrow": lambda: keskar_f1(width=32),  # the same shape at width 32, for quick runs and tests
 }
 
 

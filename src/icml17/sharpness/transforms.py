@@ -9,7 +9,12 @@
   compensating first layer W1' = W1 A^-1, b1' = b1 + W1 mu (appendix D; the shift mu is our addition so that
   centring is covered too).
 
-The first two are diagonal in parameter space, theta' = D theta, and record D (``Reparametrized.scale``) so that
+- :class:`BatchNormScaling`: for Linear/Conv -> BatchNorm -> ReLU -> ... -> Linear/Conv chains (Keskar et al.'s
+  F1): BN layer k's scale and shift times a_k and the next parametrized layer's weights times 1 / a_k. Since
+  relu(a y) = a relu(y) for a > 0 and the batch norm's output is affine in (gamma, beta), the function is the
+  same in eval and in train mode, with no buffer touched.
+
+The first three are diagonal in parameter space, theta' = D theta, and record D (``Reparametrized.scale``) so that
 H(D theta) = D^-1 H(theta) D^-1 can be checked. They apply only to chains of Linear / Conv2d layers joined by
 positively homogeneous modules (ReLU, LeakyReLU, max/avg pooling, Flatten, Dropout); anything else (tanh, GELU,
 batch norm) does not commute with scaling and is refused with :class:`TransformError`. The radial map of
@@ -154,6 +159,69 @@ class AlphaScaling:
                            self.name)
 
     def expected_ratio(self, measure: str) -> float | None:
+        return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
+
+
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+class BatchNormScaling:
+    """gamma_k, beta_k of the k-th affine batch norm times a_k; the next Linear/Conv2d's weights times 1/a_k.
+
+    Between the batch norm and that layer only positively homogeneous modules may stand (ReLU, pooling,
+    Flatten, ...); anything else is refused naming the module. One alpha per batch-norm layer."""
+
+    def __init__(self, alphas: Sequence[float]):
+        self.alphas = [float(a) for a in alphas]
+        if any(not a > 0 for a in self.alphas):
+            raise TransformError(f"batch-norm scaling needs positive alphas (relu(a y) = a relu(y)), got {self.alphas}")
+        self.name = "bn-scale(" + ",".join(f"{a:g}" for a in self.alphas) + ")"
+
+    @staticmethod
+    def pairs(model: nn.Module) -> list[tuple[int, int]]:
+        """(batch-norm index, index of the parametrized layer that reads it) for every batch norm of the chain."""
+        if not isinstance(model, nn.Sequential):
+            raise TransformError(f"batch-norm scaling needs an nn.Sequential chain; {type(model).__name__} is not one")
+        out = []
+        for i, m in enumerate(model):
+            if not isinstance(m, NORMS):
+                continue
+            if not m.affine:
+                raise TransformError(f"module {i} ({type(m).__name__}) has no affine scale and shift to rescale")
+            for j in range(i + 1, len(model)):
+                if isinstance(model[j], PARAMETRIZED):
+                    out.append((i, j))
+                    break
+                if not isinstance(model[j], HOMOGENEOUS):
+                    raise TransformError(f"module {j} ({type(model[j]).__name__}) stands between batch norm {i} and "
+                                         f"the next layer and is not positively homogeneous; rescaling across it "
+                                         f"would change the outputs")
+            else:
+                raise TransformError(f"batch norm {i} feeds no Linear/Conv2d layer that could compensate its scale")
+        if not out:
+            raise TransformError("the model has no batch-norm layer to rescale")
+        return out
+
+    def __call__(self, model: nn.Module) -> Reparametrized:
+        pairs = self.pairs(model)
+        if len(pairs) != len(self.alphas):
+            raise TransformError(f"batch-norm scaling: the model has {len(pairs)} batch-norm layers, "
+                                 f"{len(self.alphas)} alphas given")
+        new = copy.deepcopy(model)
+        scale: dict[str, torch.Tensor] = {}
+        for (i, j), a in zip(pairs, self.alphas):
+            norm, layer = new[i], new[j]
+            a64 = torch.tensor(a, dtype=torch.float64)  # float64: a float32 alpha would round before a float64 model
+            with torch.no_grad():
+                for name in ("weight", "bias"):
+                    getattr(norm, name).mul_(a64.to(norm.weight.dtype))
+                    scale[f"{i}.{name}"] = torch.full_like(getattr(norm, name), a)
+                layer.weight.div_(a64.to(layer.weight.dtype))
+                scale[f"{j}.weight"] = torch.full_like(layer.weight, 1.0 / a)
+        return Reparametrized(new, self.name, None, scale)
+
+    def expected_ratio(self, measure: str) -> float | None:
+        # diagonal in parameter space, like T_alpha: diag(|theta|) H diag(|theta|) does not change
         return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
 
 
