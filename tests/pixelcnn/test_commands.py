@@ -94,4 +94,4 @@ def test_demo_section_adds_samples_and_speed(tmp_path: Path, synthetic_data_dir:
     demo.demo_section(report, tmp_path / "pixelcnn", synthetic_data_dir, quick=True)
     (section,) = report.sections
     assert "evaluations" in section.text and "activation caching" in section.text and "binarized-mnist" in section.text
-    assert len(section.images) == 3 and all((tmp_path / p).is_file() for p, _ in section.images)
+    assert len(section.images) == 5 and all((tmp_path / p).is_file() for p, _ in section.images)

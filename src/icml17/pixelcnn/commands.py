@@ -3,6 +3,9 @@
     icml17 pixelcnn train --preset mnist --model multiscale-b --time-budget 300      # runs/pixelcnn/mnist-typeB
     icml17 pixelcnn eval --preset mnist --model multiscale-b --record results/pixelcnn
     icml17 pixelcnn sample --weights binarized-mnist-typeA --n 16
+    icml17 pixelcnn video train --preset cpu --model o_t                               # runs/pixelcnn/video-o_t
+    icml17 pixelcnn video eval --preset cpu --model o_t --record results/pixelcnn
+    icml17 pixelcnn video sample --preset cpu --model o_t
 """
 
 from __future__ import annotations
@@ -98,6 +101,116 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ video
+def _video_config(args: argparse.Namespace):
+    from icml17.pixelcnn.video.presets import make_config
+
+    overrides = shell.parse_overrides(args.set, forbidden={"model": "choose the model with --model"})
+    for key in ("iterations", "seed"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    return make_config(args.preset, args.model, overrides)
+
+
+def _video_run_dir(args: argparse.Namespace) -> Path:
+    """--run-dir, else runs/pixelcnn/video-<model>[-<preset tag>]."""
+    if args.run_dir is not None:
+        return shell.check_run_dir(args.run_dir)
+    if args.preset is None:
+        raise shell.ConfigError("name the run: --run-dir DIR, or --preset NAME --model M for runs/pixelcnn/video-<model>")
+    from icml17.pixelcnn.video.presets import make_config
+
+    return shell.default_run_dir(SYSTEM, make_config(args.preset, args.model).experiment)
+
+
+def cmd_video_train(args: argparse.Namespace) -> int:
+    from icml17.pixelcnn.video.train import train
+
+    cfg = _video_config(args)
+    run_dir = args.run_dir if args.run_dir is not None else shell.default_run_dir(SYSTEM, cfg.experiment)
+    shell.check_run_dir(run_dir)
+    shell.apply_threads(args.threads)
+    result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
+                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
+    print(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
+                      "wall_time_s": round(result.wall_time_s, 1), **result.last_eval}))
+    return 130 if result.interrupted else 0
+
+
+def cmd_video_eval(args: argparse.Namespace) -> int:
+    from icml17.pixelcnn.video.evaluate import evaluate, load_run, write_result
+
+    trained = load_run(_video_run_dir(args))
+    shell.apply_threads(args.threads)
+    ev = evaluate(trained, args.data_dir, args.n_eval)
+    print(json.dumps({"experiment": args.name or trained.cfg.experiment, "steps": trained.iterations,
+                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()
+                         if not k.endswith("_by_factor")}, "val_by_factor": ev["val_by_factor"]}))
+    if args.record:
+        command = shell.command_line(args)
+        if trained.train_command:
+            command = f"{trained.train_command}; {command}"
+        print(f"wrote {write_result(trained, ev, args.record, command, args.name)}")
+    return 0
+
+
+def cmd_video_sample(args: argparse.Namespace) -> int:
+    from icml17.pixelcnn.video.data import load_video_split
+    from icml17.pixelcnn.video.evaluate import load_run
+    from icml17.pixelcnn.video.plots import sample_and_plot
+
+    run_dir = _video_run_dir(args)
+    trained = load_run(run_dir)
+    shell.apply_threads(args.threads)
+    videos = load_video_split(trained.cfg, args.data_dir, args.split, args.samples)
+    out = args.out or run_dir / "samples"
+    print(json.dumps(sample_and_plot(trained.model, videos, out, n=args.samples, seed=args.seed,
+                                     temperature=args.temperature, sampler=args.sampler)))
+    return 0
+
+
+def _video_model_args(p: argparse.ArgumentParser, required_preset: bool) -> None:
+    from icml17.pixelcnn.video.frames import FRAME_MODELS
+    from icml17.pixelcnn.video.presets import PRESETS as VIDEO_PRESETS
+
+    p.add_argument("--preset", required=required_preset, default=None, choices=sorted(VIDEO_PRESETS),
+                   help="paper (64x64, GPU-sized), cpu (32x32, the records here), tiny (seconds)")
+    p.add_argument("--model", choices=FRAME_MODELS, default=None,
+                   help="o_t, o_tlogn (ours), convlstm (O(T) baseline), vpn (O(TN) baseline); default o_t")
+    shell.add_run_dir(p, SYSTEM, what="video-<model>[-64|-tiny]")
+    shell.add_data_dir(p)
+    shell.add_threads(p)
+
+
+def _register_video(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("video", help="action-conditional video: O(T), O(T log N), ConvLSTM and VPN models")
+    vsub = parser.add_subparsers(dest="video_command", required=True)
+    t = vsub.add_parser("train", help="train a video model (resumes from the run directory's checkpoint)")
+    _video_model_args(t, required_preset=True)
+    shell.add_overrides(t)
+    shell.add_training(t)
+    t.set_defaults(func=cmd_video_train)
+
+    e = vsub.add_parser("eval", help="exact nats per sub-pixel on val, test_seen and test_novel")
+    _video_model_args(e, required_preset=False)
+    e.add_argument("--n-eval", type=shell.non_negative_int, default=0,
+                   help="score the first N videos of each split (0: the config's eval_sequences)")
+    shell.add_record(e, "a directory, e.g. results/pixelcnn: writes video-<model>.json")
+    e.add_argument("--name", default=None, help="the record's experiment name (default: video-<model>)")
+    e.set_defaults(func=cmd_video_eval)
+
+    s = vsub.add_parser("sample", help="continue videos: frame strip (PNG) and animation (GIF)")
+    _video_model_args(s, required_preset=False)
+    s.add_argument("--samples", type=shell.positive_int, default=4, help="how many videos")
+    s.add_argument("--split", choices=("val", "test_seen", "test_novel"), default="val")
+    s.add_argument("--sampler", choices=("cached", "windowed"), default="cached",
+                   help="vpn only: activation caching (default) or the network rerun per pixel (the paper's)")
+    s.add_argument("--temperature", type=shell.positive_float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/samples)")
+    s.set_defaults(func=cmd_video_sample)
+
+
 def _model_args(p: argparse.ArgumentParser, required_preset: bool) -> None:
     from icml17.pixelcnn.presets import PRESETS
 
@@ -148,3 +261,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--reproduces", required=True, metavar="RECORD")
     x.add_argument("--description", default="")
     x.set_defaults(func=cmd_export)
+
+    _register_video(sub)

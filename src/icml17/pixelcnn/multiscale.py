@@ -86,7 +86,7 @@ class GroupNet(nn.Module):
 
     def features(self, prev: Tensor, vec: Tensor | None, cmap: Tensor | None) -> Tensor:
         """prev (B, n_prev*C, K, K) in [-1, 1] -> (B, F, K, K); depends on earlier groups and context only."""
-        parts = [prev, torch.ones_like(prev[:, :1])] + ([cmap] if cmap is not None else [])
+        parts = [prev, prev.new_ones(prev.shape[0], 1, *prev.shape[-2:])] + ([cmap] if cmap is not None else [])
         return self.resnet(torch.cat(parts, dim=1), vec)
 
     def patch_size(self, k: int) -> int:

@@ -1,0 +1,95 @@
+"""Exact likelihood of a trained video model on the validation and both test splits (the columns of the
+paper's Table 2), in nats per sub-pixel of the predicted frames, and its results record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from icml17.core.results import write_record
+from icml17.core.run import load_trained_run
+from icml17.pixelcnn.video.data import EVAL_SPLITS, VideoSplit, load_video_split
+from icml17.pixelcnn.video.presets import VideoConfig, build_model
+
+# Reed et al. 2017, Table 2 (robot pushing, validation column), nats per sub-pixel
+PAPER_VAL = {"convlstm": 2.06, "vpn": 0.62, "o_t": 1.04, "o_tlogn": 0.74}
+PAPER_SPLITS = {"convlstm": (2.06, 2.08, 2.07), "vpn": (0.62, 0.64, 0.64), "o_t": (1.04, 1.04, 1.04),
+                "o_tlogn": (0.74, 1.06, 0.97)}
+
+
+@dataclass
+class TrainedVideo:
+    cfg: VideoConfig
+    model: nn.Module
+    iterations: int
+    wall_time_s: float
+    train_command: str
+
+
+def load_run(run_dir: str | Path) -> TrainedVideo:
+    """The model of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
+    run = load_trained_run(run_dir, VideoConfig, "model", "pixelcnn video")
+    model = build_model(run.cfg)
+    model.load_state_dict(run.state)
+    return TrainedVideo(run.cfg, model.eval(), run.iterations, run.wall_time_s, run.train_command)
+
+
+@torch.no_grad()
+def likelihood(model, videos: VideoSplit, batch_size: int = 16, by_factor: dict[str, float] | None = None) -> float:
+    """Mean exact NLL in nats per sub-pixel over ``videos`` (every video weighs the same). ``by_factor``, when
+    given, receives each factor's share (group / scale terms; they sum to the total)."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(videos), batch_size):
+        b = videos.take(slice(i, i + batch_size))
+        lp = model.log_prob(b.frames, b.actions, b.states)
+        total += float(lp.nats_per_subpixel().double().sum())
+        if by_factor is not None:
+            for k, v in lp.terms.items():
+                share = -v.double().sum() / (v.shape[1] * lp.dims)
+                by_factor[k] = by_factor.get(k, 0.0) + float(share) / len(videos)
+    return total / len(videos)
+
+
+def evaluate(trained: TrainedVideo, data_dir: str | Path | None = None, n_eval: int = 0) -> dict[str, Any]:
+    """Nats per sub-pixel on ``val``, ``test_seen`` and ``test_novel`` (the first ``n_eval`` videos of each;
+    0: the config's ``eval_sequences``)."""
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for split in EVAL_SPLITS:
+        videos = load_video_split(trained.cfg, data_dir, split, n_eval or None)
+        factors: dict[str, float] = {}
+        out[split] = likelihood(trained.model, videos, by_factor=factors)
+        out[f"{split}_by_factor"] = factors
+        out["n"] = len(videos)
+    out["eval_wall_time_s"] = time.perf_counter() - t0
+    return out
+
+
+def write_result(trained: TrainedVideo, ev: dict[str, Any], out_dir: str | Path, command: str,
+                 name: str | None = None) -> Path:
+    """``out_dir/<experiment>.json``, e.g. ``results/pixelcnn/video-o_t.json``; ``value`` is the val column."""
+    cfg, model = trained.cfg, trained.model
+    experiment = name or cfg.experiment
+    paper = PAPER_SPLITS[cfg.model]
+    return write_record(Path(out_dir) / f"{experiment}.json", {
+        "system": "pixelcnn", "experiment": experiment, "metric": "nats_per_subpixel",
+        "value": round(ev["val"], 4), "val": round(ev["val"], 4), "test_seen": round(ev["test_seen"], 4),
+        "test_novel": round(ev["test_novel"], 4),
+        "val_by_factor": {k: round(v, 4) for k, v in ev["val_by_factor"].items()},
+        "paper": paper[0], "paper_splits": {"val": paper[0], "test_seen": paper[1], "test_novel": paper[2]},
+        "paper_source": "Reed et al. 2017, Table 2 (robot pushing videos; ours: action-conditional moving MNIST, "
+                        "so the numbers are not comparable, only the models' ordering)",
+        "higher_is_better": False, "n_eval": ev["n"], "iterations": trained.iterations,
+        "wall_time_s": round(trained.wall_time_s, 1), "seed": cfg.seed, "command": command,
+        "model": cfg.model, "head": cfg.resolved_head, "frame_size": cfg.frame_size, "frames": cfg.frames,
+        "context_frames": cfg.context_frames, "bits": cfg.bits, "hidden": cfg.hidden,
+        "encoder_hidden": cfg.encoder_hidden, "batch_size": cfg.batch_size, "data": f"moving MNIST ({cfg.mode})",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "eval_wall_time_s": round(ev["eval_wall_time_s"], 1),
+    })
