@@ -18,6 +18,7 @@ COMMANDS = {
     "data": ("icml17.data.commands", "report or download datasets"),
     "results": ("icml17.tables", "rebuild README.md's results tables from results/**/*.json"),
     "maml": ("icml17.maml.commands", "Model-Agnostic Meta-Learning (Finn et al. 2017)"),
+    "maml-rl": ("icml17.maml.rl.commands", "MAML for reinforcement learning: 2D navigation, MuJoCo locomotion"),
     "pixelcnn": ("icml17.pixelcnn.commands", "parallel multiscale PixelCNN (Reed et al. 2017)"),
     "sharpness": ("icml17.sharpness.commands", "flatness measures under reparametrization (Dinh et al. 2017)"),
 }
@@ -56,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     args.argv = argv  # records quote the command exactly as typed
-    from icml17.core import distributed  # light: torch is imported only by the command being run
+    from icml17.core import (
+        distributed,  # light: torch is imported only by the command being run
+    )
 
     try:
         distributed.setup()  # joins torchrun's process group; nothing for a single process

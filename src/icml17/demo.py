@@ -1,4 +1,4 @@
-"""``icml17 demo``: a tour of the three systems in about three minutes, written up as an HTML report.
+"""``icml17 demo``: a tour of the three papers' systems (MAML for few-shot learning and for RL) in a few minutes, written up as an HTML report.
 
 Each system shows its shipped trained weights (``icml17.weights``) at work and trains briefly live, so both
 what the models can do and that training works are visible. Sections run one after another; a section that
@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-SYSTEMS = ("maml", "pixelcnn", "sharpness")
+SYSTEMS = ("maml", "maml-rl", "pixelcnn", "sharpness")  # maml-rl: the package icml17.maml.rl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def run_demo(run_dir: Path, data_dir: Path | None, *, quick: bool = False,
         t0 = time.perf_counter()
         log("starting")
         try:
-            module = importlib.import_module(f"icml17.{system}.demo")
+            module = importlib.import_module(f"icml17.{system.replace('-', '.')}.demo")
             module.demo_section(report, run_dir / system, data_dir, quick, log=log)
             report.sections[-1].seconds = time.perf_counter() - t0
             log(f"done in {time.perf_counter() - t0:.0f} s")

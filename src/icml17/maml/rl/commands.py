@@ -1,0 +1,134 @@
+"""``icml17 maml-rl train | eval | plots``: parse, validate, call the library.
+
+    icml17 maml-rl train --preset point-nav                          # runs/maml-rl/point-nav
+    icml17 maml-rl train --preset point-nav --mode pretrained        # runs/maml-rl/point-nav-pretrained
+    icml17 maml-rl eval --preset point-nav --record results/maml-rl  # results/maml-rl/point-nav.json
+    icml17 maml-rl eval --preset point-nav --method random --record results/maml-rl
+    icml17 maml-rl plots --preset point-nav
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from icml17.core import run as shell
+
+SYSTEM = "maml-rl"
+MODES = ("maml", "pretrained", "oracle")
+METHODS = ("maml", "pretrained", "random", "oracle")
+
+
+def _preset_names() -> list[str]:
+    from icml17.maml.rl.presets import PRESETS
+
+    return list(PRESETS)
+
+
+def _experiment(preset: str, mode: str) -> str:
+    return preset if mode == "maml" else f"{preset}-{mode}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from icml17.core.config import override_config
+    from icml17.maml.rl.presets import get_preset
+    from icml17.maml.rl.train import train
+
+    overrides = shell.parse_overrides(args.set, forbidden={"preset": "choose the preset with --preset",
+                                                           "mode": "choose the mode with --mode"})
+    for key in ("iterations", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    cfg = override_config(get_preset(args.preset, args.mode), overrides)
+    run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, cfg.experiment))
+    shell.apply_threads(args.threads)
+    result = train(cfg, run_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
+                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
+    print(f"{cfg.experiment}: {result.steps_done}/{cfg.iterations} meta-iterations in {run_dir} "
+          f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from icml17.maml.rl.evaluate import (
+        evaluate,
+        load_run,
+        random_init,
+        save_result,
+        write_result_record,
+    )
+
+    shell.apply_threads(args.threads)
+    run_dir = None
+    if args.method == "random":
+        if args.run_dir is not None:
+            raise shell.ConfigError("--method random evaluates a fresh initialisation; it takes no --run-dir")
+        trained = random_init(args.preset, args.seed)
+    else:
+        run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, _experiment(args.preset,
+                                                                                                 args.method)))
+        trained = load_run(run_dir)
+    result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr)
+    if run_dir is not None:
+        save_result(run_dir, result)
+    for k, (m, c) in enumerate(zip(result["returns"], result["returns_ci95"])):
+        print(f"{args.preset} {args.method}: return after {k} steps {m:.2f} +- {c:.2f} ({result['tasks']} tasks, "
+              f"step size {result['lr']:g})")
+    if args.record:
+        command = shell.command_line(args)
+        if trained.train_command:
+            command = f"{trained.train_command}; {command}"
+        print(f"wrote {write_result_record(result, trained, args.record, command)}")
+    return 0
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    from icml17.maml.rl.plots import plot_returns, plot_trajectories
+
+    out = Path(args.out)
+    paths = [plot_returns(args.records, args.preset, out / f"{args.preset}-returns.png")]
+    run_dir = args.run_dir or shell.default_run_dir(SYSTEM, args.preset)
+    if args.preset == "point-nav" and (Path(run_dir) / "checkpoints").exists():
+        paths.append(plot_trajectories(run_dir, out / "point-nav-trajectories.png"))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``maml-rl {train,eval,plots}`` to the top-level parser."""
+    top = subparsers.add_parser("maml-rl", help="MAML for reinforcement learning (Finn et al. 2017, section 5.3)")
+    sub = top.add_subparsers(dest="maml_rl_command", required=True)
+    presets = _preset_names()
+
+    t = sub.add_parser("train", help="meta-train a preset (resumes from the run directory's checkpoint)")
+    t.add_argument("--preset", required=True, choices=presets)
+    t.add_argument("--mode", default="maml", choices=MODES,
+                   help="maml (default); pretrained: one policy for all tasks; oracle: the task in the observation")
+    shell.add_run_dir(t, SYSTEM, what="<preset>[-<mode>]")
+    shell.add_overrides(t)
+    shell.add_threads(t)
+    shell.add_training(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="returns after 0-3 policy-gradient steps on 40 test tasks (Figure 5)")
+    e.add_argument("--preset", required=True, choices=presets)
+    e.add_argument("--method", default="maml", choices=METHODS,
+                   help="maml, pretrained or oracle evaluate runs/maml-rl/<preset>[-<method>]; random needs no run")
+    shell.add_run_dir(e, SYSTEM, what="<preset>[-<method>]")
+    e.add_argument("--tasks", type=shell.positive_int, default=40)
+    e.add_argument("--steps", type=shell.non_negative_int, default=3)
+    e.add_argument("--lr", type=shell.positive_float, default=None,
+                   help="step size at test (default: the inner one for maml/oracle, tuned for pretrained/random)")
+    e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
+    shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
+    shell.add_threads(e)
+    e.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plots", help="return versus gradient steps (Figure 5); 2D-navigation paths (Figure 4)")
+    p.add_argument("--preset", required=True, choices=presets)
+    p.add_argument("--records", type=Path, default=Path("results/maml-rl"), help="where the eval records are")
+    shell.add_run_dir(p, SYSTEM, what="<preset> (for the point-nav trajectories)")
+    p.add_argument("--out", type=Path, default=Path("runs/maml-rl/plots"))
+    p.set_defaults(func=cmd_plots)
+    return top

@@ -1,0 +1,140 @@
+"""Meta-test evaluation as in Figure 5 of Finn et al. (2017).
+
+40 held-out test tasks (a fixed seed, so every method sees the same tasks); on each, the policy samples
+``eval_rollouts`` rollouts, takes a policy-gradient step on them, samples again with the adapted policy, and so
+on: the mean return of the rollouts after 0, 1, 2 and 3 steps, averaged over tasks, with its 95% interval over
+tasks (:func:`icml17.core.stats.mean_ci95`). The methods:
+
+- ``maml``: the meta-trained policy, adapted with the inner learning rate it was trained with;
+- ``pretrained``: one policy trained on all tasks without adaptation (``mode=pretrained``), fine-tuned with the
+  step size that does best on a small grid over separate validation tasks;
+- ``random``: a freshly initialised policy, the same tuning;
+- ``oracle``: a policy trained with the task in its observation (``mode=oracle``), adapted like MAML.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from icml17.core.config import ConfigError
+from icml17.core.results import write_record
+from icml17.core.run import load_trained_run
+from icml17.core.stats import mean_ci95
+from icml17.maml.rl.envs import sample_tasks
+from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
+from icml17.maml.rl.presets import (
+    PAPER_ORACLE,
+    PAPER_RETURNS,
+    PAPER_SOURCE,
+    MAMLRLConfig,
+    get_preset,
+)
+from icml17.maml.rl.train import adaptation_returns, build_policy, make_sampler
+
+TEST_SEED = 20170306        # the test tasks of every evaluation
+VALIDATION_SEED = 20170307  # the tasks on which pretrained / random step sizes are tuned
+METHODS = ("maml", "pretrained", "random", "oracle")
+LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass
+class Trained:
+    cfg: MAMLRLConfig
+    policy: GaussianMLPPolicy
+    iterations: int
+    wall_time_s: float
+    train_command: str
+
+
+def load_run(run_dir: str | Path) -> Trained:
+    """The policy of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
+    run = load_trained_run(run_dir, MAMLRLConfig, "policy", "maml-rl")
+    policy = build_policy(run.cfg)
+    policy.load_state_dict(run.state)
+    return Trained(run.cfg, policy, run.iterations, run.wall_time_s, run.train_command)
+
+
+def random_init(preset: str, seed: int = 0) -> Trained:
+    """A freshly initialised policy (the "random initialisation" baseline): nothing is trained."""
+    cfg = replace(get_preset(preset), seed=seed)
+    return Trained(cfg, build_policy(cfg), 0, 0.0, "")
+
+
+def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollouts: int | None = None
+          ) -> torch.Tensor:
+    """Mean return per task after 0..steps steps on ``tasks`` tasks drawn from ``seed``: (tasks, steps + 1)."""
+    cfg = trained.cfg
+    task_array = sample_tasks(cfg.env, tasks, np.random.default_rng(seed))
+    returns, _ = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), task_array,
+                                    rollouts or cfg.eval_rollouts, steps, lr, torch.Generator().manual_seed(seed),
+                                    np.random.default_rng(seed + 1))
+    return returns
+
+
+def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = 10, steps: int = 3
+            ) -> tuple[float, dict[float, float]]:
+    """The step size of ``grid`` with the best mean return over steps 1..steps on validation tasks."""
+    scores = {lr: curve(trained, tasks, steps, lr, VALIDATION_SEED)[:, 1:].mean().item() for lr in grid}
+    return max(scores, key=scores.get), scores
+
+
+def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, lr: float | None = None,
+             tune_tasks: int = 10) -> dict[str, Any]:
+    """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if tasks < 1 or steps < 0:
+        raise ConfigError(f"--tasks must be >= 1 and --steps >= 0, got {tasks} and {steps}")
+    scores = None
+    if lr is None:
+        if method in ("pretrained", "random"):
+            lr, scores = tune_lr(trained, tasks=tune_tasks, steps=max(steps, 1))
+        else:
+            lr = trained.cfg.inner_lr
+    per_task = curve(trained, tasks, steps, lr, TEST_SEED)
+    stats = [mean_ci95(per_task[:, k].numpy()) for k in range(steps + 1)]
+    return {"preset": trained.cfg.preset, "method": method, "lr": lr, "lr_scores": scores, "tasks": tasks,
+            "rollouts": trained.cfg.eval_rollouts, "returns": [m for m, _ in stats],
+            "returns_ci95": [c for _, c in stats], "per_task": per_task.tolist()}
+
+
+def experiment_name(preset: str, method: str) -> str:
+    return preset if method == "maml" else f"{preset}-{method}"
+
+
+def write_result_record(result: dict[str, Any], trained: Trained, record_dir: str | Path, command: str) -> Path:
+    """``record_dir/<preset>[-method].json`` in the project's record schema."""
+    name = experiment_name(result["preset"], result["method"])
+    returns, cis = result["returns"], result["returns_ci95"]
+    paper_curve = PAPER_RETURNS.get(name)
+    record: dict[str, Any] = {
+        "system": "maml-rl", "experiment": name, "metric": "return",
+        "value": returns[1] if len(returns) > 1 else returns[0],
+        "ci95": cis[1] if len(cis) > 1 else cis[0],
+        "returns": returns, "returns_ci95": cis, "steps": list(range(len(returns))),
+        "higher_is_better": True, "n_eval": result["tasks"], "rollouts_per_step": result["rollouts"],
+        "step_size": result["lr"], "iterations": trained.iterations, "wall_time_s": trained.wall_time_s,
+        "seed": trained.cfg.seed, "command": command,
+        "note": "gymnasium v5 MuJoCo models (not rllab's): compare with the paper in shape, not value"
+        if trained.cfg.env != "point-nav" else "2D navigation as the reference code defines it",
+    }
+    if paper_curve is not None:
+        record.update(paper=paper_curve[1], paper_returns=paper_curve, paper_source=PAPER_SOURCE)
+    elif result["method"] == "oracle" and result["preset"] in PAPER_ORACLE:
+        record.update(paper=PAPER_ORACLE[result["preset"]], paper_source=PAPER_SOURCE + "; the oracle's one number")
+    if result.get("lr_scores"):
+        record["step_size_grid"] = {str(k): v for k, v in result["lr_scores"].items()}
+    return write_record(Path(record_dir) / f"{name}.json", record)
+
+
+def save_result(run_dir: str | Path, result: dict[str, Any]) -> Path:
+    path = Path(run_dir) / f"result-{result['method']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: v for k, v in result.items() if k != "per_task"}, indent=2) + "\n")
+    return path

@@ -1,0 +1,69 @@
+"""Figures 4 and 5 of Finn et al. (2017) for meta-RL: return versus policy-gradient steps for every method
+(from the evaluation records), and 2D-navigation paths before and after 1 and 3 steps (from a trained run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icml17.core.report import plt, save_figure
+from icml17.maml.rl.envs import sample_tasks
+from icml17.maml.rl.policy import params_of
+from icml17.maml.rl.presets import PAPER_RETURNS
+from icml17.maml.rl.train import adaptation_returns, make_sampler
+
+LABELS = {"": "MAML", "-pretrained": "pretrained", "-random": "random initialisation", "-oracle": "oracle"}
+
+
+def plot_returns(records_dir: str | Path, preset: str, out: str | Path) -> Path:
+    """Figure 5: mean return (95% interval) after 0..3 steps for each method with a record, paper dashed."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for suffix, label in LABELS.items():
+        path = Path(records_dir) / f"{preset}{suffix}.json"
+        if not path.exists():
+            continue
+        rec = json.loads(path.read_text())
+        steps = np.arange(len(rec["returns"]))
+        line = ax.errorbar(steps, rec["returns"], yerr=rec["returns_ci95"], marker="o", capsize=3, label=label)
+        paper = PAPER_RETURNS.get(f"{preset}{suffix}")
+        if paper is not None:
+            ax.plot(np.arange(len(paper)), paper, linestyle="--", color=line[0].get_color(), alpha=0.6,
+                    label=f"{label} (paper)")
+    ax.set_xlabel("number of gradient steps")
+    ax.set_ylabel("average return")
+    ax.set_title(preset)
+    ax.legend(fontsize=7)
+    return save_figure(fig, out)
+
+
+def plot_trajectories(run_dir: str | Path, out: str | Path, steps: tuple[int, ...] = (0, 1, 3), seed: int = 4,
+                      rollouts: int | None = None) -> Path:
+    """Figure 4: one test goal, one sampled path of the (stochastic) policy before adaptation and after 1 and 3
+    steps; the legend gives each stage's mean return over its rollouts."""
+    from icml17.maml.rl.evaluate import load_run
+
+    trained = load_run(run_dir)
+    cfg = trained.cfg
+    tasks = sample_tasks(cfg.env, 1, np.random.default_rng(seed))
+    _, samples = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), tasks,
+                                    rollouts or cfg.eval_rollouts, max(steps), cfg.inner_lr,
+                                    torch.Generator().manual_seed(seed), np.random.default_rng(seed))
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    for k in steps:
+        r = samples[k]
+        n = int(r.mask[0, 0].sum())
+        path = np.concatenate([np.zeros((1, 2)), r.obs[0, 0, 1:n, :2].numpy() if n > 1 else np.zeros((0, 2))])
+        path = np.concatenate([path, path[-1:] + np.clip(r.actions[0, 0, n - 1, :2].numpy(), -0.1, 0.1)])
+        ax.plot(path[:, 0], path[:, 1], marker=".", markersize=3,
+                label=f"{'pre-update' if k == 0 else f'{k} grad step' + ('s' if k > 1 else '')} "
+                      f"(return {r.returns()[0].mean().item():.1f})")
+    ax.scatter([tasks[0, 0]], [tasks[0, 1]], marker="*", s=250, color="k", zorder=5, label="goal")
+    ax.set_xlim(-0.6, 0.6)
+    ax.set_ylim(-0.6, 0.6)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7)
+    ax.set_title(f"MAML, {trained.iterations} meta-iterations")
+    return save_figure(fig, out)

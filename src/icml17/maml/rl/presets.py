@@ -1,0 +1,148 @@
+"""Meta-RL configs and the presets of section 5.3 of Finn et al. (2017), with the reference code's settings.
+
+From ``notes/maml.md`` ("RL protocol of the reference code"): policy MLP (100, 100) ReLU; inner step vanilla
+policy gradient with the linear feature baseline, inner learning rate 0.1; outer TRPO with max KL 0.01,
+10 conjugate-gradient iterations, damping 1e-5, backtracking ratio 0.8 and up to 15 tries; discount 0.99,
+GAE lambda 1. 2D navigation: 20 tasks x 20 rollouts of 100 steps per meta-batch, 100 meta-iterations,
+evaluation with 40 rollouts per gradient step. Locomotion: 40 tasks x 20 rollouts (40 for the ant's
+forward/backward task) of 200 steps, 500 meta-iterations. Deviation, for speed on a CPU: the locomotion presets
+compute TRPO's curvature products on 10 of the 40 tasks in Gauss-Newton form (``hvp_tasks=10``,
+``curvature=fisher``; the reference used finite differences on all of them); ``--set hvp_tasks=0
+curvature=hessian`` restores exact full products.
+
+``mode`` selects what is trained: ``maml`` (meta-training through one inner step), ``pretrained`` (one policy
+trained by TRPO on all tasks, no inner step; fine-tuned at test time) and ``oracle`` (the task appended to the
+observation, no inner step). Random initialisation needs no training (see :mod:`icml17.maml.rl.evaluate`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal
+
+from icml17.core.config import ConfigError
+from icml17.maml.rl.envs import ENVS
+
+MODES = ("maml", "pretrained", "oracle")
+OUTER = ("trpo", "adam")
+PAPER_SOURCE = "Finn et al. 2017, Figure 5 (reference code's result files, notes/maml.md)"
+
+# Mean return after 0, 1, 2, 3 policy-gradient steps in the reference code's result files (notes/maml.md);
+# None where the notes give only the first and last numbers or none.
+PAPER_RETURNS: dict[str, list[float] | None] = {
+    "point-nav": [-40.4, -11.7, -3.3, -3.2],
+    "point-nav-random": [-82.7, -58.0, -53.8, -46.8],
+    "cheetah-vel": [-129.5, -78.6, -66.6, -60.8],
+    "cheetah-vel-pretrained": [-158.0, -135.4, -128.5, -133.6],
+    "cheetah-dir": [-50.7, 293.2, 313.5, 315.7],
+    "ant-vel": [30.6, 96.7, 100.1, 101.4],
+    "ant-dir": [8.7, 499.1, 500.7, 499.1],
+}
+PAPER_ORACLE = {"point-nav": -2.3, "cheetah-vel": -54.5, "ant-vel": 107.9}
+
+
+@dataclass(frozen=True)
+class MAMLRLConfig:
+    """Everything that defines a meta-RL run."""
+
+    preset: str = "custom"
+    env: Literal["point-nav", "cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir"] = "point-nav"
+    mode: Literal["maml", "pretrained", "oracle"] = "maml"
+    meta_batch: int = 20          # tasks per meta-iteration
+    rollouts: int = 20            # rollouts per task for each inner step and for the outer step
+    horizon: int = 0              # 0 = the environment's (100 for point-nav, 200 for locomotion)
+    hidden: tuple[int, ...] = (100, 100)
+    inner_lr: float = 0.1
+    inner_steps: int = 1          # at meta-training (0 in pretrained and oracle modes)
+    first_order: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    outer: Literal["trpo", "adam"] = "trpo"
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    backtrack_ratio: float = 0.8
+    max_backtracks: int = 15
+    hvp_tasks: int = 0            # tasks used for TRPO's curvature products (0 = all, the reference; fewer is faster)
+    curvature: Literal["hessian", "fisher"] = "hessian"  # the KL Hessian as jvp-of-grad, or its Gauss-Newton form
+    meta_lr: float = 0.001        # Adam's, for outer="adam"
+    iterations: int = 100
+    eval_rollouts: int = 40       # rollouts per task and step in evaluation
+    eval_tasks: int = 10          # validation tasks of the periodic evaluation during training
+    eval_every: int = 25
+    checkpoint_every: int = 5
+    log_every: int = 1
+    seed: int = 0
+
+    RESUME_FREE: ClassVar[tuple[str, ...]] = ("iterations", "eval_tasks", "eval_rollouts")
+
+    @property
+    def train_inner_steps(self) -> int:
+        return self.inner_steps if self.mode == "maml" else 0
+
+    @property
+    def oracle(self) -> bool:
+        return self.mode == "oracle"
+
+    @property
+    def experiment(self) -> str:
+        return self.preset if self.mode == "maml" else f"{self.preset}-{self.mode}"
+
+    def validate(self) -> None:
+        if self.env not in ENVS:
+            raise ConfigError(f"env {self.env!r} is not one of {', '.join(ENVS)}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r} is not one of {', '.join(MODES)} (--set mode=maml)")
+        if self.curvature not in ("hessian", "fisher"):
+            raise ConfigError(f"curvature {self.curvature!r} is not 'hessian' or 'fisher' (--set curvature=hessian)")
+        if self.outer not in OUTER:
+            raise ConfigError(f"outer {self.outer!r} is not one of {', '.join(OUTER)} (--set outer=trpo)")
+        if self.preset not in PRESETS and self.preset != "custom":
+            raise ConfigError(f"preset {self.preset!r} is not a maml-rl preset; choose one of {', '.join(PRESETS)}")
+        for name in ("meta_batch", "rollouts", "eval_rollouts", "eval_tasks", "cg_iters", "max_backtracks",
+                     "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)} (--set {name}=...)")
+        for name in ("horizon", "inner_steps", "iterations", "eval_every", "hvp_tasks"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)} (--set {name}=...)")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden must list positive layer widths, got {self.hidden}")
+        for name in ("inner_lr", "max_kl", "meta_lr"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a positive finite number, got {v} (--set {name}=...)")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError(f"gamma must lie in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, {self.gae_lambda}")
+        if not 0 < self.backtrack_ratio < 1 or self.cg_damping < 0:
+            raise ConfigError(f"backtrack_ratio must lie in (0, 1) and cg_damping be >= 0, got "
+                              f"{self.backtrack_ratio}, {self.cg_damping}")
+        if self.mode == "maml" and self.inner_steps < 1:
+            raise ConfigError("mode=maml needs inner_steps >= 1 (use mode=pretrained for a policy without "
+                              "adaptation)")
+
+
+def _locomotion(env: str, rollouts: int = 20) -> MAMLRLConfig:
+    # curvature products on 10 of the 40 tasks, in Gauss-Newton form: the same matrix estimated on a quarter of
+    # the tasks, about 6x cheaper per product (160k post-update steps make exact full products the bottleneck)
+    return MAMLRLConfig(preset=env, env=env, meta_batch=40, rollouts=rollouts, iterations=500,
+                        eval_rollouts=rollouts, eval_every=50, checkpoint_every=5, hvp_tasks=10, curvature="fisher")
+
+
+PRESETS: dict[str, MAMLRLConfig] = {
+    "point-nav": MAMLRLConfig(preset="point-nav", env="point-nav"),
+    "cheetah-vel": _locomotion("cheetah-vel"),
+    "cheetah-dir": _locomotion("cheetah-dir"),
+    "ant-vel": _locomotion("ant-vel"),
+    "ant-dir": _locomotion("ant-dir", rollouts=40),
+}
+
+
+def get_preset(name: str, mode: str = "maml") -> MAMLRLConfig:
+    """The preset ``name`` in ``mode`` (ConfigError naming the choices otherwise)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown maml-rl preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return replace(PRESETS[name], mode=mode)

@@ -1,0 +1,140 @@
+"""Meta-training for RL (Finn et al. 2017, Algorithm 3) through the project's one training loop.
+
+One meta-iteration: draw ``meta_batch`` tasks; sample ``rollouts`` rollouts per task with theta (one batched
+sampler call for all tasks); adapt by one policy-gradient step per task (:func:`icml17.maml.rl.inner.adapt`);
+sample post-update rollouts with the adapted policies; update theta by TRPO (or Adam) on the post-update
+surrogate through the adaptation (:mod:`icml17.maml.rl.trpo`). In ``pretrained`` and ``oracle`` modes there is
+no inner step: the same TRPO trains one policy on the pre-update rollouts of all tasks.
+
+Resume is exact: the policy, the Adam state, the task stream, the environments' reset seeds and the action
+noise generator are all in the checkpoint (:func:`icml17.core.loop.run_loop`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from icml17.core.loop import GeneratorState, LoopResult, run_loop
+from icml17.maml.rl.envs import env_spec, sample_tasks
+from icml17.maml.rl.inner import PGData, adapt, pg_data
+from icml17.maml.rl.policy import (
+    GaussianMLPPolicy,
+    Params,
+    check_action_size,
+    params_of,
+)
+from icml17.maml.rl.presets import MAMLRLConfig
+from icml17.maml.rl.sampler import Rollouts, Sampler
+from icml17.maml.rl.trpo import MetaObjective, adam_step, trpo_step
+
+VALIDATION_SEED_OFFSET = 1_000_003  # validation tasks come from their own stream, never the training one
+
+
+def build_policy(cfg: MAMLRLConfig, seed: int | None = None) -> GaussianMLPPolicy:
+    """The policy for ``cfg``'s environment, initialised from ``seed`` (default ``cfg.seed``)."""
+    spec = env_spec(cfg.env, cfg.oracle)
+    torch.manual_seed(cfg.seed if seed is None else seed)
+    policy = GaussianMLPPolicy(spec.obs_dim, spec.act_dim, tuple(cfg.hidden))
+    check_action_size(policy, spec.act_dim, spec.obs_dim, cfg.env)
+    return policy
+
+
+def make_sampler(cfg: MAMLRLConfig) -> Sampler:
+    return Sampler(cfg.env, cfg.oracle, cfg.horizon or None)
+
+
+def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
+                     tasks: np.ndarray, rollouts: int, steps: int, lr: float, generator: torch.Generator,
+                     env_seeds: np.random.Generator) -> tuple[list[Rollouts], list[PGData], Params]:
+    """Rollouts before and after each of ``steps`` adaptation steps (each adapted policy samples the next
+    batch): ``steps + 1`` Rollouts, the ``steps`` inner batches, and the final adapted parameters (K, ...)."""
+    batches: list[PGData] = []
+    samples: list[Rollouts] = []
+    current, per_task = theta, False
+    for step in range(steps + 1):
+        r = sampler.sample(policy, current, tasks, rollouts, generator, env_seeds, per_task=per_task)
+        samples.append(r)
+        if step == steps:
+            break
+        batches.append(pg_data(r, cfg.gamma, cfg.gae_lambda))
+        current = adapt(policy, theta, batches, lr, step + 1, cfg.first_order)
+        current = {k: v.detach() for k, v in current.items()}
+        per_task = True
+    return samples, batches, current
+
+
+def adaptation_returns(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
+                       tasks: np.ndarray, rollouts: int, steps: int, lr: float, generator: torch.Generator,
+                       env_seeds: np.random.Generator) -> tuple[torch.Tensor, list[Rollouts]]:
+    """Mean return per task after 0..steps policy-gradient steps: (K, steps + 1), and the rollouts."""
+    samples, _, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, rollouts, steps, lr, generator, env_seeds)
+    return torch.stack([s.returns().mean(1) for s in samples], 1), samples
+
+
+def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sampler, optimizer: torch.optim.Optimizer,
+                   task_rng: np.random.Generator, env_seeds: np.random.Generator, noise: torch.Generator
+                   ) -> dict[str, Any]:
+    """One meta-update of ``policy`` in place; returns its metrics."""
+    t0 = time.perf_counter()
+    steps0 = sampler.total_steps
+    tasks = sample_tasks(cfg.env, cfg.meta_batch, task_rng)
+    theta = {k: v.detach().clone() for k, v in params_of(policy).items()}
+    samples, batches, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, cfg.rollouts, cfg.train_inner_steps,
+                                           cfg.inner_lr, noise, env_seeds)
+    sample_s = time.perf_counter() - t0
+    objective = MetaObjective(policy, theta, batches, pg_data(samples[-1], cfg.gamma, cfg.gae_lambda),
+                              cfg.inner_lr, cfg.train_inner_steps, cfg.first_order)
+    metrics: dict[str, Any] = {"return_pre": samples[0].returns().mean().item(),
+                               "return_post": samples[-1].returns().mean().item()}
+    if cfg.outer == "trpo":
+        new, result = trpo_step(objective, theta, max_kl=cfg.max_kl, damping=cfg.cg_damping, cg_iters=cfg.cg_iters,
+                                backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks,
+                                hvp_tasks=cfg.hvp_tasks, curvature=cfg.curvature, generator=noise)
+        with torch.no_grad():
+            for name, p in policy.named_parameters():
+                p.copy_(new[name])
+        metrics.update(surrogate_before=result.loss_before, surrogate_after=result.loss_after, kl=result.kl,
+                       step_accepted=int(result.accepted), backtracks=result.backtracks)
+    else:
+        metrics["surrogate_before"] = adam_step(objective, theta, optimizer, dict(policy.named_parameters()))
+    wall = time.perf_counter() - t0
+    env_steps = sampler.total_steps - steps0
+    metrics.update(env_steps=env_steps, env_steps_per_s=env_steps / max(sample_s, 1e-9), sample_s=sample_s,
+                   iteration_s=wall)
+    return metrics
+
+
+def train(cfg: MAMLRLConfig, run_dir: str | Path, *, resume: bool = True, time_budget_s: float | None = None,
+          progress: bool = True, argv: list[str] | None = None, tensorboard: bool = False) -> LoopResult:
+    """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt)."""
+    cfg.validate()
+    policy = build_policy(cfg)
+    sampler = make_sampler(cfg)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.meta_lr)
+    task_rng = np.random.default_rng(cfg.seed)
+    env_seeds = np.random.default_rng(cfg.seed + 1)
+    noise = torch.Generator().manual_seed(cfg.seed + 2)
+
+    def train_step(step: int) -> dict[str, Any]:
+        return meta_iteration(cfg, policy, sampler, optimizer, task_rng, env_seeds, noise)
+
+    def eval_fn(step: int) -> dict[str, float]:
+        seed = cfg.seed + VALIDATION_SEED_OFFSET
+        tasks = sample_tasks(cfg.env, cfg.eval_tasks, np.random.default_rng(seed))
+        steps = max(cfg.inner_steps, 1)
+        returns, _ = adaptation_returns(cfg, policy, params_of(policy), sampler, tasks, cfg.eval_rollouts, steps,
+                                        cfg.inner_lr, torch.Generator().manual_seed(seed),
+                                        np.random.default_rng(seed))
+        return {f"return_step{k}": returns[:, k].mean().item() for k in range(steps + 1)}
+
+    return run_loop(run_dir, cfg.iterations, train_step,
+                    {"policy": policy, "optimizer": optimizer, "tasks": GeneratorState(task_rng),
+                     "env_seeds": GeneratorState(env_seeds), "noise": GeneratorState(noise)},
+                    config=cfg, argv=argv, eval_fn=eval_fn, eval_every=cfg.eval_every,
+                    checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, resume=resume,
+                    progress=progress, desc=cfg.experiment, time_budget_s=time_budget_s, tensorboard=tensorboard)

@@ -1,0 +1,80 @@
+"""The batched sampler gives the trajectories that stepping each environment alone gives, same seeds."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from icml17.maml.rl.envs import PointNav, sample_tasks
+from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
+from icml17.maml.rl.sampler import Sampler
+
+HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None and importlib.util.find_spec("gymnasium") is not None
+
+
+def _sample(env, tasks, rollouts, horizon=None, per_task=False):
+    torch.manual_seed(0)
+    sampler = Sampler(env, horizon=horizon)
+    policy = GaussianMLPPolicy(sampler.spec.obs_dim, sampler.spec.act_dim, (16,))
+    params = params_of(policy)
+    if per_task:
+        params = {k: torch.stack([v + 0.1 * i for i in range(len(tasks))]) for k, v in params.items()}
+    r = sampler.sample(policy, params, tasks, rollouts, torch.Generator().manual_seed(1), np.random.default_rng(2),
+                       per_task=per_task)
+    return r, policy, params
+
+
+def test_point_nav_batched_equals_one_env_at_a_time():
+    tasks = sample_tasks("point-nav", 3, np.random.default_rng(0))
+    r, policy, params = _sample("point-nav", tasks, 2, per_task=True)
+    assert r.obs.shape == (3, 2, 100, 2)
+    for k in range(3):
+        for j in range(2):
+            env = PointNav(tasks[k:k + 1])
+            obs = env.reset()
+            for t in range(100):
+                if r.mask[k, j, t] == 0:
+                    break
+                assert np.allclose(r.obs[k, j, t].numpy(), obs[0], atol=1e-6)
+                # the action is the policy's Gaussian sample with the task's parameters
+                p = {n: v[k] for n, v in params.items()}
+                mean, _ = torch.func.functional_call(policy, p, (r.obs[k, j, t],))
+                assert (r.actions[k, j, t] - mean).abs().max() < 10
+                obs, reward, done = env.step(r.actions[k, j, t].double().numpy()[None])
+                assert r.rewards[k, j, t].item() == pytest.approx(reward[0], abs=1e-6)
+                if done[0]:
+                    assert t == 99 or r.mask[k, j, t + 1] == 0
+                    break
+
+
+@pytest.mark.skipif(not HAS_MUJOCO, reason="gymnasium[mujoco] is not installed (pip install -e '.[rl]')")
+def test_cheetah_batched_equals_gymnasium_stepping_one_env_at_a_time():
+    import gymnasium as gym
+
+    tasks = np.array([[0.5], [1.7]])
+    r, _, _ = _sample("cheetah-vel", tasks, 2, horizon=15)
+    seeds = np.random.default_rng(2).integers(0, 2 ** 31 - 1, size=4)  # the sampler's reset seeds, in order
+    for i in range(4):
+        k, j = divmod(i, 2)
+        env = gym.make("HalfCheetah-v5")
+        obs, _ = env.reset(seed=int(seeds[i]))
+        for t in range(15):
+            assert np.allclose(r.obs[k, j, t].numpy(), obs, atol=1e-5)
+            a = r.actions[k, j, t].double().numpy()
+            obs, _, _, _, info = env.step(np.clip(a, -1, 1))
+            expected = -abs(info["x_velocity"] - tasks[k, 0]) - 0.05 * np.square(np.clip(a, -1, 1)).sum()
+            assert r.rewards[k, j, t].item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_a_rollout_that_reaches_its_goal_ends_there_and_the_mask_says_so():
+    sampler = Sampler("point-nav")
+    policy = GaussianMLPPolicy(2, 2, (4,))
+    params = {k: torch.zeros_like(v) for k, v in params_of(policy).items()}
+    params["mean.2.bias"] = torch.tensor([0.1, 0.0])     # always move +0.1 along x
+    params["log_std"] = torch.full((2,), -30.0)          # no noise
+    r = sampler.sample(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 1, torch.Generator(),
+                       np.random.default_rng(0))
+    assert r.mask[0, 0].sum() == 3 and r.mask[1, 0].sum() == 100  # goal reached after 3 moves; never
+    assert r.rewards[0, 0, :3].tolist() == pytest.approx([-0.2, -0.1, 0.0], abs=1e-6)
+    assert r.returns()[1, 0].item() == pytest.approx(-sum(0.3 + 0.1 * (t + 1) for t in range(100)), rel=1e-5)

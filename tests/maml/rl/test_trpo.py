@@ -1,0 +1,68 @@
+"""TRPO's curvature products and step against definitions: the dense Hessian of the mean KL, the constraint."""
+
+import torch
+
+from icml17.core.functional import flatten, unflatten
+from icml17.maml.rl.trpo import (
+    MetaObjective,
+    conjugate_gradient,
+    kl_fisher_product,
+    kl_hvp,
+    trpo_step,
+)
+
+
+def test_kl_hessian_vector_product_equals_the_dense_hessian(tiny):
+    policy, theta, inner, outer = tiny
+    objective = MetaObjective(policy, theta, [inner], outer, lr=0.5, steps=1)
+    flat = flatten(theta)
+    dense = torch.autograd.functional.hessian(lambda x: objective.kl(unflatten(x, theta)), flat)
+    hvp = kl_hvp(objective, theta)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        v = torch.randn(flat.shape, generator=g, dtype=torch.float64)
+        assert torch.allclose(flatten(hvp(unflatten(v, theta))), dense @ v, rtol=1e-8, atol=1e-10)
+    assert torch.linalg.eigvalsh(dense).min() > -1e-8  # the KL's Hessian at its minimum is PSD
+
+
+def test_conjugate_gradient_solves_a_spd_system():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    a = m @ m.T + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    assert torch.allclose(conjugate_gradient(lambda v: a @ v, b, iters=10), torch.linalg.solve(a, b), atol=1e-8)
+
+
+def test_trpo_step_meets_the_kl_constraint_and_improves_the_surrogate(tiny):
+    policy, theta, inner, outer = tiny
+    for max_kl in (1e-2, 1e-4):
+        objective = MetaObjective(policy, theta, [inner], outer, lr=0.5, steps=1)
+        new, result = trpo_step(objective, theta, max_kl=max_kl)
+        assert result.accepted
+        loss, kl = objective.surrogate_and_kl(new)
+        assert kl.item() <= max_kl and loss.item() < objective.loss(theta).item()
+        assert kl.item() > 0.1 * max_kl  # the step uses the trust region, not a timid fraction of it
+
+
+def test_a_step_the_line_search_cannot_accept_is_rejected_and_reported(tiny):
+    policy, theta, inner, outer = tiny
+
+    class NeverFits(MetaObjective):
+        def surrogate_and_kl(self, params):
+            loss, kl = super().surrogate_and_kl(params)
+            return loss, kl + 1.0  # every candidate breaks the constraint
+
+    objective = NeverFits(policy, theta, [inner], outer, lr=0.5, steps=1)
+    new, result = trpo_step(objective, theta, max_kl=1e-2)
+    assert not result.accepted and result.backtracks == 15
+    assert all(torch.equal(new[k], theta[k]) for k in theta)
+
+
+def test_gauss_newton_form_equals_the_dense_hessian_at_the_current_parameters(tiny):
+    policy, theta, inner, outer = tiny
+    objective = MetaObjective(policy, theta, [inner], outer, lr=0.5, steps=1)
+    flat = flatten(theta)
+    dense = torch.autograd.functional.hessian(lambda x: objective.kl(unflatten(x, theta)), flat)
+    product = kl_fisher_product(objective, theta)
+    v = torch.randn(flat.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert torch.allclose(flatten(product(unflatten(v, theta))), dense @ v, rtol=1e-8, atol=1e-10)
