@@ -76,3 +76,16 @@ def test_core_results_knows_no_system_names():
     text = open(results.__file__).read().split('"""', 2)[2]  # the code, after the module docstring
     for name in ("maml", "pixelcnn", "sharpness", "per-task-loop", "omniglot", "chunk"):
         assert name not in text.lower(), name
+
+
+def test_results_table_shows_return_curves_and_video_splits():
+    from icml17.core.results import results_table
+
+    rl = {"system": "maml-rl", "experiment": "point-nav", "metric": "return", "value": -11.0, "ci95": 1.0,
+          "returns": [-40.0, -11.0, -4.0, -3.5], "paper": -11.7, "paper_returns": [-40.4, -11.7, -3.3, -3.2],
+          "paper_source": "reference"}
+    video = {"system": "pixelcnn", "experiment": "video-o_t", "metric": "nats_per_subpixel", "value": 0.45,
+             "val": 0.45, "test_seen": 0.46, "test_novel": 0.52}
+    table = results_table([rl, video])
+    assert "steps 0-3: -40.0, -11.0, -4.0, -3.5" in table and "steps 0-3: -40.4, -11.7, -3.3, -3.2" in table
+    assert "test seen 0.46, novel 0.52" in table

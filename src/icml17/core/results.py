@@ -106,6 +106,24 @@ def _fmt(value: Any, ci: Any = None, metric: str = "") -> str:
     return s + (f" ± {ci:.2g}" if ci is not None else "")
 
 
+def _curve(r: dict[str, Any]) -> str:
+    """The extra numbers some records carry beside ``value``: returns after 0..k policy-gradient steps (meta-RL),
+    the three splits of a video record."""
+    if "returns" in r:
+        return " (steps 0-{}: {})".format(len(r["returns"]) - 1, ", ".join(f"{v:.1f}" for v in r["returns"]))
+    if "test_novel" in r:
+        return f" (val; test seen {r['test_seen']:.4g}, novel {r['test_novel']:.4g})"
+    return ""
+
+
+def _paper_curve(r: dict[str, Any]) -> str:
+    if "paper_returns" in r:
+        return " (steps 0-{}: {})".format(len(r["paper_returns"]) - 1, ", ".join(f"{v:.1f}" for v in r["paper_returns"]))
+    if "paper_splits" in r:
+        return " (val; test seen {test_seen:.4g}, novel {test_novel:.4g})".format(**r["paper_splits"])
+    return ""
+
+
 def results_table(records: list[dict[str, Any]]) -> str:
     """Markdown table, paper versus ours, one row per experiment record (benchmarks are skipped)."""
     rows = ["| system | experiment | metric | ours | published (source) | n eval | iterations | wall time | hardware "
@@ -114,8 +132,9 @@ def results_table(records: list[dict[str, Any]]) -> str:
         wall = r.get("wall_time_s")
         rows.append("| {system} | {experiment} | {metric} | {ours} | {paper} | {n} | {it} | {wall} | {hw} | `{cmd}` |".format(
             system=r["system"], experiment=r["experiment"], metric=r.get("metric", "-"),
-            ours=_fmt(r.get("value"), r.get("ci95"), r.get("metric", "")),
+            ours=_fmt(r.get("value"), r.get("ci95"), r.get("metric", "")) + _curve(r),
             paper=_fmt(r.get("paper"), r.get("paper_ci95"), r.get("metric", ""))
+            + (_paper_curve(r) if r.get("paper") is not None else "")
             + (f" ({r['paper_source']})" if r.get("paper") is not None and r.get("paper_source") else ""),
             n=r.get("n_eval", "-"), it=r.get("iterations", "-"), wall=f"{wall / 60:.1f} min" if wall else "-",
             hw=r.get("hardware", "-"), cmd=r.get("command", "-")))
