@@ -40,7 +40,7 @@ from icml17.sharpness.transforms import BatchNormScaling
 
 CE = nn.functional.cross_entropy
 GAP_MARGIN = 1.5  # a ratio of phi beyond this, in every seed, counts as a gap
-SWEEP = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+SWEEP = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 
 
 @dataclass(frozen=True)

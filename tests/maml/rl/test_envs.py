@@ -98,6 +98,6 @@ def test_ant_rewards_and_termination_follow_the_reference_formula_on_gymnasium_s
         obs, reward, done = env.step(a)
         ro, _, terminated, _, info = ref.step(a[0])
         contact = np.square(np.clip(ref.unwrapped.data.cfrc_ext, -1, 1)).sum()
-        expected = -info["x_velocity"] - 0.01 * np.square(a).sum() - 5e-4 * contact + 0.05
+        expected = -info["x_velocity"] - 0.005 * np.square(a).sum() - 5e-4 * contact + 0.05
         assert np.allclose(obs[0], ro) and reward[0] == pytest.approx(expected, rel=1e-9)
         assert done[0] == terminated

@@ -19,7 +19,7 @@ The reward is recomputed from the x-velocity as the reference (rllab-based) code
 
 - cheetah goal velocity: ``-|v_x - v_goal| - 0.05 |a|^2`` (v_goal ~ U[0, 2]); direction: ``d v_x - 0.05 |a|^2``,
   d in {-1, +1}; actions clipped to the action bounds before the cost; never terminates.
-- ant goal velocity: ``-|v_x - v_goal| - 0.01 |a|^2 - 5e-4 |clip(cfrc_ext, -1, 1)|^2 + 0.05`` (v_goal ~
+- ant goal velocity: ``-|v_x - v_goal| - 0.005 |a|^2 - 5e-4 |clip(cfrc_ext, -1, 1)|^2 + 0.05`` (v_goal ~
   U[0, 3]); direction: ``d v_x - ...`` the same costs; ends when the torso height leaves [0.2, 1.0] or the state
   is not finite.
 
@@ -219,7 +219,7 @@ class Locomotion:
         if self.robot == "cheetah":
             reward = progress - 0.05 * square
         else:
-            reward = progress - 0.01 * square - 5e-4 * contact + 0.05
+            reward = progress - 0.005 * square - 5e-4 * contact + 0.05
         return self._with_task(obs), np.where(active, reward, 0.0), done
 
 
