@@ -13,7 +13,7 @@ DEMO_FLAGS ?= $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,bench,rl]"
 	touch $@
 
 install: $(VENV)/.installed
