@@ -20,8 +20,11 @@ SYSTEM = "pixelcnn"
 MODELS = ("full", "multiscale-a", "multiscale-b")
 
 
-def _config(args: argparse.Namespace):
-    from icml17.pixelcnn.presets import make_config
+def _config(args: argparse.Namespace, make_config=None):
+    """The config of --preset/--model with --set, --iterations and --seed applied (image models by default;
+    the video commands pass their own ``make_config``)."""
+    if make_config is None:
+        from icml17.pixelcnn.presets import make_config
 
     overrides = shell.parse_overrides(args.set, forbidden={"model": "choose the model with --model"})
     for key in ("iterations", "seed"):
@@ -105,11 +108,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _video_config(args: argparse.Namespace):
     from icml17.pixelcnn.video.presets import make_config
 
-    overrides = shell.parse_overrides(args.set, forbidden={"model": "choose the model with --model"})
-    for key in ("iterations", "seed"):
-        if getattr(args, key, None) is not None:
-            overrides[key] = getattr(args, key)
-    return make_config(args.preset, args.model, overrides)
+    return _config(args, make_config)
 
 
 def _video_run_dir(args: argparse.Namespace) -> Path:

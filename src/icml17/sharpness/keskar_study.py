@@ -90,7 +90,7 @@ class KeskarStudy:
         self.batch = (self.x[:cfg.n_measure], self.y[:cfg.n_measure])
         self.curv_batch = (self.x[:cfg.n_curvature], self.y[:cfg.n_curvature])
 
-    def _cached(self, name: str, compute) -> dict[str, Any]:
+    def cached(self, name: str, compute) -> dict[str, Any]:
         path = self.run_root / f"{name}.json"
         if path.exists():
             return json.loads(path.read_text())
@@ -119,7 +119,7 @@ class KeskarStudy:
                     "train_accuracy": train_acc, "test_loss": test_loss, "test_accuracy": test_acc,
                     "generalization_gap": train_acc - test_acc, "wall_time_s": round(result.wall_time_s, 1)}
 
-        return model, self._cached(f"seed{seed}-{regime}-training", summary)
+        return model, self.cached(f"seed{seed}-{regime}-training", summary)
 
     def measured(self, seed: int, regime: str, model: nn.Module, tag: str = "") -> dict[str, Any]:
         def compute() -> dict[str, Any]:
@@ -131,7 +131,7 @@ class KeskarStudy:
                         options=MeasureOptions(seed=seed))
             out.update(lambda_max=m["lambda_max"], adaptive_lambda_max=m["adaptive_lambda_max"])
             return out
-        return self._cached(f"seed{seed}-{regime}{tag}-measures", compute)
+        return self.cached(f"seed{seed}-{regime}{tag}-measures", compute)
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -168,7 +168,7 @@ def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out
     n_norms = len(BatchNormScaling.pairs(models[seed0, "small-batch"]))
     for a in SWEEP:
         rep = BatchNormScaling([a] * n_norms)(models[seed0, "small-batch"])
-        phi = study._cached(f"sweep-seed{seed0}-a{a:g}",
+        phi = study.cached(f"sweep-seed{seed0}-a{a:g}",
                             lambda rep=rep: _phi(rep.model, study.batch, cfg.eps[0], seed0, cfg.maxiter, ("keskar",)))
         sweep.append({"alpha": a, **phi})
         if phi["keskar"] > GAP_MARGIN * rows[seed0]["large-batch"][main_key]:

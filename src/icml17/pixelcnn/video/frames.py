@@ -88,10 +88,9 @@ class GroupFrame(_FrameBase):
         return torch.cat(parts, dim=1) if parts else v.new_zeros(v.shape[0], 0, k, k)
 
     def features(self, g: int, prev: Tensor, cmap: Tensor) -> Tensor:
-        """Group ``g``'s features from the earlier groups ``prev`` (B, (g-1) C, K, K) and the context map;
-        ``GroupNet.features``' inputs built here because its ones channel is cut from ``prev``, empty for g = 1."""
-        ones = cmap.new_ones(cmap.shape[0], 1, *cmap.shape[-2:])
-        return self.groups[g - 1].resnet(torch.cat([prev.to(cmap.dtype), ones, cmap], dim=1), None)
+        """Group ``g``'s features from the earlier groups ``prev`` (B, (g-1) C, K, K; empty for g = 1) and the
+        context map."""
+        return self.groups[g - 1].features(prev.to(cmap.dtype), None, cmap)
 
     def factors(self, v: Tensor, context: object = None) -> list[Factor]:
         """Four factors, in parallel from the whole frame ``v`` (B, C, S, S) in [-1, 1]."""
