@@ -19,13 +19,20 @@ from icml17.maml.rl.envs import (
 HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None and importlib.util.find_spec("gymnasium") is not None
 
 
-def test_point_nav_reward_is_minus_distance_after_the_clipped_move():
+def rllab_normalized_move(a, lb=-0.1, ub=0.1):
+    """rllab's ``normalize`` wrapper, as the reference scripts ran the point env: [-1, 1] onto [lb, ub], clipped."""
+    return np.clip(lb + (np.asarray(a) + 1.0) * 0.5 * (ub - lb), lb, ub)
+
+
+def test_point_nav_reward_is_minus_distance_after_the_normalized_move():
     goals = np.array([[0.3, -0.2], [0.05, 0.0]])
     env = PointNav(goals)
     assert np.array_equal(env.reset(), np.zeros((2, 2)))
-    obs, reward, done = env.step(np.array([[1.0, -0.03], [0.05, 0.0]]))
-    # the first action is clipped to 0.1 on x; the second is within bounds
+    actions = np.array([[3.0, -0.3], [0.5, 0.0]])
+    obs, reward, done = env.step(actions)
+    # the first action leaves the box on x (a move of 0.1, not 0.3); -0.3 moves by -0.03; 0.5 moves by 0.05
     assert np.allclose(obs, [[0.1, -0.03], [0.05, 0.0]])
+    assert np.allclose(obs, rllab_normalized_move(actions))
     assert np.allclose(reward, [-np.hypot(0.1 - 0.3, -0.03 + 0.2), -0.0])
     assert done.tolist() == [False, True]
 
@@ -33,7 +40,7 @@ def test_point_nav_reward_is_minus_distance_after_the_clipped_move():
 def test_point_nav_done_needs_both_coordinates_within_0_01():
     env = PointNav(np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))
     env.reset()
-    _, _, done = env.step(np.array([[0.0099, -0.0099], [0.0101, 0.0], [0.0, 0.02]]))
+    _, _, done = env.step(np.array([[0.099, -0.099], [0.101, 0.0], [0.0, 0.2]]))
     assert done.tolist() == [True, False, False]
     assert env_spec("point-nav").horizon == 100
 

@@ -8,9 +8,9 @@ from icml17.maml.rl.presets import PRESETS, get_preset
 
 
 def test_reference_hyperparameters():
-    nav = get_preset("point-nav")
-    assert (nav.meta_batch, nav.rollouts, nav.inner_lr, nav.inner_steps, nav.max_kl, nav.cg_iters) == \
-        (20, 20, 0.1, 1, 0.01, 10)
+    nav = get_preset("point-nav")  # cbfinn/maml_rl maml_examples/maml_trpo_point.py
+    assert (nav.meta_batch, nav.rollouts, nav.inner_lr, nav.inner_steps, nav.max_kl, nav.cg_iters, nav.iterations) == \
+        (40, 20, 0.5, 1, 0.01, 10, 100)
     assert (nav.backtrack_ratio, nav.max_backtracks, nav.cg_damping, nav.gamma, nav.gae_lambda) == \
         (0.8, 15, 1e-5, 0.99, 1.0)
     assert env_spec("point-nav").horizon == 100 and env_spec("cheetah-vel").horizon == 200

@@ -71,7 +71,7 @@ def test_a_rollout_that_reaches_its_goal_ends_there_and_the_mask_says_so():
     sampler = Sampler("point-nav")
     policy = GaussianMLPPolicy(2, 2, (4,))
     params = {k: torch.zeros_like(v) for k, v in params_of(policy).items()}
-    params["mean.2.bias"] = torch.tensor([0.1, 0.0])     # always move +0.1 along x
+    params["mean.2.bias"] = torch.tensor([1.0, 0.0])     # always move +0.1 along x (the box edge)
     params["log_std"] = torch.full((2,), -30.0)          # no noise
     r = sampler.sample(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 1, torch.Generator(),
                        np.random.default_rng(0))

@@ -5,12 +5,13 @@ and ``step(actions)`` advances all of them, returning arrays with a leading ``n`
 (:mod:`icml17.maml.rl.sampler`) calls the policy once per time step for all copies.
 
 2D navigation (the reference code's ``PointEnvRandGoal``): the state is the point's position, starting at the
-origin; the goal is uniform in [-0.5, 0.5]^2; an action is clipped to [-0.1, 0.1] per coordinate and added to
-the position; the reward is minus the Euclidean distance to the goal *after* the move (the paper's text says
+origin; the goal is uniform in [-0.5, 0.5]^2; the move is the policy's action scaled onto the action box
+[-0.1, 0.1]^2 and clipped to it, 0.1 * clip(a, -1, 1), as the reference scripts' rllab ``normalize`` wrapper does
+(it maps [-1, 1] onto the box: lb + (a + 1) (ub - lb) / 2, then clips), and is added to the position; the reward is minus the Euclidean distance to the goal *after* the move (the paper's text says
 squared distance; the code, which produced the published curves, uses the distance); an episode ends when both
 coordinates are within 0.01 of the goal, or after 100 steps. The whole batch is one numpy array program.
-(The reference scripts also wrapped the environment in rllab's ``normalize``, which maps policy outputs in
-[-1, 1] onto the action box; here, as in the issue's definition, the policy's action is clipped directly.)
+(Until session 12 the policy's action was clipped to [-0.1, 0.1] directly, without the scaling: the policy then
+had to learn a 10x smaller spread to stop at the goal, and 100 meta-iterations fell well short of the reference.)
 
 Locomotion runs gymnasium's v5 MuJoCo models (``HalfCheetah-v5``, ``Ant-v5``; MuJoCo from its wheel) with
 gymnasium's own dynamics, observations and reset noise, stepped through each environment's unwrapped core
@@ -84,7 +85,7 @@ class PointNav:
     """``n`` point agents, each with its own goal (n, 2); one numpy program for all of them."""
 
     HORIZON = 100
-    ACTION_LIMIT = 0.1
+    ACTION_LIMIT = 0.1  # the action box is [-0.1, 0.1]^2; policy outputs in [-1, 1] map onto it
     GOAL_TOLERANCE = 0.01
 
     def __init__(self, goals: np.ndarray, oracle: bool = False):
@@ -107,9 +108,9 @@ class PointNav:
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Move by the clipped actions (n, 2): observations (n, d), rewards (n,), done (n,)."""
-        actions = np.clip(actions, -self.ACTION_LIMIT, self.ACTION_LIMIT)
-        self.position = self.position + actions
+        """Move by the policy's actions (n, 2) scaled onto the action box and clipped (rllab's ``normalize``):
+        observations (n, d), rewards (n,), done (n,)."""
+        self.position = self.position + self.ACTION_LIMIT * np.clip(actions, -1.0, 1.0)
         offset = self.position - self.goals
         reward = -np.sqrt((offset ** 2).sum(1))
         done = (np.abs(offset) < self.GOAL_TOLERANCE).all(1)
