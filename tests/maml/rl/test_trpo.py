@@ -56,6 +56,8 @@ def test_a_step_the_line_search_cannot_accept_is_rejected_and_reported(tiny):
     new, result = trpo_step(objective, theta, max_kl=1e-2)
     assert not result.accepted and result.backtracks == 15
     assert all(torch.equal(new[k], theta[k]) for k in theta)
+    # the record says why: the last candidate's KL (with the +1 that breaks it) is above the constraint
+    assert result.kl > 1.0 and result.kl > 1e-2
 
 
 def test_gauss_newton_form_equals_the_dense_hessian_at_the_current_parameters(tiny):

@@ -100,6 +100,9 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
                 p.copy_(new[name])
         metrics.update(surrogate_before=result.loss_before, surrogate_after=result.loss_after, kl=result.kl,
                        step_accepted=int(result.accepted), backtracks=result.backtracks)
+        if not result.accepted:  # kept out of the finite-metrics check: a rejected NaN candidate is not divergence
+            metrics.update(surrogate_after=result.loss_before, kl=0.0,
+                           rejected_candidate=f"surrogate {result.loss_after:.4g}, kl {result.kl:.4g}")
     else:
         metrics["surrogate_before"] = adam_step(objective, theta, optimizer, dict(policy.named_parameters()))
     wall = time.perf_counter() - t0

@@ -137,6 +137,9 @@ CURVATURES = ("hessian", "fisher")
 
 @dataclass
 class TRPOResult:
+    """What the step did. For a rejected step, ``loss_after`` and ``kl`` are the last (shortest) candidate's,
+    the numbers that show why the line search gave up; the parameters stay unchanged."""
+
     accepted: bool
     loss_before: float
     loss_after: float
@@ -173,13 +176,14 @@ def trpo_step(objective: MetaObjective, params: Params, *, max_kl: float = 0.01,
     scale = math.sqrt(2 * max_kl / max(curvature, 1e-12))
     full_step = scale * direction
     theta = flatten(params)
+    loss = kl = math.nan
     for k in range(max_backtracks):
         candidate = unflatten(theta + backtrack_ratio ** k * full_step, params)
         with torch.no_grad():
             loss, kl = (t.item() for t in objective.surrogate_and_kl(candidate))
         if math.isfinite(loss) and kl <= max_kl and loss < loss_before:
             return candidate, TRPOResult(True, loss_before, loss, kl, k, backtrack_ratio ** k * full_step.norm().item())
-    return params, TRPOResult(False, loss_before, loss_before, 0.0, max_backtracks, 0.0)
+    return params, TRPOResult(False, loss_before, loss, kl, max_backtracks, 0.0)
 
 
 def adam_step(objective: MetaObjective, params: Params, optimizer: torch.optim.Optimizer,
