@@ -23,6 +23,7 @@ def _rollouts(seed=0, k=2, r=3, t=6, d=2):
 
 def test_discounted_returns_match_a_loop():
     ro = _rollouts()
+    ro.rewards[ro.mask == 0] = 99.0  # junk on padding must not leak into any return
     got = discounted_returns(ro.rewards, ro.mask, 0.9)
     for idx in np.ndindex(*ro.mask.shape[:2]):
         rew, m = ro.rewards[idx].numpy(), ro.mask[idx].numpy()
@@ -57,5 +58,19 @@ def test_advantages_are_normalised_per_task_and_zero_on_padding():
         valid = adv[k][ro.mask[k] > 0]
         assert abs(valid.mean().item()) < 1e-9 and abs(valid.std(unbiased=False).item() - 1) < 1e-6
     assert (adv[ro.mask == 0] == 0).all()
-    gae = advantages(ro, gae_lambda=0.5, normalize=False)
-    assert gae.shape == ro.mask.shape and torch.isfinite(gae).all()
+
+
+def test_gae_matches_its_definition_per_episode():
+    """A = sum_l (gamma lambda)^l delta_{t+l}, delta_t = r_t + gamma V_{t+1} - V_t, V = 0 after the episode's
+    last valid step (Schulman et al. 2016), with V the fitted linear baseline."""
+    ro = _rollouts()
+    ro.rewards[ro.mask == 0] = 99.0
+    gamma, lam = 0.9, 0.5
+    got = advantages(ro, gamma, lam, normalize=False)
+    values = fit_linear_baseline(ro, discounted_returns(ro.rewards, ro.mask, gamma))
+    for idx in np.ndindex(*ro.mask.shape[:2]):
+        n = int(ro.mask[idx].sum())
+        r, v = ro.rewards[idx][:n].numpy(), np.append(values[idx][:n].numpy(), 0.0)
+        delta = r + gamma * v[1:] - v[:-1]
+        expected = [sum((gamma * lam) ** (j - i) * delta[j] for j in range(i, n)) for i in range(n)]
+        assert np.allclose(got[idx][:n].numpy(), expected, atol=1e-9) and (got[idx][n:] == 0).all()

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from icml17.core.checkpoint import load_checkpoint
 from icml17.core.config import ConfigError
-from icml17.core.loop import read_metrics
+from icml17.core.loop import NonFiniteError, read_metrics
 from icml17.core.results import check_record
 from icml17.maml.rl.envs import EnvError, PointNav
 from icml17.maml.rl.evaluate import evaluate, load_run, write_result_record
@@ -66,11 +67,15 @@ def test_sigkill_then_resume_continues_the_same_run(tmp_path):
     assert len(reference) == 16 and _without_timing(killed) == reference
 
 
-def test_training_improves_and_logs_throughput(tmp_path):
-    result = train(replace(tiny_cfg(), iterations=2), tmp_path, progress=False)
+def test_training_logs_throughput_and_each_accepted_step_improves_the_surrogate(tmp_path):
+    result = train(replace(tiny_cfg(), iterations=3), tmp_path, progress=False)
     rows = read_metrics(tmp_path, "train")
-    assert result.steps_done == 2 and len(rows) == 2
-    assert rows[0]["env_steps_per_s"] > 0 and rows[0]["step_accepted"] in (0, 1)
+    assert result.steps_done == 3 and len(rows) == 3
+    for row in rows:
+        # 3 tasks x 2 rollouts x 8 steps, before and after adaptation (fewer if a goal is reached)
+        assert row["env_steps_per_s"] > 0 and 0 < row["env_steps"] <= 3 * 2 * 8 * 2
+        assert row["step_accepted"] == 1  # tiny problem: the line search must find a step
+        assert row["surrogate_after"] < row["surrogate_before"] and 0 < row["kl"] <= 0.01
 
 
 def test_non_finite_rewards_stop_with_a_message_and_keep_the_last_checkpoint(tmp_path, monkeypatch):
@@ -85,9 +90,41 @@ def test_non_finite_rewards_stop_with_a_message_and_keep_the_last_checkpoint(tmp
         return obs, reward, done
 
     monkeypatch.setattr(PointNav, "step", poisoned)
-    with pytest.raises(NonFiniteRolloutError, match="last good checkpoint"):
+    with pytest.raises(NonFiniteError, match=r"step 6 failed: point-nav returned a non-finite .*last good "
+                                            r"checkpoint \(step 4\)") as caught:
         train(replace(tiny_cfg(), iterations=10), tmp_path, progress=False)
+    assert isinstance(caught.value.__cause__, NonFiniteRolloutError)
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_non_finite_before_the_first_checkpoint_says_none_was_written(tmp_path, monkeypatch):
+    step = PointNav.step
+    monkeypatch.setattr(PointNav, "step", lambda self, a, active=None: (lambda o, r, d: (o, r * np.nan, d))(
+        *step(self, a, active)))
+    with pytest.raises(NonFiniteError, match="step 1 failed.*no checkpoint was written yet"):
+        train(replace(tiny_cfg(), iterations=10), tmp_path, progress=False)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_an_adam_step_that_makes_parameters_non_finite_is_never_checkpointed(tmp_path, monkeypatch):
+    import icml17.maml.rl.train as train_module
+
+    real = train_module.adam_step
+    calls = {"n": 0}
+
+    def exploding(objective, params, optimizer, leaves):
+        calls["n"] += 1
+        out = real(objective, params, optimizer, leaves)
+        if calls["n"] == 3:
+            with torch.no_grad():
+                leaves["log_std"].fill_(float("nan"))  # what an infinite gradient does through Adam
+        return out
+
+    monkeypatch.setattr(train_module, "adam_step", exploding)
+    with pytest.raises(NonFiniteError, match="step 3 failed: the Adam step made parameters log_std non-finite"):
+        train(replace(tiny_cfg(), iterations=6, outer="adam"), tmp_path, progress=False)
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert saved["step"] == 2 and torch.isfinite(saved["state"]["policy"]["log_std"]).all()
 
 
 def test_bad_input_says_what_to_change():

@@ -1,6 +1,7 @@
 """TRPO's curvature products and step against definitions: the dense Hessian of the mean KL, the constraint."""
 
 import torch
+from torch.func import grad
 
 from icml17.core.functional import flatten, unflatten
 from icml17.maml.rl.trpo import (
@@ -68,3 +69,29 @@ def test_gauss_newton_form_equals_the_dense_hessian_at_the_current_parameters(ti
     product = kl_fisher_product(objective, theta)
     v = torch.randn(flat.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     assert torch.allclose(flatten(product(unflatten(v, theta))), dense @ v, rtol=1e-8, atol=1e-10)
+
+
+def test_padded_steps_change_nothing_the_outer_step_uses(tiny):
+    """Junk in the observations, actions and advantages of masked-out steps (inner and outer batches) leaves the
+    surrogate, the KL, the meta-gradient and the curvature products exactly as they were."""
+    policy, theta, inner, outer = tiny
+
+    def junked(batch):
+        out = {k: v.clone() for k, v in batch.items()}
+        pad = out["mask"] == 0
+        out["obs"][pad] = 50.0
+        out["actions"][pad] = -40.0
+        out["adv"][pad] = 99.0
+        return out
+
+    clean = MetaObjective(policy, theta, [inner], outer, lr=0.5, steps=1)
+    dirty = MetaObjective(policy, theta, [junked(inner)], junked(outer), lr=0.5, steps=1)
+    probe = {k: v + 0.05 for k, v in theta.items()}  # away from theta, where the KL is not trivially zero
+    for a, b in zip(clean.surrogate_and_kl(probe), dirty.surrogate_and_kl(probe)):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    g_clean, g_dirty = grad(clean.loss)(theta), grad(dirty.loss)(theta)
+    assert all(torch.allclose(g_clean[k], g_dirty[k], rtol=0, atol=1e-12) for k in theta)
+    v = {k: torch.ones_like(t) for k, t in theta.items()}
+    for product in (kl_hvp, kl_fisher_product):
+        hv_clean, hv_dirty = product(clean, theta)(v), product(dirty, theta)(v)
+        assert all(torch.allclose(hv_clean[k], hv_dirty[k], rtol=0, atol=1e-10) for k in theta)

@@ -115,10 +115,12 @@ class Sampler:
             act_buf[:, :, t] = action
             mask[:, :, t] = alive.to(dtype)
             obs, reward, done = env.step(action.reshape(k * r, a).numpy().astype(np.float64), active)
+            # finished copies may hold anything: zero them so that no masked-out NaN reaches a later product
+            obs = np.where(active[:, None], obs, 0.0)
             if not (np.isfinite(reward[active]).all() and np.isfinite(obs[active]).all()):
                 raise NonFiniteRolloutError(
-                    f"{self.env_name} returned a non-finite reward or observation at step {t}; training stopped "
-                    f"and the last good checkpoint of the run is kept (lower the step sizes and resume)")
+                    f"{self.env_name} returned a non-finite reward or observation at time step {t} of a rollout "
+                    f"(lower the step sizes, then resume)")
             rew_buf[:, :, t] = torch.as_tensor(np.where(active, reward, 0.0), dtype=dtype).view(k, r)
             active = active & ~done
             if not active.any():

@@ -105,6 +105,10 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
                            rejected_candidate=f"surrogate {result.loss_after:.4g}, kl {result.kl:.4g}")
     else:
         metrics["surrogate_before"] = adam_step(objective, theta, optimizer, dict(policy.named_parameters()))
+        bad = [n for n, p in policy.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # a finite loss with an infinite gradient: never checkpoint these parameters
+            raise FloatingPointError(f"the Adam step made parameters {', '.join(bad)} non-finite "
+                                     f"(lower --set meta_lr=...)")
     wall = time.perf_counter() - t0
     env_steps = sampler.total_steps - steps0
     metrics.update(env_steps=env_steps, env_steps_per_s=env_steps / max(sample_s, 1e-9), sample_s=sample_s,
