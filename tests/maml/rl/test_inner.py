@@ -88,3 +88,17 @@ def test_first_order_drops_the_inner_step_jacobian(tiny):
     for n in theta:
         assert torch.allclose(fo[n], expected[n], atol=1e-10), n
     assert any(not torch.allclose(fo[n], second[n], atol=1e-6) for n in theta)  # second order differs
+
+
+def test_adapt_takes_one_step_size_per_step(tiny):
+    """Two steps with sizes (0.5, 0.25) equal two explicit steps: theta1 = theta - 0.5 g(theta; D1),
+    theta2 = theta1 - 0.25 g(theta1; D2), per task."""
+    policy, theta, inner, outer = tiny
+    got = adapt(policy, theta, [inner, outer], [0.5, 0.25], steps=2)
+    for i in range(inner["obs"].shape[0]):
+        p = dict(theta)
+        for data, lr in ((inner, 0.5), (outer, 0.25)):
+            task = {k: v[i] for k, v in data.items()}
+            g = grad(lambda q: pg_loss(policy, q, task))(p)
+            p = {k: p[k] - lr * g[k] for k in p}
+        assert all(torch.allclose(got[k][i], p[k], atol=1e-12) for k in theta)

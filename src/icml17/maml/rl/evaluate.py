@@ -5,6 +5,9 @@
 on: the mean return of the rollouts after 0, 1, 2 and 3 steps, averaged over tasks, with its 95% interval over
 tasks (:func:`icml17.core.stats.mean_ci95`). The methods:
 
+Step sizes as the reference's test scripts (``test_maml_point.py``, ``test_maml_cheetah.py``: VPG whose first
+step uses the step size and every later step half of it): step 1 with ``lr``, steps 2 and 3 with ``lr / 2``.
+
 - ``maml``: the meta-trained policy, adapted with the inner learning rate it was trained with;
 - ``pretrained``: one policy trained on all tasks without adaptation (``mode=pretrained``), fine-tuned with the
   step size that does best on a small grid over separate validation tasks;
@@ -41,6 +44,11 @@ TEST_SEED = 20170306        # the test tasks of every evaluation
 VALIDATION_SEED = 20170307  # the tasks on which pretrained / random step sizes are tuned
 METHODS = ("maml", "pretrained", "random", "oracle")
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+LATER_STEP_FACTOR = 0.5  # steps after the first use half the step size (the reference's test scripts)
+
+
+def eval_step_sizes(lr: float, steps: int) -> list[float]:
+    return [lr] + [lr * LATER_STEP_FACTOR] * max(steps - 1, 0)
 
 
 @dataclass
@@ -72,7 +80,8 @@ def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollou
     cfg = trained.cfg
     task_array = sample_tasks(cfg.env, tasks, np.random.default_rng(seed))
     returns, _ = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), task_array,
-                                    rollouts or cfg.eval_rollouts, steps, lr, torch.Generator().manual_seed(seed),
+                                    rollouts or cfg.eval_rollouts, steps, eval_step_sizes(lr, steps),
+                                    torch.Generator().manual_seed(seed),
                                     np.random.default_rng(seed + 1))
     return returns
 
@@ -119,7 +128,8 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         "ci95": cis[1] if len(cis) > 1 else cis[0],
         "returns": returns, "returns_ci95": cis, "steps": list(range(len(returns))),
         "higher_is_better": True, "n_eval": result["tasks"], "rollouts_per_step": result["rollouts"],
-        "step_size": result["lr"], "iterations": trained.iterations, "wall_time_s": trained.wall_time_s,
+        "step_size": result["lr"], "later_step_size": result["lr"] * LATER_STEP_FACTOR,
+        "iterations": trained.iterations, "wall_time_s": trained.wall_time_s,
         "seed": trained.cfg.seed, "command": command,
         "note": "gymnasium v5 MuJoCo models (not rllab's): compare with the paper in shape, not value"
         if trained.cfg.env != "point-nav" else "2D navigation as the reference code defines it",

@@ -39,10 +39,18 @@ def pg_loss(policy: nn.Module, params: Params, data: PGData) -> torch.Tensor:
     return -(logp * data["adv"] * data["mask"]).sum() / data["mask"].sum().clamp_min(1)
 
 
-def adapt_task(policy: nn.Module, params: Params, batches: Sequence[PGData], lr: float,
+def step_sizes(lr: float | Sequence[float], steps: int) -> list[float]:
+    """One step size per step: ``lr`` repeated, or the first ``steps`` of a sequence."""
+    lrs = [float(lr)] * steps if isinstance(lr, (int, float)) else [float(x) for x in lr][:steps]
+    if len(lrs) < steps:
+        raise ValueError(f"{steps} steps need {steps} step sizes, got {len(lrs)}")
+    return lrs
+
+
+def adapt_task(policy: nn.Module, params: Params, batches: Sequence[PGData], lr: float | Sequence[float],
                first_order: bool = False) -> Params:
-    """One task: a policy-gradient step on each batch in turn."""
-    for data in batches:
+    """One task: a policy-gradient step on each batch in turn (``lr``: one size, or one per step)."""
+    for data, lr in zip(batches, step_sizes(lr, len(batches))):
         g = grad(lambda p, data=data: pg_loss(policy, p, data))(params)
         if first_order:
             g = {k: v.detach() for k, v in g.items()}
@@ -50,8 +58,8 @@ def adapt_task(policy: nn.Module, params: Params, batches: Sequence[PGData], lr:
     return params
 
 
-def adapt(policy: nn.Module, params: Params, rollouts: PGData | Sequence[PGData], lr: float, steps: int = 1,
-          first_order: bool = False) -> Params:
+def adapt(policy: nn.Module, params: Params, rollouts: PGData | Sequence[PGData], lr: float | Sequence[float],
+          steps: int = 1, first_order: bool = False) -> Params:
     """Adapted parameters for each of the K tasks of ``rollouts``: every tensor gets a leading K axis.
 
     ``rollouts``: one PGData batch (reused for each of ``steps`` steps) or a sequence of ``steps`` batches.

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from icml17.core.report import plt, save_figure
-from icml17.maml.rl.envs import sample_tasks
+from icml17.maml.rl.envs import PointNav, sample_tasks
 from icml17.maml.rl.policy import params_of
 from icml17.maml.rl.presets import PAPER_RETURNS
 from icml17.maml.rl.train import adaptation_returns, make_sampler
@@ -43,20 +43,21 @@ def plot_trajectories(run_dir: str | Path, out: str | Path, steps: tuple[int, ..
                       rollouts: int | None = None) -> Path:
     """Figure 4: one test goal, one sampled path of the (stochastic) policy before adaptation and after 1 and 3
     steps; the legend gives each stage's mean return over its rollouts."""
-    from icml17.maml.rl.evaluate import load_run
+    from icml17.maml.rl.evaluate import eval_step_sizes, load_run
 
     trained = load_run(run_dir)
     cfg = trained.cfg
     tasks = sample_tasks(cfg.env, 1, np.random.default_rng(seed))
     _, samples = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), tasks,
-                                    rollouts or cfg.eval_rollouts, max(steps), cfg.inner_lr,
+                                    rollouts or cfg.eval_rollouts, max(steps), eval_step_sizes(cfg.inner_lr, max(steps)),
                                     torch.Generator().manual_seed(seed), np.random.default_rng(seed))
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     for k in steps:
         r = samples[k]
         n = int(r.mask[0, 0].sum())
         path = np.concatenate([np.zeros((1, 2)), r.obs[0, 0, 1:n, :2].numpy() if n > 1 else np.zeros((0, 2))])
-        path = np.concatenate([path, path[-1:] + np.clip(r.actions[0, 0, n - 1, :2].numpy(), -0.1, 0.1)])
+        last_move = PointNav.ACTION_LIMIT * np.clip(r.actions[0, 0, n - 1, :2].numpy(), -1.0, 1.0)
+        path = np.concatenate([path, path[-1:] + last_move])
         ax.plot(path[:, 0], path[:, 1], marker=".", markersize=3,
                 label=f"{'pre-update' if k == 0 else f'{k} grad step' + ('s' if k > 1 else '')} "
                       f"(return {r.returns()[0].mean().item():.1f})")

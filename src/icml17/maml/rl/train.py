@@ -13,6 +13,7 @@ noise generator are all in the checkpoint (:func:`icml17.core.loop.run_loop`).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def make_sampler(cfg: MAMLRLConfig) -> Sampler:
 
 
 def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
-                     tasks: np.ndarray, rollouts: int, steps: int, lr: float, generator: torch.Generator,
+                     tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
+                     generator: torch.Generator,
                      env_seeds: np.random.Generator) -> tuple[list[Rollouts], list[PGData], Params]:
     """Rollouts before and after each of ``steps`` adaptation steps (each adapted policy samples the next
     batch): ``steps + 1`` Rollouts, the ``steps`` inner batches, and the final adapted parameters (K, ...)."""
@@ -69,7 +71,8 @@ def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params
 
 
 def adaptation_returns(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
-                       tasks: np.ndarray, rollouts: int, steps: int, lr: float, generator: torch.Generator,
+                       tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
+                       generator: torch.Generator,
                        env_seeds: np.random.Generator) -> tuple[torch.Tensor, list[Rollouts]]:
     """Mean return per task after 0..steps policy-gradient steps: (K, steps + 1), and the rollouts."""
     samples, _, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, rollouts, steps, lr, generator, env_seeds)
