@@ -12,7 +12,9 @@ step uses the step size and every later step half of it): step 1 with ``lr``, st
 - ``pretrained``: one policy trained on all tasks without adaptation (``mode=pretrained``), fine-tuned with the
   step size that does best on a small grid over separate validation tasks;
 - ``random``: a freshly initialised policy, the same tuning;
-- ``oracle``: a policy trained with the task in its observation (``mode=oracle``), adapted like MAML.
+- ``oracle``: a policy trained with the task in its observation (``mode=oracle``), not adapted: it is told the
+  task, and the reference's test scripts run it for no gradient step (its one number is a horizontal line in
+  Figure 5).
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
     if tasks < 1 or steps < 0:
         raise ConfigError(f"--tasks must be >= 1 and --steps >= 0, got {tasks} and {steps}")
     scores = None
+    if method == "oracle":
+        steps = 0
     if lr is None:
         if method in ("pretrained", "random"):
             lr, scores = tune_lr(trained, tasks=tune_tasks, steps=max(steps, 1))

@@ -26,6 +26,9 @@ def plot_returns(records_dir: str | Path, preset: str, out: str | Path) -> Path:
         if not path.exists():
             continue
         rec = json.loads(path.read_text())
+        if suffix == "-oracle":  # told the task, never adapted: one number, drawn across the steps
+            ax.axhline(rec["returns"][0], color="black", linestyle=":", label=label)
+            continue
         steps = np.arange(len(rec["returns"]))
         line = ax.errorbar(steps, rec["returns"], yerr=rec["returns_ci95"], marker="o", capsize=3, label=label)
         paper = PAPER_RETURNS.get(f"{preset}{suffix}")
