@@ -78,7 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         command = shell.command_line(args)
         if trained.train_command:
             command = f"{trained.train_command}; {command}"
-        print(f"wrote {write_result_record(result, trained, args.record, command)}")
+        print(f"wrote {write_result_record(result, trained, args.record, command, name=args.name)}")
     return 0
 
 
@@ -122,6 +122,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="step size at test (default: the inner one for maml/oracle, tuned for pretrained/random)")
     e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
+    e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "
+                   "variants such as a longer run apart from the preset's")
     shell.add_threads(e)
     e.set_defaults(func=cmd_eval)
 

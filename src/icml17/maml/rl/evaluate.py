@@ -121,11 +121,14 @@ def experiment_name(preset: str, method: str) -> str:
     return preset if method == "maml" else f"{preset}-{method}"
 
 
-def write_result_record(result: dict[str, Any], trained: Trained, record_dir: str | Path, command: str) -> Path:
-    """``record_dir/<preset>[-method].json`` in the project's record schema."""
-    name = experiment_name(result["preset"], result["method"])
+def write_result_record(result: dict[str, Any], trained: Trained, record_dir: str | Path, command: str,
+                        name: str | None = None) -> Path:
+    """``record_dir/<name>.json`` in the project's record schema (``name`` defaults to ``<preset>[-method]``; the
+    paper's numbers are those of the preset and method either way)."""
+    standard = experiment_name(result["preset"], result["method"])
+    name = name or standard
     returns, cis = result["returns"], result["returns_ci95"]
-    paper_curve = PAPER_RETURNS.get(name)
+    paper_curve = PAPER_RETURNS.get(standard)
     record: dict[str, Any] = {
         "system": "maml-rl", "experiment": name, "metric": "return",
         "value": returns[1] if len(returns) > 1 else returns[0],
