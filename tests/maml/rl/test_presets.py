@@ -1,6 +1,9 @@
 """The presets carry the reference code's hyperparameters (notes/maml.md, "RL protocol of the reference code")."""
 
+from dataclasses import replace
+
 import pytest
+import torch
 
 from icml17.core.config import ConfigError, override_config
 from icml17.maml.rl.envs import env_spec
@@ -28,3 +31,18 @@ def test_modes_and_overrides_are_validated():
         override_config(get_preset("point-nav"), {"inner_learning_rate": "0.2"})
     with pytest.raises(ConfigError, match="curvature"):
         override_config(get_preset("point-nav"), {"curvature": "diagonal"})
+
+
+def test_xavier_init_is_glorot_uniform_with_zero_biases():
+    import math
+
+    from icml17.maml.rl.train import build_policy
+
+    policy = build_policy(replace(get_preset("point-nav"), init="xavier"))
+    for layer in (m for m in policy.mean if isinstance(m, torch.nn.Linear)):
+        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))  # Glorot & Bengio 2010
+        w = layer.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound and (layer.bias == 0).all()
+    assert (policy.log_std == 0).all()
+    with pytest.raises(ConfigError, match="init"):
+        replace(get_preset("point-nav"), init="he").validate()

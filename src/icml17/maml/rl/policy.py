@@ -34,6 +34,16 @@ class GaussianMLPPolicy(nn.Module):
         return self.mean(obs), self.log_std
 
 
+def xavier_init_(policy: GaussianMLPPolicy) -> GaussianMLPPolicy:
+    """rllab's initialisation of the mean network: Glorot-uniform weights, zero biases (log-std untouched)."""
+    with torch.no_grad():
+        for layer in policy.mean:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                layer.bias.zero_()
+    return policy
+
+
 def params_of(policy: nn.Module) -> Params:
     return {k: v for k, v in policy.named_parameters()}
 

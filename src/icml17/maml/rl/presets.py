@@ -55,6 +55,7 @@ class MAMLRLConfig:
     rollouts: int = 20            # rollouts per task for each inner step and for the outer step
     horizon: int = 0              # 0 = the environment's (100 for point-nav, 200 for locomotion)
     hidden: tuple[int, ...] = (100, 100)
+    init: Literal["torch", "xavier"] = "torch"  # weights: PyTorch's default, or Glorot-uniform with zero biases (rllab)
     inner_lr: float = 0.1
     inner_steps: int = 1          # at meta-training (0 in pretrained and oracle modes)
     first_order: bool = False
@@ -96,6 +97,8 @@ class MAMLRLConfig:
             raise ConfigError(f"env {self.env!r} is not one of {', '.join(ENVS)}")
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is not one of {', '.join(MODES)} (--set mode=maml)")
+        if self.init not in ("torch", "xavier"):
+            raise ConfigError(f"init {self.init!r} is not 'torch' or 'xavier' (--set init=xavier)")
         if self.curvature not in ("hessian", "fisher"):
             raise ConfigError(f"curvature {self.curvature!r} is not 'hessian' or 'fisher' (--set curvature=hessian)")
         if self.outer not in OUTER:

@@ -28,6 +28,7 @@ from icml17.maml.rl.policy import (
     Params,
     check_action_size,
     params_of,
+    xavier_init_,
 )
 from icml17.maml.rl.presets import MAMLRLConfig
 from icml17.maml.rl.sampler import Rollouts, Sampler
@@ -41,6 +42,8 @@ def build_policy(cfg: MAMLRLConfig, seed: int | None = None) -> GaussianMLPPolic
     spec = env_spec(cfg.env, cfg.oracle)
     torch.manual_seed(cfg.seed if seed is None else seed)
     policy = GaussianMLPPolicy(spec.obs_dim, spec.act_dim, tuple(cfg.hidden))
+    if cfg.init == "xavier":
+        xavier_init_(policy)
     check_action_size(policy, spec.act_dim, spec.obs_dim, cfg.env)
     return policy
 
