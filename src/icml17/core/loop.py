@@ -279,15 +279,17 @@ def run_loop(
     try:
         with open(log_path if main else os.devnull, "a", buffering=1) as log, _StopSignals() as stop:
             for step in range(start, total_steps):
-                kept = (f"the last good checkpoint (step {last_saved}) is kept at {ckpt_path}"
-                        if last_saved is not None else
-                        f"no checkpoint was written yet (the first comes at step {min(checkpoint_every, total_steps)})")
+                def kept() -> str:
+                    return (f"the last good checkpoint (step {last_saved}) is kept at {ckpt_path}"
+                            if last_saved is not None else f"no checkpoint was written yet (the first comes at "
+                            f"step {min(checkpoint_every, total_steps)})")
+
                 try:
                     metrics = {k: _scalar(v) for k, v in train_step(step).items()}
                 except FloatingPointError as e:  # e.g. a simulator's NaN: say where the run stands
                     if isinstance(e, NonFiniteError):
                         raise
-                    raise NonFiniteError(f"step {step + 1} failed: {e}. Training stopped; {kept}.") from e
+                    raise NonFiniteError(f"step {step + 1} failed: {e}. Training stopped; {kept()}.") from e
                 done = step + 1
                 out_of_time = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
                 if ctx.enabled:  # one view for all ranks: mean metrics, and stop when any rank must
@@ -295,7 +297,7 @@ def run_loop(
                     stop.received = received
                 if not _is_finite(metrics):
                     raise NonFiniteError(
-                        f"non-finite metric at step {done}: {metrics}. Training stopped; {kept}. Lower the "
+                        f"non-finite metric at step {done}: {metrics}. Training stopped; {kept()}. Lower the "
                         f"learning rate or clip gradients, then resume or restart.")
                 result.last_metrics = metrics
                 if step == start:

@@ -106,11 +106,16 @@ class PointNav:
         self.position = np.zeros((self.n, 2))
         return self._obs()
 
+    @classmethod
+    def move(cls, actions: np.ndarray) -> np.ndarray:
+        """The displacement of policy actions: [-1, 1] scaled onto the action box, clipped (rllab's normalize)."""
+        return cls.ACTION_LIMIT * np.clip(actions, -1.0, 1.0)
+
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move by the policy's actions (n, 2) scaled onto the action box and clipped (rllab's ``normalize``):
         observations (n, d), rewards (n,), done (n,)."""
-        self.position = self.position + self.ACTION_LIMIT * np.clip(actions, -1.0, 1.0)
+        self.position = self.position + self.move(actions)
         offset = self.position - self.goals
         reward = -np.sqrt((offset ** 2).sum(1))
         done = (np.abs(offset) < self.GOAL_TOLERANCE).all(1)
@@ -179,6 +184,11 @@ class Locomotion:
         """Reset every copy with gymnasium's v5 reset noise drawn from its own seed: observations (n, d)."""
         obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)])
         return self._with_task(obs)
+
+    @classmethod
+    def move(cls, actions: np.ndarray) -> np.ndarray:
+        """The displacement of policy actions: [-1, 1] scaled onto the action box, clipped (rllab's normalize)."""
+        return cls.ACTION_LIMIT * np.clip(actions, -1.0, 1.0)
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -145,8 +145,8 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         record.update(paper=paper_curve[1], paper_returns=paper_curve, paper_source=PAPER_SOURCE)
     elif result["method"] == "oracle" and result["preset"] in PAPER_ORACLE:
         record.update(paper=PAPER_ORACLE[result["preset"]], paper_source=PAPER_SOURCE + "; the oracle's one number")
-    if "per_task" in result:  # (tasks, steps + 1): where a mean hides a few diverging tasks, these show it
-        record["per_task_returns"] = [[round(float(x), 2) for x in row] for row in result["per_task"]]
+    # (tasks, steps + 1): where a mean hides a few diverging tasks, these show it
+    record["per_task_returns"] = [[round(float(x), 2) for x in row] for row in result["per_task"]]
     if result.get("lr_scores"):
         record["step_size_grid"] = {str(k): v for k, v in result["lr_scores"].items()}
     return write_record(Path(record_dir) / f"{name}.json", record)

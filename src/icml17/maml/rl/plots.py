@@ -59,8 +59,7 @@ def plot_trajectories(run_dir: str | Path, out: str | Path, steps: tuple[int, ..
         r = samples[k]
         n = int(r.mask[0, 0].sum())
         path = np.concatenate([np.zeros((1, 2)), r.obs[0, 0, 1:n, :2].numpy() if n > 1 else np.zeros((0, 2))])
-        last_move = PointNav.ACTION_LIMIT * np.clip(r.actions[0, 0, n - 1, :2].numpy(), -1.0, 1.0)
-        path = np.concatenate([path, path[-1:] + last_move])
+        path = np.concatenate([path, path[-1:] + PointNav.move(r.actions[0, 0, n - 1, :2].numpy())])
         ax.plot(path[:, 0], path[:, 1], marker=".", markersize=3,
                 label=f"{'pre-update' if k == 0 else f'{k} grad step' + ('s' if k > 1 else '')} "
                       f"(return {r.returns()[0].mean().item():.1f})")

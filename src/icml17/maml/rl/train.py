@@ -104,9 +104,11 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
         with torch.no_grad():
             for name, p in policy.named_parameters():
                 p.copy_(new[name])
-        metrics.update(surrogate_before=result.loss_before, surrogate_after=result.loss_after, kl=result.kl,
-                       step_accepted=int(result.accepted), backtracks=result.backtracks)
-        if not result.accepted:  # kept out of the finite-metrics check: a rejected NaN candidate is not divergence
+        metrics.update(surrogate_before=result.loss_before, step_accepted=int(result.accepted),
+                       backtracks=result.backtracks)
+        if result.accepted:
+            metrics.update(surrogate_after=result.loss_after, kl=result.kl)
+        else:  # parameters unchanged; the candidate's numbers as text, out of the finite-metrics check (may be NaN)
             metrics.update(surrogate_after=result.loss_before, kl=0.0,
                            rejected_candidate=f"surrogate {result.loss_after:.4g}, kl {result.kl:.4g}")
     else:
