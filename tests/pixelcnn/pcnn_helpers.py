@@ -28,9 +28,10 @@ def make_context(model, batch: int, seed: int = 1) -> object:
         return torch.full((batch,), 3, dtype=torch.long)
     if enc.kind == "text":
         return ["a handwritten three"] * batch
-    if enc.kind == "spatial":
+    if enc.kind in ("spatial", "text+spatial"):
         m = torch.rand(1, enc.map_channels, enc.map_size, enc.map_size, generator=g, dtype=torch.float64)
-        return m.expand(batch, -1, -1, -1)
+        m = m.expand(batch, -1, -1, -1)
+        return m if enc.kind == "spatial" else (["a handwritten three"] * batch, m)
     return None
 
 

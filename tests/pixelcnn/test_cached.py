@@ -38,9 +38,10 @@ def context(model, n: int) -> object:
     kind, g = model.context.kind, torch.Generator().manual_seed(7)
     if kind == "class":
         return torch.arange(n) % model.context.n_classes
-    if kind == "spatial":
+    if kind in ("spatial", "text+spatial"):
         s = model.image_size
-        return torch.rand(n, model.context.map_channels, s, s, generator=g, dtype=next(model.parameters()).dtype)
+        m = torch.rand(n, model.context.map_channels, s, s, generator=g, dtype=next(model.parameters()).dtype)
+        return m if kind == "spatial" else ([f"caption {i}" for i in range(n)], m)
     return None
 
 
@@ -80,7 +81,8 @@ def both(model, n, ctx=None, seed=0, temperature=1.0, given=None, known=None, at
 
 CASES = [("softmax", 3, 2, "none"), ("softmax", 3, 2, "class"), ("softmax", 3, 2, "spatial"),
          ("logistic", 3, 3, "none"), ("logistic", 3, 3, "spatial"), ("logistic", 1, 4, "class"),
-         ("bernoulli", 1, 1, "none"), ("bernoulli", 1, 1, "class"), ("bernoulli", 1, 1, "spatial")]
+         ("bernoulli", 1, 1, "none"), ("bernoulli", 1, 1, "class"), ("bernoulli", 1, 1, "spatial"),
+         ("logistic", 1, 3, "text+spatial")]
 
 
 @pytest.mark.parametrize("head,channels,bits,condition", CASES)

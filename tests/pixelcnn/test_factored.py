@@ -21,6 +21,9 @@ CASES = [  # kind, size, channels, bits, head, condition, base, patch
     ("b", 4, 3, 3, "logistic", "none", 1, 2),
     ("b", 12, 1, 1, "bernoulli", "spatial", 3, 2),  # K = 3 with 2x2 patches: padded patches
     ("b", 14, 1, 2, "logistic", "class", 7, 4),  # MNIST-like 7 -> 14 with M = 4 (padded to 8)
+    ("full", 4, 1, 2, "logistic", "text+spatial", 1, 2),
+    ("a", 4, 3, 2, "softmax", "text+spatial", 1, 2),
+    ("b", 4, 1, 2, "logistic", "text+spatial", 1, 2),
 ]
 
 
@@ -48,7 +51,8 @@ def total_probability(model, channels: int, size: int) -> float:
 
 
 @pytest.mark.parametrize("kind,condition", [("full", "none"), ("a", "none"), ("b", "none"), ("full", "class"),
-                                            ("a", "spatial"), ("b", "class")])
+                                            ("a", "spatial"), ("b", "class"), ("full", "text+spatial"),
+                                            ("b", "text+spatial")])
 def test_binary_4x4_sums_to_one(kind, condition):
     model = tiny_model(kind, 4, 1, 1, "bernoulli", condition, base=1, patch=2)
     assert abs(total_probability(model, 1, 4) - 1.0) < 1e-5

@@ -113,6 +113,9 @@ def _curve(r: dict[str, Any]) -> str:
         return " (steps 0-{}: {})".format(len(r["returns"]) - 1, ", ".join(f"{v:.1f}" for v in r["returns"]))
     if "test_novel" in r:
         return f" (val; test seen {r['test_seen']:.4g}, novel {r['test_novel']:.4g})"
+    if "by_split" in r:
+        return " (nats/sub-pixel: {})".format(", ".join(f"{k} {v['nats_per_subpixel']:.4g}"
+                                                        for k, v in r["by_split"].items()))
     return ""
 
 

@@ -68,18 +68,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from icml17.pixelcnn.evaluate import evaluate, write_result
+    from icml17.pixelcnn.evaluate import evaluate_splits, write_result
 
     trained = _trained(args)
     shell.apply_threads(args.threads)
-    ev = evaluate(trained, args.data_dir, args.n_eval)
+    splits = list(dict.fromkeys(args.splits))
+    ev, by_split = evaluate_splits(trained, args.data_dir, args.n_eval, splits)
     print(json.dumps({"experiment": args.name or trained.cfg.experiment, "steps": trained.iterations,
-                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()}}))
+                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()},
+                      **({"by_split": by_split} if splits != ["test"] else {})}))
     if args.record:
         command = shell.command_line(args)
         if trained.train_command:
             command = f"{trained.train_command}; {command}"
-        print(f"wrote {write_result(trained, ev, args.record, command, args.name)}")
+        path = write_result(trained, ev, args.record, command, args.name, by_split if splits != ["test"] else None)
+        print(f"wrote {path}")
     return 0
 
 
@@ -240,7 +243,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("eval", help="exact test log-likelihood of a trained run or shipped weights")
     _trained_args(e)
-    e.add_argument("--n-eval", type=shell.non_negative_int, default=0, help="score only the first N test images (0: all)")
+    e.add_argument("--n-eval", type=shell.non_negative_int, default=0,
+                   help="score only the first N images of each split (0: all)")
+    e.add_argument("--splits", nargs="+", choices=("train", "val", "test"), default=["test"],
+                   help="splits to score (default test; val needs a run trained with --set val_images=N)")
     shell.add_record(e, "a directory, e.g. results/pixelcnn: writes <experiment>.json")
     e.add_argument("--name", default=None, help="the record's experiment name (default: from the config, "
                    "e.g. mnist-typeB); name variants such as a smaller width apart from the preset's run")

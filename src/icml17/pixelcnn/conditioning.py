@@ -8,8 +8,11 @@
 - ``spatial``: a (B, P, S, S) float map (keypoints / segmentation in the paper, a digit mask here) -> ResNet
   features (B, D, S, S), resized bilinearly to every scale (``resize_map``).
 A vector context becomes a bias in every layer, a map a 1x1-convolved bias (PixelCNN conditioning, van den
-Oord et al. 2016, section 2.3). Deviation: the paper depth-concatenates text and spatial features into one map;
-we support one kind of context per model (which covers class, text and spatial) to keep the API small.
+Oord et al. 2016, section 2.3).
+- ``text+spatial`` (Table 1's text-and-structure conditioning): a pair ``(captions, map)``; the caption vector
+  biases every layer and the map's features enter as above. The paper tiles the text vector over the map and
+  depth-concatenates the two; a per-layer bias from the vector is the same function class for the first
+  layer that reads them (a linear map of a spatially constant block is a constant bias), and keeps one code path.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from icml17.pixelcnn.layers import ResNet
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 VOCAB = 128  # ASCII; code 0 is padding
+KINDS = ("none", "class", "text", "spatial", "text+spatial")
 
 
 def caption_for_label(label: int) -> str:
@@ -72,30 +76,34 @@ class ContextEncoder(nn.Module):
     def __init__(self, kind: str = "none", dim: int = 32, n_classes: int = 10, text_len: int = 32,
                  map_channels: int = 1, map_size: int = 28, map_blocks: int = 2):
         super().__init__()
-        if kind not in ("none", "class", "text", "spatial"):
-            raise ConfigError(f"condition must be none, class, text or spatial, got {kind!r}")
+        if kind not in KINDS:
+            raise ConfigError(f"condition must be one of {', '.join(KINDS)}, got {kind!r}")
         self.kind, self.dim = kind, dim
         self.n_classes, self.text_len, self.map_channels, self.map_size = n_classes, text_len, map_channels, map_size
         if kind == "class":
             self.net = nn.Embedding(n_classes, dim)
-        elif kind == "text":
+        elif kind in ("text", "text+spatial"):
             self.net = TextEncoder(dim, text_len)
         elif kind == "spatial":
             self.net = ResNet(map_channels, dim, map_blocks)
+        if kind == "text+spatial":
+            self.map_net = ResNet(map_channels, dim, map_blocks)
 
     @property
     def vec_dim(self) -> int:
-        return self.dim if self.kind in ("class", "text") else 0
+        return self.dim if self.kind in ("class", "text", "text+spatial") else 0
 
     @property
     def map_dim(self) -> int:
-        return self.dim if self.kind == "spatial" else 0
+        return self.dim if self.kind in ("spatial", "text+spatial") else 0
 
     def expected(self) -> str:
+        text = f"captions: a list of B strings or an int64 tensor of shape (B, {self.text_len})"
+        spatial = f"a float tensor of shape (B, {self.map_channels}, {self.map_size}, {self.map_size})"
         return {"none": "no context (None)",
                 "class": f"class labels: int64 tensor of shape (B,) with values in [0, {self.n_classes})",
-                "text": f"captions: a list of B strings or an int64 tensor of shape (B, {self.text_len})",
-                "spatial": f"a float tensor of shape (B, {self.map_channels}, {self.map_size}, {self.map_size})",
+                "text": text, "spatial": spatial,
+                "text+spatial": f"a pair (captions, map): {text}, and {spatial}",
                 }[self.kind]
 
     def forward(self, context: object, batch: int) -> tuple[Tensor | None, Tensor | None]:
@@ -105,25 +113,41 @@ class ContextEncoder(nn.Module):
             return None, None
         if context is None:
             raise ValueError(f"this model needs a context: {self.expected()} with B = {batch}")
-        if self.kind == "text" and isinstance(context, (list, tuple)):
+        if self.kind == "class":
+            return self._labels(context, batch), None
+        if self.kind == "text":
+            return self._captions(context, batch), None
+        if self.kind == "spatial":
+            return None, self._map(self.net, context, batch)
+        if not (isinstance(context, (tuple, list)) and len(context) == 2):
+            raise ValueError(f"expected {self.expected()}, got {type(context).__name__}")
+        return self._captions(context[0], batch), self._map(self.map_net, context[1], batch)
+
+    def _labels(self, context: object, batch: int) -> Tensor:
+        if not isinstance(context, Tensor) or context.shape != (batch,) or context.is_floating_point():
+            raise ValueError(f"expected {self.expected()} with B = {batch}, got {_describe(context)}")
+        if len(context) and (context.min() < 0 or context.max() >= self.n_classes):
+            raise ValueError(f"class labels must lie in [0, {self.n_classes}), got range "
+                             f"[{int(context.min())}, {int(context.max())}]")
+        return self.net(context)
+
+    def _captions(self, context: object, batch: int) -> Tensor:
+        if isinstance(context, (list, tuple)):
             if not all(isinstance(c, str) for c in context):
                 raise ValueError(f"expected {self.expected()}")
             context = encode_captions(context, self.text_len).to(next(self.parameters()).device)
-        if not isinstance(context, Tensor):
-            raise ValueError(f"expected {self.expected()}, got {type(context).__name__}")
-        if self.kind == "class":
-            if context.shape != (batch,) or context.is_floating_point():
-                raise ValueError(f"expected {self.expected()} with B = {batch}, got {tuple(context.shape)} "
-                                 f"{context.dtype}")
-            if len(context) and (context.min() < 0 or context.max() >= self.n_classes):
-                raise ValueError(f"class labels must lie in [0, {self.n_classes}), got range "
-                                 f"[{int(context.min())}, {int(context.max())}]")
-            return self.net(context), None
-        if self.kind == "text":
-            if context.shape != (batch, self.text_len) or context.is_floating_point():
-                raise ValueError(f"expected {self.expected()} with B = {batch}, got {tuple(context.shape)}")
-            return self.net(context.clamp(0, VOCAB - 1)), None
+        if not isinstance(context, Tensor) or context.shape != (batch, self.text_len) or context.is_floating_point():
+            raise ValueError(f"expected {self.expected()} with B = {batch}, got {_describe(context)}")
+        return self.net(context.clamp(0, VOCAB - 1))
+
+    def _map(self, net: nn.Module, context: object, batch: int) -> Tensor:
         shape = (batch, self.map_channels, self.map_size, self.map_size)
-        if tuple(context.shape) != shape or not context.is_floating_point():
-            raise ValueError(f"expected {self.expected()} with B = {batch}, got {tuple(context.shape)} {context.dtype}")
-        return None, self.net(context.to(next(self.parameters()).dtype))
+        if not isinstance(context, Tensor) or tuple(context.shape) != shape or not context.is_floating_point():
+            raise ValueError(f"expected {self.expected()} with B = {batch}, got {_describe(context)}")
+        return net(context.to(next(self.parameters()).dtype))
+
+
+def _describe(context: object) -> str:
+    if isinstance(context, Tensor):
+        return f"{tuple(context.shape)} {context.dtype}"
+    return type(context).__name__

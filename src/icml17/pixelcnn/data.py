@@ -17,14 +17,35 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from icml17.core.config import ConfigError
 from icml17.pixelcnn.conditioning import caption_for_label, encode_captions
 from icml17.pixelcnn.presets import PixelCNNConfig
 
 TEST_BINARIZATION_SEED = 0
 
 
+SPLITS = ("train", "val", "test")
+
+
 def load_split(cfg: PixelCNNConfig, data_dir: str | Path | None, split: str) -> tuple[Tensor, Tensor]:
-    """uint8 images (N, C, S, S) and int64 labels (N,) of ``split``; 'digits' is the no-download fallback."""
+    """uint8 images (N, C, S, S) and int64 labels (N,) of ``split`` (train, val or test); 'digits' is the
+    no-download fallback. ``val`` is the last ``cfg.val_images`` images of the training split, which ``train``
+    then leaves out."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "val" and not cfg.val_images:
+        raise ConfigError("this model held out no validation images: train it with --set val_images=N (e.g. 5000) "
+                          "to score a validation split")
+    if split == "test":
+        return _load(cfg, data_dir, "test")
+    images, labels = _load(cfg, data_dir, "train")
+    if cfg.val_images >= len(images):
+        raise ConfigError(f"val_images={cfg.val_images} leaves no training images (the split has {len(images)})")
+    cut = len(images) - cfg.val_images
+    return (images[cut:], labels[cut:]) if split == "val" else (images[:cut], labels[:cut])
+
+
+def _load(cfg: PixelCNNConfig, data_dir: str | Path | None, split: str) -> tuple[Tensor, Tensor]:
     from icml17.data import load_cifar10, load_digits_fallback, load_mnist
 
     if cfg.dataset == "cifar10-subset":
@@ -61,9 +82,16 @@ def make_context(cfg: PixelCNNConfig, labels: Tensor, images: Tensor) -> object:
     if cfg.condition == "text":
         return encode_captions([caption_for_label(int(y)) for y in labels], cfg.text_len)
     if cfg.condition == "spatial":
-        occupied = (images.float() > 127).float().mean(1, keepdim=True)  # (B, 1, S, S)
-        return F.adaptive_avg_pool2d(occupied, cfg.map_size)
+        return occupancy_map(cfg, images)
+    if cfg.condition == "text+spatial":
+        return encode_captions([caption_for_label(int(y)) for y in labels], cfg.text_len), occupancy_map(cfg, images)
     return None
+
+
+def occupancy_map(cfg: PixelCNNConfig, images: Tensor) -> Tensor:
+    """The share of bright pixels (> 127 of 255) in each cell of a map_size x map_size grid: (B, 1, m, m)."""
+    occupied = (images.float() > 127).float().mean(1, keepdim=True)  # (B, 1, S, S)
+    return F.adaptive_avg_pool2d(occupied, cfg.map_size)
 
 
 def raw_levels(x: Tensor, cfg: PixelCNNConfig) -> Tensor:

@@ -1,4 +1,5 @@
-"""Exact likelihood of a trained PixelCNN (full or multiscale) on a test split, and its results record.
+"""Exact likelihood of a trained PixelCNN (full or multiscale) on the test split (or train / validation), and its
+results record.
 
 The model comes from a run directory's checkpoint, rebuilt from the checkpoint's own config, or from shipped
 weights. Every image is scored exactly (no sampling): bits/dim = -log2 p(x) / (C H W), nats = -ln p(x) per
@@ -7,6 +8,7 @@ image (the binarized-MNIST convention), plus the bits/dim of each factor (base, 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,19 +90,37 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def evaluate(trained: Trained, data_dir: str | Path | None = None, n_eval: int = 0) -> dict[str, Any]:
-    """Exact likelihood on the test split (its first ``n_eval`` images; 0 = all)."""
+def evaluate(trained: Trained, data_dir: str | Path | None = None, n_eval: int = 0,
+             split: str = "test") -> dict[str, Any]:
+    """Exact likelihood on ``split`` (train, val or test; its first ``n_eval`` images, 0 = all)."""
     cfg = trained.cfg
-    images, labels = load_split(cfg, data_dir, "test")
+    images, labels = load_split(cfg, data_dir, split)
     if n_eval:
         images, labels = images[:n_eval], labels[:n_eval]
     ev, seconds = timed(likelihood, trained.model, cfg, test_images(cfg, images), labels)
     return {**ev, "eval_wall_time_s": seconds}
 
 
+def evaluate_splits(trained: Trained, data_dir: str | Path | None, n_eval: int,
+                    splits: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The test evaluation (or the last split's if test is not asked for) and, per split, bits/dim, nats per
+    sub-pixel (Table 1's unit) and the number of images scored. Checks every split exists before scoring."""
+    for split in splits:  # a missing validation split fails here, before minutes of scoring
+        load_split(trained.cfg, data_dir, split)
+    by_split, main = {}, None
+    for split in splits:
+        ev = evaluate(trained, data_dir, n_eval, split)
+        by_split[split] = {"bits_per_dim": round(ev["bits_per_dim"], 4),
+                           "nats_per_subpixel": round(ev["bits_per_dim"] * math.log(2), 4), "n": ev["n"]}
+        if main is None or split == "test":
+            main = ev
+    return main, by_split
+
+
 def write_result(trained: Trained, ev: dict[str, Any], out_dir: str | Path, command: str,
-                 name: str | None = None) -> Path:
-    """``out_dir/<experiment>.json`` (experiment: ``name`` or the config's, e.g. ``mnist-typeB``)."""
+                 name: str | None = None, by_split: dict[str, dict[str, float]] | None = None) -> Path:
+    """``out_dir/<experiment>.json`` (experiment: ``name`` or the config's, e.g. ``mnist-typeB``); ``by_split``
+    (from :func:`evaluate_splits`) adds every scored split."""
     cfg, model = trained.cfg, trained.model
     binarized = cfg.dataset == "binarized-mnist"
     experiment = name or cfg.experiment
@@ -117,4 +137,6 @@ def write_result(trained: Trained, ev: dict[str, Any], out_dir: str | Path, comm
         "parameters": sum(p.numel() for p in model.parameters()),
         "binarization": "dynamic (train), fixed seed 0 (test)" if binarized else None,
         "eval_wall_time_s": round(ev["eval_wall_time_s"], 1),
+        "condition": cfg.condition, "val_images": cfg.val_images,
+        **({"by_split": by_split} if by_split else {}),
     })

@@ -23,7 +23,7 @@ IMAGE_SHAPES = {"mnist": (1, 28), "binarized-mnist": (1, 28), "cifar10-subset": 
 class PixelCNNConfig:
     dataset: Literal["mnist", "binarized-mnist", "cifar10-subset", "digits"] = "mnist"
     model: Literal["full", "multiscale-a", "multiscale-b"] = "multiscale-b"
-    condition: Literal["none", "class", "text", "spatial"] = "none"
+    condition: Literal["none", "class", "text", "spatial", "text+spatial"] = "none"
     head: Literal["softmax", "logistic", "bernoulli"] = "logistic"
     bits: int = 8  # bit depth of the modelled images (binarized-mnist: 1)
     base_size: int = 7  # multiscale: base resolution (image size = base * 2^k)
@@ -45,6 +45,7 @@ class PixelCNNConfig:
     eval_images: int = 256  # test images scored at each periodic eval (final numbers: `eval` command)
     checkpoint_every: int = 100
     train_images: int = 0  # 0: the whole training split
+    val_images: int = 0  # the last N training images held out as a validation split (Table 1); 0: none
     seed: int = 0
 
     @property
@@ -56,7 +57,7 @@ class PixelCNNConfig:
     def experiment(self) -> str:
         """Results-record name, e.g. ``mnist-typeB``."""
         suffix = {"full": "full", "multiscale-a": "typeA", "multiscale-b": "typeB"}[self.model]
-        cond = "" if self.condition == "none" else f"-{self.condition}"
+        cond = "" if self.condition == "none" else "-" + self.condition.replace("+", "-")
         return f"{self.dataset}{cond}-{suffix}"
 
     def validate(self) -> None:
@@ -75,6 +76,9 @@ class PixelCNNConfig:
         for name in ("hidden", "layers", "batch_size", "iterations", "patch", "n_mix", "eval_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_images", "val_images"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)} (0: all / none)")
 
 
 PRESETS: dict[str, dict] = {
@@ -84,6 +88,8 @@ PRESETS: dict[str, dict] = {
     "mnist-class": {"dataset": "mnist", "condition": "class", "base_size": 7},
     "mnist-caption": {"dataset": "mnist", "condition": "text", "base_size": 7},
     "mnist-spatial": {"dataset": "mnist", "condition": "spatial", "base_size": 7},
+    # Table 1's text-and-structure conditioning: the caption and a 7x7 digit-occupancy map together
+    "mnist-text-spatial": {"dataset": "mnist", "condition": "text+spatial", "base_size": 7},
     "mnist-superres": {"dataset": "mnist", "base_size": 7},  # `sample` then upscales test images 7 -> 28
     "digits-demo": {"dataset": "digits", "base_size": 7, "iterations": 300, "eval_every": 100},
 }

@@ -40,8 +40,9 @@ def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None 
     train_x, train_y = load_split(cfg, data_dir, "train")
     if cfg.train_images:
         train_x, train_y = train_x[:cfg.train_images], train_y[:cfg.train_images]
-    test_x, test_y = load_split(cfg, data_dir, "test")
-    val_x, val_y = test_images(cfg, test_x[:cfg.eval_images]), test_y[:cfg.eval_images]
+    # periodic scores on the held-out validation images when there are some, else on the first test images
+    held_x, held_y = load_split(cfg, data_dir, "val" if cfg.val_images else "test")
+    val_x, val_y = test_images(cfg, held_x[:cfg.eval_images]), held_y[:cfg.eval_images]
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     decay = lambda step: 1.0 - (1.0 - cfg.lr_final / cfg.lr) * min(step, cfg.iterations) / cfg.iterations  # noqa: E731

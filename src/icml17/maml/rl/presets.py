@@ -10,7 +10,9 @@ parameters, see :func:`icml17.maml.rl.trpo.kl_fisher_product`, about 2.5x cheape
 forward/backward task) of 200 steps, 500 meta-iterations. Deviation, for speed on a CPU: the locomotion presets
 compute TRPO's curvature products on 10 of the 40 tasks in Gauss-Newton form (``hvp_tasks=10``,
 ``curvature=fisher``; the reference used finite differences on all of them); ``--set hvp_tasks=0
-curvature=hessian`` restores exact full products.
+curvature=hessian`` restores exact full products. Initialisation: 2D navigation uses rllab's Glorot-uniform weights
+with zero biases (the reference's); the locomotion presets keep PyTorch's default, under which their records were
+trained (``--set init=xavier`` for rllab's).
 
 ``mode`` selects what is trained: ``maml`` (meta-training through one inner step), ``pretrained`` (one policy
 trained by TRPO on all tasks, no inner step; fine-tuned at test time) and ``oracle`` (the task appended to the
@@ -136,8 +138,10 @@ def _locomotion(env: str, rollouts: int = 20) -> MAMLRLConfig:
 
 
 PRESETS: dict[str, MAMLRLConfig] = {
-    # cbfinn/maml_rl maml_trpo_point.py: 40 tasks x 20 rollouts, inner lr 0.5, 100 meta-iterations
-    "point-nav": MAMLRLConfig(preset="point-nav", env="point-nav", meta_batch=40, inner_lr=0.5, curvature="fisher"),
+    # cbfinn/maml_rl maml_trpo_point.py: 40 tasks x 20 rollouts, inner lr 0.5, 100 meta-iterations; rllab's Glorot
+    # init (with PyTorch's, the farthest goals' second test step diverged: results/maml-rl/point-nav-torchinit.json)
+    "point-nav": MAMLRLConfig(preset="point-nav", env="point-nav", meta_batch=40, inner_lr=0.5, curvature="fisher",
+                              init="xavier"),
     "cheetah-vel": _locomotion("cheetah-vel"),
     "cheetah-dir": _locomotion("cheetah-dir"),
     "ant-vel": _locomotion("ant-vel"),
