@@ -29,3 +29,20 @@ def test_mask_applied_in_forward_not_in_weights():
     conv(torch.randn(1, 1, 4, 4)).sum().backward()
     assert torch.equal(conv.weight.detach(), before)  # weights never mutated
     assert (conv.weight.grad[0, 0, 1:] == 0).all() and (conv.weight.grad[0, 0, 0] != 0).all()
+
+
+def test_pointwise_by_matmul_is_the_masked_1x1_convolution():
+    """Type A's output layers run as batched matrix products: the same function as the masked convolution
+    (float64), and masked-out weights still have no effect."""
+    from icml17.pixelcnn.layers import masked_pointwise, pointwise_by_matmul
+    from icml17.pixelcnn.masks import channel_groups
+
+    torch.manual_seed(0)
+    in_groups = torch.cat([torch.full((5,), -1), torch.arange(3)])
+    conv = masked_pointwise(in_groups, channel_groups(6, 3), "A").double()
+    x = torch.randn(4, 8, 5, 7, dtype=torch.float64)
+    assert torch.allclose(pointwise_by_matmul(conv, x), conv(x), rtol=0, atol=1e-12)
+    before = pointwise_by_matmul(conv, x)
+    with torch.no_grad():
+        conv.weight[conv.mask == 0] += 100.0
+    assert torch.allclose(pointwise_by_matmul(conv, x), before, rtol=0, atol=1e-12)

@@ -57,7 +57,7 @@ from icml17.pixelcnn.factored import (
     to_patches,
 )
 from icml17.pixelcnn.heads import Head, make_head
-from icml17.pixelcnn.layers import ResNet, masked_pointwise
+from icml17.pixelcnn.layers import ResNet, masked_pointwise, pointwise_by_matmul
 from icml17.pixelcnn.masks import channel_groups
 from icml17.pixelcnn.pixelcnn import GatedPixelCNN
 from icml17.pixelcnn.sampling import Samples, sample_multiscale, sample_patches_windowed
@@ -95,7 +95,7 @@ class GroupNet(nn.Module):
     def params(self, h: Tensor, own: Tensor) -> Tensor:
         """Features (B, F, K, K) and the group's own pixels (B, C, K, K) in [-1, 1] -> (B, P, K, K)."""
         if self.variant == "a":
-            return self.out2(F.relu(self.out1(torch.cat([h, own], dim=1))))
+            return pointwise_by_matmul(self.out2, F.relu(pointwise_by_matmul(self.out1, torch.cat([h, own], dim=1))))
         m = self.patch_size(h.shape[-1])
         out = self.shallow(to_patches(own, m), None, to_patches(h, m))  # (B n^2, P, m, m)
         return from_patches(out, h.shape[0], h.shape[-1])
