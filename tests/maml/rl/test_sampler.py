@@ -78,3 +78,48 @@ def test_a_rollout_that_reaches_its_goal_ends_there_and_the_mask_says_so():
     assert r.mask[0, 0].sum() == 3 and r.mask[1, 0].sum() == 100  # goal reached after 3 moves; never
     assert r.rewards[0, 0, :3].tolist() == pytest.approx([-0.2, -0.1, 0.0], abs=1e-6)
     assert r.returns()[1, 0].item() == pytest.approx(-sum(0.3 + 0.1 * (t + 1) for t in range(100)), rel=1e-5)
+
+
+def _straight_line_policy():
+    policy = GaussianMLPPolicy(2, 2, (4,))
+    params = {k: torch.zeros_like(v) for k, v in params_of(policy).items()}
+    params["mean.2.bias"] = torch.tensor([1.0, 0.0])     # always move +0.1 along x
+    params["log_std"] = torch.full((2,), -30.0)          # no noise
+    return policy, params
+
+
+def test_batches_counted_in_time_steps_restart_finished_paths_as_the_reference():
+    """rllab's vectorised sampler: copies restart a path as soon as one ends; a task's batch closes once its
+    finished paths hold min_steps steps. Goal (0.3, 0): every path ends after 3 moves, so 2 copies finish 2 paths
+    every 3 steps: 198 steps after 99, 204 (>= 200) after 102 -> 68 paths of 3 steps. Goal (-0.3, 0) is never
+    reached: both copies finish at the horizon (100) with 200 steps -> 2 paths. Padding paths are left out of the
+    mean return."""
+    policy, params = _straight_line_policy()
+    r = Sampler("point-nav").sample_steps(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 2, 200,
+                                          torch.Generator(), np.random.default_rng(0))
+    lengths = r.mask.sum(-1)
+    assert r.obs.shape[:3] == (2, 68, 100)
+    assert (lengths[0] == 3).all() and lengths[1, :2].tolist() == [100, 100] and (lengths[1, 2:] == 0).all()
+    assert r.path_mask()[1].sum() == 2
+    assert r.returns()[0].tolist() == pytest.approx([-0.3] * 68, abs=1e-6)  # -0.2, -0.1, 0
+    far = -sum(0.3 + 0.1 * (t + 1) for t in range(100))
+    assert r.mean_returns().tolist() == pytest.approx([-0.3, far], rel=1e-5)
+    # every restarted path starts at the origin again
+    assert torch.equal(r.obs[0, :, 0], torch.zeros(68, 2))
+
+
+def test_batches_of_paths_that_run_to_the_horizon_equal_full_rollouts():
+    """When no path ends early, counting the batch in time steps (copies x horizon) gives the same rollouts,
+    bit for bit, as sampling that many full rollouts (same generators)."""
+    tasks = np.array([[0.45, -0.45], [-0.45, 0.45]])
+    torch.manual_seed(0)
+    sampler = Sampler("point-nav", horizon=30)
+    policy = GaussianMLPPolicy(2, 2, (16,))
+    params = params_of(policy)
+    full = sampler.sample(policy, params, tasks, 3, torch.Generator().manual_seed(1), np.random.default_rng(2))
+    assert (full.mask == 1).all()  # nothing reached its goal within 30 steps
+    steps = sampler.sample_steps(policy, params, tasks, 3, 3 * 30, torch.Generator().manual_seed(1),
+                                 np.random.default_rng(2))
+    for a, b in zip((full.obs, full.actions, full.rewards, full.mask), (steps.obs, steps.actions, steps.rewards,
+                                                                        steps.mask)):
+        assert torch.equal(a, b)

@@ -68,7 +68,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, _experiment(args.preset,
                                                                                                  args.method)))
         trained = load_run(run_dir)
-    result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr)
+    result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr,
+                      batch_steps=args.batch_steps)
     if run_dir is not None:
         save_result(run_dir, result)
     for k, (m, c) in enumerate(zip(result["returns"], result["returns_ci95"])):
@@ -120,6 +121,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--steps", type=shell.non_negative_int, default=3)
     e.add_argument("--lr", type=shell.positive_float, default=None,
                    help="step size at test (default: the inner one for maml/oracle, tuned for pretrained/random)")
+    e.add_argument("--batch-steps", type=shell.non_negative_int, default=None,
+                   help="batch of each step in time steps, copies restarting finished paths (default: the "
+                   "reference's, 4000 for point-nav; 0: the config's eval_rollouts full rollouts)")
     e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
     e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "

@@ -106,6 +106,11 @@ class PointNav:
         self.position = np.zeros((self.n, 2))
         return self._obs()
 
+    def reset_copies(self, index: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+        """Agents ``index`` back to the origin: their observations (len(index), d)."""
+        self.position[index] = 0.0
+        return self._obs()[index]
+
     @classmethod
     def move(cls, actions: np.ndarray) -> np.ndarray:
         """The displacement of policy actions: [-1, 1] scaled onto the action box, clipped (rllab's normalize)."""
@@ -184,6 +189,11 @@ class Locomotion:
         """Reset every copy with gymnasium's v5 reset noise drawn from its own seed: observations (n, d)."""
         obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)])
         return self._with_task(obs)
+
+    def reset_copies(self, index: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Reset copies ``index``, each from its own seed: their observations (len(index), d)."""
+        obs = np.stack([self.envs[i].reset(seed=int(s))[0] for i, s in zip(index, seeds)])
+        return np.concatenate([obs, self.tasks[index, None]], 1) if self.oracle else obs
 
     @classmethod
     def move(cls, actions: np.ndarray) -> np.ndarray:

@@ -1,9 +1,12 @@
 """Meta-test evaluation as in Figure 5 of Finn et al. (2017).
 
-40 held-out test tasks (a fixed seed, so every method sees the same tasks); on each, the policy samples
-``eval_rollouts`` rollouts, takes a policy-gradient step on them, samples again with the adapted policy, and so
-on: the mean return of the rollouts after 0, 1, 2 and 3 steps, averaged over tasks, with its 95% interval over
-tasks (:func:`icml17.core.stats.mean_ci95`). The methods:
+40 held-out test tasks (a fixed seed, so every method sees the same tasks); on each, the policy samples a batch,
+takes a policy-gradient step on it, samples again with the adapted policy, and so on: the mean return of the
+batch's rollouts after 0, 1, 2 and 3 steps, averaged over tasks, with its 95% interval over tasks
+(:func:`icml17.core.stats.mean_ci95`). A batch is ``eval_rollouts`` full rollouts, or for 2D navigation the
+reference's 4,000 time steps from 40 copies that restart paths ending at the goal (``EVAL_BATCH_STEPS``,
+:meth:`icml17.maml.rl.sampler.Sampler.sample_steps`): short, successful paths then count more often, as in the
+reference's numbers. The methods:
 
 Step sizes as the reference's test scripts (``test_maml_point.py``, ``test_maml_cheetah.py``: VPG whose first
 step uses the step size and every later step half of it): step 1 with ``lr``, steps 2 and 3 with ``lr / 2``.
@@ -47,6 +50,10 @@ VALIDATION_SEED = 20170307  # the tasks on which pretrained / random step sizes 
 METHODS = ("maml", "pretrained", "random", "oracle")
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 LATER_STEP_FACTOR = 0.5  # steps after the first use half the step size (the reference's test scripts)
+# The reference's test batches in time steps (test_maml_point.py: batch_size=4000 with horizon 100, so 40 copies per
+# task restarting paths that reach the goal); environments not listed: eval_rollouts full rollouts (their paths
+# run to the horizon, where both ways give the same batches).
+EVAL_BATCH_STEPS = {"point-nav": 4000}
 
 
 def eval_step_sizes(lr: float, steps: int) -> list[float]:
@@ -76,44 +83,54 @@ def random_init(preset: str, seed: int = 0) -> Trained:
     return Trained(cfg, build_policy(cfg), 0, 0.0, "")
 
 
-def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollouts: int | None = None
-          ) -> torch.Tensor:
+def batch_steps_of(env: str, batch_steps: int | None) -> int:
+    """The evaluation batch in time steps: ``batch_steps`` if given, else the reference's for ``env`` (0: full
+    rollouts)."""
+    return EVAL_BATCH_STEPS.get(env, 0) if batch_steps is None else batch_steps
+
+
+def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollouts: int | None = None,
+          batch_steps: int | None = None) -> torch.Tensor:
     """Mean return per task after 0..steps steps on ``tasks`` tasks drawn from ``seed``: (tasks, steps + 1)."""
     cfg = trained.cfg
     task_array = sample_tasks(cfg.env, tasks, np.random.default_rng(seed))
     returns, _ = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), task_array,
                                     rollouts or cfg.eval_rollouts, steps, eval_step_sizes(lr, steps),
                                     torch.Generator().manual_seed(seed),
-                                    np.random.default_rng(seed + 1))
+                                    np.random.default_rng(seed + 1), batch_steps_of(cfg.env, batch_steps))
     return returns
 
 
-def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = 10, steps: int = 3
-            ) -> tuple[float, dict[float, float]]:
+def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = 10, steps: int = 3,
+            batch_steps: int | None = None) -> tuple[float, dict[float, float]]:
     """The step size of ``grid`` with the best mean return over steps 1..steps on validation tasks."""
-    scores = {lr: curve(trained, tasks, steps, lr, VALIDATION_SEED)[:, 1:].mean().item() for lr in grid}
+    scores = {lr: curve(trained, tasks, steps, lr, VALIDATION_SEED, batch_steps=batch_steps)[:, 1:].mean().item()
+              for lr in grid}
     return max(scores, key=scores.get), scores
 
 
 def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, lr: float | None = None,
-             tune_tasks: int = 10) -> dict[str, Any]:
+             tune_tasks: int = 10, batch_steps: int | None = None) -> dict[str, Any]:
     """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if tasks < 1 or steps < 0:
         raise ConfigError(f"--tasks must be >= 1 and --steps >= 0, got {tasks} and {steps}")
+    if batch_steps is not None and batch_steps < 0:
+        raise ConfigError(f"--batch-steps must be >= 0 (0: full rollouts), got {batch_steps}")
     scores = None
     if method == "oracle":
         steps = 0
     if lr is None:
         if method in ("pretrained", "random"):
-            lr, scores = tune_lr(trained, tasks=tune_tasks, steps=max(steps, 1))
+            lr, scores = tune_lr(trained, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
         else:
             lr = trained.cfg.inner_lr
-    per_task = curve(trained, tasks, steps, lr, TEST_SEED)
+    per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps)
     stats = [mean_ci95(per_task[:, k].numpy()) for k in range(steps + 1)]
     return {"preset": trained.cfg.preset, "method": method, "lr": lr, "lr_scores": scores, "tasks": tasks,
-            "rollouts": trained.cfg.eval_rollouts, "returns": [m for m, _ in stats],
+            "rollouts": trained.cfg.eval_rollouts, "batch_steps": batch_steps_of(trained.cfg.env, batch_steps),
+            "returns": [m for m, _ in stats],
             "returns_ci95": [c for _, c in stats], "per_task": per_task.tolist()}
 
 
@@ -135,6 +152,7 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         "ci95": cis[1] if len(cis) > 1 else cis[0],
         "returns": returns, "returns_ci95": cis, "steps": list(range(len(returns))),
         "higher_is_better": True, "n_eval": result["tasks"], "rollouts_per_step": result["rollouts"],
+        "batch_steps": result.get("batch_steps", 0),
         "step_size": result["lr"], "later_step_size": result["lr"] * LATER_STEP_FACTOR,
         "iterations": trained.iterations, "wall_time_s": trained.wall_time_s,
         "seed": trained.cfg.seed, "command": command,

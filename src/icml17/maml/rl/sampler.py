@@ -43,6 +43,15 @@ class Rollouts:
         """Undiscounted return of each rollout: (K, R)."""
         return (self.rewards * self.mask).sum(-1)
 
+    def path_mask(self) -> torch.Tensor:
+        """1 for the rollouts that happened, 0 for padding (tasks with fewer paths than others): (K, R)."""
+        return (self.mask.sum(-1) > 0).to(self.mask.dtype)
+
+    def mean_returns(self) -> torch.Tensor:
+        """Mean return of each task's rollouts, padding left out: (K,)."""
+        paths = self.path_mask()
+        return (self.returns() * paths).sum(1) / paths.sum(1).clamp_min(1)
+
     def steps(self) -> int:
         return int(self.mask.sum().item())
 
@@ -129,3 +138,65 @@ class Sampler:
         self.total_steps += steps
         self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
         return Rollouts(obs_buf, act_buf, rew_buf, mask)
+
+    @torch.no_grad()
+    def sample_steps(self, policy: nn.Module, params: Params, tasks: np.ndarray, copies: int, min_steps: int,
+                     generator: torch.Generator, env_seeds: np.random.Generator, per_task: bool = False) -> Rollouts:
+        """Batches as the reference's samplers collect them (rllab's vectorised sampler, ``batch_size`` counted in
+        time steps): ``copies`` copies per task step together; a copy whose path ends (done, or the horizon)
+        starts a new path at once; a task's batch closes as soon as its finished paths hold ``min_steps`` steps,
+        and the paths still running then are dropped. Where paths end early (2D navigation at the goal), a task
+        gets more than ``copies`` paths and the short ones count more often, as in the reference's numbers.
+        Rollouts (K, P, T) with P the largest number of paths of a task; missing paths are all-zero masks."""
+        t0 = time.perf_counter()
+        k, r, horizon = len(tasks), copies, self.horizon
+        n = k * r
+        env = self._env(np.repeat(np.asarray(tasks), r, axis=0))  # copy i is task i // r
+        obs = env.reset(env_seeds.integers(0, 2 ** 31 - 1, size=n))
+        d, a = self.spec.obs_dim, self.spec.act_dim
+        params = {name: p.detach() for name, p in params.items()}
+        dtype = next(iter(params.values())).dtype
+        cur_obs, cur_act = torch.zeros(n, horizon, d, dtype=dtype), torch.zeros(n, horizon, a, dtype=dtype)
+        cur_rew, length = torch.zeros(n, horizon, dtype=dtype), np.zeros(n, int)
+        paths: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in range(k)]
+        finished = np.zeros(k, int)
+        open_task = np.ones(k, bool)
+        rows = np.arange(n)
+        while open_task.any():
+            running = np.repeat(open_task, r)
+            o = torch.as_tensor(obs, dtype=dtype).view(k, r, d)
+            mean, log_std = _policy_means(policy, params, o, per_task)
+            action = (mean + log_std.exp() * torch.randn(k, r, a, generator=generator, dtype=dtype)).view(n, a)
+            cur_obs[rows, length] = o.view(n, d)
+            cur_act[rows, length] = action
+            obs, reward, done = env.step(action.numpy().astype(np.float64), running)
+            if not (np.isfinite(reward[running]).all() and np.isfinite(obs[running]).all()):
+                raise NonFiniteRolloutError(
+                    f"{self.env_name} returned a non-finite reward or observation at time step {length.max()} of a "
+                    f"rollout (lower the step sizes, then resume)")
+            cur_rew[rows, length] = torch.as_tensor(np.where(running, reward, 0.0), dtype=dtype)
+            length = length + running
+            ended = running & (done | (length == horizon))
+            for i in np.flatnonzero(ended):
+                steps = length[i]
+                paths[i // r].append((cur_obs[i, :steps].clone(), cur_act[i, :steps].clone(),
+                                      cur_rew[i, :steps].clone()))
+                finished[i // r] += steps
+            length[ended] = 0
+            open_task &= finished < min_steps
+            restart = np.flatnonzero(ended & np.repeat(open_task, r))
+            if restart.size:
+                obs[restart] = env.reset_copies(restart, env_seeds.integers(0, 2 ** 31 - 1, size=restart.size))
+            obs = np.where(np.repeat(open_task, r)[:, None], obs, 0.0)  # closed tasks' copies hold anything
+        p = max(len(ps) for ps in paths)
+        out = Rollouts(torch.zeros(k, p, horizon, d, dtype=dtype), torch.zeros(k, p, horizon, a, dtype=dtype),
+                       torch.zeros(k, p, horizon, dtype=dtype), torch.zeros(k, p, horizon, dtype=dtype))
+        for task, ps in enumerate(paths):
+            for j, (po, pa, pr) in enumerate(ps):
+                steps = len(pr)
+                out.obs[task, j, :steps], out.actions[task, j, :steps] = po, pa
+                out.rewards[task, j, :steps], out.mask[task, j, :steps] = pr, 1.0
+        steps = int(out.mask.sum().item())
+        self.total_steps += steps
+        self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
+        return out

@@ -54,15 +54,21 @@ def make_sampler(cfg: MAMLRLConfig) -> Sampler:
 
 def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
                      tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
-                     generator: torch.Generator,
-                     env_seeds: np.random.Generator) -> tuple[list[Rollouts], list[PGData], Params]:
+                     generator: torch.Generator, env_seeds: np.random.Generator,
+                     min_steps: int = 0) -> tuple[list[Rollouts], list[PGData], Params]:
     """Rollouts before and after each of ``steps`` adaptation steps (each adapted policy samples the next
-    batch): ``steps + 1`` Rollouts, the ``steps`` inner batches, and the final adapted parameters (K, ...)."""
+    batch): ``steps + 1`` Rollouts, the ``steps`` inner batches, and the final adapted parameters (K, ...).
+    ``min_steps > 0``: each batch as the reference collects it, ``rollouts`` copies per task restarting finished
+    paths until the finished ones hold ``min_steps`` steps (:meth:`Sampler.sample_steps`)."""
     batches: list[PGData] = []
     samples: list[Rollouts] = []
     current, per_task = theta, False
     for step in range(steps + 1):
-        r = sampler.sample(policy, current, tasks, rollouts, generator, env_seeds, per_task=per_task)
+        if min_steps:
+            r = sampler.sample_steps(policy, current, tasks, rollouts, min_steps, generator, env_seeds,
+                                     per_task=per_task)
+        else:
+            r = sampler.sample(policy, current, tasks, rollouts, generator, env_seeds, per_task=per_task)
         samples.append(r)
         if step == steps:
             break
@@ -75,11 +81,12 @@ def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params
 
 def adaptation_returns(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
                        tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
-                       generator: torch.Generator,
-                       env_seeds: np.random.Generator) -> tuple[torch.Tensor, list[Rollouts]]:
+                       generator: torch.Generator, env_seeds: np.random.Generator,
+                       min_steps: int = 0) -> tuple[torch.Tensor, list[Rollouts]]:
     """Mean return per task after 0..steps policy-gradient steps: (K, steps + 1), and the rollouts."""
-    samples, _, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, rollouts, steps, lr, generator, env_seeds)
-    return torch.stack([s.returns().mean(1) for s in samples], 1), samples
+    samples, _, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, rollouts, steps, lr, generator, env_seeds,
+                                     min_steps)
+    return torch.stack([s.mean_returns() for s in samples], 1), samples
 
 
 def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sampler, optimizer: torch.optim.Optimizer,

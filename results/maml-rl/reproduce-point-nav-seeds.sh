@@ -1,0 +1,25 @@
+#!/bin/sh
+# 2D navigation with rllab's init (the preset's since stop 13): MAML seeds 0-2, pretrained 0-2, oracle, random 0-2.
+R=results/maml-rl; S=runs/maml-rl/seeds
+mkdir -p $R/seeds $S
+icml17 maml-rl train --preset point-nav --set init=xavier --run-dir runs/maml-rl/point-nav-xavier --threads 1 --no-progress
+icml17 maml-rl eval --preset point-nav --method maml --run-dir runs/maml-rl/point-nav-xavier --record $R --name point-nav --threads 1
+pre() {  # seed record-name
+  icml17 maml-rl train --preset point-nav --mode pretrained --seed $1 --run-dir $S/point-nav-pretrained-seed$1 --threads 1 --no-progress
+  icml17 maml-rl eval --preset point-nav --method pretrained --run-dir $S/point-nav-pretrained-seed$1 --record $2 --name point-nav-pretrained$3 --threads 1
+}
+maml() {
+  icml17 maml-rl train --preset point-nav --seed $1 --run-dir $S/point-nav-seed$1 --threads 1 --no-progress
+  icml17 maml-rl eval --preset point-nav --method maml --run-dir $S/point-nav-seed$1 --record $R/seeds --name point-nav-seed$1 --threads 1
+}
+pre 0 $R ""
+maml 1
+pre 1 $R/seeds -seed1
+maml 2
+pre 2 $R/seeds -seed2
+icml17 maml-rl train --preset point-nav --mode oracle --seed 0 --run-dir $S/point-nav-oracle-seed0 --threads 1 --no-progress
+icml17 maml-rl eval --preset point-nav --method oracle --run-dir $S/point-nav-oracle-seed0 --record $R --name point-nav-oracle --threads 1
+icml17 maml-rl eval --preset point-nav --method random --seed 0 --record $R --name point-nav-random --threads 1
+for s in 1 2; do icml17 maml-rl eval --preset point-nav --method random --seed $s --record $R/seeds --name point-nav-random-seed$s --threads 1; done
+python results/maml-rl/seeds.py
+python results/maml-rl/paired.py

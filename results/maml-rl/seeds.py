@@ -1,0 +1,53 @@
+"""Figure 5's 2D-navigation methods over training seeds: results/maml-rl/point-nav[-method].json is seed 0,
+results/maml-rl/seeds/point-nav[-method]-seed<k>.json the others (random: the initialisation seed). Per method and
+step: each seed's mean return over the same 40 test tasks, the mean over seeds, min and max; per step, MAML against
+each baseline: the gap of the means and whether MAML is ahead in every seed pairing (its worst seed above the
+baseline's best). Writes results/maml-rl/point-nav-seeds.json. Run from the repo root:
+python results/maml-rl/seeds.py"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from icml17.core.results import write_record
+
+root = Path("results/maml-rl")
+PRESET = "point-nav"
+
+
+def runs(name: str) -> list[dict]:
+    files = [root / f"{name}.json"] + sorted((root / "seeds").glob(f"{name}-seed*.json"))
+    return [json.loads(f.read_text()) for f in files if f.exists()]
+
+
+methods = {}
+for method in ("maml", "pretrained", "random", "oracle"):
+    recs = runs(PRESET if method == "maml" else f"{PRESET}-{method}")
+    if not recs:
+        continue
+    r = np.array([rec["returns"] for rec in recs])  # (seeds, steps)
+    methods[method] = {"seeds": [rec["seed"] for rec in recs], "returns_by_seed": r.round(2).tolist(),
+                       "mean": r.mean(0).round(2).tolist(), "min": r.min(0).round(2).tolist(),
+                       "max": r.max(0).round(2).tolist(), "iterations": [rec.get("iterations") for rec in recs],
+                       "step_size": [rec.get("step_size") for rec in recs]}
+comparisons = {}
+maml = methods["maml"]
+for other in ("pretrained", "random"):
+    if other not in methods:
+        continue
+    o, steps = methods[other], len(maml["mean"])
+    comparisons[f"maml - {other}"] = {
+        "gap_of_means": [round(maml["mean"][k] - o["mean"][k], 2) for k in range(steps)],
+        "ahead_in_every_seed": [maml["min"][k] > o["max"][k] for k in range(steps)],
+        "behind_in_every_seed": [maml["max"][k] < o["min"][k] for k in range(steps)],
+        "seeds": [len(maml["seeds"]), len(o["seeds"])]}
+write_record(root / f"{PRESET}-seeds.json", {
+    "system": "maml-rl", "experiment": f"{PRESET}-seeds", "metric": "mean return after 3 steps, MAML, mean over seeds",
+    "value": maml["mean"][-1], "higher_is_better": True, "seed": 0, "seeds": maml["seeds"],
+    "spread": {m: [round(hi - lo, 2) for lo, hi in zip(v["min"], v["max"])] for m, v in methods.items()},
+    "n_eval": 40, "command": "sh results/maml-rl/reproduce-point-nav-seeds.sh; python results/maml-rl/seeds.py",
+    "note": "same 40 test tasks (seed 20170306) for every method and seed; returns after 0-3 policy-gradient steps "
+            "(later steps at half the first step's size); oracle not adapted",
+    "methods": methods, "comparisons": comparisons})
+print(json.dumps({"methods": {m: {k: v[k] for k in ("seeds", "mean", "min", "max")} for m, v in methods.items()},
+                  "comparisons": comparisons}, indent=1))
