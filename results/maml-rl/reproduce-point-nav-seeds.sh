@@ -21,5 +21,16 @@ icml17 maml-rl train --preset point-nav --mode oracle --seed 0 --run-dir $S/poin
 icml17 maml-rl eval --preset point-nav --method oracle --run-dir $S/point-nav-oracle-seed0 --record $R --name point-nav-oracle --threads 1
 icml17 maml-rl eval --preset point-nav --method random --seed 0 --record $R --name point-nav-random --threads 1
 for s in 1 2; do icml17 maml-rl eval --preset point-nav --method random --seed $s --record $R/seeds --name point-nav-random-seed$s --threads 1; done
-python results/maml-rl/seeds.py
+# the same runs with steps 2-3 tuned on the validation tasks (every method alike)
+T="--later-steps tuned"
+icml17 maml-rl eval --preset point-nav --method maml --run-dir runs/maml-rl/point-nav-xavier $T --record $R --name point-nav-later-tuned --threads 1
+icml17 maml-rl eval --preset point-nav --method pretrained --run-dir $S/point-nav-pretrained-seed0 $T --record $R --name point-nav-later-tuned-pretrained --threads 1
+icml17 maml-rl eval --preset point-nav --method random --seed 0 $T --record $R --name point-nav-later-tuned-random --threads 1
+for s in 1 2; do
+  icml17 maml-rl eval --preset point-nav --method maml --run-dir $S/point-nav-seed$s $T --record $R/seeds --name point-nav-later-tuned-seed$s --threads 1
+  icml17 maml-rl eval --preset point-nav --method pretrained --run-dir $S/point-nav-pretrained-seed$s $T --record $R/seeds --name point-nav-later-tuned-pretrained-seed$s --threads 1
+  icml17 maml-rl eval --preset point-nav --method random --seed $s $T --record $R/seeds --name point-nav-later-tuned-random-seed$s --threads 1
+done
+python results/maml-rl/seeds.py point-nav
+python results/maml-rl/seeds.py point-nav-later-tuned
 python results/maml-rl/paired.py

@@ -2,9 +2,11 @@
 results/maml-rl/seeds/point-nav[-method]-seed<k>.json the others (random: the initialisation seed). Per method and
 step: each seed's mean return over the same 40 test tasks, the mean over seeds, min and max; per step, MAML against
 each baseline: the gap of the means and whether MAML is ahead in every seed pairing (its worst seed above the
-baseline's best). Writes results/maml-rl/point-nav-seeds.json. Run from the repo root:
-python results/maml-rl/seeds.py"""
+baseline's best). Writes results/maml-rl/<family>-seeds.json. Run from the repo root:
+python results/maml-rl/seeds.py [family]   (point-nav: the reference's half-size later steps; point-nav-later-tuned:
+later steps tuned on validation tasks)"""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import numpy as np
 from icml17.core.results import write_record
 
 root = Path("results/maml-rl")
-PRESET = "point-nav"
+PRESET = sys.argv[1] if len(sys.argv) > 1 else "point-nav"
 
 
 def runs(name: str) -> list[dict]:
@@ -45,7 +47,7 @@ write_record(root / f"{PRESET}-seeds.json", {
     "system": "maml-rl", "experiment": f"{PRESET}-seeds", "metric": "mean return after 3 steps, MAML, mean over seeds",
     "value": maml["mean"][-1], "higher_is_better": True, "seed": 0, "seeds": maml["seeds"],
     "spread": {m: [round(hi - lo, 2) for lo, hi in zip(v["min"], v["max"])] for m, v in methods.items()},
-    "n_eval": 40, "command": "sh results/maml-rl/reproduce-point-nav-seeds.sh; python results/maml-rl/seeds.py",
+    "n_eval": 40, "command": f"sh results/maml-rl/reproduce-point-nav-seeds.sh; python results/maml-rl/seeds.py {PRESET}",
     "note": "same 40 test tasks (seed 20170306) for every method and seed; returns after 0-3 policy-gradient steps "
             "(later steps at half the first step's size); oracle not adapted",
     "methods": methods, "comparisons": comparisons})

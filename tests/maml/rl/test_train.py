@@ -155,3 +155,32 @@ def test_evaluation_writes_a_schema_checked_record(tmp_path):
 
     assert plot_returns(tmp_path / "records", "point-nav", tmp_path / "fig5.png").stat().st_size > 0
     assert plot_trajectories(tmp_path / "run", tmp_path / "fig4.png", rollouts=2).stat().st_size > 0
+
+
+def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_path, monkeypatch):
+    """--later-steps tuned picks steps 2-3's size from the grid by the validation tasks' return over steps 2..3
+    (never the test tasks), keeps the first step's rule, and records the choice and the grid's scores."""
+    from icml17.maml.rl import evaluate as ev
+
+    train(replace(tiny_cfg(), iterations=1), tmp_path / "run", progress=False)
+    trained = load_run(tmp_path / "run")
+    seen = []
+    real_curve = ev.curve
+
+    def spy(trained, tasks, steps, lr, seed, rollouts=None, batch_steps=None, later=None):
+        seen.append((seed, lr, later))
+        return real_curve(trained, tasks, steps, lr, seed, rollouts, batch_steps, later)
+
+    monkeypatch.setattr(ev, "curve", spy)
+    result = ev.evaluate(trained, "maml", tasks=2, steps=3, later_steps="tuned", tune_tasks=2)
+    tuning = [s for s in seen if s[0] == ev.VALIDATION_SEED]
+    assert [s[2] for s in tuning] == list(ev.LR_GRID) and all(s[1] == trained.cfg.inner_lr for s in tuning)
+    scores = result["later_lr_scores"]
+    assert result["later_lr"] == max(scores, key=scores.get)
+    assert seen[-1] == (ev.TEST_SEED, trained.cfg.inner_lr, result["later_lr"])  # the test curve uses the choice
+    record = json.loads(write_result_record(result, trained, tmp_path / "rec", "cmd").read_text())
+    assert record["later_steps"] == "tuned" and record["later_step_size"] == result["later_lr"]
+    assert set(record["later_step_size_grid"]) == {str(x) for x in ev.LR_GRID}
+    with pytest.raises(ConfigError, match="later-steps"):
+        ev.evaluate(trained, "maml", tasks=2, steps=3, later_steps="third")
+    assert ev.eval_step_sizes(0.5, 3) == [0.5, 0.25, 0.25] and ev.eval_step_sizes(0.5, 3, 0.1) == [0.5, 0.1, 0.1]

@@ -69,7 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                                                                                  args.method)))
         trained = load_run(run_dir)
     result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr,
-                      batch_steps=args.batch_steps)
+                      batch_steps=args.batch_steps, later_steps=args.later_steps)
     if run_dir is not None:
         save_result(run_dir, result)
     for k, (m, c) in enumerate(zip(result["returns"], result["returns_ci95"])):
@@ -124,6 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--batch-steps", type=shell.non_negative_int, default=None,
                    help="batch of each step in time steps, copies restarting finished paths (default: the "
                    "reference's, 4000 for point-nav; 0: the config's eval_rollouts full rollouts)")
+    e.add_argument("--later-steps", choices=("half", "tuned"), default="half",
+                   help="size of steps 2-3: half the first (the reference's rule, default) or tuned on the "
+                   "validation tasks from the step-size grid (every method alike)")
     e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
     e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "

@@ -56,8 +56,10 @@ LATER_STEP_FACTOR = 0.5  # steps after the first use half the step size (the ref
 EVAL_BATCH_STEPS = {"point-nav": 4000}
 
 
-def eval_step_sizes(lr: float, steps: int) -> list[float]:
-    return [lr] + [lr * LATER_STEP_FACTOR] * max(steps - 1, 0)
+def eval_step_sizes(lr: float, steps: int, later: float | None = None) -> list[float]:
+    """The first step at ``lr``, later ones at ``later`` (default: half of ``lr``, the reference's rule)."""
+    later = lr * LATER_STEP_FACTOR if later is None else later
+    return [lr] + [later] * max(steps - 1, 0)
 
 
 @dataclass
@@ -90,12 +92,12 @@ def batch_steps_of(env: str, batch_steps: int | None) -> int:
 
 
 def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollouts: int | None = None,
-          batch_steps: int | None = None) -> torch.Tensor:
+          batch_steps: int | None = None, later: float | None = None) -> torch.Tensor:
     """Mean return per task after 0..steps steps on ``tasks`` tasks drawn from ``seed``: (tasks, steps + 1)."""
     cfg = trained.cfg
     task_array = sample_tasks(cfg.env, tasks, np.random.default_rng(seed))
     returns, _ = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), task_array,
-                                    rollouts or cfg.eval_rollouts, steps, eval_step_sizes(lr, steps),
+                                    rollouts or cfg.eval_rollouts, steps, eval_step_sizes(lr, steps, later),
                                     torch.Generator().manual_seed(seed),
                                     np.random.default_rng(seed + 1), batch_steps_of(cfg.env, batch_steps))
     return returns
@@ -109,15 +111,28 @@ def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = 10
     return max(scores, key=scores.get), scores
 
 
+def tune_later_lr(trained: Trained, lr: float, grid: tuple[float, ...] = LR_GRID, tasks: int = 10, steps: int = 3,
+                  batch_steps: int | None = None) -> tuple[float, dict[float, float]]:
+    """With the first step at ``lr``: the later steps' size of ``grid`` with the best mean return over steps
+    2..steps on the validation tasks (never the test tasks)."""
+    scores = {later: curve(trained, tasks, steps, lr, VALIDATION_SEED, batch_steps=batch_steps,
+                           later=later)[:, 2:].mean().item() for later in grid}
+    return max(scores, key=scores.get), scores
+
+
 def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, lr: float | None = None,
-             tune_tasks: int = 10, batch_steps: int | None = None) -> dict[str, Any]:
-    """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}."""
+             tune_tasks: int = 10, batch_steps: int | None = None, later_steps: str = "half") -> dict[str, Any]:
+    """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}. ``later_steps``:
+    ``half`` (the reference's rule: steps 2 and 3 at half the first step's size) or ``tuned`` (their size chosen
+    from the grid on the validation tasks, for every method alike; the first step as with ``half``)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if tasks < 1 or steps < 0:
         raise ConfigError(f"--tasks must be >= 1 and --steps >= 0, got {tasks} and {steps}")
     if batch_steps is not None and batch_steps < 0:
         raise ConfigError(f"--batch-steps must be >= 0 (0: full rollouts), got {batch_steps}")
+    if later_steps not in ("half", "tuned"):
+        raise ConfigError(f"--later-steps must be 'half' or 'tuned', got {later_steps!r}")
     scores = None
     if method == "oracle":
         steps = 0
@@ -126,9 +141,13 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
             lr, scores = tune_lr(trained, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
         else:
             lr = trained.cfg.inner_lr
-    per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps)
+    later, later_scores = lr * LATER_STEP_FACTOR, None
+    if later_steps == "tuned" and steps >= 2:
+        later, later_scores = tune_later_lr(trained, lr, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
+    per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps, later=later)
     stats = [mean_ci95(per_task[:, k].numpy()) for k in range(steps + 1)]
     return {"preset": trained.cfg.preset, "method": method, "lr": lr, "lr_scores": scores, "tasks": tasks,
+            "later_lr": later, "later_lr_scores": later_scores, "later_steps": later_steps,
             "rollouts": trained.cfg.eval_rollouts, "batch_steps": batch_steps_of(trained.cfg.env, batch_steps),
             "returns": [m for m, _ in stats],
             "returns_ci95": [c for _, c in stats], "per_task": per_task.tolist()}
@@ -153,7 +172,8 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         "returns": returns, "returns_ci95": cis, "steps": list(range(len(returns))),
         "higher_is_better": True, "n_eval": result["tasks"], "rollouts_per_step": result["rollouts"],
         "batch_steps": result.get("batch_steps", 0),
-        "step_size": result["lr"], "later_step_size": result["lr"] * LATER_STEP_FACTOR,
+        "step_size": result["lr"], "later_step_size": result.get("later_lr", result["lr"] * LATER_STEP_FACTOR),
+        "later_steps": result.get("later_steps", "half"),
         "iterations": trained.iterations, "wall_time_s": trained.wall_time_s,
         "seed": trained.cfg.seed, "command": command,
         "note": "gymnasium v5 MuJoCo models (not rllab's): compare with the paper in shape, not value"
@@ -167,6 +187,8 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
     record["per_task_returns"] = [[round(float(x), 2) for x in row] for row in result["per_task"]]
     if result.get("lr_scores"):
         record["step_size_grid"] = {str(k): v for k, v in result["lr_scores"].items()}
+    if result.get("later_lr_scores"):
+        record["later_step_size_grid"] = {str(k): v for k, v in result["later_lr_scores"].items()}
     return write_record(Path(record_dir) / f"{name}.json", record)
 
 
