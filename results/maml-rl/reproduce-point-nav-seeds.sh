@@ -1,5 +1,6 @@
 #!/bin/sh
-# 2D navigation with rllab's init (the preset's since stop 13): MAML seeds 0-2, pretrained 0-2, oracle, random 0-2.
+# 2D navigation with rllab's init (the preset's since stop 13): MAML seeds 0-2, pretrained 0-2, random 0-2, oracle;
+# evaluation batches of 4,000 time steps (the reference's test scripts).
 R=results/maml-rl; S=runs/maml-rl/seeds
 mkdir -p $R/seeds $S
 icml17 maml-rl train --preset point-nav --set init=xavier --run-dir runs/maml-rl/point-nav-xavier --threads 1 --no-progress
@@ -17,8 +18,9 @@ maml 1
 pre 1 $R/seeds -seed1
 maml 2
 pre 2 $R/seeds -seed2
-icml17 maml-rl train --preset point-nav --mode oracle --seed 0 --run-dir $S/point-nav-oracle-seed0 --threads 1 --no-progress
-icml17 maml-rl eval --preset point-nav --method oracle --run-dir $S/point-nav-oracle-seed0 --record $R --name point-nav-oracle --threads 1
+# the oracle (point-nav-oracle.json) is the PyTorch-init run of stop 12, re-evaluated with the 4,000-step batches
+icml17 maml-rl train --preset point-nav --mode oracle --set init=torch --threads 1 --no-progress
+icml17 maml-rl eval --preset point-nav --method oracle --record $R --threads 1
 icml17 maml-rl eval --preset point-nav --method random --seed 0 --record $R --name point-nav-random --threads 1
 for s in 1 2; do icml17 maml-rl eval --preset point-nav --method random --seed $s --record $R/seeds --name point-nav-random-seed$s --threads 1; done
 # the same runs with steps 2-3 tuned on the validation tasks (every method alike)
