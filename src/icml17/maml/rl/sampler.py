@@ -148,6 +148,8 @@ class Sampler:
         and the paths still running then are dropped. Where paths end early (2D navigation at the goal), a task
         gets more than ``copies`` paths and the short ones count more often, as in the reference's numbers.
         Rollouts (K, P, T) with P the largest number of paths of a task; missing paths are all-zero masks."""
+        if copies < 1 or min_steps < 1:
+            raise ValueError(f"sample_steps needs copies >= 1 and min_steps >= 1, got {copies} and {min_steps}")
         t0 = time.perf_counter()
         k, r, horizon = len(tasks), copies, self.horizon
         n = k * r
