@@ -1,7 +1,7 @@
 """Full PixelCNN vs multiscale likelihoods over seeds: results/pixelcnn/<name>.json is seed 0 (where it exists),
 results/pixelcnn/seeds/<name>-seed<k>.json the others. For each model: the seeds, per-seed values, mean, min, max
-and spread (max - min); for each multiscale model against the full one of its dataset: the gap of the means and
-whether it is established, i.e. the two models' seed ranges do not overlap (every seed of one beats every seed of
+and spread (max - min); for each multiscale model against the full one of its dataset (and type B against type A, and
+type B with 4 shallow layers against 2): the gap of the means and whether it is established, i.e. the two models' seed ranges do not overlap (every seed of one beats every seed of
 the other). Writes results/pixelcnn/likelihood-seeds.json. Run from the repo root:
 python results/pixelcnn/likelihood_seeds.py"""
 import json
@@ -34,14 +34,14 @@ for dataset, unit in DATASETS.items():
             "mean": round(float(np.mean(values)), 4), "min": min(values), "max": max(values),
             "spread": round(max(values) - min(values), 4), "iterations": recs[0]["iterations"],
             "parameters": recs[0].get("parameters")}
-    full = models.get(f"{dataset}-full")
-    for variant in VARIANTS[1:]:
-        other = models.get(f"{dataset}-{variant}")
+    pairs = [("full", v) for v in VARIANTS[1:]] + [("typeA", "typeB"), ("typeB", "typeB-shallow4")]
+    for ref, variant in pairs:
+        full, other = models.get(f"{dataset}-{ref}"), models.get(f"{dataset}-{variant}")
         if not full or not other:
             continue
-        gap = other["mean"] - full["mean"]  # positive: the multiscale model is worse (higher NLL)
+        gap = other["mean"] - full["mean"]  # positive: the second model is worse (higher NLL)
         apart = other["min"] > full["max"] or other["max"] < full["min"]
-        gaps[f"{dataset}: {variant} - full"] = {
+        gaps[f"{dataset}: {variant} - {ref}"] = {
             "gap_of_means": round(gap, 4), "unit": unit, "seeds": [len(full["seeds"]), len(other["seeds"])],
             "spreads": [full["spread"], other["spread"]], "established": bool(apart and min(len(full["seeds"]),
                                                                                           len(other["seeds"])) >= 3)}
