@@ -60,6 +60,10 @@ def test_eval_records_every_split(tmp_path: Path, synthetic_data_dir: Path):
     assert main([str(a) for a in ["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "6", "--splits", "val",
                                   "--record", solo, "--data-dir", synthetic_data_dir]]) == 0
     assert json.loads((solo / "mnist-text-spatial-typeA.json").read_text())["value"] == rec["by_split"]["val"]["bits_per_dim"]
+    # the text+spatial model samples from test images' captions and maps
+    assert main([str(a) for a in ["pixelcnn", "sample", "--run-dir", run_dir, "--samples", "2",
+                                  "--data-dir", synthetic_data_dir]]) == 0
+    assert (run_dir / "samples" / "samples.png").stat().st_size > 0
 
 
 def test_eval_of_a_run_without_validation_images_fails_before_scoring(tmp_path: Path, synthetic_data_dir: Path,
