@@ -4,7 +4,8 @@ From ``notes/maml.md`` ("RL protocol of the reference code"): policy MLP (100, 1
 policy gradient with the linear feature baseline, inner learning rate 0.1; outer TRPO with max KL 0.01,
 10 conjugate-gradient iterations, damping 1e-5, backtracking ratio 0.8 and up to 15 tries; discount 0.99,
 GAE lambda 1. 2D navigation (the reference's ``maml_trpo_point.py``): 40 tasks x 20 rollouts of 100 steps per
-meta-batch, inner learning rate 0.5, 100 meta-iterations, evaluation with 40 rollouts per gradient step; its
+meta-batch, inner learning rate 0.5, 100 meta-iterations, evaluation batches of 4,000 time steps from 40 copies
+per task (:data:`icml17.maml.rl.evaluate.EVAL_BATCH_STEPS`); its
 curvature products are in Gauss-Newton form on all tasks (the same matrix as the KL's Hessian at the current
 parameters, see :func:`icml17.maml.rl.trpo.kl_fisher_product`, about 2.5x cheaper). Locomotion: 40 tasks x 20 rollouts (40 for the ant's
 forward/backward task) of 200 steps, 500 meta-iterations. Deviation, for speed on a CPU: the locomotion presets
