@@ -30,7 +30,10 @@ class PixelCNNConfig:
     hidden: int = 32  # channels of every network (full, base, ResNets, shallow PixelCNNs)
     layers: int = 4  # gated blocks of the full / base PixelCNN
     resnet_blocks: int = 2  # residual blocks per upscaling group network
-    shallow_layers: int = 2  # gated blocks of the type-B patch PixelCNN
+    # gated blocks of the type-B patch PixelCNN. The paper's is 4; on MNIST at 1,000 steps 2 scored better over 3
+    # seeds (1.258 vs 1.278 bits/dim, results/pixelcnn/likelihood-seeds.json) with 0.6 vs 1.0M parameters, and
+    # every sequential patch step of sampling runs it: 2 is the default, --set shallow_layers=4 the paper's
+    shallow_layers: int = 2
     patch: int = 4  # type B: M x M patches
     n_mix: int = 5  # logistic mixture components
     cond_dim: int = 32
