@@ -40,3 +40,47 @@ icml17 pixelcnn export --run-dir runs/ship/binarized-mnist-typeA --name binarize
   --reproduces results/pixelcnn/binarized-mnist-typeA-20k.json \
   --description "type-A multiscale PixelCNN (width 32), dynamically binarized MNIST, 20,000 steps of batch 32"
 icml17 pixelcnn eval --weights binarized-mnist-typeA --data-dir "$DATA" --record results/pixelcnn --name binarized-mnist-typeA-20k
+
+# Seeds 1 and 2 of the equal-width triples (records in results/pixelcnn/seeds/), type B with the paper's 4 shallow
+# layers (seeds 0-2), the parameter-matched models' seeds 1-2; summary: results/pixelcnn/likelihood-seeds.json
+common="--threads 1 --no-progress --set batch_size=32 --set eval_every=250 --set checkpoint_every=100"
+for spec in mnist:1000 cifar10-subset:800; do
+  preset=${spec%%:*}; its=${spec##*:}
+  for seed in 1 2; do
+    for model in full multiscale-a multiscale-b; do
+      case $model in full) tag=full;; multiscale-a) tag=typeA;; multiscale-b) tag=typeB;; esac
+      icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/eq-$preset-$tag-seed$seed \
+        --data-dir "$DATA" --seed $seed --iterations $its $common
+      icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/eq-$preset-$tag-seed$seed --data-dir "$DATA" \
+        --record results/pixelcnn/seeds --name $preset-$tag-seed$seed
+    done
+  done
+done
+for seed in 0 1 2; do
+  icml17 pixelcnn train --preset mnist --model multiscale-b --run-dir runs/pixelcnn/eq-mnist-typeB-shallow4-seed$seed \
+    --data-dir "$DATA" --seed $seed --iterations 1000 --set shallow_layers=4 $common
+  icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/eq-mnist-typeB-shallow4-seed$seed --data-dir "$DATA" \
+    --record results/pixelcnn/seeds --name mnist-typeB-shallow4-seed$seed
+done
+for seed in 1 2; do
+  for mh in multiscale-a:16:typeA multiscale-b:12:typeB; do
+    model=${mh%%:*}; rest=${mh#*:}; h=${rest%%:*}; tag=${rest#*:}
+    icml17 pixelcnn train --preset mnist --model $model --run-dir runs/pixelcnn/pm-mnist-$tag-seed$seed \
+      --data-dir "$DATA" --seed $seed --iterations 1000 --set hidden=$h $common
+    icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/pm-mnist-$tag-seed$seed --data-dir "$DATA" \
+      --record results/pixelcnn/seeds --name mnist-$tag-small-seed$seed
+  done
+done
+python results/pixelcnn/likelihood_seeds.py
+
+# Table 1 analogue: class- and text+spatial-conditional MNIST, full vs type B, 5,000 training images held out for
+# validation, each split scored on its first 5,000 images (records results/pixelcnn/table1-*.json)
+for preset in mnist-class mnist-text-spatial; do
+  for model in full multiscale-b; do
+    case $model in full) tag=full;; multiscale-b) tag=typeB;; esac
+    icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/table1-$preset-$tag --data-dir "$DATA" \
+      --seed 0 --iterations 1000 --set val_images=5000 $common
+    icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/table1-$preset-$tag --data-dir "$DATA" \
+      --splits train val test --n-eval 5000 --record results/pixelcnn --name table1-$preset-$tag
+  done
+done
