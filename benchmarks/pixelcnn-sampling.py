@@ -13,7 +13,7 @@ to it (its patch steps from activation caches, the default). Baselines, all samp
   costs the same) and the total is extrapolated; those cases say so in ``full_s_extrapolated_from_n_evals`` and
   ``full_measured_end_to_end: false``.
 - ``full-no-window``: the network rerun on the whole image per step, like a plain PixelCNN sampler (always
-  extrapolated from one measured row).
+  extrapolated from one measured row, or its last ``--no-window-evals`` pixels).
 
 ``cached_equals_windowed`` checks that the cached sampler draws exactly the windowed sampler's images from the
 same seed (the whole batch when the windowed one ran end to end, else one row of a completion). The load average
@@ -75,6 +75,9 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-window-evals", type=int, default=0, metavar="N",
+                        help="time the no-window sampler on the last N pixels of one row instead of a whole row "
+                             "(each of its evaluations reruns the whole image, so any N extrapolates alike)")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "pixelcnn-sampling.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,7 +116,8 @@ def main() -> int:
             sec, measured = full_band(full, args.batch, rows, gen)
             full_s = sec / measured * total_evals
             identical, checked_on = same_images(full, args.batch, 1, seed=2), "a completion of the last row"
-        naive_s, naive_n = full_band(full, args.batch, 1, gen, window=False)
+        naive_s, naive_n = full_band(full, args.batch, 1, gen, window=False,
+                                     cols=min(args.no_window_evals, size) if args.no_window_evals else None)
         naive_total = naive_s / naive_n * total_evals
         entry = {
             "case": case, "channels": 3, "batch": args.batch, "load_average": load_case,

@@ -110,3 +110,15 @@ def test_super_resolution_frequencies_match_conditional(kind):
     assert abs(float(probs.sum()) - 1.0) < 1e-9
     stat, df = chi_square(counts, probs)
     assert stat < df + 5 * math.sqrt(2 * df), (stat, df)
+
+
+def test_timed_band_counts_the_evaluations_it_samples():
+    """The benchmark's extrapolation helper: a band of rows is rows x width evaluations (x channels for a
+    softmax head); the last ``cols`` pixels of one row are ``cols`` of them."""
+    from icml17.pixelcnn.sampling import time_full_sampler_band
+
+    model = tiny_model("full", 6, 3, 1, "softmax")
+    assert time_full_sampler_band(model, 2, 2)[1] == 2 * 6 * 3
+    assert time_full_sampler_band(model, 2, 1, window=False, cols=4)[1] == 4 * 3
+    with pytest.raises(ValueError, match="cols=7"):
+        time_full_sampler_band(model, 2, 1, cols=7)

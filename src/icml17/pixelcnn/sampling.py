@@ -191,17 +191,23 @@ def sample_multiscale(model, n: int, context: object = None, temperature: float 
 
 @torch.no_grad()
 def time_full_sampler_band(model, n: int, rows: int, generator: torch.Generator | None = None,
-                           window: bool = True) -> tuple[float, int]:
+                           window: bool = True, cols: int | None = None) -> tuple[float, int]:
     """(seconds, evaluations) to sample ``rows`` rows in the middle of a full PixelCNN's image (the others held
-    fixed). Every evaluation past the first ``receptive_rows`` rows costs the same, so ``seconds / evaluations
-    * (pixels x channel steps)`` extrapolates the O(N) sampler when running it end to end takes too long."""
+    fixed; ``cols``: only the last ``cols`` pixels of a single row). Every evaluation past the first
+    ``receptive_rows`` rows costs the same, so ``seconds / evaluations * (pixels x channel steps)`` extrapolates
+    the O(N) sampler when running it end to end takes too long."""
     import time
 
     s = model.image_size
     x = torch.zeros(n, model.n_channels, s, s, dtype=torch.long, device=next(model.parameters()).device)
     known = torch.ones(s, s, dtype=torch.bool, device=x.device)
     start = min(max(model.net.receptive_rows, s // 2 - rows // 2), s - rows)
-    known[start:start + rows] = False
+    if cols is None:
+        known[start:start + rows] = False
+    else:
+        if rows != 1 or not 1 <= cols <= s:
+            raise ValueError(f"cols={cols} needs rows=1 and 1 <= cols <= {s}")
+        known[start, s - cols:] = False
     t0 = time.perf_counter()
     evals = sample_grid(model.net, model.head, x, known, None, None, model.levels, 1.0, generator, window)
     return time.perf_counter() - t0, evals
