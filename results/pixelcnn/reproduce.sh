@@ -30,7 +30,7 @@ for spec in mnist:1000 binarized-mnist:800; do
 done
 
 # Sampling speed (results/bench/pixelcnn-sampling.json)
-python benchmarks/pixelcnn-sampling.py
+python benchmarks/pixelcnn-sampling.py --no-window-evals 16
 
 # The shipped model (src/icml17/weights/pixelcnn-binarized-mnist-typeA.safetensors) and its record
 # binarized-mnist-typeA-20k.json, evaluated from the shipped file on the 10,000 test images
