@@ -1,8 +1,10 @@
 """Full PixelCNN vs multiscale likelihoods over seeds: results/pixelcnn/<name>.json is seed 0 (where it exists),
 results/pixelcnn/seeds/<name>-seed<k>.json the others. For each model: the seeds, per-seed values, mean, min, max
 and spread (max - min); for each multiscale model against the full one of its dataset (and type B against type A, and
-type B with 4 shallow layers against 2): the gap of the means and whether it is established, i.e. the two models' seed ranges do not overlap (every seed of one beats every seed of
-the other). Writes results/pixelcnn/likelihood-seeds.json. Run from the repo root:
+type B with 4 shallow layers against 2): the gap of the means and whether it is established, i.e. the two
+models' seed ranges do not overlap (every seed of one beats every seed of the other); the Table 1 analogue's
+conditional models (table1-<preset>-<model>) per split in nats per sub-pixel, the same way.
+Writes results/pixelcnn/likelihood-seeds.json. Run from the repo root:
 python results/pixelcnn/likelihood_seeds.py"""
 import json
 from pathlib import Path
@@ -46,6 +48,27 @@ for dataset, unit in DATASETS.items():
             "spreads": [full["spread"], other["spread"]], "established": bool(apart and min(len(full["seeds"]),
                                                                                           len(other["seeds"])) >= 3)}
 
+# Table 1 analogue: conditional models, nats per sub-pixel on each split
+table1 = {}
+for preset in ("mnist-class", "mnist-text-spatial"):
+    rows = {}
+    for tag in ("full", "typeB"):
+        recs = runs(f"table1-{preset}-{tag}")
+        if recs:
+            rows[tag] = {"seeds": [r["seed"] for r in recs], **{
+                split: {"values": [r["by_split"][split]["nats_per_subpixel"] for r in recs]}
+                for split in ("train", "val", "test")}}
+            for split in ("train", "val", "test"):
+                v = rows[tag][split]["values"]
+                rows[tag][split].update(mean=round(float(np.mean(v)), 4), min=min(v), max=max(v))
+    if len(rows) == 2:
+        f, b = rows["full"], rows["typeB"]
+        rows["typeB - full"] = {split: {
+            "gap_of_means": round(b[split]["mean"] - f[split]["mean"], 4),
+            "established": bool((b[split]["min"] > f[split]["max"] or b[split]["max"] < f[split]["min"])
+                                and min(len(f["seeds"]), len(b["seeds"])) >= 3)} for split in ("train", "val", "test")}
+    table1[preset] = rows
+
 three = {k: v for k, v in gaps.items() if min(v["seeds"]) >= 3}
 headline = three.get("mnist: typeA - full") or next(iter(three.values()), next(iter(gaps.values())))
 write_record(root / "likelihood-seeds.json", {
@@ -56,7 +79,10 @@ write_record(root / "likelihood-seeds.json", {
     "command": "sh results/pixelcnn/reproduce.sh  # then: python results/pixelcnn/likelihood_seeds.py",
     "note": "each model's test NLL over seeds (width 32 unless named small; same iterations and batch 32 within a "
             "dataset); a gap is 'established' when the two models' seed ranges do not overlap, with >= 3 seeds each",
-    "models": models, "gaps": gaps})
+    "models": models, "gaps": gaps, "table1_nats_per_subpixel": table1})
+for preset, rows in table1.items():
+    for tag, row in rows.items():
+        print(preset, tag, {split: row[split] for split in ("train", "val", "test")})
 for k, v in gaps.items():
     print(f"{k}: {v['gap_of_means']:+.4f} {v['unit']} (seeds {v['seeds']}, spreads {v['spreads']}, "
           f"established {v['established']})")
