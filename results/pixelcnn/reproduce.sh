@@ -84,3 +84,16 @@ for preset in mnist-class mnist-text-spatial; do
       --splits train val test --n-eval 5000 --record results/pixelcnn --name table1-$preset-$tag
   done
 done
+# Table 1 seeds 1 and 2 (records results/pixelcnn/seeds/table1-*-seed<k>.json; the text+spatial ones are still to run)
+for seed in 1 2; do
+  for preset in mnist-class mnist-text-spatial; do
+    for model in full multiscale-b; do
+      case $model in full) tag=full;; multiscale-b) tag=typeB;; esac
+      icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/table1-$preset-$tag-seed$seed \
+        --data-dir "$DATA" --seed $seed --iterations 1000 --set val_images=5000 $common
+      icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/table1-$preset-$tag-seed$seed --data-dir "$DATA" \
+        --splits train val test --n-eval 5000 --record results/pixelcnn/seeds --name table1-$preset-$tag-seed$seed
+    done
+  done
+done
+python results/pixelcnn/likelihood_seeds.py
