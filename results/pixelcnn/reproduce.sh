@@ -43,13 +43,13 @@ icml17 pixelcnn eval --weights binarized-mnist-typeA --data-dir "$DATA" --record
 
 # Seeds 1 and 2 of the equal-width triples (records in results/pixelcnn/seeds/), type B with the paper's 4 shallow
 # layers (seeds 0-2), the parameter-matched models' seeds 1-2; summary: results/pixelcnn/likelihood-seeds.json
-common="--threads 1 --no-progress --set batch_size=32 --set eval_every=250 --set checkpoint_every=100"
+common="--no-progress --set batch_size=32 --set eval_every=250 --set checkpoint_every=100"
 for spec in mnist:1000 cifar10-subset:800; do
   preset=${spec%%:*}; its=${spec##*:}
   for seed in 1 2; do
     for model in full multiscale-a multiscale-b; do
       case $model in full) tag=full;; multiscale-a) tag=typeA;; multiscale-b) tag=typeB;; esac
-      icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/eq-$preset-$tag-seed$seed \
+      icml17 pixelcnn train --threads 1 --preset $preset --model $model --run-dir runs/pixelcnn/eq-$preset-$tag-seed$seed \
         --data-dir "$DATA" --seed $seed --iterations $its $common
       icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/eq-$preset-$tag-seed$seed --data-dir "$DATA" \
         --record results/pixelcnn/seeds --name $preset-$tag-seed$seed
@@ -57,7 +57,7 @@ for spec in mnist:1000 cifar10-subset:800; do
   done
 done
 for seed in 0 1 2; do
-  icml17 pixelcnn train --preset mnist --model multiscale-b --run-dir runs/pixelcnn/eq-mnist-typeB-shallow4-seed$seed \
+  icml17 pixelcnn train --threads 1 --preset mnist --model multiscale-b --run-dir runs/pixelcnn/eq-mnist-typeB-shallow4-seed$seed \
     --data-dir "$DATA" --seed $seed --iterations 1000 --set shallow_layers=4 $common
   icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/eq-mnist-typeB-shallow4-seed$seed --data-dir "$DATA" \
     --record results/pixelcnn/seeds --name mnist-typeB-shallow4-seed$seed
@@ -65,7 +65,7 @@ done
 for seed in 1 2; do
   for mh in multiscale-a:16:typeA multiscale-b:12:typeB; do
     model=${mh%%:*}; rest=${mh#*:}; h=${rest%%:*}; tag=${rest#*:}
-    icml17 pixelcnn train --preset mnist --model $model --run-dir runs/pixelcnn/pm-mnist-$tag-seed$seed \
+    icml17 pixelcnn train --threads 1 --preset mnist --model $model --run-dir runs/pixelcnn/pm-mnist-$tag-seed$seed \
       --data-dir "$DATA" --seed $seed --iterations 1000 --set hidden=$h $common
     icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/pm-mnist-$tag-seed$seed --data-dir "$DATA" \
       --record results/pixelcnn/seeds --name mnist-$tag-small-seed$seed
@@ -78,7 +78,7 @@ python results/pixelcnn/likelihood_seeds.py
 for preset in mnist-class mnist-text-spatial; do
   for model in full multiscale-b; do
     case $model in full) tag=full;; multiscale-b) tag=typeB;; esac
-    icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/table1-$preset-$tag --data-dir "$DATA" \
+    icml17 pixelcnn train --threads 1 --preset $preset --model $model --run-dir runs/pixelcnn/table1-$preset-$tag --data-dir "$DATA" \
       --seed 0 --iterations 1000 --set val_images=5000 $common
     icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/table1-$preset-$tag --data-dir "$DATA" \
       --splits train val test --n-eval 5000 --record results/pixelcnn --name table1-$preset-$tag
@@ -89,7 +89,7 @@ for seed in 1 2; do
   for preset in mnist-class mnist-text-spatial; do
     for model in full multiscale-b; do
       case $model in full) tag=full;; multiscale-b) tag=typeB;; esac
-      icml17 pixelcnn train --preset $preset --model $model --run-dir runs/pixelcnn/table1-$preset-$tag-seed$seed \
+      icml17 pixelcnn train --threads 1 --preset $preset --model $model --run-dir runs/pixelcnn/table1-$preset-$tag-seed$seed \
         --data-dir "$DATA" --seed $seed --iterations 1000 --set val_images=5000 $common
       icml17 pixelcnn eval --threads 1 --run-dir runs/pixelcnn/table1-$preset-$tag-seed$seed --data-dir "$DATA" \
         --splits train val test --n-eval 5000 --record results/pixelcnn/seeds --name table1-$preset-$tag-seed$seed
