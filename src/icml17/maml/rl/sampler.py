@@ -71,6 +71,20 @@ def _policy_means(policy: nn.Module, params: Params, obs: torch.Tensor, per_task
     return mean, log_std[None, None, :]
 
 
+def _act(policy: nn.Module, params: Params, obs: np.ndarray, k: int, r: int, per_task: bool,
+         generator: torch.Generator, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """One policy call for all K x R copies: observations (K, R, d) and Gaussian actions (K, R, A)."""
+    o = torch.as_tensor(obs, dtype=dtype).view(k, r, -1)
+    mean, log_std = _policy_means(policy, params, o, per_task)
+    return o, mean + log_std.exp() * torch.randn(mean.shape, generator=generator, dtype=dtype)
+
+
+def _check_finite(env_name: str, reward: np.ndarray, obs: np.ndarray, live: np.ndarray, t: int) -> None:
+    if not (np.isfinite(reward[live]).all() and np.isfinite(obs[live]).all()):
+        raise NonFiniteRolloutError(f"{env_name} returned a non-finite reward or observation at time step {t} of a "
+                                    f"rollout (lower the step sizes, then resume)")
+
+
 class Sampler:
     """Samples rollouts of environment ``env`` for given tasks; keeps MuJoCo environments between calls.
 
@@ -115,10 +129,7 @@ class Sampler:
         mask = torch.zeros(k, r, horizon, dtype=dtype)
         active = np.ones(k * r, bool)
         for t in range(horizon):
-            o = torch.as_tensor(obs, dtype=dtype).view(k, r, d)
-            mean, log_std = _policy_means(policy, params, o, per_task)
-            noise = torch.randn(k, r, a, generator=generator, dtype=dtype)
-            action = mean + log_std.exp() * noise
+            o, action = _act(policy, params, obs, k, r, per_task, generator, dtype)
             alive = torch.as_tensor(active).view(k, r)
             obs_buf[:, :, t] = o
             act_buf[:, :, t] = action
@@ -126,10 +137,7 @@ class Sampler:
             obs, reward, done = env.step(action.reshape(k * r, a).numpy().astype(np.float64), active)
             # finished copies may hold anything: zero them so that no masked-out NaN reaches a later product
             obs = np.where(active[:, None], obs, 0.0)
-            if not (np.isfinite(reward[active]).all() and np.isfinite(obs[active]).all()):
-                raise NonFiniteRolloutError(
-                    f"{self.env_name} returned a non-finite reward or observation at time step {t} of a rollout "
-                    f"(lower the step sizes, then resume)")
+            _check_finite(self.env_name, reward, obs, active, t)
             rew_buf[:, :, t] = torch.as_tensor(np.where(active, reward, 0.0), dtype=dtype).view(k, r)
             active = active & ~done
             if not active.any():
@@ -166,16 +174,12 @@ class Sampler:
         rows = np.arange(n)
         while open_task.any():
             running = np.repeat(open_task, r)
-            o = torch.as_tensor(obs, dtype=dtype).view(k, r, d)
-            mean, log_std = _policy_means(policy, params, o, per_task)
-            action = (mean + log_std.exp() * torch.randn(k, r, a, generator=generator, dtype=dtype)).view(n, a)
+            o, action = _act(policy, params, obs, k, r, per_task, generator, dtype)
+            action = action.view(n, a)
             cur_obs[rows, length] = o.view(n, d)
             cur_act[rows, length] = action
             obs, reward, done = env.step(action.numpy().astype(np.float64), running)
-            if not (np.isfinite(reward[running]).all() and np.isfinite(obs[running]).all()):
-                raise NonFiniteRolloutError(
-                    f"{self.env_name} returned a non-finite reward or observation at time step {length.max()} of a "
-                    f"rollout (lower the step sizes, then resume)")
+            _check_finite(self.env_name, reward, obs, running, int(length.max()))
             cur_rew[rows, length] = torch.as_tensor(np.where(running, reward, 0.0), dtype=dtype)
             length = length + running
             ended = running & (done | (length == horizon))
