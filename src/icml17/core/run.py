@@ -219,6 +219,12 @@ def command_line(args: argparse.Namespace) -> str:
     return "icml17 " + shlex.join(argv)
 
 
+def record_command(args: argparse.Namespace, train_command: str = "") -> str:
+    """The command a record names: the run's own training command (when known), then this one."""
+    command = command_line(args)
+    return f"{train_command}; {command}" if train_command else command
+
+
 def parse_overrides(items: list[str] | None, *, forbidden: Mapping[str, str] | None = None) -> dict[str, str]:
     """``--set`` values (``['a=1', 'b=2']``, from repeated or multi-valued flags) -> ``{'a': '1', 'b': '2'}``.
 

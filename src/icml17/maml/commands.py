@@ -62,9 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{result['preset']} {result['split']} {result['metric']} after {k} steps: {m:.4f} +- {c:.4f} "
               f"({result['tasks']} tasks, {result['queries']} queries per class)")
     if args.record:
-        command = shell.command_line(args)
-        if trained.train_command:  # the weights' own training, then this evaluation
-            command = f"{trained.train_command}; {command}"
+        command = shell.record_command(args, trained.train_command)
         for path in write_records(result, trained.cfg, args.record, command):
             print(f"wrote {path}")
     return 0

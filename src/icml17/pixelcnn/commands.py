@@ -53,10 +53,8 @@ def _trained(args: argparse.Namespace):
     return load_shipped(args.weights) if args.weights else load_run(_run_dir(args))
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from icml17.pixelcnn.train import train
-
-    cfg = _config(args)
+def _train(args: argparse.Namespace, cfg, train) -> int:
+    """Train ``cfg`` with ``train`` (the image or the video loop) into --run-dir or the default run directory."""
     run_dir = args.run_dir if args.run_dir is not None else shell.default_run_dir(SYSTEM, cfg.experiment)
     shell.check_run_dir(run_dir)
     shell.apply_threads(args.threads)
@@ -65,6 +63,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
                       "wall_time_s": round(result.wall_time_s, 1), **result.last_eval}))
     return 130 if result.interrupted else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from icml17.pixelcnn.train import train
+
+    return _train(args, _config(args), train)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -78,9 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()},
                       **({"by_split": by_split} if splits != ["test"] else {})}))
     if args.record:
-        command = shell.command_line(args)
-        if trained.train_command:
-            command = f"{trained.train_command}; {command}"
+        command = shell.record_command(args, trained.train_command)
         path = write_result(trained, ev, args.record, command, args.name, by_split if splits != ["test"] else None)
         print(f"wrote {path}")
     return 0
@@ -128,15 +130,7 @@ def _video_run_dir(args: argparse.Namespace) -> Path:
 def cmd_video_train(args: argparse.Namespace) -> int:
     from icml17.pixelcnn.video.train import train
 
-    cfg = _video_config(args)
-    run_dir = args.run_dir if args.run_dir is not None else shell.default_run_dir(SYSTEM, cfg.experiment)
-    shell.check_run_dir(run_dir)
-    shell.apply_threads(args.threads)
-    result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
-                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
-    print(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
-                      "wall_time_s": round(result.wall_time_s, 1), **result.last_eval}))
-    return 130 if result.interrupted else 0
+    return _train(args, _video_config(args), train)
 
 
 def cmd_video_eval(args: argparse.Namespace) -> int:
@@ -149,9 +143,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
                       **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()
                          if not k.endswith("_by_factor")}, "val_by_factor": ev["val_by_factor"]}))
     if args.record:
-        command = shell.command_line(args)
-        if trained.train_command:
-            command = f"{trained.train_command}; {command}"
+        command = shell.record_command(args, trained.train_command)
         print(f"wrote {write_result(trained, ev, args.record, command, args.name)}")
     return 0
 

@@ -76,9 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{args.preset} {args.method}: return after {k} steps {m:.2f} +- {c:.2f} ({result['tasks']} tasks, "
               f"step size {result['lr']:g})")
     if args.record:
-        command = shell.command_line(args)
-        if trained.train_command:
-            command = f"{trained.train_command}; {command}"
+        command = shell.record_command(args, trained.train_command)
         print(f"wrote {write_result_record(result, trained, args.record, command, name=args.name)}")
     return 0
 
