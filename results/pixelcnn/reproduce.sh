@@ -84,7 +84,7 @@ for preset in mnist-class mnist-text-spatial; do
       --splits train val test --n-eval 5000 --record results/pixelcnn --name table1-$preset-$tag
   done
 done
-# Table 1 seeds 1 and 2 (records results/pixelcnn/seeds/table1-*-seed<k>.json; the text+spatial ones are still to run)
+# Table 1 seeds 1 and 2 (records results/pixelcnn/seeds/table1-*-seed<k>.json)
 for seed in 1 2; do
   for preset in mnist-class mnist-text-spatial; do
     for model in full multiscale-b; do
