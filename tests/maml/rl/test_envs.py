@@ -108,3 +108,23 @@ def test_ant_rewards_and_termination_follow_the_reference_formula_on_gymnasium_s
         expected = -info["x_velocity"] - 0.005 * np.square(a).sum() - 5e-4 * contact + 0.05
         assert np.allclose(obs[0], ro) and reward[0] == pytest.approx(expected, rel=1e-9)
         assert done[0] == terminated
+
+
+@pytest.mark.skipif(not HAS_MUJOCO, reason="gymnasium[mujoco] is not installed (pip install -e '.[rl]')")
+def test_ant_goal_velocity_reward_is_the_references_with_its_plus_one():
+    # cbfinn/maml_rl ant_env_rand.py: forward reward -|v - v_goal| + 1.0, then the same costs and 0.05 survival as
+    # the direction task; without the 1 a step alive is worth less than an ended episode
+    import gymnasium as gym
+
+    env = make_env("ant-vel", np.array([[2.0]]))
+    ref = gym.make("Ant-v5")
+    env.reset(np.array([5]))
+    ref.reset(seed=5)
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, size=(1, 8))
+        _, reward, _ = env.step(a)
+        _, _, _, _, info = ref.step(a[0])
+        contact = np.square(np.clip(ref.unwrapped.data.cfrc_ext, -1, 1)).sum()
+        expected = -abs(info["x_velocity"] - 2.0) + 1.0 - 0.005 * np.square(a).sum() - 5e-4 * contact + 0.05
+        assert reward[0] == pytest.approx(expected, rel=1e-9)

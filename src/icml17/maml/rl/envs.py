@@ -20,9 +20,10 @@ The reward is recomputed from the x-velocity as the reference (rllab-based) code
 
 - cheetah goal velocity: ``-|v_x - v_goal| - 0.05 |a|^2`` (v_goal ~ U[0, 2]); direction: ``d v_x - 0.05 |a|^2``,
   d in {-1, +1}; actions clipped to the action bounds before the cost; never terminates.
-- ant goal velocity: ``-|v_x - v_goal| - 0.005 |a|^2 - 5e-4 |clip(cfrc_ext, -1, 1)|^2 + 0.05`` (v_goal ~
-  U[0, 3]); direction: ``d v_x - ...`` the same costs; ends when the torso height leaves [0.2, 1.0] or the state
-  is not finite.
+- ant goal velocity: ``-|v_x - v_goal| + 1 - 0.005 |a|^2 - 5e-4 |clip(cfrc_ext, -1, 1)|^2 + 0.05`` (v_goal ~
+  U[0, 3]; the reference's ``+ 1`` keeps a step alive worth more than an ended episode); direction: ``d v_x -
+  ...`` the same costs and 0.05, without the 1; ends when the torso height leaves [0.2, 1.0] or the state is not
+  finite.
 
 Where gymnasium v5 differs from rllab's models, so that our returns compare with the paper's in shape, not in
 value: rllab took ``v_x`` from the torso's centre-of-mass velocity (``get_body_comvel``), we take gymnasium's
@@ -240,6 +241,8 @@ class Locomotion:
         if self.robot == "cheetah":
             reward = progress - 0.05 * square
         else:
+            if self.kind == "vel":  # the reference's "+ 1": else every step costs, and falling over (which ends
+                progress = progress + 1.0  # the episode) would pay better than walking
             reward = progress - 0.005 * square - 5e-4 * contact + 0.05
         return self._with_task(obs), np.where(active, reward, 0.0), done
 
