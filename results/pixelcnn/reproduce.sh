@@ -97,3 +97,9 @@ for seed in 1 2; do
   done
 done
 python results/pixelcnn/likelihood_seeds.py
+
+# Table 2 analogue at 1,500 steps (seed 0): the four video models (records results/pixelcnn/video-<model>-1500.json)
+for m in vpn o_t o_tlogn convlstm; do
+  icml17 pixelcnn video train --preset cpu --model $m --set tag=-1500 iterations=1500 --run-dir runs/pixelcnn/video-$m-1500 --data-dir "$DATA" --threads 1 --no-progress
+  icml17 pixelcnn video eval --run-dir runs/pixelcnn/video-$m-1500 --data-dir "$DATA" --threads 1 --record results/pixelcnn --name video-$m-1500
+done
