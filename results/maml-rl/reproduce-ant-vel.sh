@@ -1,0 +1,12 @@
+#!/bin/sh
+# Ant goal velocity (records ant-vel.json, ant-vel-pretrained.json, ant-vel-random.json, figures/ant-vel-returns.png):
+# MAML for 40 minutes of one thread (68 meta-iterations here), pretrained for as many iterations, random init.
+R=results/maml-rl
+icml17 maml-rl train --preset ant-vel --run-dir runs/maml-rl/ant-vel --threads 1 --no-progress --time-budget 2400
+N=$(python -c "import json; print(max(json.loads(l)['step'] for l in open('runs/maml-rl/ant-vel/metrics.jsonl')))")
+icml17 maml-rl eval --preset ant-vel --method maml --run-dir runs/maml-rl/ant-vel --record $R --threads 1
+icml17 maml-rl eval --preset ant-vel --method random --seed 0 --record $R --threads 1
+icml17 maml-rl train --preset ant-vel --mode pretrained --iterations $N --run-dir runs/maml-rl/ant-vel-pretrained --threads 1 --no-progress
+icml17 maml-rl eval --preset ant-vel --method pretrained --run-dir runs/maml-rl/ant-vel-pretrained --record $R --threads 1
+python results/maml-rl/paired.py
+icml17 maml-rl plots --preset ant-vel --out $R/figures --records $R
