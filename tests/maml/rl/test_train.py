@@ -1,6 +1,7 @@
 """End to end through the real entry points: training resumes exactly after SIGKILL, bad input stops with a
 message that says what to change, evaluation writes a record in the project's schema."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -184,3 +185,17 @@ def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_p
     with pytest.raises(ConfigError, match="later-steps"):
         ev.evaluate(trained, "maml", tasks=2, steps=3, later_steps="third")
     assert ev.eval_step_sizes(0.5, 3) == [0.5, 0.25, 0.25] and ev.eval_step_sizes(0.5, 3, 0.1) == [0.5, 0.1, 0.1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None or importlib.util.find_spec("gymnasium") is None,
+                    reason="gymnasium[mujoco] is not installed (pip install -e '.[rl]')")
+@pytest.mark.parametrize("preset", ["ant-vel", "ant-dir"])
+def test_ant_presets_train_resume_and_evaluate_end_to_end(tmp_path, preset):
+    # the preset itself (105 observations, 8 actions, its own rollout count), shrunk only in size and time
+    cfg = replace(get_preset(preset), meta_batch=2, horizon=5, hidden=(8,), eval_every=0, checkpoint_every=1,
+                  cg_iters=2, hvp_tasks=1, eval_rollouts=2, iterations=1)
+    train(cfg, tmp_path / "run", progress=False)
+    train(replace(cfg, iterations=2), tmp_path / "run", progress=False)  # resumes: one more iteration
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if r["split"] == "train"] == [1, 2]
+    result = evaluate(load_run(tmp_path / "run"), "maml", tasks=2, steps=1)
+    assert len(result["returns"]) == 2 and np.isfinite(result["returns"]).all()
