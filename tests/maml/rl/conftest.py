@@ -1,4 +1,6 @@
-"""A tiny float64 meta-RL problem with fixed rollouts, shared by the numerical tests."""
+"""A tiny float64 meta-RL problem with fixed rollouts, shared by the numerical tests; the ``mujoco`` marker."""
+
+import importlib.util
 
 import pytest
 import torch
@@ -29,3 +31,16 @@ def tiny_problem(tasks: int = 3, rollouts: int = 4, horizon: int = 5, seed: int 
 @pytest.fixture
 def tiny():
     return tiny_problem()
+
+
+HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None and importlib.util.find_spec("gymnasium") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``mujoco`` skip, saying how to install it, where gymnasium[mujoco] is missing."""
+    if HAS_MUJOCO:
+        return
+    skip = pytest.mark.skip(reason="gymnasium[mujoco] is not installed (pip install -e '.[rl]')")
+    for item in items:
+        if "mujoco" in item.keywords:
+            item.add_marker(skip)

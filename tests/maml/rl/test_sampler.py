@@ -1,6 +1,5 @@
 """The batched sampler gives the trajectories that stepping each environment alone gives, same seeds."""
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -9,9 +8,6 @@ import torch
 from icml17.maml.rl.envs import PointNav, sample_tasks
 from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
 from icml17.maml.rl.sampler import Sampler
-
-HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None and importlib.util.find_spec("gymnasium") is not None
-
 
 def _sample(env, tasks, rollouts, horizon=None, per_task=False):
     torch.manual_seed(0)
@@ -48,7 +44,7 @@ def test_point_nav_batched_equals_one_env_at_a_time():
                     break
 
 
-@pytest.mark.skipif(not HAS_MUJOCO, reason="gymnasium[mujoco] is not installed (pip install -e '.[rl]')")
+@pytest.mark.mujoco
 def test_cheetah_batched_equals_gymnasium_stepping_one_env_at_a_time():
     import gymnasium as gym
 

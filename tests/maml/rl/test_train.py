@@ -1,7 +1,6 @@
 """End to end through the real entry points: training resumes exactly after SIGKILL, bad input stops with a
 message that says what to change, evaluation writes a record in the project's schema."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -187,8 +186,7 @@ def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_p
     assert ev.eval_step_sizes(0.5, 3) == [0.5, 0.25, 0.25] and ev.eval_step_sizes(0.5, 3, 0.1) == [0.5, 0.1, 0.1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None or importlib.util.find_spec("gymnasium") is None,
-                    reason="gymnasium[mujoco] is not installed (pip install -e '.[rl]')")
+@pytest.mark.mujoco
 @pytest.mark.parametrize("preset", ["ant-vel", "ant-dir"])
 def test_ant_presets_train_resume_and_evaluate_end_to_end(tmp_path, preset):
     # the preset itself (105 observations, 8 actions, its own rollout count), shrunk only in size and time
