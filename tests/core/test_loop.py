@@ -125,3 +125,22 @@ def test_metrics_log_has_train_and_eval_rows(tmp_path):
 def test_checkpoint_error_is_raised_in_process(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_a_config_field_added_after_a_checkpoint_resumes_only_at_its_default(tmp_path):
+    """A run written before a field existed was trained as the field's default says; any other value is another
+    experiment."""
+    from dataclasses import dataclass
+
+    from icml17.core.config import ConfigError
+    from icml17.core.run import check_resume
+
+    @dataclass
+    class Cfg:
+        lr: float = 0.1
+        batch: str = "rollouts"  # the field added later
+
+    ckpt = {"step": 3, "config": json.dumps({"lr": 0.1})}
+    check_resume(tmp_path, ckpt, Cfg())
+    with pytest.raises(ConfigError, match="batch: 'rollouts' -> 'steps'"):
+        check_resume(tmp_path, ckpt, Cfg(batch="steps"))

@@ -121,9 +121,25 @@ def checkpoint_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     return dict(raw or {})
 
 
+def _with_added_defaults(stored: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    """``stored`` plus the default of every config field added after it was written: those runs trained with it."""
+    if not dataclasses.is_dataclass(cfg):
+        return stored
+    added = {}
+    for f in dataclasses.fields(cfg):
+        if f.name in stored:
+            continue
+        if f.default is not dataclasses.MISSING:
+            added[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            added[f.name] = f.default_factory()
+    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in added.items()}, **stored}
+
+
 def check_resume(run_dir: Path, ckpt: Mapping[str, Any], cfg: Any) -> None:
     """Refuse to resume ``ckpt`` with a config that changes what is trained; name the keys and the fixes."""
-    diffs = config_differences(checkpoint_config(ckpt), config_values(cfg), resume_free_keys(cfg))
+    stored = _with_added_defaults(checkpoint_config(ckpt), cfg)
+    diffs = config_differences(stored, config_values(cfg), resume_free_keys(cfg))
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a checkpoint (step {int(ckpt.get('step', 0))}) trained with another config: "

@@ -74,3 +74,44 @@ def test_gae_matches_its_definition_per_episode():
         delta = r + gamma * v[1:] - v[:-1]
         expected = [sum((gamma * lam) ** (j - i) * delta[j] for j in range(i, n)) for i in range(n)]
         assert np.allclose(got[idx][:n].numpy(), expected, atol=1e-9) and (got[idx][n:] == 0).all()
+
+
+def _pack(ro: Rollouts, rows_per_lane: int) -> tuple[Rollouts, list[tuple]]:
+    """The same paths laid end to end, ``rows_per_lane`` paths per lane; and where each path step went."""
+    k, r, t = ro.mask.shape
+    lanes, length = r // rows_per_lane, rows_per_lane * t
+    out = Rollouts(torch.zeros(k, lanes, length, ro.obs.shape[-1], dtype=ro.obs.dtype),
+                   torch.zeros(k, lanes, length, ro.actions.shape[-1], dtype=ro.obs.dtype),
+                   torch.zeros(k, lanes, length, dtype=ro.obs.dtype), torch.zeros(k, lanes, length, dtype=ro.obs.dtype),
+                   torch.zeros(k, lanes, length, dtype=ro.obs.dtype))
+    where = []
+    for task in range(k):
+        for lane in range(lanes):
+            pos = 0
+            for j in range(lane * rows_per_lane, (lane + 1) * rows_per_lane):
+                n = int(ro.mask[task, j].sum())
+                sl = slice(pos, pos + n)
+                out.obs[task, lane, sl], out.actions[task, lane, sl] = ro.obs[task, j, :n], ro.actions[task, j, :n]
+                out.rewards[task, lane, sl], out.mask[task, lane, sl] = ro.rewards[task, j, :n], 1.0
+                out.starts[task, lane, pos] = 1.0
+                where += [((task, j, i), (task, lane, pos + i)) for i in range(n)]
+                pos += n
+    return out, where
+
+
+def test_packed_lanes_give_every_path_the_numbers_it_has_alone():
+    """Returns, baseline features, GAE and normalised advantages of each step do not depend on whether its path has
+    a row of its own or follows other paths in a lane (rllab computes them path by path)."""
+    ro = _rollouts(r=4, t=7)
+    ro.mask[1, 2, 2:] = 0  # paths of several lengths, so later paths start mid-lane
+    ro.rewards *= ro.mask
+    packed, where = _pack(ro, 2)
+    for gamma, lam in ((0.99, 1.0), (0.9, 0.5)):
+        a, b = advantages(ro, gamma, lam), advantages(packed, gamma, lam)
+        ra = discounted_returns(ro.rewards, ro.mask, gamma)
+        rb = discounted_returns(packed.rewards, packed.mask, gamma, packed.starts)
+        fa, fb = features(ro.obs), features(packed.obs, packed.starts)
+        for src, dst in where:
+            assert abs(a[src] - b[dst]) < 1e-9 and abs(ra[src] - rb[dst]) < 1e-9
+            assert torch.allclose(fa[src], fb[dst])
+    assert torch.allclose(ro.mean_returns(), packed.mean_returns())

@@ -96,7 +96,7 @@ def test_batches_counted_in_time_steps_restart_finished_paths_as_the_reference()
     lengths = r.mask.sum(-1)
     assert r.obs.shape[:3] == (2, 68, 100)
     assert (lengths[0] == 3).all() and lengths[1, :2].tolist() == [100, 100] and (lengths[1, 2:] == 0).all()
-    assert r.path_mask()[1].sum() == 2
+    assert r.path_starts()[1].sum() == 2
     assert r.returns()[0].tolist() == pytest.approx([-0.3] * 68, abs=1e-6)  # -0.2, -0.1, 0
     far = -sum(0.3 + 0.1 * (t + 1) for t in range(100))
     assert r.mean_returns().tolist() == pytest.approx([-0.3, far], rel=1e-5)
@@ -119,3 +119,23 @@ def test_batches_of_paths_that_run_to_the_horizon_equal_full_rollouts():
     for a, b in zip((full.obs, full.actions, full.rewards, full.mask), (steps.obs, steps.actions, steps.rewards,
                                                                         steps.mask)):
         assert torch.equal(a, b)
+
+
+def test_training_batches_as_the_reference_one_copy_per_task_restarting_until_the_total():
+    """The reference's meta-training sampler: one copy per task, all stepping together, a finished path restarts
+    at once, sampling stops when the finished paths of all tasks hold the batch size, running paths are dropped.
+    Goal (0.3, 0): a path ends every 3 steps; goal (-0.3, 0): only at the horizon (100). Finished steps
+    3j + 100 reach 200 first at step 102 (at 100: 99 + 100): 34 paths of 3 steps, and one path of 100 steps
+    whose 2-step successor is dropped."""
+    policy, params = _straight_line_policy()
+    r = Sampler("point-nav").sample_lanes(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 200,
+                                          torch.Generator(), np.random.default_rng(0))
+    assert r.obs.shape[:3] == (2, 1, 102)
+    assert r.mask[0, 0].sum() == 102 and r.mask[1, 0].sum() == 100 and r.mask[1, 0, 100:].sum() == 0
+    assert torch.nonzero(r.path_starts()[0, 0]).flatten().tolist() == list(range(0, 102, 3))
+    assert torch.nonzero(r.path_starts()[1, 0]).flatten().tolist() == [0]
+    assert torch.equal(r.obs[0, 0, ::3], torch.zeros(34, 2))  # every path starts at the origin
+    far = -sum(0.3 + 0.1 * (t + 1) for t in range(100))
+    assert r.mean_returns().tolist() == pytest.approx([-0.3, far], rel=1e-5)
+    with pytest.raises(ValueError, match="packed"):
+        r.returns()

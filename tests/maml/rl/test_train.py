@@ -36,10 +36,10 @@ def tiny_cfg(**kw):
                    checkpoint_every=2, cg_iters=3, eval_rollouts=2, **kw)
 
 
-def _cli(run_dir, iterations, wait=True):
+def _cli(run_dir, iterations, wait=True, extra=()):
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "icml17", "maml-rl", "train", "--preset", "point-nav", "--run-dir", str(run_dir),
-           "--iterations", str(iterations), "--threads", "1", "--no-progress", "--set", *TINY]
+           "--iterations", str(iterations), "--threads", "1", "--no-progress", "--set", *TINY, *extra]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if wait:
         _, err = proc.communicate(timeout=120)
@@ -51,10 +51,12 @@ def _without_timing(run_dir):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run_dir)]
 
 
-def test_sigkill_then_resume_continues_the_same_run(tmp_path):
-    _cli(tmp_path / "reference", 16)
+@pytest.mark.parametrize("batch", ["rollouts", "steps"])
+def test_sigkill_then_resume_continues_the_same_run(tmp_path, batch):
+    extra = [f"batch={batch}"]
+    _cli(tmp_path / "reference", 16, extra=extra)
     killed = tmp_path / "killed"
-    proc = _cli(killed, 16, wait=False)
+    proc = _cli(killed, 16, wait=False, extra=extra)
     deadline = time.time() + 90
     while time.time() < deadline and len(read_metrics(killed)) < 5:
         time.sleep(0.01)
@@ -62,18 +64,21 @@ def test_sigkill_then_resume_continues_the_same_run(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
     assert 0 < load_checkpoint(killed / "checkpoints" / "last.pt")["step"] < 16
-    _cli(killed, 16)
+    _cli(killed, 16, extra=extra)
     reference = _without_timing(tmp_path / "reference")
     assert len(reference) == 16 and _without_timing(killed) == reference
 
 
-def test_training_logs_throughput_and_each_accepted_step_improves_the_surrogate(tmp_path):
-    result = train(replace(tiny_cfg(), iterations=3), tmp_path, progress=False)
+@pytest.mark.parametrize("batch", ["rollouts", "steps"])
+def test_training_logs_throughput_and_each_accepted_step_improves_the_surrogate(tmp_path, batch):
+    result = train(replace(tiny_cfg(batch=batch), iterations=3), tmp_path, progress=False)
     rows = read_metrics(tmp_path, "train")
     assert result.steps_done == 3 and len(rows) == 3
     for row in rows:
-        # 3 tasks x 2 rollouts x 8 steps, before and after adaptation (fewer if a goal is reached)
+        # 3 tasks x 2 rollouts x 8 steps, before and after adaptation (fewer if a goal is reached, or, counted in
+        # steps, where running paths are dropped)
         assert row["env_steps_per_s"] > 0 and 0 < row["env_steps"] <= 3 * 2 * 8 * 2
+        assert row["paths_post"] >= (2 if batch == "rollouts" else 1)
         assert row["step_accepted"] == 1  # tiny problem: the line search must find a step
         assert row["surrogate_after"] < row["surrogate_before"] and 0 < row["kl"] <= 0.01
 

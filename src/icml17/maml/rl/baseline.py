@@ -7,7 +7,9 @@ finite). Advantages are generalised advantage estimates (Schulman et al. 2016) o
 ``lambda = 1`` (the reference setting) they are returns minus baseline. As the reference code's samplers do,
 advantages are then centred and scaled per task (``normalize=True``).
 
-All functions are batched over the leading (task, rollout) axes of padded tensors with a step ``mask``.
+All functions are batched over the leading (task, row) axes of padded tensors with a step ``mask``. In packed
+rollouts a row holds several consecutive paths (``starts`` marks their first steps): returns stop at a path's
+end and the time feature restarts at each path's first step, so both layouts give each path the same numbers.
 """
 
 from __future__ import annotations
@@ -17,28 +19,48 @@ import torch
 from icml17.maml.rl.sampler import Rollouts
 
 
-def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
-    """sum_{t' >= t} gamma^(t'-t) r_t' on valid steps: (..., T)."""
+def _continues(mask: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+    """1 where step t + 1 belongs to the same path as step t: (..., T)."""
+    nxt = torch.cat([mask[..., 1:], torch.zeros_like(mask[..., :1])], -1)
+    if starts is not None:
+        nxt = nxt * (1 - torch.cat([starts[..., 1:], torch.zeros_like(starts[..., :1])], -1))
+    return nxt
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float,
+                       starts: torch.Tensor | None = None) -> torch.Tensor:
+    """sum over the rest of the path of gamma^(t'-t) r_t', on valid steps: (..., T)."""
     out = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[..., 0])
+    carry = _continues(mask, starts)
     for t in range(rewards.shape[-1] - 1, -1, -1):
-        running = (rewards[..., t] + gamma * running) * mask[..., t]
+        running = (rewards[..., t] + gamma * running * carry[..., t]) * mask[..., t]
         out[..., t] = running
     return out
 
 
-def features(obs: torch.Tensor) -> torch.Tensor:
-    """rllab's baseline features of obs (..., T, d): (..., T, 2d + 4)."""
+def time_in_path(starts: torch.Tensor) -> torch.Tensor:
+    """Steps since the last path start (0 on a start): (..., T), from ``starts`` (..., T)."""
+    index = torch.arange(starts.shape[-1]).expand(starts.shape)
+    last_start = torch.cummax(torch.where(starts > 0, index, torch.zeros_like(index)), -1).values
+    return index - last_start
+
+
+def features(obs: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Tensor:
+    """rllab's baseline features of obs (..., T, d): (..., T, 2d + 4); the time within the path."""
     o = obs.clamp(-10, 10)
-    t = torch.arange(obs.shape[-2], dtype=obs.dtype) / 100.0
-    t = t.expand(*obs.shape[:-1])[..., None]
+    if starts is None:
+        t = torch.arange(obs.shape[-2], dtype=obs.dtype).expand(*obs.shape[:-1])
+    else:
+        t = time_in_path(starts).to(obs.dtype)
+    t = (t / 100.0)[..., None]
     return torch.cat([o, o ** 2, t, t ** 2, t ** 3, torch.ones_like(t)], -1)
 
 
 def fit_linear_baseline(rollouts: Rollouts, returns: torch.Tensor, ridge: float = 1e-5,
                         max_tries: int = 5) -> torch.Tensor:
     """Per-task least-squares baseline values on the rollouts' own steps: (K, R, T), zero on padding."""
-    x = features(rollouts.obs).double()                       # (K, R, T, F)
+    x = features(rollouts.obs, rollouts.starts).double()     # (K, R, T, F)
     m = rollouts.mask.double()[..., None]
     k, f = x.shape[0], x.shape[-1]
     x = (x * m).reshape(k, -1, f)                             # padded rows are zero: they do not count
@@ -65,16 +87,15 @@ def advantages(rollouts: Rollouts, gamma: float = 0.99, gae_lambda: float = 1.0,
                ) -> torch.Tensor:
     """GAE(gamma, lambda) on the per-task linear baseline, (K, R, T), zero on padding; centred and scaled per
     task over its valid steps when ``normalize``."""
-    mask = rollouts.mask
-    returns = discounted_returns(rollouts.rewards, mask, gamma)
+    mask, starts = rollouts.mask, rollouts.starts
+    returns = discounted_returns(rollouts.rewards, mask, gamma, starts)
     values = fit_linear_baseline(rollouts, returns)
     if gae_lambda == 1.0:
         adv = (returns - values) * mask
     else:
-        next_values = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], -1) * \
-            torch.cat([mask[..., 1:], torch.zeros_like(mask[..., :1])], -1)
+        next_values = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], -1) * _continues(mask, starts)
         deltas = (rollouts.rewards + gamma * next_values - values) * mask
-        adv = discounted_returns(deltas, mask, gamma * gae_lambda)
+        adv = discounted_returns(deltas, mask, gamma * gae_lambda, starts)
     if normalize:
         n = mask.sum((1, 2), keepdim=True).clamp_min(1)
         mean = adv.sum((1, 2), keepdim=True) / n

@@ -56,6 +56,9 @@ class MAMLRLConfig:
     mode: Literal["maml", "pretrained", "oracle"] = "maml"
     meta_batch: int = 20          # tasks per meta-iteration
     rollouts: int = 20            # rollouts per task for each inner step and for the outer step
+    # "rollouts": that many full rollouts per task; "steps": meta_batch x rollouts x horizon time steps in all, one
+    # copy per task restarting finished paths (the reference's sampler: more, shorter paths where goals are reached)
+    batch: Literal["rollouts", "steps"] = "rollouts"
     horizon: int = 0              # 0 = the environment's (100 for point-nav, 200 for locomotion)
     hidden: tuple[int, ...] = (100, 100)
     init: Literal["torch", "xavier"] = "torch"  # weights: PyTorch's default, or Glorot-uniform with zero biases (rllab)
@@ -102,6 +105,8 @@ class MAMLRLConfig:
             raise ConfigError(f"mode {self.mode!r} is not one of {', '.join(MODES)} (--set mode=maml)")
         if self.init not in ("torch", "xavier"):
             raise ConfigError(f"init {self.init!r} is not 'torch' or 'xavier' (--set init=xavier)")
+        if self.batch not in ("rollouts", "steps"):
+            raise ConfigError(f"batch {self.batch!r} is not 'rollouts' or 'steps' (--set batch=steps)")
         if self.curvature not in ("hessian", "fisher"):
             raise ConfigError(f"curvature {self.curvature!r} is not 'hessian' or 'fisher' (--set curvature=hessian)")
         if self.outer not in OUTER:

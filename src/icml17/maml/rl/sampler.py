@@ -5,6 +5,11 @@ each time step the policy is evaluated once on the stacked observations (per-tas
 ``vmap`` over the task axis), Gaussian noise comes from one explicit ``torch.Generator``, and the environment
 steps every copy that has not finished. Results are padded tensors with a validity mask, so that everything
 downstream (baseline, inner step, TRPO) is one batched program over tasks.
+
+Two layouts share one type: one path per row (``starts`` None: every row's path begins at t = 0), or packed
+lanes (:meth:`Sampler.sample_lanes`), where one row holds the consecutive paths of one environment copy that
+restarts as soon as a path ends, and ``starts`` marks each path's first step. Only returns and the baseline's
+time feature look at path boundaries; every loss is a mean over valid steps and ignores the layout.
 """
 
 from __future__ import annotations
@@ -28,38 +33,52 @@ class NonFiniteRolloutError(UserError, FloatingPointError):
 
 @dataclass
 class Rollouts:
-    """Padded rollouts of K tasks x R rollouts x T steps; ``mask`` is 1 on steps that happened."""
+    """Padded rollouts of K tasks x R rows x T steps; ``mask`` is 1 on steps that happened. A row is one path,
+    or with ``starts`` (1 on each path's first step) a lane of consecutive paths."""
 
     obs: torch.Tensor      # (K, R, T, obs_dim)
     actions: torch.Tensor  # (K, R, T, act_dim)
     rewards: torch.Tensor  # (K, R, T)
     mask: torch.Tensor     # (K, R, T)
+    starts: torch.Tensor | None = None  # (K, R, T); None: one path per row
 
     @property
     def num_tasks(self) -> int:
         return self.obs.shape[0]
 
+    @property
+    def packed(self) -> bool:
+        return self.starts is not None
+
+    def path_starts(self) -> torch.Tensor:
+        """1 on the first step of every path: (K, R, T)."""
+        if self.starts is not None:
+            return self.starts * self.mask
+        out = torch.zeros_like(self.mask)
+        out[..., 0] = self.mask[..., 0]
+        return out
+
     def returns(self) -> torch.Tensor:
-        """Undiscounted return of each rollout: (K, R)."""
+        """Undiscounted return of each rollout (one path per row only): (K, R)."""
+        if self.packed:
+            raise ValueError("returns() is per row; packed lanes hold several paths per row (use mean_returns)")
         return (self.rewards * self.mask).sum(-1)
 
-    def path_mask(self) -> torch.Tensor:
-        """1 for the rollouts that happened, 0 for padding (tasks with fewer paths than others): (K, R)."""
-        return (self.mask.sum(-1) > 0).to(self.mask.dtype)
-
     def mean_returns(self) -> torch.Tensor:
-        """Mean return of each task's rollouts, padding left out: (K,)."""
-        paths = self.path_mask()
-        return (self.returns() * paths).sum(1) / paths.sum(1).clamp_min(1)
+        """Mean return of each task's paths, padding left out: (K,)."""
+        paths = self.path_starts().sum((1, 2))
+        return (self.rewards * self.mask).sum((1, 2)) / paths.clamp_min(1)
 
     def steps(self) -> int:
         return int(self.mask.sum().item())
 
     def to(self, dtype: torch.dtype) -> Rollouts:
-        return Rollouts(self.obs.to(dtype), self.actions.to(dtype), self.rewards.to(dtype), self.mask.to(dtype))
+        return Rollouts(self.obs.to(dtype), self.actions.to(dtype), self.rewards.to(dtype), self.mask.to(dtype),
+                        None if self.starts is None else self.starts.to(dtype))
 
     def __getitem__(self, index) -> Rollouts:
-        return Rollouts(self.obs[index], self.actions[index], self.rewards[index], self.mask[index])
+        return Rollouts(self.obs[index], self.actions[index], self.rewards[index], self.mask[index],
+                        None if self.starts is None else self.starts[index])
 
 
 def _policy_means(policy: nn.Module, params: Params, obs: torch.Tensor, per_task: bool):
@@ -205,4 +224,53 @@ class Sampler:
         steps = int(out.mask.sum().item())
         self.total_steps += steps
         self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
+        return out
+
+    @torch.no_grad()
+    def sample_lanes(self, policy: nn.Module, params: Params, tasks: np.ndarray, total_steps: int,
+                     generator: torch.Generator, env_seeds: np.random.Generator, per_task: bool = False) -> Rollouts:
+        """A training batch as the reference's MAML sampler collects it (``batch_size`` counted in time steps, one
+        environment copy per task): the K copies step together, each starting a new path as soon as its path
+        ends (done, or the horizon), until the finished paths of all tasks hold ``total_steps`` steps; each
+        copy's unfinished path is then dropped. Where paths end early (2D navigation at the goal), a task gets
+        many short paths instead of a fixed number of long ones. Packed Rollouts (K, 1, S) with ``starts``."""
+        if total_steps < 1:
+            raise ValueError(f"sample_lanes needs total_steps >= 1, got {total_steps}")
+        t0 = time.perf_counter()
+        k, horizon = len(tasks), self.horizon
+        length_max = -(-total_steps // k) + horizon  # no lane can finish fewer than (its steps - horizon)
+        env = self._env(np.asarray(tasks))
+        obs = env.reset(env_seeds.integers(0, 2 ** 31 - 1, size=k))
+        d, a = self.spec.obs_dim, self.spec.act_dim
+        params = {name: p.detach() for name, p in params.items()}
+        dtype = next(iter(params.values())).dtype
+        obs_buf = torch.zeros(k, 1, length_max, d, dtype=dtype)
+        act_buf = torch.zeros(k, 1, length_max, a, dtype=dtype)
+        rew_buf = torch.zeros(k, 1, length_max, dtype=dtype)
+        starts = torch.zeros(k, 1, length_max, dtype=dtype)
+        finished_until = np.zeros(k, int)  # each lane's steps before its running path
+        path_len = np.zeros(k, int)
+        everyone = np.ones(k, bool)
+        t = 0
+        while finished_until.sum() < total_steps:
+            o, action = _act(policy, params, obs, k, 1, per_task, generator, dtype)
+            obs_buf[:, 0, t], act_buf[:, 0, t] = o[:, 0], action[:, 0]
+            starts[:, 0, t] = torch.as_tensor(path_len == 0, dtype=dtype)
+            obs, reward, done = env.step(action.reshape(k, a).numpy().astype(np.float64), everyone)
+            _check_finite(self.env_name, reward, obs, everyone, t)
+            rew_buf[:, 0, t] = torch.as_tensor(reward, dtype=dtype)
+            path_len += 1
+            t += 1
+            ended = done | (path_len == horizon)
+            finished_until[ended] = t
+            path_len[ended] = 0
+            restart = np.flatnonzero(ended)
+            if restart.size:
+                obs[restart] = env.reset_copies(restart, env_seeds.integers(0, 2 ** 31 - 1, size=restart.size))
+        mask = (torch.arange(t) < torch.as_tensor(finished_until)[:, None]).to(dtype)[:, None, :]
+        out = Rollouts(obs_buf[..., :t, :] * mask[..., None], act_buf[..., :t, :] * mask[..., None],
+                       rew_buf[..., :t] * mask, mask, starts[..., :t] * mask)
+        steps = int(mask.sum().item())
+        self.total_steps += steps
+        self.steps_per_s = t * k / max(time.perf_counter() - t0, 1e-9)
         return out

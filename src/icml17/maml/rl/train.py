@@ -1,7 +1,8 @@
 """Meta-training for RL (Finn et al. 2017, Algorithm 3) through the project's one training loop.
 
 One meta-iteration: draw ``meta_batch`` tasks; sample ``rollouts`` rollouts per task with theta (one batched
-sampler call for all tasks); adapt by one policy-gradient step per task (:func:`icml17.maml.rl.inner.adapt`);
+sampler call for all tasks; with ``batch=steps``, the same number of time steps as the reference counts them,
+one copy per task restarting finished paths); adapt by one policy-gradient step per task (:func:`icml17.maml.rl.inner.adapt`);
 sample post-update rollouts with the adapted policies; update theta by TRPO (or Adam) on the post-update
 surrogate through the adaptation (:mod:`icml17.maml.rl.trpo`). In ``pretrained`` and ``oracle`` modes there is
 no inner step: the same TRPO trains one policy on the pre-update rollouts of all tasks.
@@ -55,16 +56,20 @@ def make_sampler(cfg: MAMLRLConfig) -> Sampler:
 def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
                      tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
                      generator: torch.Generator, env_seeds: np.random.Generator,
-                     min_steps: int = 0) -> tuple[list[Rollouts], list[PGData], Params]:
+                     min_steps: int = 0, total_steps: int = 0) -> tuple[list[Rollouts], list[PGData], Params]:
     """Rollouts before and after each of ``steps`` adaptation steps (each adapted policy samples the next
     batch): ``steps + 1`` Rollouts, the ``steps`` inner batches, and the final adapted parameters (K, ...).
-    ``min_steps > 0``: each batch as the reference collects it, ``rollouts`` copies per task restarting finished
-    paths until the finished ones hold ``min_steps`` steps (:meth:`Sampler.sample_steps`)."""
+    ``min_steps > 0``: each batch as the reference's test scripts collect it, ``rollouts`` copies per task
+    restarting finished paths until the finished ones hold ``min_steps`` steps (:meth:`Sampler.sample_steps`).
+    ``total_steps > 0``: as the reference's meta-training collects it, one copy per task restarting until all
+    finished paths hold ``total_steps`` steps (:meth:`Sampler.sample_lanes`)."""
     batches: list[PGData] = []
     samples: list[Rollouts] = []
     current, per_task = theta, False
     for step in range(steps + 1):
-        if min_steps:
+        if total_steps:
+            r = sampler.sample_lanes(policy, current, tasks, total_steps, generator, env_seeds, per_task=per_task)
+        elif min_steps:
             r = sampler.sample_steps(policy, current, tasks, rollouts, min_steps, generator, env_seeds,
                                      per_task=per_task)
         else:
@@ -97,13 +102,15 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
     steps0 = sampler.total_steps
     tasks = sample_tasks(cfg.env, cfg.meta_batch, task_rng)
     theta = {k: v.detach().clone() for k, v in params_of(policy).items()}
+    total = cfg.meta_batch * cfg.rollouts * sampler.horizon if cfg.batch == "steps" else 0
     samples, batches, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, cfg.rollouts, cfg.train_inner_steps,
-                                           cfg.inner_lr, noise, env_seeds)
+                                           cfg.inner_lr, noise, env_seeds, total_steps=total)
     sample_s = time.perf_counter() - t0
     objective = MetaObjective(policy, theta, batches, pg_data(samples[-1], cfg.gamma, cfg.gae_lambda),
                               cfg.inner_lr, cfg.train_inner_steps, cfg.first_order)
-    metrics: dict[str, Any] = {"return_pre": samples[0].returns().mean().item(),
-                               "return_post": samples[-1].returns().mean().item()}
+    metrics: dict[str, Any] = {"return_pre": samples[0].mean_returns().mean().item(),
+                               "return_post": samples[-1].mean_returns().mean().item(),
+                               "paths_post": samples[-1].path_starts().sum().item() / cfg.meta_batch}
     if cfg.outer == "trpo":
         new, result = trpo_step(objective, theta, max_kl=cfg.max_kl, damping=cfg.cg_damping, cg_iters=cfg.cg_iters,
                                 backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks,
