@@ -21,6 +21,8 @@ for maml in sorted(root.glob("*.json")):
     ours = np.asarray(rec["per_task_returns"])
     for method in ("pretrained", "random"):
         other_path = root / f"{maml.stem}-{method}.json"
+        if method == "random" and not other_path.exists():  # untrained: one record serves every meta-batch size
+            other_path = root / f"{maml.stem.replace('-mbs40', '')}-{method}.json"
         if not other_path.exists():
             continue
         other = json.loads(other_path.read_text())

@@ -4,7 +4,7 @@ step: each seed's mean return over the same 40 test tasks, the mean over seeds, 
 each baseline: the gap of the means and whether MAML is ahead in every seed pairing (its worst seed above the
 baseline's best). Writes results/maml-rl/<family>-seeds.json. Run from the repo root:
 python results/maml-rl/seeds.py [family]   (point-nav: the reference's half-size later steps; point-nav-later-tuned:
-later steps tuned on validation tasks)"""
+later steps tuned on validation tasks; point-nav-mbs40[-later-tuned]: the same at 40 tasks of full rollouts)"""
 import json
 import sys
 from pathlib import Path
@@ -22,9 +22,13 @@ def runs(name: str) -> list[dict]:
     return [json.loads(f.read_text()) for f in files if f.exists()]
 
 
+# random initialisation and the oracle do not depend on the meta-batch: point-nav-random* and point-nav-oracle
+# serve the point-nav-mbs40 family too
+SHARED = PRESET.replace("-mbs40", "")
+SCRIPT = "reproduce-point-nav-mbs40.sh" if "-mbs40" in PRESET else "reproduce-point-nav-seeds.sh"
 methods = {}
 for method in ("maml", "pretrained", "random", "oracle"):
-    recs = runs(PRESET if method == "maml" else f"{PRESET}-{method}")
+    recs = runs(PRESET if method == "maml" else f"{SHARED if method in ('random', 'oracle') else PRESET}-{method}")
     if not recs:
         continue
     r = np.array([rec["returns"] for rec in recs])  # (seeds, steps)
@@ -47,7 +51,7 @@ write_record(root / f"{PRESET}-seeds.json", {
     "system": "maml-rl", "experiment": f"{PRESET}-seeds", "metric": "mean return after 3 steps, MAML, mean over seeds",
     "value": maml["mean"][-1], "higher_is_better": True, "seed": 0, "seeds": maml["seeds"],
     "spread": {m: [round(hi - lo, 2) for lo, hi in zip(v["min"], v["max"])] for m, v in methods.items()},
-    "n_eval": 40, "command": f"sh results/maml-rl/reproduce-point-nav-seeds.sh; python results/maml-rl/seeds.py {PRESET}",
+    "n_eval": 40, "command": f"sh results/maml-rl/{SCRIPT}; python results/maml-rl/seeds.py {PRESET}",
     "note": "same 40 test tasks (seed 20170306) for every method and seed; returns after 0-3 policy-gradient steps "
             "(later steps at half the first step's size); oracle not adapted",
     "methods": methods, "comparisons": comparisons})

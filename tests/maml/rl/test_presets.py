@@ -11,14 +11,18 @@ from icml17.maml.rl.presets import PRESETS, get_preset
 
 
 def test_reference_hyperparameters():
-    nav = get_preset("point-nav")  # cbfinn/maml_rl maml_examples/maml_trpo_point.py
+    # cbfinn/maml_rl maml_trpo_point.py with the parameter file of the published curve (fbs20_mbs20_flr_0.5):
+    # 20 tasks, 20 x 100 time steps per task counted as its sampler counts them
+    nav = get_preset("point-nav")
     assert (nav.meta_batch, nav.rollouts, nav.inner_lr, nav.inner_steps, nav.max_kl, nav.cg_iters, nav.iterations) == \
-        (40, 20, 0.5, 1, 0.01, 10, 100)
+        (20, 20, 0.5, 1, 0.01, 10, 100)
+    assert nav.batch == "steps" and nav.init == "xavier"
     assert (nav.backtrack_ratio, nav.max_backtracks, nav.cg_damping, nav.gamma, nav.gae_lambda) == \
         (0.8, 15, 1e-5, 0.99, 1.0)
     assert env_spec("point-nav").horizon == 100 and env_spec("cheetah-vel").horizon == 200
     for name in ("cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir"):
         assert PRESETS[name].meta_batch == 40 and PRESETS[name].hidden == (100, 100)
+        assert PRESETS[name].batch == "rollouts"  # the batches their records were trained with
     assert PRESETS["ant-dir"].rollouts == 40 and PRESETS["ant-vel"].rollouts == 20
 
 

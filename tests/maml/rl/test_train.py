@@ -97,7 +97,8 @@ def test_non_finite_rewards_stop_with_a_message_and_keep_the_last_checkpoint(tmp
     monkeypatch.setattr(PointNav, "step", poisoned)
     with pytest.raises(NonFiniteError, match=r"step 6 failed: point-nav returned a non-finite .*last good "
                                             r"checkpoint \(step 4\)") as caught:
-        train(replace(tiny_cfg(), iterations=10), tmp_path, progress=False)
+        # fixed rollouts: 8 environment calls per batch, so the poisoned call's iteration is known
+        train(replace(tiny_cfg(batch="rollouts"), iterations=10), tmp_path, progress=False)
     assert isinstance(caught.value.__cause__, NonFiniteRolloutError)
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
 

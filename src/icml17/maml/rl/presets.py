@@ -3,9 +3,11 @@
 From ``notes/maml.md`` ("RL protocol of the reference code"): policy MLP (100, 100) ReLU; inner step vanilla
 policy gradient with the linear feature baseline, inner learning rate 0.1; outer TRPO with max KL 0.01,
 10 conjugate-gradient iterations, damping 1e-5, backtracking ratio 0.8 and up to 15 tries; discount 0.99,
-GAE lambda 1. 2D navigation (the reference's ``maml_trpo_point.py``): 40 tasks x 20 rollouts of 100 steps per
-meta-batch, inner learning rate 0.5, 100 meta-iterations, evaluation batches of 4,000 time steps from 40 copies
-per task (:data:`icml17.maml.rl.evaluate.EVAL_BATCH_STEPS`); its
+GAE lambda 1. 2D navigation (the reference's ``maml_trpo_point.py`` with the parameter file its published curve
+came from): 20 tasks per meta-batch, each with 20 x 100 = 2,000 time steps collected as the reference's sampler
+does (one copy per task restarting paths that end at the goal, ``batch=steps``), inner learning rate 0.5, 100
+meta-iterations, evaluation batches of 4,000 time steps from 40 copies per task
+(:data:`icml17.maml.rl.evaluate.EVAL_BATCH_STEPS`); its
 curvature products are in Gauss-Newton form on all tasks (the same matrix as the KL's Hessian at the current
 parameters, see :func:`icml17.maml.rl.trpo.kl_fisher_product`, about 2.5x cheaper). Locomotion: 40 tasks x 20 rollouts (40 for the ant's
 forward/backward task) of 200 steps, 500 meta-iterations. Deviation, for speed on a CPU: the locomotion presets
@@ -13,7 +15,9 @@ compute TRPO's curvature products on 10 of the 40 tasks in Gauss-Newton form (``
 ``curvature=fisher``; the reference used finite differences on all of them); ``--set hvp_tasks=0
 curvature=hessian`` restores exact full products. Initialisation: 2D navigation uses rllab's Glorot-uniform weights
 with zero biases (the reference's); the locomotion presets keep PyTorch's default, under which their records were
-trained (``--set init=xavier`` for rllab's).
+trained (``--set init=xavier`` for rllab's), and full rollouts per task (``--set batch=steps`` for the reference's
+time-step batches: batches of the same make for the cheetah, whose paths always run to the horizon; for the ant, whose
+paths end when it falls, more and shorter paths, not measured here).
 
 ``mode`` selects what is trained: ``maml`` (meta-training through one inner step), ``pretrained`` (one policy
 trained by TRPO on all tasks, no inner step; fine-tuned at test time) and ``oracle`` (the task appended to the
@@ -144,10 +148,12 @@ def _locomotion(env: str, rollouts: int = 20) -> MAMLRLConfig:
 
 
 PRESETS: dict[str, MAMLRLConfig] = {
-    # cbfinn/maml_rl maml_trpo_point.py: 40 tasks x 20 rollouts, inner lr 0.5, 100 meta-iterations; rllab's Glorot
-    # init (with PyTorch's, the farthest goals' second test step diverged: results/maml-rl/point-nav-torchinit.json)
-    "point-nav": MAMLRLConfig(preset="point-nav", env="point-nav", meta_batch=40, inner_lr=0.5, curvature="fisher",
-                              init="xavier"),
+    # cbfinn/maml_rl: the parameter file behind the published curve (fbs20_mbs20_flr_0.5): 20 tasks, batches of
+    # 20 x 100 time steps per task as its sampler counts them, inner lr 0.5, 100 meta-iterations; rllab's Glorot
+    # init (with PyTorch's, the farthest goals' second test step diverged: results/maml-rl/point-nav-torchinit.json).
+    # The script's own default, 40 tasks of 20 full rollouts, is results/maml-rl/point-nav-mbs40*.
+    "point-nav": MAMLRLConfig(preset="point-nav", env="point-nav", meta_batch=20, batch="steps", inner_lr=0.5,
+                              curvature="fisher", init="xavier"),
     "cheetah-vel": _locomotion("cheetah-vel"),
     "cheetah-dir": _locomotion("cheetah-dir"),
     "ant-vel": _locomotion("ant-vel"),
