@@ -34,3 +34,7 @@ python results/maml-rl/paired.py
 for s in 0 1 2; do
   icml17 maml-rl eval --preset point-nav --method pretrained --run-dir $S/pretrained-seed$s --lr 0.5 --record $R/seeds --name point-nav-pretrained-lr0.5-seed$s --threads 1
 done
+# seed 0 trained on to 200 meta-iterations (a copy of its run directory, resumed)
+cp -r runs/maml-rl/mbs20/point-nav-steps-seed0 $S/seed0-200
+icml17 maml-rl train --preset point-nav --run-dir $S/seed0-200 --iterations 200 --threads 1 --no-progress
+icml17 maml-rl eval --preset point-nav --method maml --run-dir $S/seed0-200 --record $R --name point-nav-seed0-200its --threads 1

@@ -103,3 +103,9 @@ for m in vpn o_t o_tlogn convlstm; do
   icml17 pixelcnn video train --preset cpu --model $m --set tag=-1500 iterations=1500 --run-dir runs/pixelcnn/video-$m-1500 --data-dir "$DATA" --threads 1 --no-progress
   icml17 pixelcnn video eval --run-dir runs/pixelcnn/video-$m-1500 --data-dir "$DATA" --threads 1 --record results/pixelcnn --name video-$m-1500
 done
+# ... and a second seed of the three autoregressive video models at 1,500 steps (records in results/pixelcnn/seeds/)
+for m in vpn o_t o_tlogn; do
+  icml17 pixelcnn video train --preset cpu --model $m --set tag=-1500 iterations=1500 --seed 1 --run-dir runs/pixelcnn/video-$m-1500-seed1 --data-dir "$DATA" --threads 1 --no-progress
+  icml17 pixelcnn video eval --run-dir runs/pixelcnn/video-$m-1500-seed1 --data-dir "$DATA" --threads 1 --record results/pixelcnn/seeds --name video-$m-1500-seed1
+done
+python results/pixelcnn/video_1500_summary.py

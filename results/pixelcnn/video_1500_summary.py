@@ -1,0 +1,32 @@
+"""Summarise the 1,500-step video records over seeds (results/pixelcnn/video-<model>-1500.json is seed 0,
+results/pixelcnn/seeds/video-<model>-1500-seed<k>.json the others) into results/pixelcnn/video-1500-seeds.json:
+per model and split the mean, min and max nats per sub-pixel, and for each pair of autoregressive models whether
+one is ahead in every seed pairing (its worst seed better than the other's best). Run from the repo root."""
+import glob
+import json
+from itertools import permutations
+
+from icml17.core.results import write_record
+
+SPLITS = ("val", "test_seen", "test_novel")
+models = {}
+for m in ("convlstm", "o_t", "o_tlogn", "vpn"):
+    files = [f"results/pixelcnn/video-{m}-1500.json"] + sorted(glob.glob(f"results/pixelcnn/seeds/video-{m}-1500-seed*.json"))
+    recs = [json.load(open(f)) for f in files]
+    models[m] = {"seeds": [r["seed"] for r in recs], **{
+        s: {"by_seed": [r[s] for r in recs], "mean": round(sum(r[s] for r in recs) / len(recs), 4),
+            "min": min(r[s] for r in recs), "max": max(r[s] for r in recs)} for s in SPLITS}}
+ahead = {f"{a} ahead of {b}": {s: models[a][s]["max"] < models[b][s]["min"] for s in SPLITS}
+         for a, b in permutations(("o_t", "o_tlogn", "vpn"), 2)
+         if len(models[a]["seeds"]) > 1 and len(models[b]["seeds"]) > 1}
+write_record("results/pixelcnn/video-1500-seeds.json", {
+    "system": "pixelcnn", "experiment": "video-1500-seeds", "metric": "convlstm_minus_o_t_val_nats_per_subpixel",
+    "value": round(models["convlstm"]["val"]["mean"] - models["o_t"]["val"]["mean"], 4), "higher_is_better": True,
+    "seed": 0, "seeds": models["o_t"]["seeds"],
+    "spread": {m: round(v["val"]["max"] - v["val"]["min"], 4) for m, v in models.items()},
+    "note": "cpu preset (32x32, 10 frames, 2 context, width 32, batch 8), 1,500 steps each, 200 videos per split; "
+            "lower is better",
+    "command": "sh results/pixelcnn/reproduce.sh (Table 2 at 1,500 steps); python results/pixelcnn/video_1500_summary.py",
+    "models": models, "ahead_in_every_seed_pairing": ahead})
+print(json.dumps({m: {s: v[s]["by_seed"] for s in SPLITS} for m, v in models.items()}, indent=1))
+print(json.dumps(ahead, indent=1))
