@@ -1,11 +1,12 @@
 """Meta-training for RL (Finn et al. 2017, Algorithm 3) through the project's one training loop.
 
 One meta-iteration: draw ``meta_batch`` tasks; sample ``rollouts`` rollouts per task with theta (one batched
-sampler call for all tasks; with ``batch=steps``, the same number of time steps as the reference counts them,
-one copy per task restarting finished paths); adapt by one policy-gradient step per task (:func:`icml17.maml.rl.inner.adapt`);
-sample post-update rollouts with the adapted policies; update theta by TRPO (or Adam) on the post-update
-surrogate through the adaptation (:mod:`icml17.maml.rl.trpo`). In ``pretrained`` and ``oracle`` modes there is
-no inner step: the same TRPO trains one policy on the pre-update rollouts of all tasks.
+sampler call for all tasks; with ``batch=steps``, the same number of time steps as the reference counts
+them, one copy per task restarting finished paths); adapt by one policy-gradient step per task
+(:func:`icml17.maml.rl.inner.adapt`); sample post-update rollouts with the adapted policies; update theta by
+TRPO (or Adam) on the post-update surrogate through the adaptation (:mod:`icml17.maml.rl.trpo`). In
+``pretrained`` and ``oracle`` modes there is no inner step: the same TRPO trains one policy on the pre-update
+rollouts of all tasks.
 
 Resume is exact: the policy, the Adam state, the task stream, the environments' reset seeds and the action
 noise generator are all in the checkpoint (:func:`icml17.core.loop.run_loop`).
