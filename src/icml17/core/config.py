@@ -96,6 +96,10 @@ def override_config(cfg: T, overrides: dict[str, Any] | None = None, **kwargs: A
     return config_from_dict(type(cfg), merged)
 
 
+def config_value(v: Any) -> Any:
+    """A config value as JSON holds it (tuples as lists)."""
+    return list(v) if isinstance(v, tuple) else v
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    return {k: config_value(v) for k, v in dataclasses.asdict(cfg).items()}

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from icml17.core.config import ConfigError, config_from_dict, config_to_dict
+from icml17.core.config import ConfigError, config_from_dict, config_to_dict, config_value
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -133,7 +133,7 @@ def _with_added_defaults(stored: dict[str, Any], cfg: Any) -> dict[str, Any]:
             added[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             added[f.name] = f.default_factory()
-    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in added.items()}, **stored}
+    return {**{k: config_value(v) for k, v in added.items()}, **stored}
 
 
 def check_resume(run_dir: Path, ckpt: Mapping[str, Any], cfg: Any) -> None:

@@ -46,10 +46,6 @@ class Rollouts:
     def num_tasks(self) -> int:
         return self.obs.shape[0]
 
-    @property
-    def packed(self) -> bool:
-        return self.starts is not None
-
     def path_starts(self) -> torch.Tensor:
         """1 on the first step of every path: (K, R, T)."""
         if self.starts is not None:
@@ -60,7 +56,7 @@ class Rollouts:
 
     def returns(self) -> torch.Tensor:
         """Undiscounted return of each rollout (one path per row only): (K, R)."""
-        if self.packed:
+        if self.starts is not None:
             raise ValueError("returns() is per row; packed lanes hold several paths per row (use mean_returns)")
         return (self.rewards * self.mask).sum(-1)
 
@@ -128,6 +124,21 @@ class Sampler:
             return env
         return make_env(self.env_name, tasks, self.oracle, pool=self._pool)
 
+    def _start(self, tasks: np.ndarray, copies: int, params: Params, env_seeds: np.random.Generator):
+        """``copies`` environment copies per task (copy i is task i // copies), reset from their own seeds; the
+        parameters detached, and their dtype: (env, observations, params, dtype)."""
+        env = self._env(np.repeat(np.asarray(tasks), copies, axis=0))
+        obs = env.reset(env_seeds.integers(0, 2 ** 31 - 1, size=len(tasks) * copies))
+        params = {name: p.detach() for name, p in params.items()}
+        return env, obs, params, next(iter(params.values())).dtype
+
+    def _finish(self, out: Rollouts, t0: float) -> Rollouts:
+        """Count the batch's steps into ``total_steps`` and ``steps_per_s``."""
+        steps = out.steps()
+        self.total_steps += steps
+        self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
+        return out
+
     @torch.no_grad()
     def sample(self, policy: nn.Module, params: Params, tasks: np.ndarray, rollouts: int,
                generator: torch.Generator, env_seeds: np.random.Generator, per_task: bool = False) -> Rollouts:
@@ -136,12 +147,8 @@ class Sampler:
         clips them)."""
         t0 = time.perf_counter()
         k, r, horizon = len(tasks), rollouts, self.horizon
-        flat_tasks = np.repeat(np.asarray(tasks), r, axis=0)  # copy i is task i // r
-        env = self._env(flat_tasks)
-        obs = env.reset(env_seeds.integers(0, 2 ** 31 - 1, size=k * r))
+        env, obs, params, dtype = self._start(tasks, r, params, env_seeds)
         d, a = self.spec.obs_dim, self.spec.act_dim
-        params = {n: p.detach() for n, p in params.items()}
-        dtype = next(iter(params.values())).dtype
         obs_buf = torch.zeros(k, r, horizon, d, dtype=dtype)
         act_buf = torch.zeros(k, r, horizon, a, dtype=dtype)
         rew_buf = torch.zeros(k, r, horizon, dtype=dtype)
@@ -161,10 +168,7 @@ class Sampler:
             active = active & ~done
             if not active.any():
                 break
-        steps = int(mask.sum().item())
-        self.total_steps += steps
-        self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
-        return Rollouts(obs_buf, act_buf, rew_buf, mask)
+        return self._finish(Rollouts(obs_buf, act_buf, rew_buf, mask), t0)
 
     @torch.no_grad()
     def sample_steps(self, policy: nn.Module, params: Params, tasks: np.ndarray, copies: int, min_steps: int,
@@ -180,11 +184,8 @@ class Sampler:
         t0 = time.perf_counter()
         k, r, horizon = len(tasks), copies, self.horizon
         n = k * r
-        env = self._env(np.repeat(np.asarray(tasks), r, axis=0))  # copy i is task i // r
-        obs = env.reset(env_seeds.integers(0, 2 ** 31 - 1, size=n))
+        env, obs, params, dtype = self._start(tasks, r, params, env_seeds)
         d, a = self.spec.obs_dim, self.spec.act_dim
-        params = {name: p.detach() for name, p in params.items()}
-        dtype = next(iter(params.values())).dtype
         cur_obs, cur_act = torch.zeros(n, horizon, d, dtype=dtype), torch.zeros(n, horizon, a, dtype=dtype)
         cur_rew, length = torch.zeros(n, horizon, dtype=dtype), np.zeros(n, int)
         paths: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in range(k)]
@@ -221,10 +222,7 @@ class Sampler:
                 steps = len(pr)
                 out.obs[task, j, :steps], out.actions[task, j, :steps] = po, pa
                 out.rewards[task, j, :steps], out.mask[task, j, :steps] = pr, 1.0
-        steps = int(out.mask.sum().item())
-        self.total_steps += steps
-        self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
-        return out
+        return self._finish(out, t0)
 
     @torch.no_grad()
     def sample_lanes(self, policy: nn.Module, params: Params, tasks: np.ndarray, total_steps: int,
@@ -239,11 +237,8 @@ class Sampler:
         t0 = time.perf_counter()
         k, horizon = len(tasks), self.horizon
         length_max = -(-total_steps // k) + horizon  # no lane can finish fewer than (its steps - horizon)
-        env = self._env(np.asarray(tasks))
-        obs = env.reset(env_seeds.integers(0, 2 ** 31 - 1, size=k))
+        env, obs, params, dtype = self._start(tasks, 1, params, env_seeds)
         d, a = self.spec.obs_dim, self.spec.act_dim
-        params = {name: p.detach() for name, p in params.items()}
-        dtype = next(iter(params.values())).dtype
         obs_buf = torch.zeros(k, 1, length_max, d, dtype=dtype)
         act_buf = torch.zeros(k, 1, length_max, a, dtype=dtype)
         rew_buf = torch.zeros(k, 1, length_max, dtype=dtype)
@@ -268,9 +263,5 @@ class Sampler:
             if restart.size:
                 obs[restart] = env.reset_copies(restart, env_seeds.integers(0, 2 ** 31 - 1, size=restart.size))
         mask = (torch.arange(t) < torch.as_tensor(finished_until)[:, None]).to(dtype)[:, None, :]
-        out = Rollouts(obs_buf[..., :t, :] * mask[..., None], act_buf[..., :t, :] * mask[..., None],
-                       rew_buf[..., :t] * mask, mask, starts[..., :t] * mask)
-        steps = int(mask.sum().item())
-        self.total_steps += steps
-        self.steps_per_s = t * k / max(time.perf_counter() - t0, 1e-9)
-        return out
+        return self._finish(Rollouts(obs_buf[..., :t, :] * mask[..., None], act_buf[..., :t, :] * mask[..., None],
+                                     rew_buf[..., :t] * mask, mask, starts[..., :t] * mask), t0)
