@@ -233,3 +233,12 @@ def test_reproduce_scripts_use_the_threads_their_records_ran_with():
             lines = [line for line in text.splitlines() if " train " in line and run.group(1) in line]
             for line in lines:
                 assert f"--threads {threads.group(1)}" in line, (record.name, line)
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--grid", "0.1,abc"], "--grid"), (["--grid", "0.1,0"], "--grid"), (["--tune-tasks", "0"], "--tune-tasks")])
+def test_maml_rl_eval_rejects_a_bad_step_size_grid(capsys, tmp_path, flags, needle):
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--record",
+                      tmp_path / "rec", *flags], capsys)
+    _one_line_error(code, err, needle)
+    assert not (tmp_path / "rec").exists()

@@ -4,7 +4,8 @@ step: each seed's mean return over the same 40 test tasks, the mean over seeds, 
 each baseline: the gap of the means and whether MAML is ahead in every seed pairing (its worst seed above the
 baseline's best). Writes results/maml-rl/<family>-seeds.json. Run from the repo root:
 python results/maml-rl/seeds.py [family]   (point-nav: the reference's half-size later steps; point-nav-later-tuned:
-later steps tuned on validation tasks; point-nav-mbs40[-later-tuned]: the same at 40 tasks of full rollouts)"""
+later steps tuned on 10 validation tasks; point-nav-fine-tuned: every tuned step size from a finer grid on 40
+validation tasks; point-nav-mbs40[-later-tuned]: the same at 40 tasks of full rollouts)"""
 import json
 import sys
 from pathlib import Path
@@ -22,20 +23,25 @@ def runs(name: str) -> list[dict]:
     return [json.loads(f.read_text()) for f in files if f.exists()]
 
 
-# random initialisation and the oracle do not depend on the meta-batch: point-nav-random* and point-nav-oracle
-# serve the point-nav-mbs40 family too
+# random initialisation does not depend on the meta-batch: point-nav-random* serves the point-nav-mbs40 family too;
+# the oracle is never adapted, so point-nav-oracle serves every family
 SHARED = PRESET.replace("-mbs40", "")
-SCRIPT = "reproduce-point-nav-mbs40.sh" if "-mbs40" in PRESET else "reproduce-point-nav-seeds.sh"
+SCRIPT = ("reproduce-point-nav-mbs40.sh" if "-mbs40" in PRESET else
+          "reproduce-point-nav-fine-tuned.sh" if "fine-tuned" in PRESET else "reproduce-point-nav-seeds.sh")
+LATER = ("later steps' size tuned on the validation tasks, every method alike" if "tuned" in PRESET else
+         "later steps at half the first step's size")
 methods = {}
 for method in ("maml", "pretrained", "random", "oracle"):
-    recs = runs(PRESET if method == "maml" else f"{SHARED if method in ('random', 'oracle') else PRESET}-{method}")
+    recs = runs(PRESET if method == "maml" else "point-nav-oracle" if method == "oracle" else
+                f"{SHARED if method == 'random' else PRESET}-{method}")
     if not recs:
         continue
     r = np.array([rec["returns"] for rec in recs])  # (seeds, steps)
     methods[method] = {"seeds": [rec["seed"] for rec in recs], "returns_by_seed": r.round(2).tolist(),
                        "mean": r.mean(0).round(2).tolist(), "min": r.min(0).round(2).tolist(),
                        "max": r.max(0).round(2).tolist(), "iterations": [rec.get("iterations") for rec in recs],
-                       "step_size": [rec.get("step_size") for rec in recs]}
+                       "step_size": [rec.get("step_size") for rec in recs],
+                       "later_step_size": [rec.get("later_step_size") for rec in recs]}
 comparisons = {}
 maml = methods["maml"]
 for other in ("pretrained", "random"):
@@ -53,7 +59,7 @@ write_record(root / f"{PRESET}-seeds.json", {
     "spread": {m: [round(hi - lo, 2) for lo, hi in zip(v["min"], v["max"])] for m, v in methods.items()},
     "n_eval": 40, "command": f"sh results/maml-rl/{SCRIPT}; python results/maml-rl/seeds.py {PRESET}",
     "note": "same 40 test tasks (seed 20170306) for every method and seed; returns after 0-3 policy-gradient steps "
-            "(later steps at half the first step's size); oracle not adapted",
+            f"({LATER}); oracle not adapted",
     "methods": methods, "comparisons": comparisons})
 print(json.dumps({"methods": {m: {k: v[k] for k in ("seeds", "mean", "min", "max")} for m, v in methods.items()},
                   "comparisons": comparisons}, indent=1))

@@ -17,7 +17,7 @@ for m in ("convlstm", "o_t", "o_tlogn", "vpn"):
         s: {"by_seed": [r[s] for r in recs], "mean": round(sum(r[s] for r in recs) / len(recs), 4),
             "min": min(r[s] for r in recs), "max": max(r[s] for r in recs)} for s in SPLITS}}
 ahead = {f"{a} ahead of {b}": {s: models[a][s]["max"] < models[b][s]["min"] for s in SPLITS}
-         for a, b in permutations(("o_t", "o_tlogn", "vpn"), 2)
+         for a, b in permutations(("o_t", "o_tlogn", "vpn", "convlstm"), 2)
          if len(models[a]["seeds"]) > 1 and len(models[b]["seeds"]) > 1}
 write_record("results/pixelcnn/video-1500-seeds.json", {
     "system": "pixelcnn", "experiment": "video-1500-seeds", "metric": "convlstm_minus_o_t_val_nats_per_subpixel",

@@ -192,6 +192,39 @@ def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_p
     assert ev.eval_step_sizes(0.5, 3) == [0.5, 0.25, 0.25] and ev.eval_step_sizes(0.5, 3, 0.1) == [0.5, 0.1, 0.1]
 
 
+def test_a_given_grid_and_validation_task_count_drive_every_tuning_curve(tmp_path, monkeypatch):
+    """--grid and --tune-tasks: pretrained's first step and every method's later steps are tried on exactly the
+    given sizes, each curve on that many validation tasks; the record names both; a bad grid stops first."""
+    from icml17.maml.rl import evaluate as ev
+
+    train(replace(tiny_cfg(), iterations=1), tmp_path / "run", progress=False)
+    trained = load_run(tmp_path / "run")
+    seen = []
+    real_curve = ev.curve
+
+    def spy(trained, tasks, steps, lr, seed, rollouts=None, batch_steps=None, later=None):
+        seen.append((seed, tasks, lr, later))
+        return real_curve(trained, tasks, steps, lr, seed, rollouts, batch_steps, later)
+
+    monkeypatch.setattr(ev, "curve", spy)
+    grid = (0.02, 0.2)
+    result = ev.evaluate(trained, "pretrained", tasks=2, steps=2, later_steps="tuned", tune_tasks=3, grid=grid)
+    tuning = [s for s in seen if s[0] == ev.VALIDATION_SEED]
+    assert all(s[1] == 3 for s in tuning) and len(tuning) == 2 * len(grid)
+    first, later = tuning[:len(grid)], tuning[len(grid):]
+    assert [s[2] for s in first] == list(grid) and all(s[3] is None for s in first)  # later steps at half
+    assert [s[3] for s in later] == list(grid) and all(s[2] == result["lr"] for s in later)
+    assert seen[-1] == (ev.TEST_SEED, 2, result["lr"], result["later_lr"])
+    record = json.loads(write_result_record(result, trained, tmp_path / "rec", "cmd").read_text())
+    assert set(record["step_size_grid"]) == set(record["later_step_size_grid"]) == {"0.02", "0.2"}
+    assert record["validation_tasks"] == 3
+    seen.clear()
+    for bad in ((), (0.1, 0.0), (0.1, float("inf"))):
+        with pytest.raises(ConfigError, match="grid"):
+            ev.evaluate(trained, "pretrained", tasks=2, steps=2, later_steps="tuned", grid=bad)
+    assert not seen  # rejected before any rollout
+
+
 @pytest.mark.mujoco
 @pytest.mark.parametrize("preset", ["ant-vel", "ant-dir"])
 def test_ant_presets_train_resume_and_evaluate_end_to_end(tmp_path, preset):

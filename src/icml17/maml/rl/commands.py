@@ -49,6 +49,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def _step_sizes(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated step sizes, each a finite number > 0."""
+    return tuple(shell.positive_float(x) for x in text.split(","))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from icml17.maml.rl.evaluate import (
         evaluate,
@@ -69,7 +74,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                                                                                  args.method)))
         trained = load_run(run_dir)
     result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr,
-                      batch_steps=args.batch_steps, later_steps=args.later_steps)
+                      batch_steps=args.batch_steps, later_steps=args.later_steps, grid=args.grid,
+                      tune_tasks=args.tune_tasks)
     if run_dir is not None:
         save_result(run_dir, result)
     for k, (m, c) in enumerate(zip(result["returns"], result["returns_ci95"])):
@@ -99,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     top = subparsers.add_parser("maml-rl", help="MAML for reinforcement learning (Finn et al. 2017, section 5.3)")
     sub = top.add_subparsers(dest="maml_rl_command", required=True)
     presets = _preset_names()
+    from icml17.maml.rl.presets import LR_GRID
 
     t = sub.add_parser("train", help="meta-train a preset (resumes from the run directory's checkpoint)")
     t.add_argument("--preset", required=True, choices=presets)
@@ -125,6 +132,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--later-steps", choices=("half", "tuned"), default="half",
                    help="size of steps 2-3: half the first (the reference's rule, default) or tuned on the "
                    "validation tasks from the step-size grid (every method alike)")
+    e.add_argument("--grid", type=_step_sizes, default=LR_GRID,
+                   help=f"step sizes tried on the validation tasks, comma-separated (default "
+                   f"{','.join(map(str, LR_GRID))})")
+    e.add_argument("--tune-tasks", type=shell.positive_int, default=10,
+                   help="validation tasks on which step sizes are tuned (default 10)")
     e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
     e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "

@@ -37,6 +37,7 @@ from icml17.core.stats import mean_ci95
 from icml17.maml.rl.envs import sample_tasks
 from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
 from icml17.maml.rl.presets import (
+    LR_GRID,
     PAPER_ORACLE,
     PAPER_RETURNS,
     PAPER_SOURCE,
@@ -48,7 +49,6 @@ from icml17.maml.rl.train import adaptation_returns, build_policy, make_sampler
 TEST_SEED = 20170306        # the test tasks of every evaluation
 VALIDATION_SEED = 20170307  # the tasks on which pretrained / random step sizes are tuned
 METHODS = ("maml", "pretrained", "random", "oracle")
-LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 LATER_STEP_FACTOR = 0.5  # steps after the first use half the step size (the reference's test scripts)
 # The reference's test batches in time steps (test_maml_point.py: batch_size=4000 with horizon 100, so 40 copies per
 # task restarting paths that reach the goal); environments not listed: eval_rollouts full rollouts (their paths
@@ -121,10 +121,11 @@ def tune_later_lr(trained: Trained, lr: float, grid: tuple[float, ...] = LR_GRID
 
 
 def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, lr: float | None = None,
-             tune_tasks: int = 10, batch_steps: int | None = None, later_steps: str = "half") -> dict[str, Any]:
+             tune_tasks: int = 10, batch_steps: int | None = None, later_steps: str = "half",
+             grid: tuple[float, ...] = LR_GRID) -> dict[str, Any]:
     """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}. ``later_steps``:
     ``half`` (the reference's rule: steps 2 and 3 at half the first step's size) or ``tuned`` (their size chosen
-    from the grid on the validation tasks, for every method alike; the first step as with ``half``)."""
+    from ``grid`` on ``tune_tasks`` validation tasks, for every method alike; the first step as with ``half``)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if tasks < 1 or steps < 0:
@@ -133,21 +134,25 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
         raise ConfigError(f"--batch-steps must be >= 0 (0: full rollouts), got {batch_steps}")
     if later_steps not in ("half", "tuned"):
         raise ConfigError(f"--later-steps must be 'half' or 'tuned', got {later_steps!r}")
+    if not grid or not all(0 < x < float("inf") for x in grid) or tune_tasks < 1:
+        raise ConfigError(f"the step-size grid needs finite sizes > 0 and --tune-tasks >= 1, got {grid} and "
+                          f"{tune_tasks}")
     scores = None
     if method == "oracle":
         steps = 0
     if lr is None:
         if method in ("pretrained", "random"):
-            lr, scores = tune_lr(trained, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
+            lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
         else:
             lr = trained.cfg.inner_lr
     later, later_scores = lr * LATER_STEP_FACTOR, None
     if later_steps == "tuned" and steps >= 2:
-        later, later_scores = tune_later_lr(trained, lr, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
+        later, later_scores = tune_later_lr(trained, lr, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
     per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps, later=later)
     stats = [mean_ci95(per_task[:, k].numpy()) for k in range(steps + 1)]
     return {"preset": trained.cfg.preset, "method": method, "lr": lr, "lr_scores": scores, "tasks": tasks,
             "later_lr": later, "later_lr_scores": later_scores, "later_steps": later_steps,
+            "tune_tasks": tune_tasks if scores or later_scores else None,
             "rollouts": trained.cfg.eval_rollouts, "batch_steps": batch_steps_of(trained.cfg.env, batch_steps),
             "returns": [m for m, _ in stats],
             "returns_ci95": [c for _, c in stats], "per_task": per_task.tolist()}
@@ -189,6 +194,8 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         record["step_size_grid"] = {str(k): v for k, v in result["lr_scores"].items()}
     if result.get("later_lr_scores"):
         record["later_step_size_grid"] = {str(k): v for k, v in result["later_lr_scores"].items()}
+    if result.get("tune_tasks"):
+        record["validation_tasks"] = result["tune_tasks"]
     return write_record(Path(record_dir) / f"{name}.json", record)
 
 
