@@ -236,3 +236,26 @@ def test_ant_presets_train_resume_and_evaluate_end_to_end(tmp_path, preset):
     assert [r["step"] for r in read_metrics(tmp_path / "run") if r["split"] == "train"] == [1, 2]
     result = evaluate(load_run(tmp_path / "run"), "maml", tasks=2, steps=1)
     assert len(result["returns"]) == 2 and np.isfinite(result["returns"]).all()
+
+
+def test_figure5_curves_come_from_the_seed_summary_when_there_is_one(tmp_path):
+    """One run: bars are mean -/+ its 95% interval; a <family>-seeds.json summary: the mean over seeds with bars
+    from the worst to the best seed, the oracle included."""
+    from icml17.maml.rl.plots import plot_returns, return_curves
+
+    one = {"returns": [-40.0, -12.0, -4.0, -3.0], "returns_ci95": [4.0, 2.0, 1.0, 0.5]}
+    (tmp_path / "fam.json").write_text(json.dumps(one))
+    curves = return_curves(tmp_path, "fam")
+    assert set(curves) == {""}
+    assert curves[""]["low"] == [-44.0, -14.0, -5.0, -3.5] and curves[""]["high"] == [-36.0, -10.0, -3.0, -2.5]
+    by_seed = np.array([[-41.0, -12.0, -3.0, -3.0], [-43.0, -11.0, -4.0, -2.0], [-42.0, -13.0, -5.0, -4.0]])
+    summary = {"methods": {
+        "maml": {"seeds": [0, 1, 2], "mean": by_seed.mean(0).tolist(), "min": by_seed.min(0).tolist(),
+                 "max": by_seed.max(0).tolist()},
+        "oracle": {"seeds": [0], "mean": [-0.6], "min": [-0.6], "max": [-0.6]}}}
+    (tmp_path / "fam-seeds.json").write_text(json.dumps(summary))
+    curves = return_curves(tmp_path, "fam")
+    assert set(curves) == {"", "-oracle"}
+    assert curves[""]["mean"] == [-42.0, -12.0, -4.0, -3.0]
+    assert curves[""]["low"] == [-43.0, -13.0, -5.0, -4.0] and curves[""]["high"] == [-41.0, -11.0, -3.0, -2.0]
+    assert plot_returns(tmp_path, "point-nav", tmp_path / "fig.png", family="fam").stat().st_size > 0

@@ -91,7 +91,8 @@ def cmd_plots(args: argparse.Namespace) -> int:
     from icml17.maml.rl.plots import plot_returns, plot_trajectories
 
     out = Path(args.out)
-    paths = [plot_returns(args.records, args.preset, out / f"{args.preset}-returns.png")]
+    family = args.family or args.preset
+    paths = [plot_returns(args.records, args.preset, out / f"{family}-returns.png", family)]
     run_dir = args.run_dir or shell.default_run_dir(SYSTEM, args.preset)
     if args.preset == "point-nav" and (Path(run_dir) / "checkpoints").exists():
         paths.append(plot_trajectories(run_dir, out / "point-nav-trajectories.png"))
@@ -147,6 +148,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("plots", help="return versus gradient steps (Figure 5); 2D-navigation paths (Figure 4)")
     p.add_argument("--preset", required=True, choices=presets)
     p.add_argument("--records", type=Path, default=Path("results/maml-rl"), help="where the eval records are")
+    p.add_argument("--family", default=None,
+                   help="the records' name (default: the preset's), e.g. point-nav-fine-tuned; its "
+                   "<family>-seeds.json summary, when there is one, gives the mean over seeds")
     shell.add_run_dir(p, SYSTEM, what="<preset> (for the point-nav trajectories)")
     p.add_argument("--out", type=Path, default=Path("runs/maml-rl/plots"))
     p.set_defaults(func=cmd_plots)

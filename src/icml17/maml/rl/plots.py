@@ -16,29 +16,58 @@ from icml17.maml.rl.presets import PAPER_RETURNS
 from icml17.maml.rl.train import adaptation_returns, make_sampler
 
 LABELS = {"": "MAML", "-pretrained": "pretrained", "-random": "random initialisation", "-oracle": "oracle"}
+METHOD_OF = {"": "maml", "-pretrained": "pretrained", "-random": "random", "-oracle": "oracle"}
 
 
-def plot_returns(records_dir: str | Path, preset: str, out: str | Path) -> Path:
-    """Figure 5: mean return (95% interval) after 0..3 steps for each method with a record, paper dashed."""
+def return_curves(records_dir: str | Path, family: str) -> dict[str, dict]:
+    """Figure 5's data for a record family, per method suffix: ``{"mean", "low", "high", "what"}`` (lists over
+    steps 0..3). From ``<family>-seeds.json`` when it exists (mean over training seeds, bars from the worst to the
+    best seed), else from ``<family>[-method].json`` (one run, bars its 95% interval over test tasks)."""
+    records_dir = Path(records_dir)
+    summary = records_dir / f"{family}-seeds.json"
+    curves = {}
+    if summary.exists():
+        methods = json.loads(summary.read_text())["methods"]
+        for suffix, method in METHOD_OF.items():
+            if method in methods:
+                m = methods[method]
+                curves[suffix] = {"mean": m["mean"], "low": m["min"], "high": m["max"],
+                                  "what": f"{len(m['seeds'])} seeds, worst to best"}
+        return curves
+    for suffix in METHOD_OF:
+        path = records_dir / f"{family}{suffix}.json"
+        if path.exists():
+            rec = json.loads(path.read_text())
+            mean, ci = rec["returns"], rec["returns_ci95"]
+            curves[suffix] = {"mean": mean, "low": [a - c for a, c in zip(mean, ci)],
+                              "high": [a + c for a, c in zip(mean, ci)], "what": "95% interval over tasks"}
+    return curves
+
+
+def plot_returns(records_dir: str | Path, preset: str, out: str | Path, family: str | None = None) -> Path:
+    """Figure 5: mean return after 0..3 steps for each method of the record ``family`` (default: the preset's
+    own records), the paper's curve for the preset dashed."""
+    family = family or preset
+    curves = return_curves(records_dir, family)
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for suffix, label in LABELS.items():
-        path = Path(records_dir) / f"{preset}{suffix}.json"
-        if not path.exists():
-            continue
-        rec = json.loads(path.read_text())
+    for suffix, c in curves.items():
+        label = LABELS[suffix]
         if suffix == "-oracle":  # told the task, never adapted: one number, drawn across the steps
-            ax.axhline(rec["returns"][0], color="black", linestyle=":", label=label)
+            ax.axhline(c["mean"][0], color="black", linestyle=":", label=label)
             continue
-        steps = np.arange(len(rec["returns"]))
-        line = ax.errorbar(steps, rec["returns"], yerr=rec["returns_ci95"], marker="o", capsize=3, label=label)
+        mean = np.asarray(c["mean"])
+        bars = np.stack([mean - np.asarray(c["low"]), np.asarray(c["high"]) - mean])
+        line = ax.errorbar(np.arange(len(mean)), mean, yerr=bars, marker="o", capsize=3,
+                           label=f"{label} ({c['what']})")
         paper = PAPER_RETURNS.get(f"{preset}{suffix}")
         if paper is not None:
             ax.plot(np.arange(len(paper)), paper, linestyle="--", color=line[0].get_color(), alpha=0.6,
                     label=f"{label} (paper)")
+    ax.set_xticks(range(max((len(c["mean"]) for c in curves.values()), default=1)))
     ax.set_xlabel("number of gradient steps")
     ax.set_ylabel("average return")
-    ax.set_title(preset)
-    ax.legend(fontsize=7)
+    ax.set_title(family)
+    ax.legend(fontsize=6)
     return save_figure(fig, out)
 
 
