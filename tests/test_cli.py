@@ -241,4 +241,33 @@ def test_maml_rl_eval_rejects_a_bad_step_size_grid(capsys, tmp_path, flags, need
     code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--record",
                       tmp_path / "rec", *flags], capsys)
     _one_line_error(code, err, needle)
-    assert not (tmp_path / "rec").exists()
+
+
+def test_maml_rl_eval_hands_the_grid_and_validation_tasks_to_the_library(monkeypatch, capsys):
+    from icml17.maml.rl import evaluate as ev
+
+    seen = {}
+
+    def fake_evaluate(trained, method, **kwargs):
+        seen.update(kwargs, method=method)
+        return {"returns": [-1.0], "returns_ci95": [0.0], "tasks": kwargs["tasks"], "lr": 0.1}
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--later-steps", "tuned",
+                      "--grid", "0.02,0.2", "--tune-tasks", "7", "--tasks", "3"], capsys)
+    assert code == 0, err
+    assert seen["grid"] == (0.02, 0.2) and seen["tune_tasks"] == 7 and seen["tasks"] == 3
+    assert seen["later_steps"] == "tuned" and seen["method"] == "random"
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random"], capsys)
+    assert code == 0, err
+    assert seen["grid"] == ev.LR_GRID and seen["tune_tasks"] == 10  # the defaults
+
+
+def test_maml_rl_plots_draws_the_named_family(tmp_path, capsys):
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "fam.json").write_text(json.dumps({"returns": [-40.0, -12.0], "returns_ci95": [4.0, 2.0]}))
+    code, err = _cli(["maml-rl", "plots", "--preset", "point-nav", "--family", "fam", "--records", records,
+                      "--run-dir", tmp_path / "no-run", "--out", tmp_path / "figs"], capsys)
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "figs").iterdir()] == ["fam-returns.png"]

@@ -30,26 +30,31 @@ SCRIPT = ("reproduce-point-nav-mbs40.sh" if "-mbs40" in PRESET else
           "reproduce-point-nav-fine-tuned.sh" if "fine-tuned" in PRESET else "reproduce-point-nav-seeds.sh")
 LATER = ("later steps' size tuned on the validation tasks, every method alike" if "tuned" in PRESET else
          "later steps at half the first step's size")
-methods = {}
+methods, by_seed = {}, {}
 for method in ("maml", "pretrained", "random", "oracle"):
     recs = runs(PRESET if method == "maml" else "point-nav-oracle" if method == "oracle" else
                 f"{SHARED if method == 'random' else PRESET}-{method}")
     if not recs:
         continue
-    r = np.array([rec["returns"] for rec in recs])  # (seeds, steps)
+    r = by_seed[method] = np.array([rec["returns"] for rec in recs])  # (seeds, steps)
+    adapted = method != "oracle"  # the oracle is never adapted: no step sizes
     methods[method] = {"seeds": [rec["seed"] for rec in recs], "returns_by_seed": r.round(2).tolist(),
                        "mean": r.mean(0).round(2).tolist(), "min": r.min(0).round(2).tolist(),
                        "max": r.max(0).round(2).tolist(), "iterations": [rec.get("iterations") for rec in recs],
-                       "step_size": [rec.get("step_size") for rec in recs],
-                       "later_step_size": [rec.get("later_step_size") for rec in recs]}
+                       "step_size": [rec.get("step_size") if adapted else None for rec in recs],
+                       "later_step_size": [rec.get("later_step_size") if adapted else None for rec in recs]}
 comparisons = {}
 maml = methods["maml"]
 for other in ("pretrained", "random"):
     if other not in methods:
         continue
     o, steps = methods[other], len(maml["mean"])
+    ours, theirs = by_seed["maml"], by_seed[other]
     comparisons[f"maml - {other}"] = {
-        "gap_of_means": [round(maml["mean"][k] - o["mean"][k], 2) for k in range(steps)],
+        "gap_of_means": (ours.mean(0) - theirs.mean(0)).round(2).tolist(),  # from unrounded means
+        # every (MAML seed, baseline seed) pair: in how many MAML is ahead, per step
+        "pairings_maml_ahead": [int((ours[:, None, k] > theirs[None, :, k]).sum()) for k in range(steps)],
+        "pairings": len(ours) * len(theirs),
         "ahead_in_every_seed": [maml["min"][k] > o["max"][k] for k in range(steps)],
         "behind_in_every_seed": [maml["max"][k] < o["min"][k] for k in range(steps)],
         "seeds": [len(maml["seeds"]), len(o["seeds"])]}

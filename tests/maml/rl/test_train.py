@@ -252,10 +252,13 @@ def test_figure5_curves_come_from_the_seed_summary_when_there_is_one(tmp_path):
     summary = {"methods": {
         "maml": {"seeds": [0, 1, 2], "mean": by_seed.mean(0).tolist(), "min": by_seed.min(0).tolist(),
                  "max": by_seed.max(0).tolist()},
-        "oracle": {"seeds": [0], "mean": [-0.6], "min": [-0.6], "max": [-0.6]}}}
+        "oracle": {"seeds": [0], "mean": [-0.6], "min": [-0.6], "max": [-0.6]},
+        "pretrained": {"seeds": [0, 1], "mean": [-42.0, -18.0], "min": [-43.0, -19.0], "max": [-41.0, -17.0]},
+        "random": {"seeds": [0, 1], "mean": [-70.0, -60.0], "min": [-71.0, -61.0], "max": [-69.0, -59.0]}}}
     (tmp_path / "fam-seeds.json").write_text(json.dumps(summary))
     curves = return_curves(tmp_path, "fam")
-    assert set(curves) == {"", "-oracle"}
+    assert set(curves) == {"", "-oracle", "-pretrained", "-random"}
+    assert curves["-pretrained"]["mean"] == [-42.0, -18.0] and curves["-random"]["low"] == [-71.0, -61.0]
     assert curves[""]["mean"] == [-42.0, -12.0, -4.0, -3.0]
     assert curves[""]["low"] == [-43.0, -13.0, -5.0, -4.0] and curves[""]["high"] == [-41.0, -11.0, -3.0, -2.0]
     assert plot_returns(tmp_path, "point-nav", tmp_path / "fig.png", family="fam").stat().st_size > 0
