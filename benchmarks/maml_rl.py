@@ -107,7 +107,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     # point-nav at 40 tasks of 20 full rollouts (the record's size; the preset's packed time-step batches are a
     # protocol choice, not a sampler speed-up, and the one-at-a-time port has no such mode)
-    cases = {"point-nav": {"meta_batch": 40, "batch": "rollouts"}, "cheetah-vel": {"meta_batch": 10, "rollouts": 10} if args.quick else {}}
+    cases = {"point-nav": {"meta_batch": 40, "batch": "rollouts"},
+             "cheetah-vel": {"meta_batch": 10, "rollouts": 10} if args.quick else {}}
     iterations = 1 if args.quick else 3
     record = {"benchmark": "maml-rl", **environment(), "command": "python " + " ".join(sys.argv),
               "timed_iterations": iterations, "note": args.note, "cases": []}

@@ -246,8 +246,9 @@ def test_figure5_curves_come_from_the_seed_summary_when_there_is_one(tmp_path):
     one = {"returns": [-40.0, -12.0, -4.0, -3.0], "returns_ci95": [4.0, 2.0, 1.0, 0.5]}
     (tmp_path / "fam.json").write_text(json.dumps(one))
     curves = return_curves(tmp_path, "fam")
-    assert set(curves) == {""}
-    assert curves[""]["low"] == [-44.0, -14.0, -5.0, -3.5] and curves[""]["high"] == [-36.0, -10.0, -3.0, -2.5]
+    assert set(curves) == {"maml"}
+    assert curves["maml"]["low"] == [-44.0, -14.0, -5.0, -3.5]
+    assert curves["maml"]["high"] == [-36.0, -10.0, -3.0, -2.5]
     by_seed = np.array([[-41.0, -12.0, -3.0, -3.0], [-43.0, -11.0, -4.0, -2.0], [-42.0, -13.0, -5.0, -4.0]])
     summary = {"methods": {
         "maml": {"seeds": [0, 1, 2], "mean": by_seed.mean(0).tolist(), "min": by_seed.min(0).tolist(),
@@ -257,8 +258,9 @@ def test_figure5_curves_come_from_the_seed_summary_when_there_is_one(tmp_path):
         "random": {"seeds": [0, 1], "mean": [-70.0, -60.0], "min": [-71.0, -61.0], "max": [-69.0, -59.0]}}}
     (tmp_path / "fam-seeds.json").write_text(json.dumps(summary))
     curves = return_curves(tmp_path, "fam")
-    assert set(curves) == {"", "-oracle", "-pretrained", "-random"}
-    assert curves["-pretrained"]["mean"] == [-42.0, -18.0] and curves["-random"]["low"] == [-71.0, -61.0]
-    assert curves[""]["mean"] == [-42.0, -12.0, -4.0, -3.0]
-    assert curves[""]["low"] == [-43.0, -13.0, -5.0, -4.0] and curves[""]["high"] == [-41.0, -11.0, -3.0, -2.0]
+    assert set(curves) == {"maml", "oracle", "pretrained", "random"}
+    assert curves["pretrained"]["mean"] == [-42.0, -18.0] and curves["random"]["low"] == [-71.0, -61.0]
+    assert curves["maml"]["mean"] == [-42.0, -12.0, -4.0, -3.0]
+    assert curves["maml"]["low"] == [-43.0, -13.0, -5.0, -4.0]
+    assert curves["maml"]["high"] == [-41.0, -11.0, -3.0, -2.0]
     assert plot_returns(tmp_path, "point-nav", tmp_path / "fig.png", family="fam").stat().st_size > 0

@@ -11,35 +11,32 @@ import torch
 
 from icml17.core.report import plt, save_figure
 from icml17.maml.rl.envs import PointNav, sample_tasks
+from icml17.maml.rl.evaluate import eval_step_sizes, experiment_name, load_run
 from icml17.maml.rl.policy import params_of
 from icml17.maml.rl.presets import PAPER_RETURNS
 from icml17.maml.rl.train import adaptation_returns, make_sampler
 
-LABELS = {"": "MAML", "-pretrained": "pretrained", "-random": "random initialisation", "-oracle": "oracle"}
-METHOD_OF = {"": "maml", "-pretrained": "pretrained", "-random": "random", "-oracle": "oracle"}
+LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random initialisation", "oracle": "oracle"}
 
 
 def return_curves(records_dir: str | Path, family: str) -> dict[str, dict]:
-    """Figure 5's data for a record family, per method suffix: ``{"mean", "low", "high", "what"}`` (lists over
-    steps 0..3). From ``<family>-seeds.json`` when it exists (mean over training seeds, bars from the worst to the
-    best seed), else from ``<family>[-method].json`` (one run, bars its 95% interval over test tasks)."""
+    """Figure 5's data for a record family, per method: ``{"mean", "low", "high", "what"}`` (lists over steps
+    0..3). From ``<family>-seeds.json`` when it exists (mean over training seeds, bars from the worst to the best
+    seed), else from ``<family>[-method].json`` (one run, bars its 95% interval over test tasks)."""
     records_dir = Path(records_dir)
     summary = records_dir / f"{family}-seeds.json"
-    curves = {}
     if summary.exists():
         methods = json.loads(summary.read_text())["methods"]
-        for suffix, method in METHOD_OF.items():
-            if method in methods:
-                m = methods[method]
-                curves[suffix] = {"mean": m["mean"], "low": m["min"], "high": m["max"],
-                                  "what": f"{len(m['seeds'])} seeds, worst to best"}
-        return curves
-    for suffix in METHOD_OF:
-        path = records_dir / f"{family}{suffix}.json"
+        return {method: {"mean": m["mean"], "low": m["min"], "high": m["max"],
+                         "what": f"{len(m['seeds'])} seeds, worst to best"}
+                for method, m in methods.items() if method in LABELS}
+    curves = {}
+    for method in LABELS:
+        path = records_dir / f"{experiment_name(family, method)}.json"
         if path.exists():
             rec = json.loads(path.read_text())
             mean, ci = rec["returns"], rec["returns_ci95"]
-            curves[suffix] = {"mean": mean, "low": [a - c for a, c in zip(mean, ci)],
+            curves[method] = {"mean": mean, "low": [a - c for a, c in zip(mean, ci)],
                               "high": [a + c for a, c in zip(mean, ci)], "what": "95% interval over tasks"}
     return curves
 
@@ -50,16 +47,16 @@ def plot_returns(records_dir: str | Path, preset: str, out: str | Path, family: 
     family = family or preset
     curves = return_curves(records_dir, family)
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for suffix, c in curves.items():
-        label = LABELS[suffix]
-        if suffix == "-oracle":  # told the task, never adapted: one number, drawn across the steps
+    for method, c in curves.items():
+        label = LABELS[method]
+        if method == "oracle":  # told the task, never adapted: one number, drawn across the steps
             ax.axhline(c["mean"][0], color="black", linestyle=":", label=label)
             continue
         mean = np.asarray(c["mean"])
         bars = np.stack([mean - np.asarray(c["low"]), np.asarray(c["high"]) - mean])
         line = ax.errorbar(np.arange(len(mean)), mean, yerr=bars, marker="o", capsize=3,
                            label=f"{label} ({c['what']})")
-        paper = PAPER_RETURNS.get(f"{preset}{suffix}")
+        paper = PAPER_RETURNS.get(experiment_name(preset, method))
         if paper is not None:
             ax.plot(np.arange(len(paper)), paper, linestyle="--", color=line[0].get_color(), alpha=0.6,
                     label=f"{label} (paper)")
@@ -75,8 +72,6 @@ def plot_trajectories(run_dir: str | Path, out: str | Path, steps: tuple[int, ..
                       rollouts: int | None = None) -> Path:
     """Figure 4: one test goal, one sampled path of the (stochastic) policy before adaptation and after 1 and 3
     steps; the legend gives each stage's mean return over its rollouts."""
-    from icml17.maml.rl.evaluate import eval_step_sizes, load_run
-
     trained = load_run(run_dir)
     cfg = trained.cfg
     tasks = sample_tasks(cfg.env, 1, np.random.default_rng(seed))
