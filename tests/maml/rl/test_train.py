@@ -222,6 +222,11 @@ def test_a_given_grid_and_validation_task_count_drive_every_tuning_curve(tmp_pat
     for bad in ((), (0.1, 0.0), (0.1, float("inf"))):
         with pytest.raises(ConfigError, match="grid"):
             ev.evaluate(trained, "pretrained", tasks=2, steps=2, later_steps="tuned", grid=bad)
+    # a grid or validation-task count where nothing is tuned would be silently ignored: refused instead
+    for method, kwargs in (("maml", {"grid": grid}), ("maml", {"tune_tasks": 3, "later_steps": "tuned", "steps": 1}),
+                           ("pretrained", {"grid": grid, "lr": 0.1}), ("oracle", {"tune_tasks": 3})):
+        with pytest.raises(ConfigError, match="nothing is tuned"):
+            ev.evaluate(trained, method, tasks=2, **{"steps": 3, **kwargs})
     assert not seen  # rejected before any rollout
 
 

@@ -133,11 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--later-steps", choices=("half", "tuned"), default="half",
                    help="size of steps 2-3: half the first (the reference's rule, default) or tuned on the "
                    "validation tasks from the step-size grid (every method alike)")
-    e.add_argument("--grid", type=_step_sizes, default=LR_GRID,
+    e.add_argument("--grid", type=_step_sizes, default=None,
                    help=f"step sizes tried on the validation tasks, comma-separated (default "
-                   f"{','.join(map(str, LR_GRID))})")
-    e.add_argument("--tune-tasks", type=shell.positive_int, default=10,
-                   help="validation tasks on which step sizes are tuned (default 10)")
+                   f"{','.join(map(str, LR_GRID))}); only where something is tuned")
+    e.add_argument("--tune-tasks", type=shell.positive_int, default=None,
+                   help="validation tasks on which step sizes are tuned (default 10); only where something is tuned")
     e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
     e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "

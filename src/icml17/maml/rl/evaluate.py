@@ -121,11 +121,13 @@ def tune_later_lr(trained: Trained, lr: float, grid: tuple[float, ...] = LR_GRID
 
 
 def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, lr: float | None = None,
-             tune_tasks: int = 10, batch_steps: int | None = None, later_steps: str = "half",
-             grid: tuple[float, ...] = LR_GRID) -> dict[str, Any]:
+             tune_tasks: int | None = None, batch_steps: int | None = None, later_steps: str = "half",
+             grid: tuple[float, ...] | None = None) -> dict[str, Any]:
     """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}. ``later_steps``:
     ``half`` (the reference's rule: steps 2 and 3 at half the first step's size) or ``tuned`` (their size chosen
-    from ``grid`` on ``tune_tasks`` validation tasks, for every method alike; the first step as with ``half``)."""
+    from ``grid`` on ``tune_tasks`` validation tasks, for every method alike; the first step as with ``half``).
+    ``grid`` and ``tune_tasks`` default to :data:`LR_GRID` and 10; given when nothing is tuned, they are refused
+    (a user who passes them expects them to change the result)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if tasks < 1 or steps < 0:
@@ -134,19 +136,26 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
         raise ConfigError(f"--batch-steps must be >= 0 (0: full rollouts), got {batch_steps}")
     if later_steps not in ("half", "tuned"):
         raise ConfigError(f"--later-steps must be 'half' or 'tuned', got {later_steps!r}")
+    if method == "oracle":
+        steps = 0
+    tunes_first = lr is None and method in ("pretrained", "random")
+    tunes_later = later_steps == "tuned" and steps >= 2
+    if (grid is not None or tune_tasks is not None) and not (tunes_first or tunes_later):
+        raise ConfigError(f"--grid and --tune-tasks choose step sizes, but nothing is tuned here ({method}"
+                          f"{' with --lr' if lr is not None else ''}, later steps {later_steps!r}, {steps} steps): "
+                          f"add --later-steps tuned (with --steps >= 2), or drop --grid/--tune-tasks")
+    grid = LR_GRID if grid is None else grid
+    tune_tasks = 10 if tune_tasks is None else tune_tasks
     if not grid or not all(0 < x < float("inf") for x in grid) or tune_tasks < 1:
         raise ConfigError(f"the step-size grid needs finite sizes > 0 and --tune-tasks >= 1, got {grid} and "
                           f"{tune_tasks}")
     scores = None
-    if method == "oracle":
-        steps = 0
-    if lr is None:
-        if method in ("pretrained", "random"):
-            lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
-        else:
-            lr = trained.cfg.inner_lr
+    if tunes_first:
+        lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
+    elif lr is None:
+        lr = trained.cfg.inner_lr
     later, later_scores = lr * LATER_STEP_FACTOR, None
-    if later_steps == "tuned" and steps >= 2:
+    if tunes_later:
         later, later_scores = tune_later_lr(trained, lr, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
     per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps, later=later)
     stats = [mean_ci95(per_task[:, k].numpy()) for k in range(steps + 1)]
