@@ -260,7 +260,14 @@ def test_maml_rl_eval_hands_the_grid_and_validation_tasks_to_the_library(monkeyp
     assert seen["later_steps"] == "tuned" and seen["method"] == "random"
     code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random"], capsys)
     assert code == 0, err
-    assert seen["grid"] == ev.LR_GRID and seen["tune_tasks"] == 10  # the defaults
+    assert seen["grid"] is None and seen["tune_tasks"] is None  # not given: the library's defaults apply
+
+
+def test_maml_rl_eval_refuses_a_grid_where_nothing_is_tuned(tmp_path, capsys):
+    """A fixed --lr with the half rule tunes nothing: --grid would be ignored, so the command stops and says why."""
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--lr", "0.1",
+                      "--grid", "0.02,0.2", "--tasks", "1"], capsys)
+    _one_line_error(code, err, "nothing is tuned", "--later-steps tuned")
 
 
 def test_maml_rl_plots_draws_the_named_family(tmp_path, capsys):
