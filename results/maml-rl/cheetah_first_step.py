@@ -7,7 +7,7 @@ For each method: the step size of LATTICE with the best mean return after one st
 method task by task. Every curve is cached under runs/maml-rl/cheetah-first-step/ as it finishes (resumable).
 Runs the trained policies of reproduce.sh's cheetah-vel lines (runs/maml-rl/cheetah-vel, cheetah-vel-pretrained).
 
-    python results/maml-rl/cheetah_first_step.py      # about 40 minutes of one thread
+    python results/maml-rl/cheetah_first_step.py      # about 6 minutes of one thread
     -> results/maml-rl/cheetah-vel-first-step.json
 """
 import json
@@ -30,8 +30,9 @@ SECONDS = []  # compute time of every curve used, cached ones included
 
 
 def cached_curve(method: str, trained, lr: float, seed: int) -> list:
-    """Per-task returns after 0 and 1 steps at ``lr`` on TASKS tasks drawn from ``seed``."""
-    path = CACHE / f"{method}-{seed}-{lr}.json"
+    """Per-task returns after 0 and 1 steps at ``lr`` on TASKS tasks drawn from ``seed`` (cached per run length,
+    so a run trained on is evaluated afresh)."""
+    path = CACHE / f"{method}-{trained.iterations}its-{seed}-{lr}.json"
     if not path.exists():
         t0 = time.perf_counter()
         returns = curve(trained, TASKS, 1, lr, seed).tolist()
@@ -50,9 +51,11 @@ def main() -> None:
         scores = {lr: float(np.mean(cached_curve(method, trained, lr, VALIDATION_SEED), 0)[1]) for lr in LATTICE}
         best = max(scores, key=scores.get)
         test = np.array(cached_curve(method, trained, best, TEST_SEED))
-        out[method] = {"iterations": trained.iterations, "trained_inner_lr": trained.cfg.inner_lr, "step_size": best,
+        out[method] = {"iterations": trained.iterations, "step_size": best,
                        "validation_scores": {str(k): round(v, 2) for k, v in scores.items()},
                        "returns": [round(float(x), 2) for x in test.mean(0)], "per_task_step1": test[:, 1].tolist()}
+        if method == "maml":
+            out[method]["meta_trained_inner_lr"] = trained.cfg.inner_lr
     diff = np.array(out["maml"]["per_task_step1"]) - np.array(out["pretrained"]["per_task_step1"])
     mean, ci = mean_ci95(diff)
     write_record(Path("results/maml-rl/cheetah-vel-first-step.json"), {

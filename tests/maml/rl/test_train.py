@@ -224,9 +224,12 @@ def test_a_given_grid_and_validation_task_count_drive_every_tuning_curve(tmp_pat
             ev.evaluate(trained, "pretrained", tasks=2, steps=2, later_steps="tuned", grid=bad)
     # a grid or validation-task count where nothing is tuned would be silently ignored: refused instead
     for method, kwargs in (("maml", {"grid": grid}), ("maml", {"tune_tasks": 3, "later_steps": "tuned", "steps": 1}),
-                           ("pretrained", {"grid": grid, "lr": 0.1}), ("oracle", {"tune_tasks": 3})):
+                           ("pretrained", {"grid": grid, "lr": 0.1}), ("oracle", {"tune_tasks": 3}),
+                           ("random", {"grid": grid, "steps": 0})):  # no step taken: no size to tune
         with pytest.raises(ConfigError, match="nothing is tuned"):
             ev.evaluate(trained, method, tasks=2, **{"steps": 3, **kwargs})
+    with pytest.raises(ConfigError, match="oracle is not adapted"):
+        ev.evaluate(trained, "oracle", tasks=2, later_steps="tuned")
     assert not seen  # rejected before any rollout
 
 

@@ -137,8 +137,10 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
     if later_steps not in ("half", "tuned"):
         raise ConfigError(f"--later-steps must be 'half' or 'tuned', got {later_steps!r}")
     if method == "oracle":
+        if later_steps == "tuned":
+            raise ConfigError("the oracle is not adapted (its curve has no steps to tune): drop --later-steps tuned")
         steps = 0
-    tunes_first = lr is None and method in ("pretrained", "random")
+    tunes_first = lr is None and method in ("pretrained", "random") and steps >= 1
     tunes_later = later_steps == "tuned" and steps >= 2
     if (grid is not None or tune_tasks is not None) and not (tunes_first or tunes_later):
         raise ConfigError(f"--grid and --tune-tasks choose step sizes, but nothing is tuned here ({method}"
@@ -151,8 +153,8 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
                           f"{tune_tasks}")
     scores = None
     if tunes_first:
-        lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=max(steps, 1), batch_steps=batch_steps)
-    elif lr is None:
+        lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
+    elif lr is None:  # maml and oracle adapt with their inner step; with 0 steps the size is never used
         lr = trained.cfg.inner_lr
     later, later_scores = lr * LATER_STEP_FACTOR, None
     if tunes_later:
