@@ -16,7 +16,6 @@ Run from the repo root after reproduce-point-nav-fine-tuned.sh (its records name
 Each validation curve is cached under runs/maml-rl/joint-tuning/ as it finishes, so a killed run resumes.
 """
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,9 @@ import torch
 from icml17.core.results import write_record
 from icml17.core.stats import mean_ci95
 from icml17.maml.rl.evaluate import TEST_SEED, VALIDATION_SEED, curve, load_run, random_init
+from records import ROOT, pairings_ahead, record_of, run_dir_of
 
 torch.set_num_threads(1)
-ROOT = Path("results/maml-rl")
 CACHE = Path("runs/maml-rl/joint-tuning")
 METHODS = ("maml", "pretrained", "random")
 STEPS = 3
@@ -39,17 +38,13 @@ SINGLE_EXTRA = (0.03, 0.07, 0.15, 0.3)
 
 
 def fine_tuned_record(method: str, seed: int) -> dict:
-    suffix = "" if method == "maml" else f"-{method}"
-    path = ROOT / f"point-nav-fine-tuned{suffix}.json" if seed == 0 else \
-        ROOT / "seeds" / f"point-nav-fine-tuned{suffix}-seed{seed}.json"
-    return json.loads(path.read_text())
+    return record_of("point-nav-fine-tuned", method, seed)
 
 
 def policy_of(method: str, seed: int):
     if method == "random":
         return random_init("point-nav", seed)
-    record = fine_tuned_record(method, seed)
-    return load_run(re.findall(r"--run-dir (\S+)", record["command"])[-1])
+    return load_run(run_dir_of(fine_tuned_record(method, seed)))
 
 
 def run(method: str, seed: int) -> None:
@@ -142,7 +137,7 @@ def summary() -> None:
     out["paper"] = {"maml": {"returns_by_seed": [], "pairs_by_seed": [], "per_task_by_seed": []},
                     **{m: dict(e) for m, e in out["single"].items() if m != "maml"}}
     for seed in SEEDS:
-        rec = json.loads((ROOT / ("point-nav.json" if seed == 0 else f"seeds/point-nav-seed{seed}.json")).read_text())
+        rec = record_of("point-nav", "maml", seed)
         per_task = np.array(rec["per_task_returns"])
         entry = out["paper"]["maml"]
         entry["returns_by_seed"].append([round(float(x), 2) for x in per_task.mean(0)])
@@ -155,8 +150,7 @@ def summary() -> None:
         # seed pairings (MAML seed i against baseline seed j) and task-paired differences (same 40 test tasks)
         for base in ("pretrained", "random"):
             a, b = np.array(methods["maml"]["returns_by_seed"]), np.array(methods[base]["returns_by_seed"])
-            methods["maml"][f"pairings_ahead_of_{base}"] = [int(sum(a[i, k] > b[j, k] for i in range(3)
-                                                                    for j in range(3))) for k in range(1, STEPS + 1)]
+            methods["maml"][f"pairings_ahead_of_{base}"] = pairings_ahead(a, b)[1:]  # after 1..STEPS steps
             diffs = []
             for k in range(STEPS):
                 # the seeds share the 40 test tasks: average each task over the seeds, then pair by task

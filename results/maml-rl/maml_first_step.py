@@ -4,8 +4,6 @@ mean return over steps 1-3, later steps at half), applied to MAML with the grid 
 point-nav-fine-tuned record used.
 Writes results/maml-rl/point-nav-maml-first-step.json. Run from the repo root (about 5 minutes, one thread):
 python results/maml-rl/maml_first_step.py"""
-import json
-import re
 import time
 from pathlib import Path
 
@@ -13,16 +11,16 @@ import torch
 
 from icml17.core.results import write_record
 from icml17.maml.rl.evaluate import load_run, tune_lr
+from records import record_of, run_dir_of
 
 torch.set_num_threads(1)
 root = Path("results/maml-rl")
-# the MAML records of the fine-tuned family: their runs, their grid and validation-task count
-RECORDS = [root / "point-nav-fine-tuned.json"] + [root / "seeds" / f"point-nav-fine-tuned-seed{s}.json" for s in (1, 2)]
 t0 = time.perf_counter()
 by_seed = []
-for seed, path in enumerate(RECORDS):
-    record = json.loads(path.read_text())
-    trained = load_run(re.findall(r"--run-dir (\S+)", record["command"])[-1])
+for seed in (0, 1, 2):
+    # the MAML records of the fine-tuned family: their runs, their grid and validation-task count
+    record = record_of("point-nav-fine-tuned", "maml", seed)
+    trained = load_run(run_dir_of(record))
     grid = tuple(float(k) for k in record["later_step_size_grid"])
     best, scores = tune_lr(trained, grid, tasks=record["validation_tasks"], steps=3)
     by_seed.append({"seed": seed, "trained_inner_lr": trained.cfg.inner_lr, "chosen": best,

@@ -15,7 +15,6 @@ results/maml-rl/point-nav-noise-diagnostic.json. Run from the repo root (about 4
 python results/maml-rl/noise_diagnostic.py
 """
 import json
-import re
 import time
 from pathlib import Path
 
@@ -24,24 +23,15 @@ import torch
 
 from icml17.core.results import write_record
 from icml17.maml.rl.envs import sample_tasks
-from icml17.maml.rl.evaluate import EVAL_BATCH_STEPS, TEST_SEED, eval_step_sizes, experiment_name, load_run
+from icml17.maml.rl.evaluate import EVAL_BATCH_STEPS, TEST_SEED, eval_step_sizes, load_run
 from icml17.maml.rl.policy import params_of
 from icml17.maml.rl.train import make_sampler, sample_and_adapt
+from records import record_of, run_dir_of
 
 torch.set_num_threads(1)
 root = Path("results/maml-rl")
 FAMILY, STEPS, COPIES = "point-nav-fine-tuned", 3, 40  # the records whose runs and tuned step sizes are used
 COMMON_LOG_STDS = (-0.8, -1.0, -1.2, -1.4, -1.7)  # around and between the two methods' own levels (-0.9, -1.3)
-
-
-def record_of(method: str, seed: int) -> dict:
-    path = root / f"{experiment_name(FAMILY, method)}.json"
-    return json.loads((path if seed == 0 else root / "seeds" / f"{path.stem}-seed{seed}.json").read_text())
-
-
-def run_dir_of(record: dict) -> str:
-    """The run directory the record's evaluation read (the last --run-dir of its command)."""
-    return re.findall(r"--run-dir (\S+)", record["command"])[-1]
 
 
 def scores(run_dir: str, record: dict) -> dict:
@@ -70,7 +60,7 @@ t0 = time.perf_counter()
 results = {}
 for method in ("maml", "pretrained"):
     for seed in range(3):
-        record = record_of(method, seed)
+        record = record_of(FAMILY, method, seed)
         s = scores(run_dir_of(record), record)
         assert abs(s["as_adapted"] - record["returns"][-1]) < 1e-6, (s["as_adapted"], record["returns"][-1])
         results.setdefault(method, []).append({"seed": seed, **{k: round(v, 3) if isinstance(v, float) else v

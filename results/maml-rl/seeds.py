@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from icml17.core.results import write_record
+from records import pairings_ahead
 
 root = Path("results/maml-rl")
 PRESET = sys.argv[1] if len(sys.argv) > 1 else "point-nav"
@@ -53,7 +54,7 @@ for other in ("pretrained", "random"):
     comparisons[f"maml - {other}"] = {
         "gap_of_means": (ours.mean(0) - theirs.mean(0)).round(2).tolist(),  # from unrounded means
         # every (MAML seed, baseline seed) pair: in how many MAML is ahead, per step
-        "pairings_maml_ahead": [int((ours[:, None, k] > theirs[None, :, k]).sum()) for k in range(steps)],
+        "pairings_maml_ahead": pairings_ahead(ours, theirs),
         "pairings": len(ours) * len(theirs),
         "ahead_in_every_seed": [maml["min"][k] > o["max"][k] for k in range(steps)],
         "behind_in_every_seed": [maml["max"][k] < o["min"][k] for k in range(steps)],

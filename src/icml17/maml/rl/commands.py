@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     top = subparsers.add_parser("maml-rl", help="MAML for reinforcement learning (Finn et al. 2017, section 5.3)")
     sub = top.add_subparsers(dest="maml_rl_command", required=True)
     presets = _preset_names()
-    from icml17.maml.rl.presets import LR_GRID
+    from icml17.maml.rl.presets import LR_GRID, TUNE_TASKS
 
     t = sub.add_parser("train", help="meta-train a preset (resumes from the run directory's checkpoint)")
     t.add_argument("--preset", required=True, choices=presets)
@@ -137,7 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"step sizes tried on the validation tasks, comma-separated (default "
                    f"{','.join(map(str, LR_GRID))}); only where something is tuned")
     e.add_argument("--tune-tasks", type=shell.positive_int, default=None,
-                   help="validation tasks on which step sizes are tuned (default 10); only where something is tuned")
+                   help=f"validation tasks on which step sizes are tuned (default {TUNE_TASKS}); only where "
+                   "something is tuned")
     e.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random")
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
     e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "

@@ -38,6 +38,7 @@ from icml17.maml.rl.envs import sample_tasks
 from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
 from icml17.maml.rl.presets import (
     LR_GRID,
+    TUNE_TASKS,
     PAPER_ORACLE,
     PAPER_RETURNS,
     PAPER_SOURCE,
@@ -103,7 +104,7 @@ def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollou
     return returns
 
 
-def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = 10, steps: int = 3,
+def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = TUNE_TASKS, steps: int = 3,
             batch_steps: int | None = None) -> tuple[float, dict[float, float]]:
     """The step size of ``grid`` with the best mean return over steps 1..steps on validation tasks."""
     scores = {lr: curve(trained, tasks, steps, lr, VALIDATION_SEED, batch_steps=batch_steps)[:, 1:].mean().item()
@@ -111,8 +112,8 @@ def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = 10
     return max(scores, key=scores.get), scores
 
 
-def tune_later_lr(trained: Trained, lr: float, grid: tuple[float, ...] = LR_GRID, tasks: int = 10, steps: int = 3,
-                  batch_steps: int | None = None) -> tuple[float, dict[float, float]]:
+def tune_later_lr(trained: Trained, lr: float, grid: tuple[float, ...] = LR_GRID, tasks: int = TUNE_TASKS,
+                  steps: int = 3, batch_steps: int | None = None) -> tuple[float, dict[float, float]]:
     """With the first step at ``lr``: the later steps' size of ``grid`` with the best mean return over steps
     2..steps on the validation tasks (never the test tasks)."""
     scores = {later: curve(trained, tasks, steps, lr, VALIDATION_SEED, batch_steps=batch_steps,
@@ -126,8 +127,8 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
     """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}. ``later_steps``:
     ``half`` (the reference's rule: steps 2 and 3 at half the first step's size) or ``tuned`` (their size chosen
     from ``grid`` on ``tune_tasks`` validation tasks, for every method alike; the first step as with ``half``).
-    ``grid`` and ``tune_tasks`` default to :data:`LR_GRID` and 10; given when nothing is tuned, they are refused
-    (a user who passes them expects them to change the result)."""
+    ``grid`` and ``tune_tasks`` default to :data:`LR_GRID` and :data:`TUNE_TASKS`; given when nothing is tuned,
+    they are refused (a user who passes them expects them to change the result)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if tasks < 1 or steps < 0:
@@ -147,7 +148,7 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
                           f"{' with --lr' if lr is not None else ''}, later steps {later_steps!r}, {steps} steps): "
                           f"add --later-steps tuned (with --steps >= 2), or drop --grid/--tune-tasks")
     grid = LR_GRID if grid is None else grid
-    tune_tasks = 10 if tune_tasks is None else tune_tasks
+    tune_tasks = TUNE_TASKS if tune_tasks is None else tune_tasks
     if not grid or not all(0 < x < float("inf") for x in grid) or tune_tasks < 1:
         raise ConfigError(f"the step-size grid needs finite sizes > 0 and --tune-tasks >= 1, got {grid} and "
                           f"{tune_tasks}")

@@ -37,6 +37,7 @@ MODES = ("maml", "pretrained", "oracle")
 OUTER = ("trpo", "adam")
 # The step sizes tried when fine-tuning step sizes are tuned on validation tasks (pretrained, random; later steps)
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+TUNE_TASKS = 10  # validation tasks per tuning curve unless --tune-tasks says otherwise
 PAPER_SOURCE = "Finn et al. 2017, Figure 5 (reference code's result files, notes/maml.md)"
 
 # Mean return after 0, 1, 2, 3 policy-gradient steps in the reference code's result files (notes/maml.md);
