@@ -155,6 +155,85 @@ def test_resume_may_extend_iterations_and_change_intervals(sinusoid_run, capsys)
     assert load_checkpoint(sinusoid_run / "checkpoints" / "last.pt")["step"] == 25
 
 
+def test_a_damaged_checkpoint_is_a_one_line_error_not_a_traceback(sinusoid_run, tmp_path, capsys):
+    """CheckpointError is a RuntimeError too: it must reach the user-error handler, not the distributed one."""
+    broken = tmp_path / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "checkpoints" / "last.pt").write_bytes(os.urandom(512))
+    (broken / "config.json").write_text((sinusoid_run / "config.json").read_text())
+    code, err = _cli(["maml", "eval", "--run-dir", broken], capsys)
+    _one_line_error(code, err, "is not a checkpoint")
+
+
+@pytest.mark.parametrize("argv", [
+    ["maml", "eval", "--weights", "sinusoid-k10", "--tasks", "2", "--record", "{file}"],
+    ["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--record", "{file}/sub"],
+    ["pixelcnn", "sample", "--weights", "binarized-mnist-typeA", "--out", "{file}"],
+    ["sharpness", "measure", "--weights", "small-batch", "--out", "{dir}"],
+    ["demo", "--run-dir", "{file}"],
+])
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, monkeypatch, argv):
+    """Results written to a file that is in the way failed only after the work (and lost it): now a parse error."""
+    import icml17.maml.rl.evaluate as rl_evaluate
+
+    monkeypatch.setattr(rl_evaluate, "evaluate", lambda *a, **k: pytest.fail("work started before the check"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, err = _cli([a.format(file=afile, dir=tmp_path) for a in argv], capsys)
+    _one_line_error(code, err, "afile" if "{dir}" not in argv else "is a folder")
+
+
+@pytest.mark.parametrize("argv, says, never", [
+    (["maml", "eval", "--run-dir", "{missing}"], ["icml17 maml train", "--weights NAME"], []),
+    (["maml", "plots", "--run-dir", "{missing}"], ["icml17 maml train"], ["--weights"]),
+    (["maml-rl", "eval", "--preset", "point-nav", "--run-dir", "{missing}"], ["icml17 maml-rl train"], ["--weights"]),
+    (["sharpness", "eval", "--run-dir", "{missing}"], ["icml17 sharpness reproduce", "--weights NAME"],
+     ["sharpness train"]),
+])
+def test_a_missing_run_names_only_commands_and_flags_that_exist(tmp_path, capsys, argv, says, never):
+    code, err = _cli([a.format(missing=tmp_path / "nope") for a in argv], capsys)
+    _one_line_error(code, err, *says)
+    assert not any(n in err for n in never), err
+
+
+def test_export_refuses_a_missing_record_and_shipped_names_before_reading_the_run(tmp_path, capsys):
+    from icml17.weights import manifest
+
+    before = manifest()
+    code, err = _cli(["maml", "export", "--run-dir", tmp_path / "nope", "--name", "new-weights", "--reproduces",
+                      tmp_path / "none.json"], capsys)
+    _one_line_error(code, err, "no such record")
+    record = tmp_path / "rec.json"
+    record.write_text("{}")
+    code, err = _cli(["maml", "export", "--run-dir", tmp_path / "nope", "--name", "sinusoid-k10", "--reproduces",
+                      record], capsys)
+    _one_line_error(code, err, "already shipped", "--replace")
+    assert manifest() == before
+
+
+def test_maml_rl_eval_refuses_a_run_of_another_method_or_preset(tmp_path, capsys):
+    run = tmp_path / "pn"
+    assert _cli(["maml-rl", "train", "--preset", "point-nav", "--run-dir", run, "--iterations", 1, "--no-progress",
+                 "--set", "meta_batch=2", "rollouts=2", "horizon=5", "hidden=8", "eval_every=0", "cg_iters=2"],
+                capsys)[0] == 0
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "pretrained", "--run-dir", run,
+                      "--tasks", "1"], capsys)
+    _one_line_error(code, err, "--mode maml", "--method maml")
+    code, err = _cli(["maml-rl", "eval", "--preset", "cheetah-vel", "--run-dir", run, "--tasks", "1"], capsys)
+    _one_line_error(code, err, "point-nav run", "--preset point-nav")
+
+
+def test_maml_baseline_prints_its_results_and_starts_over_with_no_resume(tmp_path, capsys):
+    argv = ["maml", "baseline", "--kind", "pretrained", "--iterations", "2", "--shots", "5", "--run-dir",
+            str(tmp_path / "bl"), "--no-progress"]
+    assert main(argv) == 0
+    assert "pretrained, K=5: query MSE after 1 step" in capsys.readouterr().out
+    code, err = _cli([*argv, "--seed", "1"], capsys)
+    _one_line_error(code, err, "--no-resume")  # the fix it names must exist
+    assert main([*argv, "--seed", "1", "--no-resume"]) == 0
+    assert (tmp_path / "bl" / "previous").is_dir()
+
+
 def test_random_bytes_are_not_a_checkpoint(tmp_path):
     path = tmp_path / "last.pt"
     path.write_bytes(os.urandom(4096))
@@ -270,6 +349,30 @@ def test_maml_rl_eval_refuses_a_grid_where_nothing_is_tuned(tmp_path, capsys):
     _one_line_error(code, err, "nothing is tuned", "--later-steps tuned")
 
 
+def test_maml_rl_eval_per_horizon_reaches_the_library_and_prints_each_horizons_size(monkeypatch, capsys):
+    from icml17.maml.rl import evaluate as ev
+
+    seen = {}
+
+    def fake_evaluate(trained, method, **kwargs):
+        seen.update(kwargs)
+        return {"returns": [-40.0, -12.0, -5.0], "returns_ci95": [1.0, 1.0, 1.0], "tasks": 3, "lr": 0.3,
+                "step_sizes_per_horizon": [0.3, 0.2]}
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    assert main(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--per-horizon", "--steps", "2",
+                 "--tasks", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert seen["per_horizon"] is True
+    assert "step size 0.3" in lines[0] and "every step at 0.3" in lines[1] and "every step at 0.2" in lines[2]
+
+
+def test_maml_rl_eval_per_horizon_refuses_a_fixed_step_size(capsys):
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", "--per-horizon", "--lr",
+                      "0.1", "--tasks", "1"], capsys)
+    _one_line_error(code, err, "--per-horizon", "drop --lr")
+
+
 def test_maml_rl_plots_draws_the_named_family(tmp_path, capsys):
     records = tmp_path / "records"
     records.mkdir()
@@ -278,3 +381,25 @@ def test_maml_rl_plots_draws_the_named_family(tmp_path, capsys):
                       "--run-dir", tmp_path / "no-run", "--out", tmp_path / "figs"], capsys)
     assert code == 0, err
     assert [p.name for p in (tmp_path / "figs").iterdir()] == ["fam-returns.png"]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--iterations", "1", "--set", "iterations=3"], "both given: keep one"),
+    (["--seed", "1", "--set", "seed=2"], "both given: keep one"),
+    (["--set", "inner_lr=0.1", "--set", "inner_lr=0.2"], "given twice"),
+])
+def test_a_value_given_two_ways_is_refused_not_silently_resolved(tmp_path, capsys, flags, needle):
+    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", *flags], capsys)
+    _one_line_error(code, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_rerunning_a_finished_run_with_fewer_iterations_says_so_and_keeps_its_config(tmp_path, capsys):
+    run = tmp_path / "r"
+    argv = ["maml", "train", "--preset", "sinusoid-k10", "--run-dir", str(run), "--no-progress"]
+    assert main([*argv, "--iterations", "3"]) == 0
+    config = (run / "config.json").read_text()
+    capsys.readouterr()
+    assert main([*argv, "--iterations", "2"]) == 0
+    assert "already trained to step 3 (>= 2): nothing to do" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == config

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from icml17.core.results import write_record
+from icml17.core.stats import mean_ci95
 from records import pairings_ahead
 
 root = Path("results/maml-rl")
@@ -28,16 +29,20 @@ def runs(name: str) -> list[dict]:
 # the oracle is never adapted, so point-nav-oracle serves every family
 SHARED = PRESET.replace("-mbs40", "")
 SCRIPT = ("reproduce-point-nav-mbs40.sh" if "-mbs40" in PRESET else
-          "reproduce-point-nav-fine-tuned.sh" if "fine-tuned" in PRESET else "reproduce-point-nav-seeds.sh")
-LATER = ("later steps' size tuned on the validation tasks, every method alike" if "tuned" in PRESET else
+          "reproduce-point-nav-fine-tuned.sh" if "fine-tuned" in PRESET else
+          "reproduce-point-nav-per-horizon.sh" if "per-horizon" in PRESET else "reproduce-point-nav-seeds.sh")
+LATER = ("for each number of steps k, one size for all k steps tuned on the validation tasks, every method alike"
+         if "per-horizon" in PRESET else
+         "later steps' size tuned on the validation tasks, every method alike" if "tuned" in PRESET else
          "later steps at half the first step's size")
-methods, by_seed = {}, {}
+methods, by_seed, per_task_records = {}, {}, {}
 for method in ("maml", "pretrained", "random", "oracle"):
     recs = runs(PRESET if method == "maml" else "point-nav-oracle" if method == "oracle" else
                 f"{SHARED if method == 'random' else PRESET}-{method}")
     if not recs:
         continue
     r = by_seed[method] = np.array([rec["returns"] for rec in recs])  # (seeds, steps)
+    per_task_records[method] = [rec for rec in recs if "per_task_returns" in rec]
     adapted = method != "oracle"  # the oracle is never adapted: no step sizes
     methods[method] = {"seeds": [rec["seed"] for rec in recs], "returns_by_seed": r.round(2).tolist(),
                        "mean": r.mean(0).round(2).tolist(), "min": r.min(0).round(2).tolist(),
@@ -59,6 +64,14 @@ for other in ("pretrained", "random"):
         "ahead_in_every_seed": [maml["min"][k] > o["max"][k] for k in range(steps)],
         "behind_in_every_seed": [maml["max"][k] < o["min"][k] for k in range(steps)],
         "seeds": [len(maml["seeds"]), len(o["seeds"])]}
+    per_task = {m: [np.array(rec["per_task_returns"]) for rec in per_task_records[m]] for m in ("maml", other)}
+    if all(len(v) == len(per_task["maml"]) for v in per_task.values()) and all(
+            len(rec) for rec in per_task.values()):
+        # the seeds share the 40 test tasks: MAML minus baseline per task and seed pair (i, i), averaged over the
+        # pairs, then the mean and 95% interval over the tasks, per step
+        d = np.mean([a - b for a, b in zip(per_task["maml"], per_task[other])], axis=0)
+        comparisons[f"maml - {other}"]["task_paired"] = [[round(m, 2), round(c, 2)] for m, c in
+                                                         (mean_ci95(d[:, k]) for k in range(d.shape[1]))]
 write_record(root / f"{PRESET}-seeds.json", {
     "system": "maml-rl", "experiment": f"{PRESET}-seeds", "metric": "mean return after 3 steps, MAML, mean over seeds",
     "value": maml["mean"][-1], "higher_is_better": True, "seed": 0, "seeds": maml["seeds"],

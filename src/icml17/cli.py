@@ -14,7 +14,7 @@ import sys
 
 # command -> (module that registers it, one-line help shown by `icml17 --help`)
 COMMANDS = {
-    "demo": ("icml17.demo", "a three-minute tour: shipped trained models, short live trainings, an HTML report"),
+    "demo": ("icml17.demo", "a tour of about 100 s (2 CPU cores): shipped trained models, short live trainings, an HTML report"),
     "data": ("icml17.data.commands", "report or download datasets"),
     "results": ("icml17.tables", "rebuild README.md's results tables from results/**/*.json"),
     "maml": ("icml17.maml.commands", "Model-Agnostic Meta-Learning (Finn et al. 2017)"),
@@ -50,7 +50,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from icml17.core.errors import UserError
 
-    return (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+    return (UserError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,20 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         distributed.setup()  # joins torchrun's process group; nothing for a single process
         return int(args.func(args) or 0)
+    except _user_errors() as e:  # first: some user errors (a bad checkpoint) are RuntimeErrors too
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+            message = f"{message}: {e.filename}"
+        print(f"icml17 {args.command}: error: {message}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
-        if not distributed.context().enabled or isinstance(e, _user_errors()):
+        if not distributed.context().enabled:
             raise
         # a collective failed: a peer process died or timed out (torchrun stops the others too)
         print(f"icml17 {args.command}: error: rank {distributed.context().rank}: a peer process failed or timed out "
               f"({str(e).splitlines()[0][:200]}); the last complete checkpoint is kept, rerun the same command to "
               f"resume", file=sys.stderr)
         return 1
-    except _user_errors() as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
-            message = f"{message}: {e.filename}"
-        print(f"icml17 {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"icml17 {args.command}: interrupted; checkpoints written so far are kept, rerun the same command "
               f"to resume", file=sys.stderr)

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from icml17.core import run as shell
 
     p = sub.add_parser("demo", help="a three-minute tour: shipped trained models, short live trainings, a report")
-    p.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where the report goes (default runs/demo)")
+    p.add_argument("--run-dir", type=shell.output_dir, default=Path("runs/demo"),
+                   help="where the report goes (default runs/demo)")
     shell.add_data_dir(p)
     shell.add_threads(p)
     p.add_argument("--quick", action="store_true", help="shorter live trainings and fewer tasks (for tests)")

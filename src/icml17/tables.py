@@ -12,8 +12,10 @@ WEIGHTS_START, WEIGHTS_END = "<!-- weights:start -->", "<!-- weights:end -->"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="rebuild README.md's results tables from results/**/*.json")
-    p.add_argument("--readme", type=Path, default=Path("README.md"))
-    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"),
+                   help="the README whose generated blocks are rebuilt (default README.md: run from the repo root)")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="the folder of committed records read recursively (default results)")
     p.set_defaults(func=_run)
 
 
@@ -42,8 +44,12 @@ def weights_table(repo: Path) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from icml17.core.config import ConfigError
     from icml17.core.results import update_readme
 
+    for path, flag in ((args.readme, "--readme"), (args.results, "--results")):
+        if not path.exists():
+            raise ConfigError(f"{path} not found: run `icml17 results` from the repository root, or pass {flag}")
     print(update_readme(args.readme, args.results))
     text = args.readme.read_text()
     if WEIGHTS_START in text and WEIGHTS_END in text:

@@ -45,6 +45,18 @@ def test_results_table_and_readme_block_come_from_records(tmp_path):
     assert json.loads((tmp_path / "results" / "maml" / "a.json").read_text())["hardware"]  # environment added
 
 
+def test_quick_records_never_reach_the_readme(tmp_path):
+    """A --quick run (tiny sizes, for tests) writes a record marked quick: it is not a result."""
+    for name, quick in (("real", False), ("tiny", True)):
+        write_record(tmp_path / "results" / f"{name}.json", {
+            "system": "sharpness", "experiment": f"alpha-{name}", "metric": "ratio", "value": 6096.0 if not quick
+            else 64.07, "seed": 0, "quick": quick, "command": "icml17 sharpness reproduce"})
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    block = update_readme(readme, tmp_path / "results")
+    assert "alpha-real" in block and "alpha-tiny" not in block
+
+
 def test_update_readme_refuses_a_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="lacks the markers"):
@@ -89,3 +101,14 @@ def test_results_table_shows_return_curves_and_video_splits():
     table = results_table([rl, video])
     assert "steps 0-3: -40.0, -11.0, -4.0, -3.5" in table and "steps 0-3: -40.4, -11.7, -3.3, -3.2" in table
     assert "test seen 0.46, novel 0.52" in table
+
+
+def test_replacing_a_record_with_a_smaller_measurement_warns(tmp_path, capsys):
+    rec = {**BASE, "n_eval": 10000, "iterations": 1000}
+    write_record(tmp_path / "r.json", rec)
+    assert "warning" not in capsys.readouterr().err
+    write_record(tmp_path / "r.json", {**rec, "n_eval": 50})
+    err = capsys.readouterr().err
+    assert "smaller measurement (n_eval 10000 -> 50)" in err and "git checkout" in err
+    write_record(tmp_path / "r.json", {**rec, "n_eval": 20000})  # a larger one replaces quietly
+    assert "warning" not in capsys.readouterr().err

@@ -65,6 +65,25 @@ def test_episode_file_missing_an_array_is_named(tmp_path):
         load_episodes(tmp_path / "e.npz")
 
 
+def test_files_that_are_not_episode_archives_are_named_before_loading(tmp_path):
+    """A .npy, an empty file and a text file each get one clear refusal (they raised a TypeError, EOFError or a
+    misleading 'pickled data' message)."""
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("support_x,support_y\n")
+    for name in ("one.npy", "empty.npz", "text.npz"):
+        with pytest.raises(ConfigError, match="is not a .npz archive of episodes: write the four arrays"):
+            load_episodes(tmp_path / name)
+
+
+def test_eight_bit_images_are_refused_with_the_fix(tmp_path):
+    batch = _episodes(2, 5, 1, 1)
+    batch = TaskBatch(batch.support_x * 255, batch.support_y, batch.query_x * 255, batch.query_y)
+    with pytest.raises(ConfigError, match="floats in \\[0, 1\\].*divide 8-bit images by 255"):
+        load_episodes(_save(tmp_path / "e.npz", batch))
+    assert load_episodes(_save(tmp_path / "ok.npz", _episodes(2, 5, 1, 1))).support_x.max() <= 1
+
+
 def test_default_engine_does_not_adapt_normalisation_parameters_as_the_reference():
     model = build_model("conv4-omniglot", ways=5)
     loss, score, _ = make_losses("omniglot", 1)

@@ -18,6 +18,21 @@ def test_config_rejects_bad_combinations():
         make_config("mnist", "multiscale-b", {"base_size": 5})
 
 
+@pytest.mark.parametrize("overrides, needle", [
+    ({"lr": -1}, "lr must be > 0"), ({"lr": 0}, "lr must be > 0"), ({"lr_final": -1}, "lr_final must lie"),
+    ({"lr": 1e-4, "lr_final": 1e-3}, "lr_final must lie"), ({"grad_clip": 0}, "grad_clip"),
+    ({"lr": float("nan")}, "finite"),
+])
+def test_optimiser_settings_are_refused_before_training(overrides, needle):
+    """Image and video configs alike: no optimiser traceback, division by zero or diverging decay later."""
+    from icml17.pixelcnn.video.presets import make_config as make_video_config
+
+    with pytest.raises(ConfigError, match=needle):
+        make_config("mnist", "multiscale-b", overrides)
+    with pytest.raises(ConfigError, match=needle):
+        make_video_config("tiny", "o_t", overrides)
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_builds_the_model_it_names(preset):
     from icml17.pixelcnn import MultiscalePixelCNN, PixelCNN

@@ -89,3 +89,21 @@ def test_npz_without_labels_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="needs arrays 'x'"):
         load_npz(tmp_path / "bad.npz")
+
+
+def test_mse_of_class_labels_is_against_one_hot_targets():
+    """--loss mse with integer labels: the mean squared distance to the one-hot vector, written out here."""
+    from icml17.sharpness.evaluate import mse_loss
+
+    out = torch.tensor([[0.2, 0.9, -0.1], [1.5, 0.0, 0.3]])
+    labels = torch.tensor([1, 0])
+    expected = ((0.2 ** 2 + 0.1 ** 2 + 0.1 ** 2) + (0.5 ** 2 + 0.0 + 0.3 ** 2)) / 6
+    assert mse_loss(out, labels).item() == pytest.approx(expected)
+    assert mse_loss(out, out + 1).item() == pytest.approx(1.0)  # float targets are compared as they are
+
+
+def test_more_examples_than_mnist_has_is_a_one_line_error(synthetic_data_dir, capsys):
+    code = main(["sharpness", "measure", "--model", "mlp-784-32-10", "--data-dir", str(synthetic_data_dir),
+                 "--examples", "100000000", "--measures", "loss"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pass --examples between 1 and" in err and "Traceback" not in err

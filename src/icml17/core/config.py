@@ -7,6 +7,7 @@ are converted to the field's declared type, and each config's own ``validate()``
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, TypeVar
 
@@ -75,6 +76,20 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"{name}: expected a string, got {value!r}")
         return value
     return value
+
+
+def check_lr_schedule(lr: float, lr_final: float, grad_clip: float) -> None:
+    """The optimiser fields of a linearly decayed schedule with norm clipping: refused here, with the fix, rather
+    than by the optimiser's traceback (lr <= 0), a division by zero or a silent divergence (lr_final < 0)."""
+    for name, value in (("lr", lr), ("lr_final", lr_final), ("grad_clip", grad_clip)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr} (e.g. --set lr=1e-3)")
+    if not 0 <= lr_final <= lr:
+        raise ConfigError(f"lr_final must lie in [0, lr={lr}] (the rate decays linearly from lr to it), got {lr_final}")
+    if not grad_clip > 0:
+        raise ConfigError(f"grad_clip must be > 0 (the largest gradient norm kept), got {grad_clip}")
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:

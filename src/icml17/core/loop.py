@@ -20,6 +20,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -227,11 +228,15 @@ def run_loop(
             raise CheckpointError(f"{ckpt_path} lacks state for {missing}; it was written by another kind of run")
     writer_class = _tensorboard_writer_class() if tensorboard and main else None  # fails before any work
     distributed.barrier()  # every rank has read the checkpoint before rank 0 may move it aside
+    done_before = ckpt is not None and int(ckpt["step"]) >= total_steps  # nothing left to train
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if ckpt is None:
             set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
-        if config is not None:
+        if done_before:  # config.json keeps describing the command that trained the run
+            print(f"{run_dir} is already trained to step {int(ckpt['step'])} (>= {total_steps}): nothing to do; "
+                  f"pass more iterations to train on", file=sys.stderr)
+        elif config is not None:
             write_config(run_dir, config, argv)
     writer = writer_class(str(run_dir / TENSORBOARD_DIR)) if writer_class is not None else None
 
@@ -275,6 +280,7 @@ def run_loop(
     t0 = time.perf_counter()
     bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not (progress and main), dynamic_ncols=True,
                mininterval=0.5)
+    say = bar.write if main else (lambda _: None)  # tqdm.write prints even from a disabled bar: rank 0 alone
     last_saved = start if ckpt is not None else None
     try:
         with open(log_path if main else os.devnull, "a", buffering=1) as log, _StopSignals() as stop:
@@ -308,7 +314,7 @@ def run_loop(
                     ev = {k: _scalar(v) for k, v in eval_fn(done).items()}
                     result.last_eval = ev
                     log_line({"step": done, "split": "eval", **ev})
-                    bar.write(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
+                    say(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
                                                                     if isinstance(v, (int, float))))
                 stopping = out_of_time or stop.received is not None
                 if done % checkpoint_every == 0 or done == total_steps or stopping:
@@ -321,11 +327,11 @@ def run_loop(
                 result.steps_done = done
                 if stop.received is not None:
                     result.interrupted = True
-                    bar.write(f"[{desc}] {signal.Signals(stop.received).name} received: checkpoint saved at step "
+                    say(f"[{desc}] {signal.Signals(stop.received).name} received: checkpoint saved at step "
                               f"{done}; rerun the same command to resume")
                     break
                 if out_of_time:
-                    bar.write(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
+                    say(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
                               f"checkpoint saved, resume with the same command")
                     break
     finally:

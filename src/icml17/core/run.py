@@ -24,11 +24,13 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from icml17.core.config import ConfigError, config_from_dict, config_to_dict, config_value
+
+T = TypeVar("T")
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -74,6 +76,26 @@ def apply_threads(value: int | str | None = None) -> int:
 
 
 # ------------------------------------------------------------------------------------------ run directory
+class NotTrainedError(ConfigError):
+    """The run directory holds no trained run (no last checkpoint)."""
+
+
+def or_shipped_weights(load: Callable[[], T]) -> T:
+    """``load()``; for the commands that also take ``--weights``, a missing run's error names that way too."""
+    try:
+        return load()
+    except NotTrainedError as e:
+        raise NotTrainedError(f"{e}; or use shipped weights: --weights NAME") from e
+
+
+def say(text: str) -> None:
+    """Print a training command's result line once: under torchrun rank 0 alone (the others hold the same)."""
+    from icml17.core import distributed
+
+    if distributed.context().is_main:
+        print(text)
+
+
 def default_run_dir(system: str, experiment: str) -> Path:
     """``runs/<system>/<experiment>``: the one default every command uses."""
     return RUNS_ROOT / system / experiment
@@ -82,10 +104,37 @@ def default_run_dir(system: str, experiment: str) -> Path:
 def check_run_dir(run_dir: str | Path) -> Path:
     """A usable run directory path (it may not exist yet), or a ConfigError saying why not."""
     run_dir = Path(run_dir)
-    for p in (run_dir, *run_dir.parents):
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"run directory {run_dir} cannot be used: {p} is a file; pass another --run-dir")
+    blocker = _file_in_the_way(run_dir)
+    if blocker is not None:
+        raise ConfigError(f"run directory {run_dir} cannot be used: {blocker} is a file; pass another --run-dir")
     return run_dir
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file (if any) at ``folder`` or above it that stops ``folder`` from being a directory."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
+def output_dir(text: str) -> Path:
+    """argparse type of a folder that results go into (created when missing): refused while parsing when it, or
+    a folder above it, is a file, so a write that must fail is caught before any work is done."""
+    path = Path(text)
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"{path} cannot be a folder: {blocker} is a file; pass another folder")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """argparse type of a file that results are written to: refused while parsing when it is a folder or a folder
+    above it is a file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; pass a file name, e.g. {path / 'result.json'}")
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"cannot write {path}: {blocker} is a file, not a folder")
+    return path
 
 
 def resume_free_keys(cfg: Any) -> tuple[str, ...]:
@@ -191,15 +240,17 @@ class Checkpointed:
     train_command: str
 
 
-def load_trained_run(run_dir: str | Path, config_cls: type, state_key: str, system: str) -> Checkpointed:
-    """Read ``run_dir``'s last checkpoint and the config it was trained with (never ``config.json``'s)."""
+def load_trained_run(run_dir: str | Path, config_cls: type, state_key: str, system: str,
+                     how_to_train: str | None = None) -> Checkpointed:
+    """Read ``run_dir``'s last checkpoint and the config it was trained with (never ``config.json``'s).
+    ``how_to_train`` ends the error for a missing run (default: the system's train command)."""
     from icml17.core.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT_FILE
     if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a trained {system} run (no {CHECKPOINT_FILE}); train it first with "
-                          f"`icml17 {system} train --run-dir {run_dir} ...`, or pass --weights NAME")
+        how_to_train = how_to_train or f"train it first with `icml17 {system} train --run-dir {run_dir} ...`"
+        raise NotTrainedError(f"{run_dir} is not a trained {system} run (no {CHECKPOINT_FILE}); {how_to_train}")
     ckpt = load_checkpoint(path)
     if state_key not in ckpt.get("state", {}):
         raise ConfigError(f"{path} is not a {system} checkpoint (it holds no {state_key!r} state)")
@@ -255,7 +306,23 @@ def parse_overrides(items: list[str] | None, *, forbidden: Mapping[str, str] | N
         key = key.strip().replace("-", "_")
         if forbidden and key in forbidden:
             raise ConfigError(f"--set {key}=... is not allowed: {forbidden[key]}")
+        if key in out and out[key] != value.strip():
+            raise ConfigError(f"--set {key} is given twice ({out[key]} and {value.strip()}): keep one")
         out[key] = value.strip()
+    return out
+
+
+def training_overrides(args: argparse.Namespace, forbidden: Mapping[str, str]) -> dict[str, Any]:
+    """A training command's ``--set`` values with ``--iterations`` and ``--seed`` added; a value given both ways is
+    refused rather than one of them silently winning."""
+    out: dict[str, Any] = parse_overrides(args.set, forbidden=forbidden)
+    for key in ("iterations", "seed"):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in out:
+            raise ConfigError(f"--{key} {value} and --set {key}={out[key]} both given: keep one")
+        out[key] = value
     return out
 
 
@@ -287,7 +354,7 @@ def positive_float(text: str) -> float:
 
 
 def add_run_dir(p: argparse.ArgumentParser, system: str, *, what: str = "<preset>") -> None:
-    p.add_argument("--run-dir", type=Path, default=None,
+    p.add_argument("--run-dir", type=output_dir, default=None,
                    help=f"run directory (default: {RUNS_ROOT / system}/{what})")
 
 
@@ -308,7 +375,7 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def add_record(p: argparse.ArgumentParser, default_hint: str) -> None:
-    p.add_argument("--record", type=Path, default=None, metavar="PATH",
+    p.add_argument("--record", type=output_dir, default=None, metavar="PATH",
                    help=f"write the results record(s) here ({default_hint})")
 
 

@@ -42,7 +42,7 @@ def oracle_inputs(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor)
 
 
 def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0,
-                   progress: bool = True) -> tuple[MLP, LoopResult]:
+                   progress: bool = True, resume: bool = True) -> tuple[MLP, LoopResult]:
     """Train the pretrained (1 input) or oracle (3 inputs) network with ``run_loop``."""
     if kind not in ("pretrained", "oracle"):
         raise ValueError(f"unknown baseline {kind!r}")
@@ -62,7 +62,7 @@ def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0,
 
     result = run_loop(run_dir, iterations, step, {"model": model, "optimizer": optimizer, "tasks": GeneratorState(gen)},
              config={"baseline": kind, "seed": seed, "batch": [BATCH_TASKS, BATCH_POINTS]}, log_every=100,
-             checkpoint_every=5000, progress=progress, desc=kind)
+             checkpoint_every=5000, progress=progress, desc=kind, resume=resume)
     return model, result
 
 
@@ -113,19 +113,28 @@ def evaluate_oracle(model: MLP, tasks: int = 600) -> dict:
 
 
 def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations: int = 70000, seed: int = 0,
-                 record_dir: str | Path | None = None, command: str = "", progress: bool = True) -> list[Path]:
-    """Train (or resume) a baseline, evaluate it, write ``run_dir/eval*.json`` and optional result records."""
-    model, trained = train_baseline(kind, run_dir, iterations=iterations, seed=seed, progress=progress)
+                 record_dir: str | Path | None = None, command: str = "", progress: bool = True,
+                 resume: bool = True) -> list[Path]:
+    """Train (or resume) a baseline, evaluate it, print the results and write ``run_dir/eval*.json`` and optional
+    result records; returns the files written."""
+    model, trained = train_baseline(kind, run_dir, iterations=iterations, seed=seed, progress=progress,
+                                    resume=resume)
     written = []
     if kind == "oracle":
         res = evaluate_oracle(model)
-        (run_dir / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
+        written.append(run_dir / "eval.json")
+        written[-1].write_text(json.dumps(res, indent=2) + "\n")
         records = [("sinusoid-oracle", res["mean"], res["ci95"], None)]
+        print(f"oracle: query MSE {res['mean']:.4f} +- {res['ci95']:.4f}")
     else:
         records = []
         for shots in shots_list:
             res = evaluate_pretrained(model, shots)
-            (run_dir / f"eval-k{shots}.json").write_text(json.dumps(res, indent=2) + "\n")
+            written.append(run_dir / f"eval-k{shots}.json")
+            written[-1].write_text(json.dumps(res, indent=2) + "\n")
+            print(f"pretrained, K={shots}: query MSE after 1 step {res['mean'][1]:.4f} +- {res['ci95'][1]:.4f}, after "
+                  f"10 steps {res['mean'][10]:.4f} +- {res['ci95'][10]:.4f} (step sizes {res['step_size'][1]:g}, "
+                  f"{res['step_size'][10]:g})")
             for k in (1, 10):
                 records.append((f"sinusoid-k{shots}-step{k}-pretrained", res["mean"][k], res["ci95"][k],
                                 res["step_size"][k]))

@@ -29,17 +29,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from icml17.maml.presets import get_preset
     from icml17.maml.train import train
 
-    overrides = shell.parse_overrides(args.set, forbidden={"preset": "choose the preset with --preset"})
-    for key in ("iterations", "seed"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
+    overrides = shell.training_overrides(args, forbidden={"preset": "choose the preset with --preset"})
     cfg = override_config(get_preset(args.preset), overrides)
     run_dir = _run_dir(args, cfg.preset)
     shell.apply_threads(args.threads)
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
-    print(f"{cfg.preset}: {result.steps_done}/{cfg.iterations} iterations in {run_dir} "
-          f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
+    shell.say(f"{cfg.preset}: {result.steps_done}/{cfg.iterations} iterations in {run_dir} "
+              f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
     return 130 if result.interrupted else 0
 
 
@@ -53,14 +50,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.record and episodes is not None:
         raise shell.ConfigError("--record writes the protocol's records; it is not available with --episodes")
     run_dir = None if args.weights else _run_dir(args, args.preset)
-    trained = load_shipped(args.weights) if args.weights else load_run(run_dir)
+    trained = load_shipped(args.weights) if args.weights else shell.or_shipped_weights(lambda: load_run(run_dir))
+    if args.run_dir is not None and args.preset is not None and trained.cfg.preset != args.preset:
+        raise shell.ConfigError(f"{args.run_dir} holds a {trained.cfg.preset} run, not --preset {args.preset}: drop "
+                                f"--preset (the run's checkpoint names it) or pass --preset {trained.cfg.preset}")
     result = evaluate(trained, args.data_dir, tasks=args.tasks, queries=args.queries, steps=args.steps,
                       split=args.split, episodes=episodes)
     if run_dir is not None and episodes is None:
         save_result(run_dir, result)
+    per = "per task" if trained.cfg.task == "sinusoid" else "per class"  # regression has no classes
     for k, (m, c) in enumerate(zip(result["mean"], result["ci95"])):
-        print(f"{result['preset']} {result['split']} {result['metric']} after {k} steps: {m:.4f} +- {c:.4f} "
-              f"({result['tasks']} tasks, {result['queries']} queries per class)")
+        print(f"{result['preset']} {result['split']} {result['metric']} after {k} step{'' if k == 1 else 's'}: "
+              f"{m:.4f} +- {c:.4f} ({result['tasks']} tasks, {result['queries']} queries {per})")
     if args.record:
         command = shell.record_command(args, trained.train_command)
         for path in write_records(result, trained.cfg, args.record, command):
@@ -75,7 +76,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"baselines/{args.kind}")
     paths = run_baseline(args.kind, args.shots, shell.check_run_dir(run_dir), iterations=args.iterations,
                          seed=args.seed, record_dir=args.record, command=shell.command_line(args),
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, resume=not args.no_resume)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -95,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from icml17.weights import export_weights
 
     path = export_weights(_run_dir(args, args.preset), args.name, SYSTEM, state_key="engine", record=args.reproduces,
-                          description=args.description, config_class=MAMLConfig)
+                          description=args.description, config_class=MAMLConfig, replace=args.replace)
     print(f"wrote {path}")
     return 0
 
@@ -103,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``maml {train,eval,baseline,plots,export}`` to the top-level parser."""
     maml = subparsers.add_parser("maml", help="Model-Agnostic Meta-Learning (Finn et al. 2017)")
-    sub = maml.add_subparsers(dest="maml_command", required=True)
+    sub = maml.add_subparsers(dest="maml_command", required=True, metavar="COMMAND")
     presets = _preset_names()
 
     t = sub.add_parser("train", help="meta-train a preset (resumes from the run directory's checkpoint)")
@@ -141,6 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shell.add_run_dir(b, SYSTEM, what="baselines/<kind>")
     b.add_argument("--iterations", type=shell.positive_int, default=70000)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--no-resume", action="store_true",
+                   help=f"start over; the old checkpoint and log are moved to RUN_DIR/{shell.PREVIOUS_DIR}/")
     shell.add_record(b, "a directory, e.g. results/maml")
     shell.add_threads(b)
     shell.add_progress(b)
@@ -150,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=presets, help="plot runs/maml/<preset>")
     shell.add_run_dir(p, SYSTEM)
     p.add_argument("--baselines", type=Path, help="directory holding the pretrained/ and oracle/ baseline runs")
-    p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
+    p.add_argument("--out", type=shell.output_dir, help="output directory (default: the run directory)")
     p.set_defaults(func=cmd_plots)
 
     x = sub.add_parser("export", help="write a run's weights into the package's shipped weights (maintainers)")
@@ -158,6 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shell.add_run_dir(x, SYSTEM)
     x.add_argument("--name", required=True, help="the weights' name for --weights")
     x.add_argument("--reproduces", required=True, metavar="RECORD", help="the results record these weights reproduce")
+    x.add_argument("--replace", action="store_true", help="overwrite weights already shipped under --name")
     x.add_argument("--description", default="", help="one line for the manifest")
     x.set_defaults(func=cmd_export)
     return maml

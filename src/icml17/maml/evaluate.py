@@ -84,7 +84,12 @@ def load_episodes(path: str | Path) -> TaskBatch:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"episodes file {path} not found")
+        raise ConfigError(f"episodes file {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive; a .npy, a text file or an empty one is not
+        raise ConfigError(f"{path} is not a .npz archive of episodes: write the four arrays with "
+                          f"numpy.savez(path, support_x=..., support_y=..., query_x=..., query_y=...)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in EPISODE_KEYS if k not in npz.files]
@@ -100,6 +105,10 @@ def load_episodes(path: str | Path) -> TaskBatch:
                           f"support_y {tuple(sy.shape)}, query_x {tuple(qx.shape)}, query_y {tuple(qy.shape)}")
     if sx.shape[2:] != qx.shape[2:]:
         raise ConfigError(f"{path}: support inputs {tuple(sx.shape[2:])} and query inputs {tuple(qx.shape[2:])} differ")
+    if sx.dim() == 5 and sx.numel() and (float(sx.min()) < 0 or float(sx.max()) > 1 or float(qx.min()) < 0
+                                         or float(qx.max()) > 1):
+        raise ConfigError(f"{path}: images must be floats in [0, 1], got values in [{float(sx.min()):g}, "
+                          f"{float(sx.max()):g}]: divide 8-bit images by 255")
     floats = lambda t: t.to(torch.float32)  # noqa: E731
     labels = (lambda t: t.to(torch.int64)) if not sy.is_floating_point() else floats
     return TaskBatch(floats(sx), labels(sy), floats(qx), labels(qy))

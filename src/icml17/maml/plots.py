@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icml17.core.config import ConfigError
 from icml17.core.loop import read_metrics
 from icml17.core.report import plt, save_figure
 from icml17.data.sinusoid import X_RANGE, sample_sinusoid_tasks, sinusoid
@@ -99,9 +100,12 @@ def plot_run(run_dir: Path, baselines_dir: Path | None = None, out_dir: Path | N
     from icml17.maml.baselines import load_baseline
     from icml17.maml.evaluate import load_run
 
+    trained = load_run(run_dir)  # first: a missing run is an error before anything is written
+    if baselines_dir is not None and not Path(baselines_dir).is_dir():
+        raise ConfigError(f"--baselines {baselines_dir} is not a folder; pass the folder of `icml17 maml baseline` "
+                          f"runs (default runs/maml/baselines) or leave it out")
     out_dir = out_dir or run_dir
     written = [plot_learning_curves(run_dir, out_dir / "learning-curves.png")]
-    trained = load_run(run_dir)
     cfg, engine = trained.cfg, trained.engine
     if cfg.task != "sinusoid":
         return written

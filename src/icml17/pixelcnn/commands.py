@@ -26,10 +26,7 @@ def _config(args: argparse.Namespace, make_config=None):
     if make_config is None:
         from icml17.pixelcnn.presets import make_config
 
-    overrides = shell.parse_overrides(args.set, forbidden={"model": "choose the model with --model"})
-    for key in ("iterations", "seed"):
-        if getattr(args, key, None) is not None:
-            overrides[key] = getattr(args, key)
+    overrides = shell.training_overrides(args, forbidden={"model": "choose the model with --model"})
     return make_config(args.preset, args.model, overrides)
 
 
@@ -50,7 +47,18 @@ def _trained(args: argparse.Namespace):
 
     if args.weights and (args.run_dir or args.preset):
         raise shell.ConfigError("give either --weights NAME or a run (--run-dir / --preset), not both")
-    return load_shipped(args.weights) if args.weights else load_run(_run_dir(args))
+    if args.weights:
+        return load_shipped(args.weights)
+    trained = shell.or_shipped_weights(lambda: load_run(_run_dir(args)))
+    if args.run_dir is not None and args.preset is not None:  # both named: they must agree, never one ignored
+        from icml17.pixelcnn.presets import make_config
+
+        asked = make_config(args.preset, args.model).experiment
+        if asked != trained.cfg.experiment:
+            raise shell.ConfigError(f"{args.run_dir} holds a {trained.cfg.experiment} run, not {asked} (--preset "
+                                    f"{args.preset}{f' --model {args.model}' if args.model else ''}): drop --preset "
+                                    f"and --model (the run's checkpoint names them) or pass matching ones")
+    return trained
 
 
 def _train(args: argparse.Namespace, cfg, train) -> int:
@@ -60,8 +68,8 @@ def _train(args: argparse.Namespace, cfg, train) -> int:
     shell.apply_threads(args.threads)
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
-    print(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
-                      "wall_time_s": round(result.wall_time_s, 1), **result.last_eval}))
+    shell.say(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
+                          "wall_time_s": round(result.wall_time_s, 1), **result.last_eval}))
     return 130 if result.interrupted else 0
 
 
@@ -155,11 +163,14 @@ def cmd_video_sample(args: argparse.Namespace) -> int:
 
     run_dir = _video_run_dir(args)
     trained = load_run(run_dir)
+    if args.sampler is not None and trained.cfg.model != "vpn":
+        raise shell.ConfigError(f"--sampler chooses how the O(TN) vpn model is sampled; {trained.cfg.model} samples "
+                                f"each frame in a fixed number of evaluations: drop --sampler")
     shell.apply_threads(args.threads)
     videos = load_video_split(trained.cfg, args.data_dir, args.split, args.samples)
     out = args.out or run_dir / "samples"
     print(json.dumps(sample_and_plot(trained.model, videos, out, n=args.samples, seed=args.seed,
-                                     temperature=args.temperature, sampler=args.sampler)))
+                                     temperature=args.temperature, sampler=args.sampler or "cached")))
     return 0
 
 
@@ -178,7 +189,7 @@ def _video_model_args(p: argparse.ArgumentParser, required_preset: bool) -> None
 
 def _register_video(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("video", help="action-conditional video: O(T), O(T log N), ConvLSTM and VPN models")
-    vsub = parser.add_subparsers(dest="video_command", required=True)
+    vsub = parser.add_subparsers(dest="video_command", required=True, metavar="COMMAND")
     t = vsub.add_parser("train", help="train a video model (resumes from the run directory's checkpoint)")
     _video_model_args(t, required_preset=True)
     shell.add_overrides(t)
@@ -197,11 +208,11 @@ def _register_video(sub: argparse._SubParsersAction) -> None:
     _video_model_args(s, required_preset=False)
     s.add_argument("--samples", type=shell.positive_int, default=4, help="how many videos")
     s.add_argument("--split", choices=("val", "test_seen", "test_novel"), default="val")
-    s.add_argument("--sampler", choices=("cached", "windowed"), default="cached",
+    s.add_argument("--sampler", choices=("cached", "windowed"), default=None,
                    help="vpn only: activation caching (default) or the network rerun per pixel (the paper's)")
     s.add_argument("--temperature", type=shell.positive_float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/samples)")
+    s.add_argument("--out", type=shell.output_dir, default=None, help="output folder (default: RUN_DIR/samples)")
     s.set_defaults(func=cmd_video_sample)
 
 
@@ -223,7 +234,7 @@ def _trained_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pixelcnn", help="parallel multiscale PixelCNN (Reed et al. 2017)")
-    sub = parser.add_subparsers(dest="pixelcnn_command", required=True)
+    sub = parser.add_subparsers(dest="pixelcnn_command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a preset (resumes from the run directory's checkpoint)")
     _model_args(t, required_preset=True)
@@ -249,7 +260,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--samples", type=shell.positive_int, default=16, help="how many images")
     s.add_argument("--temperature", type=shell.positive_float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/samples)")
+    s.add_argument("--out", type=shell.output_dir, default=None, help="output folder (default: RUN_DIR/samples)")
     s.set_defaults(func=cmd_sample)
 
     x = sub.add_parser("export", help="write a run's weights into the package's shipped weights (maintainers)")

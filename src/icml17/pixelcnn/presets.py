@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from icml17.core.config import ConfigError, config_from_dict
+from icml17.core.config import ConfigError, check_lr_schedule, config_from_dict
 
 IMAGE_SHAPES = {"mnist": (1, 28), "binarized-mnist": (1, 28), "cifar10-subset": (3, 32), "digits": (1, 28)}
 
@@ -64,6 +64,7 @@ class PixelCNNConfig:
         return f"{self.dataset}{cond}-{suffix}"
 
     def validate(self) -> None:
+        check_lr_schedule(self.lr, self.lr_final, self.grad_clip)
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"bits must be in 1..8, got {self.bits}")
         if self.head == "bernoulli" and self.bits != 1:

@@ -36,7 +36,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.sharpness.data import batches, mnist_subset
     import torch
 
-    from icml17.sharpness.evaluate import CE, load_factory, load_npz
+    from icml17.sharpness.evaluate import CE, load_factory, load_npz, mse_loss
     from icml17.sharpness.measures import MeasureOptions, check_names, measure
     from icml17.sharpness.presets import build_model
     from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
@@ -50,7 +50,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     else:
         x, y = mnist_subset(args.data_dir, args.split, args.examples, args.seed)
         dataset = f"mnist-{args.split}[{args.examples}]"
-    loss_fn = CE if args.loss == "cross_entropy" else torch.nn.functional.mse_loss
+    loss_fn = CE if args.loss == "cross_entropy" else mse_loss
     if args.factory is not None:
         model, source = load_factory(args.factory, args.state), args.factory
     elif args.model is not None:
@@ -103,7 +103,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from icml17.sharpness.reproductions import reproduce
 
     shell.apply_threads(args.threads)
-    figures = reproduce(args.which, args.record, args.data_dir, args.run_dir, quick=args.quick,
+    # --quick runs tiny sizes for tests: its records never land among the results unless asked for by --record
+    record = args.record or (args.run_dir / "quick-records" if args.quick else Path("results/sharpness"))
+    figures = reproduce(args.which, record, args.data_dir, args.run_dir, quick=args.quick,
                         command=shell.command_line(args), seed=args.seed)
     for f in figures:
         print(f"wrote {f} and {f.with_suffix('.json')}")
@@ -111,11 +113,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from icml17.sharpness.evaluate import TRAINED_BY
     from icml17.sharpness.train import TrainConfig
     from icml17.weights import export_weights
 
     path = export_weights(args.run_dir, args.name, SYSTEM, state_key="model", record=args.reproduces,
-                          description=args.description, config_class=TrainConfig, record_key=args.record_key)
+                          description=args.description, config_class=TrainConfig, record_key=args.record_key,
+                          replace=args.replace, how_to_train=TRAINED_BY)
     print(f"wrote {path}")
     return 0
 
@@ -124,7 +128,7 @@ def _source(p: argparse.ArgumentParser, *, preset: bool) -> None:
     from icml17.sharpness.presets import PRESETS
 
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run-dir", type=Path, help="a sharpness training run (its checkpoints/last.pt)")
+    src.add_argument("--run-dir", type=shell.output_dir, help="a sharpness training run (its checkpoints/last.pt)")
     src.add_argument("--weights", metavar="NAME", help="shipped weights: small-batch or large-batch")
     if preset:
         src.add_argument("--model", choices=sorted(PRESETS), help="a preset network (random init unless --train-steps)")
@@ -137,7 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from icml17.sharpness.reproductions import WHICH
 
     p = subparsers.add_parser("sharpness", help="flatness measures under reparametrization (Dinh et al. 2017)")
-    sub = p.add_subparsers(dest="sharpness_command", required=True)
+    sub = p.add_subparsers(dest="sharpness_command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("measure", help="Hessian / sharpness measures of a run, shipped weights or a preset")
     _source(m, preset=True)
@@ -162,7 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--probes", type=shell.positive_int, default=64)
     m.add_argument("--seed", type=int, default=0)
     shell.add_threads(m)
-    m.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    m.add_argument("--out", type=shell.output_file, default=None, help="also write the JSON here")
     m.set_defaults(func=cmd_measure)
 
     e = sub.add_parser("eval", help="measure a trained minimum with the reproductions' protocol")
@@ -174,19 +178,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("reproduce", help="the paper's reparametrization experiments on MNIST subsets")
     r.add_argument("--which", choices=[*WHICH, "all"], default="all")
-    shell.add_record(r, "a directory; default results/sharpness")
-    r.set_defaults(record=Path("results/sharpness"))
+    shell.add_record(r, "a directory; default results/sharpness, with --quick RUN_DIR/quick-records")
     shell.add_data_dir(r)
-    r.add_argument("--run-dir", type=Path, default=shell.RUNS_ROOT / SYSTEM, help="training cache (default runs/sharpness)")
+    r.add_argument("--run-dir", type=shell.output_dir, default=shell.RUNS_ROOT / SYSTEM,
+                   help="training cache (default runs/sharpness)")
     r.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
     r.add_argument("--seed", type=int, default=0)
     shell.add_threads(r)
     r.set_defaults(func=cmd_reproduce)
 
     x = sub.add_parser("export", help="write a training run's weights into the package's shipped weights")
-    x.add_argument("--run-dir", type=Path, required=True)
+    x.add_argument("--run-dir", type=shell.output_dir, required=True)
     x.add_argument("--name", required=True)
     x.add_argument("--reproduces", required=True, metavar="RECORD")
+    x.add_argument("--replace", action="store_true", help="overwrite weights already shipped under --name")
     x.add_argument("--description", default="")
     x.add_argument("--record-key", default=None, help="the value inside the record, e.g. theta.small-batch.lambda_max")
     x.set_defaults(func=cmd_export)

@@ -26,6 +26,13 @@ from icml17.sharpness.train import TrainConfig, accuracy
 CE = nn.functional.cross_entropy
 
 
+def mse_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared error; class labels (integers) are compared as one-hot vectors, the usual MSE of a classifier."""
+    if not targets.is_floating_point():
+        targets = nn.functional.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
+    return nn.functional.mse_loss(outputs, targets)
+
+
 PROTOCOL = ReproConfig()  # the reproductions' (radial-ranking's minima were measured so)
 RECORD_MEASURES = ("lambda_max", "trace", "epsilon", "loss")
 
@@ -39,16 +46,20 @@ class Trained:
     record: str | None = None
 
 
+# sharpness has no train command: its runs come from the reproductions
+TRAINED_BY = "`icml17 sharpness reproduce` trains them (under runs/sharpness)"
+
+
 def load_run(run_dir: str | Path) -> Trained:
     """The network of a sharpness training run (``RUN_DIR/checkpoints/last.pt``; a path to ``last.pt`` works too)."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
         run_dir = run_dir.parent.parent
     try:
-        run = load_trained_run(run_dir, TrainConfig, "model", "sharpness")
+        run = load_trained_run(run_dir, TrainConfig, "model", "sharpness",
+                               how_to_train=f"{TRAINED_BY}; or pass --weights NAME")
     except ConfigError as e:
-        raise CheckpointError(f"{run_dir} is not a sharpness training run ({e}); train one with "
-                              f"`icml17 sharpness reproduce` or pass --model") from e
+        raise CheckpointError(str(e)) from e
     if run.cfg.model not in PRESETS:
         raise CheckpointError(f"{run_dir} is not a sharpness training run (its config names no preset of "
                               f"{sorted(PRESETS)})")

@@ -82,16 +82,26 @@ def load_weights(name: str, system: str) -> ShippedWeights:
 
 
 def export_weights(run_dir: str | Path, name: str, system: str, *, state_key: str, record: str,
-                   description: str, config_class: type, record_key: str | None = None) -> Path:
+                   description: str, config_class: type, record_key: str | None = None,
+                   replace: bool = False, how_to_train: str | None = None) -> Path:
     """Write ``run_dir``'s last checkpoint (its ``state_key`` state) as shipped weights and list it in the
-    manifest. The config comes from the checkpoint itself (:func:`icml17.core.run.load_trained_run`)."""
+    manifest. The config comes from the checkpoint itself (:func:`icml17.core.run.load_trained_run`). Shipped
+    weights are replaced only when ``replace`` says so, and only by weights whose record exists."""
+    from icml17.core.config import ConfigError
+
+    if not Path(record).is_file():
+        raise ConfigError(f"--reproduces {record}: no such record; name the committed results record these "
+                          f"weights reproduce (e.g. results/{system}/<experiment>.json)")
+    if name in manifest() and not replace:
+        raise ConfigError(f"weights {name!r} are already shipped ({manifest()[name]['file']}, reproducing "
+                          f"{manifest()[name].get('record')}); pass --replace to overwrite them, or another --name")
     import torch
     from safetensors.torch import save_file
 
     from icml17.core.config import config_to_dict
     from icml17.core.run import load_trained_run
 
-    run = load_trained_run(run_dir, config_class, state_key, system)
+    run = load_trained_run(run_dir, config_class, state_key, system, how_to_train)
     state = {k: v.contiguous() for k, v in run.state.items() if isinstance(v, torch.Tensor)}
     meta = {"system": system, "config_class": config_class.__name__, "config": json.dumps(config_to_dict(run.cfg)),
             "iterations": str(run.iterations), "wall_time_s": str(round(run.wall_time_s, 1)),

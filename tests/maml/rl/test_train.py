@@ -233,6 +233,40 @@ def test_a_given_grid_and_validation_task_count_drive_every_tuning_curve(tmp_pat
     assert not seen  # rejected before any rollout
 
 
+def test_per_horizon_tuning_gives_each_horizon_its_best_single_size_for_every_method(tmp_path):
+    """--per-horizon, from its definition: for each k, the grid size whose curve (every step at that size) has the
+    best mean validation return after k steps; the test return after k steps is column k of the test curve at
+    that size. Recomputed here from plain curves, never from the tuning code."""
+    from icml17.maml.rl import evaluate as ev
+
+    train(replace(tiny_cfg(), iterations=1), tmp_path / "run", progress=False)
+    trained = load_run(tmp_path / "run")
+    grid, steps = (0.01, 0.3, 3.0), 3
+    short = {"batch_steps": 0}  # full rollouts of the tiny config, not point-nav's 4,000-step batches: seconds
+    validation = {lr: ev.curve(trained, 3, steps, lr, ev.VALIDATION_SEED, later=lr, **short).mean(0) for lr in grid}
+    expected_sizes = [max(grid, key=lambda lr: float(validation[lr][k])) for k in range(1, steps + 1)]
+    test = {lr: ev.curve(trained, 2, steps, lr, ev.TEST_SEED, later=lr, **short) for lr in grid}
+    for method in ("maml", "pretrained"):  # MAML's first step is tuned too, not held at its inner size
+        result = ev.evaluate(trained, method, tasks=2, steps=steps, grid=grid, tune_tasks=3, per_horizon=True,
+                             **short)
+        assert result["step_sizes_per_horizon"] == expected_sizes and result["lr"] == expected_sizes[0]
+        per_task = np.array(result["per_task"])
+        for k, lr in enumerate(expected_sizes, start=1):
+            np.testing.assert_allclose(per_task[:, k], test[lr][:, k].numpy())
+        for lr in grid:  # before any step, every size sees the same rollouts
+            np.testing.assert_allclose(per_task[:, 0], test[lr][:, 0].numpy())
+    record = json.loads(write_result_record(result, trained, tmp_path / "rec", "cmd").read_text())
+    check_record(record)
+    assert record["step_sizes_per_horizon"] == expected_sizes and record["later_steps"] == "per-horizon"
+    assert record["later_step_size"] is None and record["validation_tasks"] == 3
+    assert set(record["step_size_grid"]) == {str(x) for x in grid}
+    for method, kwargs, message in (("oracle", {}, "oracle is not adapted"), ("maml", {"steps": 0}, "--steps >= 1"),
+                                    ("pretrained", {"lr": 0.1}, "drop --lr"),
+                                    ("maml", {"later_steps": "tuned"}, "drop --later-steps")):
+        with pytest.raises(ConfigError, match=message):
+            ev.evaluate(trained, method, tasks=2, per_horizon=True, **{"steps": 3, **kwargs})
+
+
 @pytest.mark.mujoco
 @pytest.mark.parametrize("preset", ["ant-vel", "ant-dir"])
 def test_ant_presets_train_resume_and_evaluate_end_to_end(tmp_path, preset):

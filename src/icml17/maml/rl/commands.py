@@ -34,18 +34,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from icml17.maml.rl.presets import get_preset
     from icml17.maml.rl.train import train
 
-    overrides = shell.parse_overrides(args.set, forbidden={"preset": "choose the preset with --preset",
-                                                           "mode": "choose the mode with --mode"})
-    for key in ("iterations", "seed"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
+    overrides = shell.training_overrides(args, forbidden={"preset": "choose the preset with --preset",
+                                                          "mode": "choose the mode with --mode"})
     cfg = override_config(get_preset(args.preset, args.mode), overrides)
     run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, cfg.experiment))
     shell.apply_threads(args.threads)
     result = train(cfg, run_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
-    print(f"{cfg.experiment}: {result.steps_done}/{cfg.iterations} meta-iterations in {run_dir} "
-          f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
+    shell.say(f"{cfg.experiment}: {result.steps_done}/{cfg.iterations} meta-iterations in {run_dir} "
+              f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
     return 130 if result.interrupted else 0
 
 
@@ -73,18 +70,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, _experiment(args.preset,
                                                                                                  args.method)))
         trained = load_run(run_dir)
+        _check_run_matches(trained.cfg, args, run_dir)
     result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr,
                       batch_steps=args.batch_steps, later_steps=args.later_steps, grid=args.grid,
-                      tune_tasks=args.tune_tasks)
+                      tune_tasks=args.tune_tasks, per_horizon=args.per_horizon)
     if run_dir is not None:
         save_result(run_dir, result)
+    sizes = result.get("step_sizes_per_horizon")
     for k, (m, c) in enumerate(zip(result["returns"], result["returns_ci95"])):
-        print(f"{args.preset} {args.method}: return after {k} steps {m:.2f} +- {c:.2f} ({result['tasks']} tasks, "
-              f"step size {result['lr']:g})")
+        size = f"every step at {sizes[k - 1]:g}" if sizes and k else f"step size {result['lr']:g}"
+        print(f"{args.preset} {args.method}: return after {k} step{'' if k == 1 else 's'} {m:.2f} +- {c:.2f} "
+              f"({result['tasks']} tasks, {size})")
     if args.record:
         command = shell.record_command(args, trained.train_command)
         print(f"wrote {write_result_record(result, trained, args.record, command, name=args.name)}")
     return 0
+
+
+def _check_run_matches(cfg, args: argparse.Namespace, run_dir: Path) -> None:
+    """A run evaluated under another preset or as another method would print and record the wrong name: refuse."""
+    if cfg.preset != args.preset:
+        raise shell.ConfigError(f"{run_dir} is a {cfg.preset} run, not {args.preset}: pass --preset {cfg.preset}, or "
+                                f"the --run-dir of a {args.preset} run")
+    if cfg.mode != args.method:  # the methods maml, pretrained and oracle are the training modes of their runs
+        raise shell.ConfigError(f"{run_dir} was trained with --mode {cfg.mode}; --method {args.method} evaluates a "
+                                f"run trained with --mode {args.method}: pass --method {cfg.mode}, or that run's "
+                                f"--run-dir")
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
@@ -104,7 +115,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``maml-rl {train,eval,plots}`` to the top-level parser."""
     top = subparsers.add_parser("maml-rl", help="MAML for reinforcement learning (Finn et al. 2017, section 5.3)")
-    sub = top.add_subparsers(dest="maml_rl_command", required=True)
+    sub = top.add_subparsers(dest="maml_rl_command", required=True, metavar="COMMAND")
     presets = _preset_names()
     from icml17.maml.rl.presets import LR_GRID, TUNE_TASKS
 
@@ -133,6 +144,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--later-steps", choices=("half", "tuned"), default="half",
                    help="size of steps 2-3: half the first (the reference's rule, default) or tuned on the "
                    "validation tasks from the step-size grid (every method alike)")
+    e.add_argument("--per-horizon", action="store_true",
+                   help="for each number of steps k, one size for all k steps, the grid's best after k steps on "
+                   "the validation tasks, for every method alike (MAML's first step included); instead of "
+                   "--lr/--later-steps")
     e.add_argument("--grid", type=_step_sizes, default=None,
                    help=f"step sizes tried on the validation tasks, comma-separated (default "
                    f"{','.join(map(str, LR_GRID))}); only where something is tuned")
@@ -153,6 +168,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the records' name (default: the preset's), e.g. point-nav-fine-tuned; its "
                    "<family>-seeds.json summary, when there is one, gives the mean over seeds")
     shell.add_run_dir(p, SYSTEM, what="<preset> (for the point-nav trajectories)")
-    p.add_argument("--out", type=Path, default=Path("runs/maml-rl/plots"))
+    p.add_argument("--out", type=shell.output_dir, default=Path("runs/maml-rl/plots"))
     p.set_defaults(func=cmd_plots)
     return top

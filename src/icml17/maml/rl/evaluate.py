@@ -18,6 +18,12 @@ step uses the step size and every later step half of it): step 1 with ``lr``, st
 - ``oracle``: a policy trained with the task in its observation (``mode=oracle``), not adapted: it is told the
   task, and the reference's test scripts run it for no gradient step (its one number is a horizontal line in
   Figure 5).
+
+``per_horizon`` (``--per-horizon``) replaces these step sizes by the paper's tuning of its baselines ("fine-tuned with
+a manually tuned step size") applied to every method alike, MAML's first step included: for each number of
+steps k, the one size (used for all k steps) of the grid with the best mean return after k steps on the
+validation tasks. A user asking "which initialisation is best after k steps?" gets each method at its best for
+that k, not at a size chosen for a different horizon.
 """
 
 from __future__ import annotations
@@ -121,12 +127,35 @@ def tune_later_lr(trained: Trained, lr: float, grid: tuple[float, ...] = LR_GRID
     return max(scores, key=scores.get), scores
 
 
+def tune_per_horizon(trained: Trained, grid: tuple[float, ...], tasks: int, steps: int,
+                     batch_steps: int | None = None) -> tuple[list[float], dict[float, list[float]]]:
+    """For k = 1..steps, the size of ``grid`` (every step at it) with the best mean validation return after k
+    steps: (sizes by k, {size: mean validation return after 1..steps}). One validation curve per size serves
+    every horizon: its column k is the return after k steps at that size."""
+    scores = {lr: curve(trained, tasks, steps, lr, VALIDATION_SEED, batch_steps=batch_steps, later=lr)
+              .mean(0)[1:].tolist() for lr in grid}
+    return [max(grid, key=lambda lr: scores[lr][k]) for k in range(steps)], scores
+
+
+def per_horizon_curve(trained: Trained, sizes: list[float], tasks: int, batch_steps: int | None = None
+                      ) -> torch.Tensor:
+    """(tasks, len(sizes) + 1) test returns: column k from the curve with every step at ``sizes[k - 1]``;
+    column 0 (before any step) does not depend on the size."""
+    steps = len(sizes)
+    curves = {lr: curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps, later=lr)
+              for lr in dict.fromkeys(sizes)}
+    first = curves[sizes[0]]
+    return torch.stack([first[:, 0]] + [curves[lr][:, k] for k, lr in enumerate(sizes, start=1)], dim=1)
+
+
 def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, lr: float | None = None,
              tune_tasks: int | None = None, batch_steps: int | None = None, later_steps: str = "half",
-             grid: tuple[float, ...] | None = None) -> dict[str, Any]:
+             grid: tuple[float, ...] | None = None, per_horizon: bool = False) -> dict[str, Any]:
     """Figure 5's numbers for one method: {"returns", "returns_ci95", "per_task", "lr", ...}. ``later_steps``:
     ``half`` (the reference's rule: steps 2 and 3 at half the first step's size) or ``tuned`` (their size chosen
     from ``grid`` on ``tune_tasks`` validation tasks, for every method alike; the first step as with ``half``).
+    ``per_horizon``: instead, for each number of steps k its own size for all k steps, chosen on the validation
+    tasks for every method alike (``step_sizes_per_horizon`` in the result; ``lr`` is the 1-step choice).
     ``grid`` and ``tune_tasks`` default to :data:`LR_GRID` and :data:`TUNE_TASKS`; given when nothing is tuned,
     they are refused (a user who passes them expects them to change the result)."""
     if method not in METHODS:
@@ -137,11 +166,13 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
         raise ConfigError(f"--batch-steps must be >= 0 (0: full rollouts), got {batch_steps}")
     if later_steps not in ("half", "tuned"):
         raise ConfigError(f"--later-steps must be 'half' or 'tuned', got {later_steps!r}")
+    if per_horizon:
+        _check_per_horizon(method, steps, lr, later_steps)
     if method == "oracle":
         if later_steps == "tuned":
             raise ConfigError("the oracle is not adapted (its curve has no steps to tune): drop --later-steps tuned")
         steps = 0
-    tunes_first = lr is None and method in ("pretrained", "random") and steps >= 1
+    tunes_first = per_horizon or (lr is None and method in ("pretrained", "random") and steps >= 1)
     tunes_later = later_steps == "tuned" and steps >= 2
     if (grid is not None or tune_tasks is not None) and not (tunes_first or tunes_later):
         raise ConfigError(f"--grid and --tune-tasks choose step sizes, but nothing is tuned here ({method}"
@@ -153,6 +184,12 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
         raise ConfigError(f"the step-size grid needs finite sizes > 0 and --tune-tasks >= 1, got {grid} and "
                           f"{tune_tasks}")
     scores = None
+    if per_horizon:
+        sizes, scores = tune_per_horizon(trained, grid, tune_tasks, steps, batch_steps)
+        per_task = per_horizon_curve(trained, sizes, tasks, batch_steps)
+        result = _result(trained, method, tasks, per_task, batch_steps, tune_tasks, lr=sizes[0], lr_scores=scores,
+                         later_lr=None, later_lr_scores=None, later_steps="per-horizon")
+        return {**result, "step_sizes_per_horizon": sizes}
     if tunes_first:
         lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
     elif lr is None:  # maml and oracle adapt with their inner step; with 0 steps the size is never used
@@ -161,10 +198,30 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
     if tunes_later:
         later, later_scores = tune_later_lr(trained, lr, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
     per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps, later=later)
-    stats = [mean_ci95(per_task[:, k].numpy()) for k in range(steps + 1)]
-    return {"preset": trained.cfg.preset, "method": method, "lr": lr, "lr_scores": scores, "tasks": tasks,
-            "later_lr": later, "later_lr_scores": later_scores, "later_steps": later_steps,
-            "tune_tasks": tune_tasks if scores or later_scores else None,
+    return _result(trained, method, tasks, per_task, batch_steps, tune_tasks, lr=lr, lr_scores=scores,
+                   later_lr=later, later_lr_scores=later_scores, later_steps=later_steps)
+
+
+def _check_per_horizon(method: str, steps: int, lr: float | None, later_steps: str) -> None:
+    """Refuse, before any rollout, what --per-horizon cannot honour."""
+    if method == "oracle":
+        raise ConfigError("the oracle is not adapted (no step size to tune): drop --per-horizon")
+    if steps < 1:
+        raise ConfigError("--per-horizon tunes a step size for each of 1..--steps steps: give --steps >= 1")
+    if lr is not None:
+        raise ConfigError("--per-horizon chooses the step size for each horizon on the validation tasks: drop --lr")
+    if later_steps != "half":
+        raise ConfigError("--per-horizon already tunes every step (one size for all k steps, per k): drop "
+                          "--later-steps")
+
+
+def _result(trained: Trained, method: str, tasks: int, per_task: torch.Tensor, batch_steps: int | None,
+            tune_tasks: int, **step_sizes: Any) -> dict[str, Any]:
+    """The result dictionary of :func:`evaluate` from the test returns ``per_task`` (tasks, steps + 1)."""
+    stats = [mean_ci95(per_task[:, k].numpy()) for k in range(per_task.shape[1])]
+    tuned = step_sizes["lr_scores"] or step_sizes["later_lr_scores"]
+    return {"preset": trained.cfg.preset, "method": method, **step_sizes, "tasks": tasks,
+            "tune_tasks": tune_tasks if tuned else None,
             "rollouts": trained.cfg.eval_rollouts, "batch_steps": batch_steps_of(trained.cfg.env, batch_steps),
             "returns": [m for m, _ in stats],
             "returns_ci95": [c for _, c in stats], "per_task": per_task.tolist()}
@@ -202,6 +259,9 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         record.update(paper=PAPER_ORACLE[result["preset"]], paper_source=PAPER_SOURCE + "; the oracle's one number")
     # (tasks, steps + 1): where a mean hides a few diverging tasks, these show it
     record["per_task_returns"] = [[round(float(x), 2) for x in row] for row in result["per_task"]]
+    if result.get("step_sizes_per_horizon"):
+        # each horizon's own size; the grid's scores are the mean validation returns after 1..steps steps
+        record["step_sizes_per_horizon"] = result["step_sizes_per_horizon"]
     if result.get("lr_scores"):
         record["step_size_grid"] = {str(k): v for k, v in result["lr_scores"].items()}
     if result.get("later_lr_scores"):

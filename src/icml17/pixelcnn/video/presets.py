@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from icml17.core.config import ConfigError, config_from_dict
+from icml17.core.config import ConfigError, check_lr_schedule, config_from_dict
 from icml17.pixelcnn.video.frames import FRAME_MODELS, PAPER_HEADS
 
 
@@ -63,6 +63,7 @@ class VideoConfig:
         return self.head or PAPER_HEADS[self.model]
 
     def validate(self) -> None:
+        check_lr_schedule(self.lr, self.lr_final, self.grad_clip)
         s = self.frame_size
         if s < 2 or s % 2:
             raise ConfigError(f"frame_size must be even (2x2 pixel groups), got {s}")
