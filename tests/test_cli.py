@@ -403,3 +403,23 @@ def test_rerunning_a_finished_run_with_fewer_iterations_says_so_and_keeps_its_co
     assert main([*argv, "--iterations", "2"]) == 0
     assert "already trained to step 3 (>= 2): nothing to do" in capsys.readouterr().err
     assert (run / "config.json").read_text() == config
+
+
+def test_small_shell_edges(tmp_path, capsys):
+    """A local folder as a download mirror; plots of records that are not there; a closed pipe."""
+    from icml17.data.commands import _folder_url
+
+    assert _folder_url(str(tmp_path)) == tmp_path.resolve().as_uri()
+    assert _folder_url("https://example.org/mnist/") == "https://example.org/mnist/"
+    code, err = _cli(["maml-rl", "plots", "--preset", "point-nav", "--records", tmp_path / "none", "--run-dir",
+                      tmp_path / "no-run", "--out", tmp_path / "figs"], capsys)
+    _one_line_error(code, err, "no point-nav[-method].json records")
+    assert not (tmp_path / "figs").exists()
+    # `icml17 results` prints the whole results block (more than a pipe holds): `| head -1` closes it early
+    readme = tmp_path / "README.md"
+    readme.write_text((SRC.parent / "README.md").read_text())
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(f"{sys.executable} -m icml17 results --readme {readme} --results {SRC.parent / 'results'} "
+                          f"| head -1", shell=True, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.stdout.strip() and "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command -> (module that registers it, one-line help shown by `icml17 --help`)
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({str(e).splitlines()[0][:200]}); the last complete checkpoint is kept, rerun the same command to "
               f"resume", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"icml17 {args.command}: interrupted; checkpoints written so far are kept, rerun the same command "
               f"to resume", file=sys.stderr)

@@ -17,6 +17,16 @@ from .summary import describe_datasets
 _DATA_DIR_HELP = "datasets folder (default: $ICML17_DATA or ~/.cache/icml17/data)"
 
 
+def _folder_url(text: str) -> str:
+    """argparse type: a URL as given, or a local folder turned into its file:// URL."""
+    if "://" in text:
+        return text
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is neither a URL (http://..., file://...) nor an existing folder")
+    return folder.resolve().as_uri()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="report or download datasets")
     actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -29,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     dl = actions.add_parser("download", help="download a dataset from its official home and check it")
     dl.add_argument("name", choices=DATASETS)
     dl.add_argument("--data-dir", type=Path, default=None, help=_DATA_DIR_HELP)
-    dl.add_argument("--base-url", default=None, help="folder URL of a mirror holding the same files")
+    dl.add_argument("--base-url", type=_folder_url, default=None,
+                    help="folder URL of a mirror holding the same files (a local folder works too)")
     dl.set_defaults(func=_download)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icml17.core.config import ConfigError
 from icml17.core.report import plt, save_figure
 from icml17.maml.rl.envs import PointNav, sample_tasks
 from icml17.maml.rl.evaluate import eval_step_sizes, experiment_name, load_run
@@ -46,6 +47,9 @@ def plot_returns(records_dir: str | Path, preset: str, out: str | Path, family: 
     own records), the paper's curve for the preset dashed."""
     family = family or preset
     curves = return_curves(records_dir, family)
+    if not curves:
+        raise ConfigError(f"no {family}[-method].json records in {records_dir}: evaluate with `icml17 maml-rl eval "
+                          f"--preset {preset} --record {records_dir}` first, or pass --records/--family")
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for method, c in curves.items():
         label = LABELS[method]
