@@ -423,3 +423,11 @@ def test_small_shell_edges(tmp_path, capsys):
                           f"| head -1", shell=True, env=env, capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.stdout.strip() and "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_is_printed(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"icml17 {version('icml17')}"

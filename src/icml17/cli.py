@@ -38,6 +38,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="icml17",
         description="MAML, parallel multiscale PixelCNN and sharpness under reparametrization (ICML 2017).")
+    parser.add_argument("--version", action="version", version=f"icml17 {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name, (module, help_text) in COMMANDS.items():
@@ -46,6 +47,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         else:
             sub.add_parser(name, help=help_text)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("icml17")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
