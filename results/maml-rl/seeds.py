@@ -5,7 +5,9 @@ each baseline: the gap of the means and whether MAML is ahead in every seed pair
 baseline's best). Writes results/maml-rl/<family>-seeds.json. Run from the repo root:
 python results/maml-rl/seeds.py [family]   (point-nav: the reference's half-size later steps; point-nav-later-tuned:
 later steps tuned on 10 validation tasks; point-nav-fine-tuned: every tuned step size from a finer grid on 40
-validation tasks; point-nav-mbs40[-later-tuned]: the same at 40 tasks of full rollouts)"""
+validation tasks; point-nav-mbs40[-later-tuned]: the same at 40 tasks of full rollouts; point-nav-per-horizon:
+each method's best single size for each number of steps, `maml-rl eval --per-horizon`). Where every seed's record
+keeps its per-task returns, MAML minus each baseline per task with the seeds averaged, mean and 95% interval."""
 import json
 import sys
 from pathlib import Path
