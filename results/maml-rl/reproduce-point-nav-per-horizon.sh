@@ -22,3 +22,4 @@ for s in 1 2; do
   icml17 maml-rl eval --preset point-nav --method random --seed $s $G --record $R/seeds --name point-nav-per-horizon-random-seed$s --threads 1
 done
 python results/maml-rl/seeds.py point-nav-per-horizon
+python results/maml-rl/pooled_trainings.py   # with point-nav-joint-tuned.json's trainings
