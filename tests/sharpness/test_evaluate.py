@@ -107,3 +107,13 @@ def test_more_examples_than_mnist_has_is_a_one_line_error(synthetic_data_dir, ca
                  "--examples", "100000000", "--measures", "loss"])
     err = capsys.readouterr().err
     assert code == 2 and "pass --examples between 1 and" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--weights", "small-batch", "--train-steps", "10"], "drop --train-steps"),
+    (["--weights", "small-batch", "--state", "w.safetensors"], "drop --state"),
+])
+def test_measure_refuses_flags_its_source_would_ignore(flags, needle, capsys):
+    code = main(["sharpness", "measure", *flags, "--measures", "loss"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err

@@ -43,6 +43,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.sharpness.transforms import AlphaScaling, relu_chain
 
     names = check_names([s.strip() for s in args.measures.split(",") if s.strip()])
+    if args.train_steps and args.model is None:
+        raise shell.ConfigError("--train-steps trains a --model preset from its initialisation; runs, shipped weights "
+                                "and factories come trained: drop --train-steps")
+    if args.state is not None and args.factory is None:
+        raise shell.ConfigError("--state holds the weights of a --factory network; the other sources carry their "
+                                "own: drop --state")
     shell.apply_threads(args.threads)
     if args.data is not None:
         x, y = load_npz(args.data)
