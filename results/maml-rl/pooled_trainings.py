@@ -13,8 +13,11 @@ import numpy as np
 from icml17.core.results import write_record
 from records import ROOT, pairings_ahead
 
-first = json.loads((ROOT / "point-nav-joint-tuned.json").read_text())["protocols"]["single"]
-again = json.loads((ROOT / "point-nav-per-horizon-seeds.json").read_text())["methods"]
+first_record = json.loads((ROOT / "point-nav-joint-tuned.json").read_text())
+again_record = json.loads((ROOT / "point-nav-per-horizon-seeds.json").read_text())
+first, again = first_record["protocols"]["single"], again_record["methods"]
+# where the pooled returns were measured (both machines), not where this script runs
+hardware = sorted({h for r in (first_record, again_record) for h in r["hardware"].split(" / ")})
 returns = {m: np.array(first[m]["returns_by_seed"] + again[m]["returns_by_seed"]) for m in ("maml", "pretrained")}
 means = {m: r.mean(0) for m, r in returns.items()}
 gap = means["maml"] - means["pretrained"]
@@ -23,7 +26,7 @@ write_record(ROOT / "point-nav-per-horizon-pooled.json", {
     "metric": "MAML minus pretrained, mean return after 3 steps, six trainings per method",
     "value": round(float(gap[-1]), 2), "higher_is_better": True, "seed": None, "seeds": [0, 1, 2],
     "trainings_per_method": len(returns["maml"]), "n_eval": 40,
-    "command": "python results/maml-rl/pooled_trainings.py",
+    "command": "python results/maml-rl/pooled_trainings.py", "hardware": " / ".join(hardware),
     "note": "protocol (c); rows 0-2 of returns_by_training from point-nav-joint-tuned.json (AMD EPYC), rows 3-5 "
             "from point-nav-per-horizon-seeds.json (Intel Xeon), same seeds 0-2 and the same 40 test tasks",
     "returns_by_training": {m: r.round(2).tolist() for m, r in returns.items()},

@@ -5,6 +5,9 @@
 # point-nav-joint-tuned.json; MAML's first step is tuned like the others'. Protocol (c) of that record, with every
 # policy retrained from scratch on the current code. About 2 hours of one thread (training 3 x 16 min MAML,
 # 3 x 5 min pretrained; each evaluation 11 validation curves and up to 3 test curves, about 4 min).
+# The run directories are those the earlier 2D-navigation families' commands name: on a machine that still holds
+# those runs, move runs/maml-rl/mbs20 and runs/maml-rl/point-nav-ref aside first, or the training steps find
+# finished runs ("nothing to do") and the script re-evaluates them instead of retraining.
 R=results/maml-rl; S=runs/maml-rl/point-nav-ref
 G="--per-horizon --grid 0.01,0.02,0.03,0.05,0.07,0.1,0.15,0.2,0.3,0.5,1 --tune-tasks 40"
 mkdir -p $R/seeds

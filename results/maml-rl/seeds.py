@@ -37,7 +37,7 @@ LATER = ("for each number of steps k, one size for all k steps tuned on the vali
          if "per-horizon" in PRESET else
          "later steps' size tuned on the validation tasks, every method alike" if "tuned" in PRESET else
          "later steps at half the first step's size")
-methods, by_seed, per_task_records = {}, {}, {}
+methods, by_seed, per_task_records, hardware = {}, {}, {}, set()
 for method in ("maml", "pretrained", "random", "oracle"):
     recs = runs(PRESET if method == "maml" else "point-nav-oracle" if method == "oracle" else
                 f"{SHARED if method == 'random' else PRESET}-{method}")
@@ -51,6 +51,9 @@ for method in ("maml", "pretrained", "random", "oracle"):
                        "max": r.max(0).round(2).tolist(), "iterations": [rec.get("iterations") for rec in recs],
                        "step_size": [rec.get("step_size") if adapted else None for rec in recs],
                        "later_step_size": [rec.get("later_step_size") if adapted else None for rec in recs]}
+    if any("step_sizes_per_horizon" in rec for rec in recs):  # --per-horizon: one size per number of steps
+        methods[method]["step_sizes_per_horizon"] = [rec.get("step_sizes_per_horizon") for rec in recs]
+    hardware.update(rec.get("hardware", "unknown") for rec in recs)
 comparisons = {}
 maml = methods["maml"]
 for other in ("pretrained", "random"):
@@ -67,8 +70,7 @@ for other in ("pretrained", "random"):
         "behind_in_every_seed": [maml["max"][k] < o["min"][k] for k in range(steps)],
         "seeds": [len(maml["seeds"]), len(o["seeds"])]}
     per_task = {m: [np.array(rec["per_task_returns"]) for rec in per_task_records[m]] for m in ("maml", other)}
-    if all(len(v) == len(per_task["maml"]) for v in per_task.values()) and all(
-            len(rec) for rec in per_task.values()):
+    if all(len(per_task[m]) == len(by_seed[m]) for m in ("maml", other)) and len(by_seed["maml"]) == len(by_seed[other]):
         # the seeds share the 40 test tasks: MAML minus baseline per task and seed pair (i, i), averaged over the
         # pairs, then the mean and 95% interval over the tasks, per step
         d = np.mean([a - b for a, b in zip(per_task["maml"], per_task[other])], axis=0)
@@ -79,6 +81,8 @@ write_record(root / f"{PRESET}-seeds.json", {
     "value": maml["mean"][-1], "higher_is_better": True, "seed": 0, "seeds": maml["seeds"],
     "spread": {m: [round(hi - lo, 2) for lo, hi in zip(v["min"], v["max"])] for m, v in methods.items()},
     "n_eval": 40, "command": f"sh results/maml-rl/{SCRIPT}; python results/maml-rl/seeds.py {PRESET}",
+    # where the summarised numbers were measured, not where this summary was computed
+    "hardware": " / ".join(sorted(hardware)),
     "note": "same 40 test tasks (seed 20170306) for every method and seed; returns after 0-3 policy-gradient steps "
             f"({LATER}); oracle not adapted",
     "methods": methods, "comparisons": comparisons})

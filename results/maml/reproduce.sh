@@ -13,7 +13,7 @@ done
 # K = 10: the shipped weights (src/icml17/weights/maml-sinusoid-k10.safetensors) come from this run; the records
 # sinusoid-k10-step{1,10}.json are evaluated from the shipped file, so anyone can re-check them without training
 icml17 maml train --no-progress --preset sinusoid-k10 --run-dir runs/ship/sinusoid-k10 --threads 1
-icml17 maml export --run-dir runs/ship/sinusoid-k10 --name sinusoid-k10 --reproduces results/maml/sinusoid-k10-step1.json \
+icml17 maml export --replace --run-dir runs/ship/sinusoid-k10 --name sinusoid-k10 --reproduces results/maml/sinusoid-k10-step1.json \
   --description "MAML sinusoid K=10, 70,000 meta-iterations (one step: 0.38 MSE)"
 icml17 maml eval --weights sinusoid-k10 --record results/maml
 
@@ -25,7 +25,7 @@ icml17 maml baseline --kind oracle --run-dir runs/maml/baselines/oracle --iterat
 # class, omniglot-5w1s-q15.json, both evaluated from the shipped file; stopped by --time-budget, iterations in
 # the records)
 icml17 maml train --preset omniglot-5w1s --data-dir "$DATA" --run-dir runs/ship/omniglot-5w1s --threads 1 --no-progress --time-budget 6000
-icml17 maml export --run-dir runs/ship/omniglot-5w1s --name omniglot-5w1s --reproduces results/maml/omniglot-5w1s.json \
+icml17 maml export --replace --run-dir runs/ship/omniglot-5w1s --name omniglot-5w1s --reproduces results/maml/omniglot-5w1s.json \
   --description "MAML Omniglot 5-way 1-shot, reference protocol"
 icml17 maml eval --weights omniglot-5w1s --data-dir "$DATA" --record results/maml
 icml17 maml eval --weights omniglot-5w1s --data-dir "$DATA" --queries 15 --record results/maml

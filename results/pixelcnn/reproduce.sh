@@ -36,7 +36,7 @@ python benchmarks/pixelcnn-sampling.py --no-window-evals 16
 # binarized-mnist-typeA-20k.json, evaluated from the shipped file on the 10,000 test images
 icml17 pixelcnn train --preset binarized-mnist --model multiscale-a --iterations 20000 --data-dir "$DATA" \
   --run-dir runs/ship/binarized-mnist-typeA --threads 1 --no-progress
-icml17 pixelcnn export --run-dir runs/ship/binarized-mnist-typeA --name binarized-mnist-typeA \
+icml17 pixelcnn export --replace --run-dir runs/ship/binarized-mnist-typeA --name binarized-mnist-typeA \
   --reproduces results/pixelcnn/binarized-mnist-typeA-20k.json \
   --description "type-A multiscale PixelCNN (width 32), dynamically binarized MNIST, 20,000 steps of batch 32"
 icml17 pixelcnn eval --weights binarized-mnist-typeA --data-dir "$DATA" --record results/pixelcnn --name binarized-mnist-typeA-20k

@@ -7,10 +7,10 @@ DATA=${DATA:-../shared/data}
 icml17 sharpness reproduce --which all --run-dir runs/ship/sharpness --data-dir "$DATA"
 
 # The shipped minima are the radial-ranking reproduction's two trainings
-icml17 sharpness export --run-dir runs/ship/sharpness/small-batch --name small-batch \
+icml17 sharpness export --replace --run-dir runs/ship/sharpness/small-batch --name small-batch \
   --reproduces results/sharpness/radial-ranking.json --record-key theta.small-batch.lambda_max \
   --description "784-100-10 MLP, SGD batch 8, 3,000 steps on 2,000 MNIST images (the flatter minimum)"
-icml17 sharpness export --run-dir runs/ship/sharpness/large-batch --name large-batch \
+icml17 sharpness export --replace --run-dir runs/ship/sharpness/large-batch --name large-batch \
   --reproduces results/sharpness/radial-ranking.json --record-key theta.large-batch.lambda_max \
   --description "784-100-10 MLP, SGD batch 1000, 2,000 steps on 2,000 MNIST images (the sharper minimum)"
 icml17 sharpness eval --weights small-batch --data-dir "$DATA"   # = radial-ranking.json theta.small-batch

@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({str(e).splitlines()[0][:200]}); the last complete checkpoint is kept, rerun the same command to "
               f"resume", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, with the shell's SIGPIPE status
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return 141
     except KeyboardInterrupt:
         print(f"icml17 {args.command}: interrupted; checkpoints written so far are kept, rerun the same command "
               f"to resume", file=sys.stderr)

@@ -21,7 +21,9 @@ SYSTEMS = ("maml", "maml-rl", "pixelcnn", "sharpness")  # maml-rl: the package i
 def register(sub: argparse._SubParsersAction) -> None:
     from icml17.core import run as shell
 
-    p = sub.add_parser("demo", help="a three-minute tour: shipped trained models, short live trainings, a report")
+    from icml17.cli import COMMANDS  # one help text, shown whether or not this module is loaded
+
+    p = sub.add_parser("demo", help=COMMANDS["demo"][1])
     p.add_argument("--run-dir", type=shell.output_dir, default=Path("runs/demo"),
                    help="where the report goes (default runs/demo)")
     shell.add_data_dir(p)

@@ -44,6 +44,11 @@ def test_train_eval_sample_end_to_end(tmp_path: Path, model: str, synthetic_data
     assert run(["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "2", "--record", records,
                 "--name", "mnist-class-small", "--data-dir", synthetic_data_dir]) == 0
     assert json.loads((records / "mnist-class-small.json").read_text())["experiment"] == "mnist-class-small"
+    # --preset beside --run-dir must agree with the run (its model is the run's unless --model says otherwise)
+    assert run(["pixelcnn", "eval", "--run-dir", run_dir, "--preset", "mnist-class", "--n-eval", "2",
+                "--data-dir", synthetic_data_dir]) == 0
+    assert run(["pixelcnn", "eval", "--run-dir", run_dir, "--preset", "mnist", "--n-eval", "2",
+                "--data-dir", synthetic_data_dir]) == 2
     if model != "full":
         assert run(["pixelcnn", "sample", "--run-dir", run_dir, "--samples", "2",
                     "--data-dir", synthetic_data_dir]) == 0

@@ -354,7 +354,7 @@ def positive_float(text: str) -> float:
 
 
 def add_run_dir(p: argparse.ArgumentParser, system: str, *, what: str = "<preset>") -> None:
-    p.add_argument("--run-dir", type=output_dir, default=None,
+    p.add_argument("--run-dir", type=Path, default=None,  # train commands check it with check_run_dir
                    help=f"run directory (default: {RUNS_ROOT / system}/{what})")
 
 

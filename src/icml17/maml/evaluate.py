@@ -105,10 +105,10 @@ def load_episodes(path: str | Path) -> TaskBatch:
                           f"support_y {tuple(sy.shape)}, query_x {tuple(qx.shape)}, query_y {tuple(qy.shape)}")
     if sx.shape[2:] != qx.shape[2:]:
         raise ConfigError(f"{path}: support inputs {tuple(sx.shape[2:])} and query inputs {tuple(qx.shape[2:])} differ")
-    if sx.dim() == 5 and sx.numel() and (float(sx.min()) < 0 or float(sx.max()) > 1 or float(qx.min()) < 0
-                                         or float(qx.max()) > 1):
-        raise ConfigError(f"{path}: images must be floats in [0, 1], got values in [{float(sx.min()):g}, "
-                          f"{float(sx.max()):g}]: divide 8-bit images by 255")
+    for name, x in (("support_x", sx), ("query_x", qx)):
+        if x.dim() == 5 and x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ConfigError(f"{path}: images must be floats in [0, 1], {name} holds values in [{float(x.min()):g}, "
+                              f"{float(x.max()):g}]: divide 8-bit images by 255")
     floats = lambda t: t.to(torch.float32)  # noqa: E731
     labels = (lambda t: t.to(torch.int64)) if not sy.is_floating_point() else floats
     return TaskBatch(floats(sx), labels(sy), floats(qx), labels(qy))

@@ -53,7 +53,7 @@ def _trained(args: argparse.Namespace):
     if args.run_dir is not None and args.preset is not None:  # both named: they must agree, never one ignored
         from icml17.pixelcnn.presets import make_config
 
-        asked = make_config(args.preset, args.model).experiment
+        asked = make_config(args.preset, args.model or trained.cfg.model).experiment
         if asked != trained.cfg.experiment:
             raise shell.ConfigError(f"{args.run_dir} holds a {trained.cfg.experiment} run, not {asked} (--preset "
                                     f"{args.preset}{f' --model {args.model}' if args.model else ''}): drop --preset "
@@ -112,7 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from icml17.weights import export_weights
 
     path = export_weights(_run_dir(args), args.name, SYSTEM, state_key="model", record=args.reproduces,
-                          description=args.description, config_class=PixelCNNConfig)
+                          description=args.description, config_class=PixelCNNConfig, replace=args.replace)
     print(f"wrote {path}")
     return 0
 
@@ -267,6 +267,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_args(x, required_preset=False)
     x.add_argument("--name", required=True)
     x.add_argument("--reproduces", required=True, metavar="RECORD")
+    x.add_argument("--replace", action="store_true", help="overwrite weights already shipped under --name")
     x.add_argument("--description", default="")
     x.set_defaults(func=cmd_export)
 

@@ -134,7 +134,7 @@ def _source(p: argparse.ArgumentParser, *, preset: bool) -> None:
     from icml17.sharpness.presets import PRESETS
 
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run-dir", type=shell.output_dir, help="a sharpness training run (its checkpoints/last.pt)")
+    src.add_argument("--run-dir", type=Path, help="a sharpness training run (its checkpoints/last.pt)")
     src.add_argument("--weights", metavar="NAME", help="shipped weights: small-batch or large-batch")
     if preset:
         src.add_argument("--model", choices=sorted(PRESETS), help="a preset network (random init unless --train-steps)")
@@ -194,7 +194,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_reproduce)
 
     x = sub.add_parser("export", help="write a training run's weights into the package's shipped weights")
-    x.add_argument("--run-dir", type=shell.output_dir, required=True)
+    x.add_argument("--run-dir", type=Path, required=True)
     x.add_argument("--name", required=True)
     x.add_argument("--reproduces", required=True, metavar="RECORD")
     x.add_argument("--replace", action="store_true", help="overwrite weights already shipped under --name")

@@ -92,9 +92,10 @@ def export_weights(run_dir: str | Path, name: str, system: str, *, state_key: st
     if not Path(record).is_file():
         raise ConfigError(f"--reproduces {record}: no such record; name the committed results record these "
                           f"weights reproduce (e.g. results/{system}/<experiment>.json)")
-    if name in manifest() and not replace:
-        raise ConfigError(f"weights {name!r} are already shipped ({manifest()[name]['file']}, reproducing "
-                          f"{manifest()[name].get('record')}); pass --replace to overwrite them, or another --name")
+    shipped = manifest().get(name)
+    if shipped is not None and not replace:
+        raise ConfigError(f"weights {name!r} are already shipped ({shipped['file']}, reproducing "
+                          f"{shipped.get('record')}); pass --replace to overwrite them, or another --name")
     import torch
     from safetensors.torch import save_file
 

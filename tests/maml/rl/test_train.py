@@ -233,7 +233,7 @@ def test_a_given_grid_and_validation_task_count_drive_every_tuning_curve(tmp_pat
     assert not seen  # rejected before any rollout
 
 
-def test_per_horizon_tuning_gives_each_horizon_its_best_single_size_for_every_method(tmp_path):
+def test_per_horizon_tuning_gives_each_horizon_its_best_single_size_for_every_method(tmp_path, monkeypatch):
     """--per-horizon, from its definition: for each k, the grid size whose curve (every step at that size) has the
     best mean validation return after k steps; the test return after k steps is column k of the test curve at
     that size. Recomputed here from plain curves, never from the tuning code."""
@@ -245,6 +245,7 @@ def test_per_horizon_tuning_gives_each_horizon_its_best_single_size_for_every_me
     short = {"batch_steps": 0}  # full rollouts of the tiny config, not point-nav's 4,000-step batches: seconds
     validation = {lr: ev.curve(trained, 3, steps, lr, ev.VALIDATION_SEED, later=lr, **short).mean(0) for lr in grid}
     expected_sizes = [max(grid, key=lambda lr: float(validation[lr][k])) for k in range(1, steps + 1)]
+    assert len(set(expected_sizes)) > 1  # the horizons choose differently, so the column picking is exercised
     test = {lr: ev.curve(trained, 2, steps, lr, ev.TEST_SEED, later=lr, **short) for lr in grid}
     for method in ("maml", "pretrained"):  # MAML's first step is tuned too, not held at its inner size
         result = ev.evaluate(trained, method, tasks=2, steps=steps, grid=grid, tune_tasks=3, per_horizon=True,
@@ -260,6 +261,13 @@ def test_per_horizon_tuning_gives_each_horizon_its_best_single_size_for_every_me
     assert record["step_sizes_per_horizon"] == expected_sizes and record["later_steps"] == "per-horizon"
     assert record["later_step_size"] is None and record["validation_tasks"] == 3
     assert set(record["step_size_grid"]) == {str(x) for x in grid}
+    seen = []
+    real_curve = ev.curve
+    monkeypatch.setattr(ev, "curve", lambda t, n, k, lr, seed, *a, **kw: seen.append((seed, lr)) or real_curve(
+        t, n, k, lr, seed, *a, **kw))
+    ev.evaluate(trained, "pretrained", tasks=1, steps=1, tune_tasks=1, per_horizon=True, **short)
+    tried = [lr for seed, lr in seen if seed == ev.VALIDATION_SEED]  # the default grid, with MAML's inner size
+    assert tried == sorted(set(ev.LR_GRID) | {trained.cfg.inner_lr})
     for method, kwargs, message in (("oracle", {}, "oracle is not adapted"), ("maml", {"steps": 0}, "--steps >= 1"),
                                     ("pretrained", {"lr": 0.1}, "drop --lr"),
                                     ("maml", {"later_steps": "tuned"}, "drop --later-steps")):

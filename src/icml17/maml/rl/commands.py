@@ -78,7 +78,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         save_result(run_dir, result)
     sizes = result.get("step_sizes_per_horizon")
     for k, (m, c) in enumerate(zip(result["returns"], result["returns_ci95"])):
-        size = f"every step at {sizes[k - 1]:g}" if sizes and k else f"step size {result['lr']:g}"
+        size = ("before any step" if k == 0 else f"every step at {sizes[k - 1]:g}" if sizes
+                else f"step size {result['lr']:g}")
         print(f"{args.preset} {args.method}: return after {k} step{'' if k == 1 else 's'} {m:.2f} +- {c:.2f} "
               f"({result['tasks']} tasks, {size})")
     if args.record:
@@ -146,8 +147,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "validation tasks from the step-size grid (every method alike)")
     e.add_argument("--per-horizon", action="store_true",
                    help="for each number of steps k, one size for all k steps, the grid's best after k steps on "
-                   "the validation tasks, for every method alike (MAML's first step included); instead of "
-                   "--lr/--later-steps")
+                   "the validation tasks, for every method alike (MAML's first step included; the default grid "
+                   "adds the preset's inner step size); instead of --lr/--later-steps")
     e.add_argument("--grid", type=_step_sizes, default=None,
                    help=f"step sizes tried on the validation tasks, comma-separated (default "
                    f"{','.join(map(str, LR_GRID))}); only where something is tuned")

@@ -178,7 +178,8 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
         raise ConfigError(f"--grid and --tune-tasks choose step sizes, but nothing is tuned here ({method}"
                           f"{' with --lr' if lr is not None else ''}, later steps {later_steps!r}, {steps} steps): "
                           f"add --later-steps tuned (with --steps >= 2), or drop --grid/--tune-tasks")
-    grid = LR_GRID if grid is None else grid
+    if grid is None:  # per horizon, every method may also take the step size MAML was meta-trained with
+        grid = tuple(sorted(set(LR_GRID) | {trained.cfg.inner_lr})) if per_horizon else LR_GRID
     tune_tasks = TUNE_TASKS if tune_tasks is None else tune_tasks
     if not grid or not all(0 < x < float("inf") for x in grid) or tune_tasks < 1:
         raise ConfigError(f"the step-size grid needs finite sizes > 0 and --tune-tasks >= 1, got {grid} and "
@@ -216,12 +217,13 @@ def _check_per_horizon(method: str, steps: int, lr: float | None, later_steps: s
 
 
 def _result(trained: Trained, method: str, tasks: int, per_task: torch.Tensor, batch_steps: int | None,
-            tune_tasks: int, **step_sizes: Any) -> dict[str, Any]:
+            tune_tasks: int, *, lr: float, lr_scores: dict | None, later_lr: float | None,
+            later_lr_scores: dict | None, later_steps: str) -> dict[str, Any]:
     """The result dictionary of :func:`evaluate` from the test returns ``per_task`` (tasks, steps + 1)."""
     stats = [mean_ci95(per_task[:, k].numpy()) for k in range(per_task.shape[1])]
-    tuned = step_sizes["lr_scores"] or step_sizes["later_lr_scores"]
-    return {"preset": trained.cfg.preset, "method": method, **step_sizes, "tasks": tasks,
-            "tune_tasks": tune_tasks if tuned else None,
+    return {"preset": trained.cfg.preset, "method": method, "lr": lr, "lr_scores": lr_scores, "later_lr": later_lr,
+            "later_lr_scores": later_lr_scores, "later_steps": later_steps, "tasks": tasks,
+            "tune_tasks": tune_tasks if lr_scores or later_lr_scores else None,
             "rollouts": trained.cfg.eval_rollouts, "batch_steps": batch_steps_of(trained.cfg.env, batch_steps),
             "returns": [m for m, _ in stats],
             "returns_ci95": [c for _, c in stats], "per_task": per_task.tolist()}
