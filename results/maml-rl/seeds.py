@@ -70,7 +70,8 @@ for other in ("pretrained", "random"):
         "behind_in_every_seed": [maml["max"][k] < o["min"][k] for k in range(steps)],
         "seeds": [len(maml["seeds"]), len(o["seeds"])]}
     per_task = {m: [np.array(rec["per_task_returns"]) for rec in per_task_records[m]] for m in ("maml", other)}
-    if all(len(per_task[m]) == len(by_seed[m]) for m in ("maml", other)) and len(by_seed["maml"]) == len(by_seed[other]):
+    every_seed = all(len(per_task[m]) == len(by_seed[m]) for m in ("maml", other))
+    if every_seed and len(by_seed["maml"]) == len(by_seed[other]):
         # the seeds share the 40 test tasks: MAML minus baseline per task and seed pair (i, i), averaged over the
         # pairs, then the mean and 95% interval over the tasks, per step
         d = np.mean([a - b for a, b in zip(per_task["maml"], per_task[other])], axis=0)

@@ -15,7 +15,8 @@ import sys
 
 # command -> (module that registers it, one-line help shown by `icml17 --help`)
 COMMANDS = {
-    "demo": ("icml17.demo", "a tour of about 100 s (2 CPU cores): shipped trained models, short live trainings, an HTML report"),
+    "demo": ("icml17.demo",
+             "a tour of about 100 s (2 CPU cores): shipped trained models, short live trainings, an HTML report"),
     "data": ("icml17.data.commands", "report or download datasets"),
     "results": ("icml17.tables", "rebuild README.md's results tables from results/**/*.json"),
     "maml": ("icml17.maml.commands", "Model-Agnostic Meta-Learning (Finn et al. 2017)"),

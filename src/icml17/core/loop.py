@@ -315,7 +315,7 @@ def run_loop(
                     result.last_eval = ev
                     log_line({"step": done, "split": "eval", **ev})
                     say(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
-                                                                    if isinstance(v, (int, float))))
+                                                              if isinstance(v, (int, float))))
                 stopping = out_of_time or stop.received is not None
                 if done % checkpoint_every == 0 or done == total_steps or stopping:
                     log.flush()
@@ -328,11 +328,11 @@ def run_loop(
                 if stop.received is not None:
                     result.interrupted = True
                     say(f"[{desc}] {signal.Signals(stop.received).name} received: checkpoint saved at step "
-                              f"{done}; rerun the same command to resume")
+                        f"{done}; rerun the same command to resume")
                     break
                 if out_of_time:
                     say(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
-                              f"checkpoint saved, resume with the same command")
+                        f"checkpoint saved, resume with the same command")
                     break
     finally:
         bar.close()

@@ -88,6 +88,13 @@ def or_shipped_weights(load: Callable[[], T]) -> T:
         raise NotTrainedError(f"{e}; or use shipped weights: --weights NAME") from e
 
 
+def refuse_other_run(run_dir: str | Path, holds: str, asked: str, fix: str) -> None:
+    """A run evaluated as something it is not would print and record the wrong name: when the run ``holds``
+    something other than what the flags ``asked`` for, stop and say ``fix``."""
+    if holds != asked:
+        raise ConfigError(f"{run_dir} holds a {holds} run, not {asked}: {fix}")
+
+
 def say(text: str) -> None:
     """Print a training command's result line once: under torchrun rank 0 alone (the others hold the same)."""
     from icml17.core import distributed

@@ -112,6 +112,11 @@ def evaluate_oracle(model: MLP, tasks: int = 600) -> dict:
     return {"mean": m, "ci95": c}
 
 
+def _write_json(path: Path, obj: dict) -> Path:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return path
+
+
 def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations: int = 70000, seed: int = 0,
                  record_dir: str | Path | None = None, command: str = "", progress: bool = True,
                  resume: bool = True) -> list[Path]:
@@ -122,16 +127,14 @@ def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations:
     written = []
     if kind == "oracle":
         res = evaluate_oracle(model)
-        written.append(run_dir / "eval.json")
-        written[-1].write_text(json.dumps(res, indent=2) + "\n")
+        written.append(_write_json(run_dir / "eval.json", res))
         records = [("sinusoid-oracle", res["mean"], res["ci95"], None)]
         print(f"oracle: query MSE {res['mean']:.4f} +- {res['ci95']:.4f}")
     else:
         records = []
         for shots in shots_list:
             res = evaluate_pretrained(model, shots)
-            written.append(run_dir / f"eval-k{shots}.json")
-            written[-1].write_text(json.dumps(res, indent=2) + "\n")
+            written.append(_write_json(run_dir / f"eval-k{shots}.json", res))
             print(f"pretrained, K={shots}: query MSE after 1 step {res['mean'][1]:.4f} +- {res['ci95'][1]:.4f}, after "
                   f"10 steps {res['mean'][10]:.4f} +- {res['ci95'][10]:.4f} (step sizes {res['step_size'][1]:g}, "
                   f"{res['step_size'][10]:g})")

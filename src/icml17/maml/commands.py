@@ -51,9 +51,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise shell.ConfigError("--record writes the protocol's records; it is not available with --episodes")
     run_dir = None if args.weights else _run_dir(args, args.preset)
     trained = load_shipped(args.weights) if args.weights else shell.or_shipped_weights(lambda: load_run(run_dir))
-    if args.run_dir is not None and args.preset is not None and trained.cfg.preset != args.preset:
-        raise shell.ConfigError(f"{args.run_dir} holds a {trained.cfg.preset} run, not --preset {args.preset}: drop "
-                                f"--preset (the run's checkpoint names it) or pass --preset {trained.cfg.preset}")
+    if args.run_dir is not None and args.preset is not None:
+        shell.refuse_other_run(args.run_dir, trained.cfg.preset, args.preset, "drop --preset (the run's checkpoint "
+                               f"names it) or pass --preset {trained.cfg.preset}")
     result = evaluate(trained, args.data_dir, tasks=args.tasks, queries=args.queries, steps=args.steps,
                       split=args.split, episodes=episodes)
     if run_dir is not None and episodes is None:

@@ -54,10 +54,8 @@ def _trained(args: argparse.Namespace):
         from icml17.pixelcnn.presets import make_config
 
         asked = make_config(args.preset, args.model or trained.cfg.model).experiment
-        if asked != trained.cfg.experiment:
-            raise shell.ConfigError(f"{args.run_dir} holds a {trained.cfg.experiment} run, not {asked} (--preset "
-                                    f"{args.preset}{f' --model {args.model}' if args.model else ''}): drop --preset "
-                                    f"and --model (the run's checkpoint names them) or pass matching ones")
+        shell.refuse_other_run(args.run_dir, trained.cfg.experiment, asked, "drop --preset and --model (the run's "
+                               "checkpoint names them) or pass matching ones")
     return trained
 
 

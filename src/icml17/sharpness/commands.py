@@ -34,8 +34,6 @@ def _trained(args: argparse.Namespace):
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.sharpness.data import batches, mnist_subset
-    import torch
-
     from icml17.sharpness.evaluate import CE, load_factory, load_npz, mse_loss
     from icml17.sharpness.measures import MeasureOptions, check_names, measure
     from icml17.sharpness.presets import build_model

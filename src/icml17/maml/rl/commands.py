@@ -89,14 +89,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _check_run_matches(cfg, args: argparse.Namespace, run_dir: Path) -> None:
-    """A run evaluated under another preset or as another method would print and record the wrong name: refuse."""
-    if cfg.preset != args.preset:
-        raise shell.ConfigError(f"{run_dir} is a {cfg.preset} run, not {args.preset}: pass --preset {cfg.preset}, or "
-                                f"the --run-dir of a {args.preset} run")
-    if cfg.mode != args.method:  # the methods maml, pretrained and oracle are the training modes of their runs
-        raise shell.ConfigError(f"{run_dir} was trained with --mode {cfg.mode}; --method {args.method} evaluates a "
-                                f"run trained with --mode {args.method}: pass --method {cfg.mode}, or that run's "
-                                f"--run-dir")
+    """The run must be of --preset, trained with the mode --method names (maml, pretrained and oracle are both)."""
+    shell.refuse_other_run(run_dir, cfg.preset, args.preset, f"pass --preset {cfg.preset}, or the --run-dir of a "
+                           f"{args.preset} run")
+    shell.refuse_other_run(run_dir, f"--mode {cfg.mode}", f"--mode {args.method}", f"pass --method {cfg.mode}, or "
+                           f"the --run-dir of a run trained with --mode {args.method}")
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
