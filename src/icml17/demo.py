@@ -27,17 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", type=shell.output_dir, default=Path("runs/demo"),
                    help="where the report goes (default runs/demo)")
     shell.add_data_dir(p)
-    shell.add_threads(p)
+    shell.add_compute(p)
     p.add_argument("--quick", action="store_true", help="shorter live trainings and fewer tasks (for tests)")
     p.add_argument("--only", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="run only these systems")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from icml17.core.run import apply_threads
+    from icml17.core.run import apply_compute
 
-    threads = apply_threads(args.threads)
-    return run_demo(args.run_dir, args.data_dir, quick=args.quick, systems=args.only, threads=threads)
+    device = apply_compute(args)
+    return run_demo(args.run_dir, args.data_dir, quick=args.quick, systems=args.only,
+                    threads=torch_threads(), device=device)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _log(system: str):
@@ -59,7 +66,10 @@ def _data_section(report, data_dir: Path | None) -> None:
 
 
 def run_demo(run_dir: Path, data_dir: Path | None, *, quick: bool = False,
-             systems: list[str] | tuple[str, ...] = SYSTEMS, threads: int = 1) -> int:
+             systems: list[str] | tuple[str, ...] = SYSTEMS, threads: int = 1, device=None) -> int:
+    import torch
+
+    device = torch.device("cpu") if device is None else torch.device(device)
     from icml17.core.report import Report
     from icml17.core.results import hardware_description
 
@@ -68,8 +78,8 @@ def run_demo(run_dir: Path, data_dir: Path | None, *, quick: bool = False,
         shutil.rmtree(run_dir / system, ignore_errors=True)
     t_start = time.perf_counter()
     report = Report(run_dir, title="icml17 demo",
-                    intro=f"Three ICML 2017 papers, run on this machine ({hardware_description()}, {threads} "
-                          f"thread{'s' if threads > 1 else ''}). Shipped weights show what the trained models do; "
+                    intro=f"Three ICML 2017 papers, run on this machine ({hardware_description(device)}, {threads} "
+                          f"CPU thread{'s' if threads > 1 else ''}). Shipped weights show what the trained models do; "
                           f"the short live trainings show that training works here.")
     _data_section(report, data_dir)
     for system in systems:
@@ -78,7 +88,7 @@ def run_demo(run_dir: Path, data_dir: Path | None, *, quick: bool = False,
         log("starting")
         try:
             module = importlib.import_module(f"icml17.{system.replace('-', '.')}.demo")
-            module.demo_section(report, run_dir / system, data_dir, quick, log=log)
+            module.demo_section(report, run_dir / system, data_dir, quick, log=log, device=device)
             report.sections[-1].seconds = time.perf_counter() - t0
             log(f"done in {time.perf_counter() - t0:.0f} s")
         except Exception as e:  # the report and the exit status say which part failed; the rest still runs

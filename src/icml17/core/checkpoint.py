@@ -27,8 +27,13 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically to ``path``."""
+    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
+
+    Tensors are stored from the CPU whatever device they live on, so a checkpoint written on a GPU resumes or
+    evaluates on any machine (optimizers move their state to their parameters' device when loaded).
+    """
     path = Path(path)
+    payload = _on_cpu(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -48,6 +53,16 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _on_cpu(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: _on_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_on_cpu(v) for v in tree)
+    return tree
 
 
 def _is_torch_file(path: Path) -> bool:

@@ -20,10 +20,12 @@ import torch
 
 
 def hardware_description(device: str | torch.device = "cpu") -> str:
-    """e.g. ``'2-core CPU (Intel Xeon ...)'`` or ``'NVIDIA H100 80GB HBM3'``."""
+    """e.g. ``'2-core CPU (Intel Xeon ...)'`` or ``'NVIDIA H100 80GB HBM3 (CUDA 12.6)'``."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    if device.type == "mps":
+        return f"Apple GPU (MPS) beside a {os.cpu_count()}-core CPU"
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -44,9 +46,13 @@ def load_average() -> list[float] | None:
 
 
 def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
-    return {"hardware": hardware_description(device), "torch": torch.__version__.split("+")[0],
-            "threads": torch.get_num_threads(), "date": _dt.date.today().isoformat(),
-            "load_average": load_average()}
+    """The fields every record carries about where and how it was computed."""
+    env = {"hardware": hardware_description(device), "device": str(torch.device(device)),
+           "torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(),
+           "date": _dt.date.today().isoformat(), "load_average": load_average()}
+    if torch.device(device).type == "cuda":
+        env["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    return env
 
 
 # The schema of an experiment record (DESIGN.md): every number in README comes from a file like this.

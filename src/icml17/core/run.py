@@ -67,12 +67,28 @@ def resolve_threads(value: int | str | None = None) -> int:
 
 
 def apply_threads(value: int | str | None = None) -> int:
-    """Resolve the thread count and hand it to torch; returns it."""
+    """Resolve the thread count and hand it to torch (warning when it exceeds the cores); returns it."""
     import torch
 
     n = resolve_threads(value)
+    cores = os.cpu_count() or 1
+    if n > cores:
+        print(f"warning: {n} threads on a machine with {cores} cores; threads beyond the cores slow the work down",
+              file=sys.stderr)
     torch.set_num_threads(n)
     return n
+
+
+def apply_compute(args: argparse.Namespace):
+    """Apply a command's ``--threads``, ``--device`` and ``--no-tf32`` (see :func:`add_compute`); returns the
+    ``torch.device`` the command computes on, checked to exist before any work starts."""
+    from icml17.core import device as devices
+
+    apply_threads(getattr(args, "threads", None))
+    dev = devices.resolve(getattr(args, "device", None))
+    if dev.type == "cuda":
+        devices.set_tf32(not getattr(args, "no_tf32", False))
+    return dev
 
 
 # ------------------------------------------------------------------------------------------ run directory
@@ -370,10 +386,23 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
                    help="dataset root (default: $ICML17_DATA, else ~/.cache/icml17/data)")
 
 
-def add_threads(p: argparse.ArgumentParser) -> None:
-    # parsed later by resolve_threads, so a bad $ICML17_THREADS never breaks --help
+def add_compute(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--threads`` and ``--no-tf32``: where a command computes (every computing command has them)."""
+    # parsed later by resolve_threads / device.resolve, so a bad environment variable never breaks --help
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="auto, cpu, cuda, cuda:N or mps (default: $ICML17_DEVICE, else auto: the GPU when one is "
+                        "visible, else the CPU; under torchrun with NCCL each process takes its LOCAL_RANK GPU)")
     p.add_argument("--threads", default=None, metavar="N",
                    help=f"intra-op CPU threads (default: ${THREADS_ENV}, else 1)")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="full fp32 matrix products on Ampere and later GPUs (TF32 is on by default there)")
+
+
+def add_precision(p: argparse.ArgumentParser, allowed: tuple[str, ...] = ("fp32", "bf16", "fp16")) -> None:
+    """``--precision``: mixed-precision training (autocast; a gradient scaler for fp16)."""
+    p.add_argument("--precision", choices=allowed, default="fp32",
+                   help="training precision: fp32, or bf16/fp16 autocast (fp16 with a gradient scaler, GPU only); "
+                        "likelihoods and evaluations are always computed in fp32")
 
 
 def add_overrides(p: argparse.ArgumentParser) -> None:

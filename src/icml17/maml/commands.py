@@ -32,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = shell.training_overrides(args, forbidden={"preset": "choose the preset with --preset"})
     cfg = override_config(get_preset(args.preset), overrides)
     run_dir = _run_dir(args, cfg.preset)
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
     shell.say(f"{cfg.preset}: {result.steps_done}/{cfg.iterations} iterations in {run_dir} "
@@ -45,7 +45,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.weights and args.run_dir:
         raise shell.ConfigError("give either --weights NAME or --run-dir DIR, not both")
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     episodes = load_episodes(args.episodes) if args.episodes else None
     if args.record and episodes is not None:
         raise shell.ConfigError("--record writes the protocol's records; it is not available with --episodes")
@@ -72,7 +72,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from icml17.maml.baselines import run_baseline
 
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"baselines/{args.kind}")
     paths = run_baseline(args.kind, args.shots, shell.check_run_dir(run_dir), iterations=args.iterations,
                          seed=args.seed, record_dir=args.record, command=shell.command_line(args),
@@ -112,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shell.add_run_dir(t, SYSTEM)
     shell.add_data_dir(t)
     shell.add_overrides(t)
-    shell.add_threads(t)
+    shell.add_compute(t)
     shell.add_training(t)
     t.set_defaults(func=cmd_train)
 
@@ -133,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--steps", type=shell.non_negative_int, help="inner steps at test (default: the preset's, 10)")
     e.add_argument("--split", default="test", choices=("val", "test"))
     shell.add_record(e, "a directory, e.g. results/maml: one <experiment>.json per reported step count")
-    shell.add_threads(e)
+    shell.add_compute(e)
     e.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("baseline", help="sinusoid baselines: pretrained + fine-tuned, or oracle")
@@ -145,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     b.add_argument("--no-resume", action="store_true",
                    help=f"start over; the old checkpoint and log are moved to RUN_DIR/{shell.PREVIOUS_DIR}/")
     shell.add_record(b, "a directory, e.g. results/maml")
-    shell.add_threads(b)
+    shell.add_compute(b)
     shell.add_progress(b)
     b.set_defaults(func=cmd_baseline)
 

@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace, cfg, train) -> int:
     """Train ``cfg`` with ``train`` (the image or the video loop) into --run-dir or the default run directory."""
     run_dir = args.run_dir if args.run_dir is not None else shell.default_run_dir(SYSTEM, cfg.experiment)
     shell.check_run_dir(run_dir)
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
     shell.say(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
@@ -81,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from icml17.pixelcnn.evaluate import evaluate_splits, write_result
 
     trained = _trained(args)
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     splits = list(dict.fromkeys(args.splits))
     ev, by_split = evaluate_splits(trained, args.data_dir, args.n_eval, splits)
     print(json.dumps({"experiment": args.name or trained.cfg.experiment, "steps": trained.iterations,
@@ -98,7 +98,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from icml17.pixelcnn.plots import sample_and_plot
 
     trained = _trained(args)
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     out = args.out or (Path("runs") / SYSTEM / "samples" / args.weights if args.weights else _run_dir(args) / "samples")
     print(json.dumps(sample_and_plot(trained, args.data_dir, out, n=args.samples, temperature=args.temperature,
                                      seed=args.seed)))
@@ -143,7 +143,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     from icml17.pixelcnn.video.evaluate import evaluate, load_run, write_result
 
     trained = load_run(_video_run_dir(args))
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     ev = evaluate(trained, args.data_dir, args.n_eval)
     print(json.dumps({"experiment": args.name or trained.cfg.experiment, "steps": trained.iterations,
                       **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()
@@ -164,7 +164,7 @@ def cmd_video_sample(args: argparse.Namespace) -> int:
     if args.sampler is not None and trained.cfg.model != "vpn":
         raise shell.ConfigError(f"--sampler chooses how the O(TN) vpn model is sampled; {trained.cfg.model} samples "
                                 f"each frame in a fixed number of evaluations: drop --sampler")
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     videos = load_video_split(trained.cfg, args.data_dir, args.split, args.samples)
     out = args.out or run_dir / "samples"
     print(json.dumps(sample_and_plot(trained.model, videos, out, n=args.samples, seed=args.seed,
@@ -182,7 +182,7 @@ def _video_model_args(p: argparse.ArgumentParser, required_preset: bool) -> None
                    help="o_t, o_tlogn (ours), convlstm (O(T) baseline), vpn (O(TN) baseline); default o_t")
     shell.add_run_dir(p, SYSTEM, what="video-<model>[-64|-tiny]")
     shell.add_data_dir(p)
-    shell.add_threads(p)
+    shell.add_compute(p)
 
 
 def _register_video(sub: argparse._SubParsersAction) -> None:
@@ -227,7 +227,7 @@ def _trained_args(p: argparse.ArgumentParser) -> None:
     _model_args(p, required_preset=False)
     p.add_argument("--weights", metavar="NAME", help="use shipped weights instead of a run (see icml17.weights)")
     shell.add_data_dir(p)
-    shell.add_threads(p)
+    shell.add_compute(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -238,7 +238,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_args(t, required_preset=True)
     shell.add_data_dir(t)
     shell.add_overrides(t)
-    shell.add_threads(t)
+    shell.add_compute(t)
     shell.add_training(t)
     t.set_defaults(func=cmd_train)
 

@@ -47,7 +47,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.state is not None and args.factory is None:
         raise shell.ConfigError("--state holds the weights of a --factory network; the other sources carry their "
                                 "own: drop --state")
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     if args.data is not None:
         x, y = load_npz(args.data)
         dataset = f"{args.data} [{len(y)}]"
@@ -93,7 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from icml17.sharpness.evaluate import evaluate
 
     trained = _trained(args)
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     out = evaluate(trained, args.data_dir, dtype=_dtype(args.dtype))
     print(json.dumps({"weights": trained.weights, "run": None if trained.weights else str(args.run_dir),
                       "model": trained.cfg.model, "train_batch_size": trained.cfg.batch_size,
@@ -106,7 +106,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from icml17.sharpness.reproductions import reproduce
 
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     # --quick runs tiny sizes for tests: its records never land among the results unless asked for by --record
     record = args.record or (args.run_dir / "quick-records" if args.quick else Path("results/sharpness"))
     figures = reproduce(args.which, record, args.data_dir, args.run_dir, quick=args.quick,
@@ -169,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="measure T_alpha = (a, 1, ..., 1/a) of the model (a > 0)")
     m.add_argument("--probes", type=shell.positive_int, default=64)
     m.add_argument("--seed", type=int, default=0)
-    shell.add_threads(m)
+    shell.add_compute(m)
     m.add_argument("--out", type=shell.output_file, default=None, help="also write the JSON here")
     m.set_defaults(func=cmd_measure)
 
@@ -177,7 +177,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _source(e, preset=False)
     shell.add_data_dir(e)
     e.add_argument("--dtype", choices=DTYPES, default="float32")
-    shell.add_threads(e)
+    shell.add_compute(e)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("reproduce", help="the paper's reparametrization experiments on MNIST subsets")
@@ -188,7 +188,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training cache (default runs/sharpness)")
     r.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
     r.add_argument("--seed", type=int, default=0)
-    shell.add_threads(r)
+    shell.add_compute(r)
     r.set_defaults(func=cmd_reproduce)
 
     x = sub.add_parser("export", help="write a training run's weights into the package's shipped weights")

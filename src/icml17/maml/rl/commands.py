@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                           "mode": "choose the mode with --mode"})
     cfg = override_config(get_preset(args.preset, args.mode), overrides)
     run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, cfg.experiment))
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     result = train(cfg, run_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
     shell.say(f"{cfg.experiment}: {result.steps_done}/{cfg.iterations} meta-iterations in {run_dir} "
@@ -60,7 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         write_result_record,
     )
 
-    shell.apply_threads(args.threads)
+    device = shell.apply_compute(args)
     run_dir = None
     if args.method == "random":
         if args.run_dir is not None:
@@ -123,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="maml (default); pretrained: one policy for all tasks; oracle: the task in the observation")
     shell.add_run_dir(t, SYSTEM, what="<preset>[-<mode>]")
     shell.add_overrides(t)
-    shell.add_threads(t)
+    shell.add_compute(t)
     shell.add_training(t)
     t.set_defaults(func=cmd_train)
 
@@ -156,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shell.add_record(e, "a directory, e.g. results/maml-rl: writes <preset>[-<method>].json")
     e.add_argument("--name", default=None, help="the record's experiment name (default <preset>[-<method>]); name "
                    "variants such as a longer run apart from the preset's")
-    shell.add_threads(e)
+    shell.add_compute(e)
     e.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plots", help="return versus gradient steps (Figure 5); 2D-navigation paths (Figure 4)")
