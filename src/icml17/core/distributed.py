@@ -50,7 +50,8 @@ _CONTEXT = Context()
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True in a process started by torchrun (even alone: one process on one GPU still joins NCCL)."""
+    return "MASTER_ADDR" in os.environ and "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def setup(backend: str | None = None) -> Context:
