@@ -33,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from icml17.core.device import DeviceError, generator, resolve, synchronize
 from icml17.core.results import environment, load_average, write_record
 from icml17.pixelcnn.video import VideoModel, sample_video
 
@@ -45,7 +46,7 @@ BOUNDED_BY = ("on a CPU both VPN samplers do O(N) network work per frame; cachin
               "per frame over ours; on a GPU a whole-frame step costs about as much as a one-pixel step")
 
 
-def inputs(batch: int, size: int, frames: int, device: str):
+def inputs(batch: int, size: int, frames: int, device: torch.device):
     g = torch.Generator().manual_seed(0)
     ctx = torch.randint(0, 256, (batch, 2, 1, size, size), generator=g)
     a = torch.randint(-1, 2, (batch, frames, 5), generator=g).float()
@@ -53,21 +54,15 @@ def inputs(batch: int, size: int, frames: int, device: str):
     return ctx.to(device), a.to(device), s.to(device)
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed_sampling(model, ctx, a, s, n_frames: int, seed: int, device: str, sampler: str = "cached"):
-    sync(device)
+def timed_sampling(model, ctx, a, s, n_frames: int, seed: int, device: torch.device, sampler: str = "cached"):
+    synchronize(device)
     t0 = time.perf_counter()
-    out = sample_video(model, ctx, a, s, n_frames, generator=torch.Generator(device).manual_seed(seed),
-                       sampler=sampler)
-    sync(device)
+    out = sample_video(model, ctx, a, s, n_frames, generator=generator(device, seed), sampler=sampler)
+    synchronize(device)
     return out, (time.perf_counter() - t0) / n_frames
 
 
-def time_batch(batch: int, args, dev: str, vpn_frames: int) -> list[dict]:
+def time_batch(batch: int, args, dev: torch.device, vpn_frames: int) -> list[dict]:
     """Every model at one batch size, in one pass: the cases of the record."""
     total = 2 + args.frames
     ctx, a, s = inputs(batch, args.size, total, dev)
@@ -78,14 +73,14 @@ def time_batch(batch: int, args, dev: str, vpn_frames: int) -> list[dict]:
     ours = {}
     for kind in ("o_t", "o_tlogn", "convlstm"):
         model = build(kind)
-        sample_video(model, ctx, a, s, 1, generator=torch.Generator(dev).manual_seed(0))  # warm-up
+        sample_video(model, ctx, a, s, 1, generator=generator(dev, 0))  # warm-up
         runs = [timed_sampling(model, ctx, a, s, args.frames, 1, dev) for _ in range(1 if args.quick else 3)]
         ours[kind] = (statistics.median(sec for _, sec in runs), runs[0][0].evaluations[0])
         print(json.dumps({"batch": batch, "model": kind, "s_per_frame": round(ours[kind][0], 4),
                           "evaluations_per_frame": ours[kind][1]}), flush=True)
 
     vpn = build("vpn")
-    sample_video(vpn, ctx, a, s, 1, generator=torch.Generator(dev).manual_seed(0))  # warm-up (cached)
+    sample_video(vpn, ctx, a, s, 1, generator=generator(dev, 0))  # warm-up (cached)
     cached, cached_s = timed_sampling(vpn, ctx, a, s, vpn_frames, 2, dev, "cached")
     print(json.dumps({"batch": batch, "model": "vpn cached", "s_per_frame": round(cached_s, 3)}), flush=True)
     windowed, windowed_s = timed_sampling(vpn, ctx, a, s, vpn_frames, 2, dev, "windowed")
@@ -121,13 +116,16 @@ def main() -> int:
     parser.add_argument("--vpn-frames", type=int, default=None, help="VPN frames timed per sampler (default 1 "
                         "with --quick, else 2)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "pixelcnn-video-sampling.json"))
     args = parser.parse_args()
     if any(b < 1 for b in args.batches):
         parser.error(f"--batches must be positive, got {args.batches}")
     torch.set_num_threads(args.threads)
-    dev = args.device
+    try:
+        dev = resolve(args.device)
+    except DeviceError as e:  # a device that is not here: one line, before any work
+        parser.error(str(e))
     vpn_frames = args.vpn_frames or (1 if args.quick else 2)
     load_start = load_average()
     cases = [case for batch in args.batches for case in time_batch(batch, args, dev, vpn_frames)]
@@ -139,13 +137,13 @@ def main() -> int:
         "frame_size": args.size, "generated_frames": args.frames, "context_frames": 2, "batches": args.batches,
         "batch_note": "the paper's Table 4 gives seconds per frame 'averaged over 5 videos' without a batch size: "
                       "batch 1 samples one video at a time, batch 5 all five at once; both are recorded",
-        "width": args.hidden, "depth": args.layers, "device": dev,
+        "width": args.hidden, "depth": args.layers, "device": str(dev),
         "weights": "untrained (random init): evaluation counts and their cost do not depend on the weights",
         "o_tn_timing": {"frames_timed_end_to_end_per_sampler": vpn_frames,
                         "extrapolation": f"over frames only: the per-frame time of {vpn_frames} full frame(s) "
                                          f"stands for each of the {args.frames}",
                         "cached_equals_windowed": True,
-                        "bounded_by": BOUNDED_BY if dev == "cpu" else "not profiled on this device"},
+                        "bounded_by": BOUNDED_BY if dev.type == "cpu" else "not profiled on this device"},
         "ours_timing": f"all {args.frames} frames, median of {1 if args.quick else 3} runs",
         "paper_s_per_frame": PAPER_S_PER_FRAME, "paper_source": "Reed et al. 2017, Table 4 (Quadro M4000 GPU)",
         "load_average_start": load_start, "cases": cases})

@@ -156,6 +156,7 @@ def test_transfers_are_legal_and_counted():
         assert mode.transfers_to_cpu == 0
         assert w.sum().item() == 6.0 and w.cpu().tolist() == [0.0, 1.0, 2.0, 3.0]
         assert mode.transfers_to_cpu == 2
+        assert w.tolist() == [0.0, 1.0, 2.0, 3.0] and mode.transfers_to_cpu == 3
         buf = torch.empty(4, device=STAND_IN)
         buf.copy_(torch.ones(4))  # copy_ between devices is a transfer, not a mix
         assert values(buf).tolist() == [1.0] * 4

@@ -58,9 +58,17 @@ class _Elsewhere(torch.Tensor):
     def __repr__(self) -> str:
         return f"StandIn({self.inner!r})"
 
+    def tolist(self):  # torch refuses tolist() on subclasses; on a GPU it is one copy to the host
+        if _ACTIVE:
+            _ACTIVE[-1].transfers_to_cpu += 1
+        return self.inner.tolist()
+
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         raise WrongDeviceError(f"{func} used a stand-in tensor outside stand_in_device(); keep the work inside it")
+
+
+_ACTIVE: list["StandInDevice"] = []  # the modes in force (innermost last), for the methods that bypass dispatch
 
 
 def _on_stand_in(device) -> bool:
@@ -186,10 +194,12 @@ def stand_in_device() -> Iterator[StandInDevice]:
 
     torch.Generator, torch.tensor, torch.as_tensor = generator, tensor, as_tensor
     torch.Tensor.new_tensor = new_tensor
+    _ACTIVE.append(mode)
     try:
         with mode:
             yield mode
     finally:
+        _ACTIVE.remove(mode)
         torch.Generator, torch.tensor, torch.as_tensor = real_generator, real_tensor, real_as_tensor
         torch.Tensor.new_tensor = real_new_tensor
 

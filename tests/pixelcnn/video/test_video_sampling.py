@@ -1,4 +1,5 @@
-"""Video sampling: reproducible per seed, the VPN's two samplers draw the same frames, evaluation counts."""
+"""Video sampling: reproducible per seed, the VPN's two samplers draw the same frames, evaluation counts. (Every
+sampler on another device than the CPU: ``test_device.py``.)"""
 
 from __future__ import annotations
 
@@ -50,18 +51,3 @@ def test_sampling_refuses_bad_requests():
     with pytest.raises(UserError, match="sampler"):
         sample_video(model, ctx, a, s, 1, sampler="fast")
 
-
-@pytest.mark.parametrize("kind, sampler", [("o_t", "cached"), ("o_tlogn", "cached"), ("convlstm", "cached"),
-                                           ("vpn", "cached"), ("vpn", "windowed")])
-def test_sampling_makes_every_tensor_on_the_model_device(kind, sampler):
-    """No tensor is created on the default device: with the default moved to ``meta``, any tensor made without an
-    explicit device would meet the CPU model and fail. This is what breaks ``--device cuda`` runs, caught here
-    without a GPU."""
-    model, ctx, a, s = model_and_inputs(kind)
-    expected = sample_video(model, ctx, a, s, 2, generator=torch.Generator().manual_seed(3), sampler=sampler)
-    torch.set_default_device("meta")
-    try:
-        got = sample_video(model, ctx, a, s, 2, generator=torch.Generator().manual_seed(3), sampler=sampler)
-    finally:
-        torch.set_default_device("cpu")
-    assert got.frames.device.type == "cpu" and torch.equal(got.frames, expected.frames)

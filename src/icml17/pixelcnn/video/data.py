@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from icml17.core.device import pin, to_device
 from icml17.data import load_digits_fallback
 from icml17.data.moving_mnist import (
     MovingMnist,
@@ -32,6 +33,11 @@ class VideoSplit:
 
     def take(self, idx: Tensor | slice) -> VideoSplit:
         return VideoSplit(self.frames[idx], self.actions[idx], self.states[idx])
+
+    def to(self, device: torch.device | str) -> VideoSplit:
+        """The split on ``device`` in one pass (from pinned memory, asynchronously, to a GPU)."""
+        parts = [pin(t, device) if t.device.type == "cpu" else t for t in (self.frames, self.actions, self.states)]
+        return VideoSplit(*to_device(parts, device))
 
 
 def load_video_split(cfg: VideoConfig, data_dir: str | Path | None, split: str, n: int | None = None) -> VideoSplit:

@@ -76,9 +76,10 @@ class GroupFrame(_FrameBase):
             GroupNet(g - 1, n_channels, self.head, "a", hidden, resnet_blocks, 1, 1, 3, 0, hidden)
             for g in (1, 2, 3, 4))
 
-    def coords(self, g: int) -> tuple[Tensor, Tensor]:
+    def coords(self, g: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        """(K, K) full-resolution rows and columns of group ``g``'s pixels, on ``device``."""
         dr, dc = GROUP_OFFSETS[g]
-        i = torch.arange(self.image_size // 2)
+        i = torch.arange(self.image_size // 2, device=device)
         return torch.meshgrid(2 * i + dr, 2 * i + dc, indexing="ij")
 
     def _prev(self, v: Tensor, g: int) -> Tensor:
@@ -96,7 +97,7 @@ class GroupFrame(_FrameBase):
         """Four factors, in parallel from the whole frame ``v`` (B, C, S, S) in [-1, 1]."""
         _, cmap = self.encode_context(context, v.shape[0])
         return [Factor(f"group{g}", self.groups[g - 1].params(self.features(g, self._prev(v, g), cmap),
-                                                              group_view(v, g)), *self.coords(g))
+                                                              group_view(v, g)), *self.coords(g, v.device))
                 for g in (1, 2, 3, 4)]
 
     @torch.no_grad()

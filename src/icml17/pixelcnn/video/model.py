@@ -94,9 +94,11 @@ class VideoModel(nn.Module):
         if integer:
             if frames.is_floating_point() or frames.dtype == torch.bool:
                 raise ConfigError(f"frames must hold integer levels in [0, {self.levels}), got {frames.dtype}")
-            if frames.numel() and (int(frames.min()) < 0 or int(frames.max()) >= self.levels):
-                raise ConfigError(f"frame values must lie in [0, {self.levels}) ({int(math.log2(self.levels))}-bit):"
-                                  f" quantize them first, got [{int(frames.min())}, {int(frames.max())}]")
+            if frames.numel():
+                lo, hi = torch.stack(torch.aminmax(frames)).cpu().tolist()  # one copy to the host
+                if lo < 0 or hi >= self.levels:
+                    raise ConfigError(f"frame values must lie in [0, {self.levels}) "
+                                      f"({int(math.log2(self.levels))}-bit): quantize them first, got [{lo}, {hi}]")
         for name, vec in (("actions", actions), ("states", states)):
             if not isinstance(vec, Tensor) or vec.dim() != 3 or vec.shape[0] != b or vec.shape[2] != a:
                 got = tuple(vec.shape) if isinstance(vec, Tensor) else type(vec).__name__
@@ -104,6 +106,11 @@ class VideoModel(nn.Module):
                                   f"step), got {got}")
             if vec.shape[1] < t - 1:
                 raise ConfigError(f"{name} cover {vec.shape[1]} steps; {t} frames need at least {t - 1}")
+        device = next(self.parameters()).device
+        for name, x in (("frames", frames), ("actions", actions), ("states", states)):
+            if x.device != device:
+                raise ConfigError(f"{name} are on {x.device}, the model on {device}: move them with "
+                                  f".to({str(device)!r}) (VideoSplit.to does all three)")
 
     def context_maps(self, v: Tensor, actions: Tensor, states: Tensor) -> Tensor:
         """v (B, T, C, S, S) in [-1, 1] -> maps (B, T - 1, F, S/2, S/2): map t - 1 is frame t's context."""

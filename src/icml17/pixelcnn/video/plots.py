@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icml17.core.device import generator
 from icml17.core.report import image_grid
 from icml17.pixelcnn.video.data import VideoSplit
 from icml17.pixelcnn.video.sampling import sample_video
@@ -47,13 +48,14 @@ def animation(truth: np.ndarray, sample: np.ndarray, path: Path, ms_per_frame: i
 
 def sample_and_plot(model, videos: VideoSplit, out: Path, *, n: int = 4, seed: int = 0, temperature: float = 1.0,
                     sampler: str = "cached") -> dict:
-    """Continue the first ``n`` videos from their context frames; write ``strip.png`` and ``continuation.gif``.
-    Returns the paths, the evaluations per frame and the seconds per frame."""
+    """Continue the first ``n`` videos from their context frames on the model's device (noise from a generator
+    there, seeded by ``seed``); write ``strip.png`` and ``continuation.gif``. Returns the paths, the evaluations
+    per frame and the seconds per frame."""
     v = videos.take(slice(0, n))
     n_ctx, t = model.context_frames, v.frames.shape[1]
-    smp = sample_video(model, v.frames[:, :n_ctx], v.actions, v.states, t - n_ctx, temperature,
-                       torch.Generator().manual_seed(seed), sampler)
-    truth, ours = to_uint8(v.frames, model.levels), to_uint8(smp.frames, model.levels)
+    gen = generator(next(model.parameters()).device, seed)
+    smp = sample_video(model, v.frames[:, :n_ctx], v.actions, v.states, t - n_ctx, temperature, gen, sampler)
+    truth, ours = to_uint8(v.frames.cpu(), model.levels), to_uint8(smp.frames.cpu(), model.levels)
     out = Path(out)
     return {"strip": str(frame_strip(truth, ours, n_ctx, out / "strip.png")),
             "gif": str(animation(truth, ours, out / "continuation.gif")),

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from icml17.core.config import ConfigError
+from icml17.core.device import synchronize
 from icml17.pixelcnn.heads import to_unit
 
 SAMPLERS = ("cached", "windowed")
@@ -34,7 +35,10 @@ def sample_video(model, context: Tensor, actions: Tensor, states: Tensor, n_fram
                  temperature: float = 1.0, generator: torch.Generator | None = None,
                  sampler: str = "cached") -> VideoSamples:
     """Continue integer ``context`` frames (B, n_ctx, C, S, S) by ``n_frames`` frames, given ``actions`` and
-    ``states`` (B, >= n_ctx + n_frames - 1, A) (step t's vectors enter the encoder with frame t)."""
+    ``states`` (B, >= n_ctx + n_frames - 1, A) (step t's vectors enter the encoder with frame t).
+
+    Runs on the model's device (the inputs are moved there once); ``generator``, when given, must be a generator
+    of that device (:func:`icml17.core.device.generator`). The frames come back on the model's device."""
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if n_frames < 1:
@@ -45,6 +49,8 @@ def sample_video(model, context: Tensor, actions: Tensor, states: Tensor, n_fram
     if isinstance(context, Tensor) and context.dim() == 5 and context.shape[1] != n_ctx:
         raise ConfigError(f"the model continues {n_ctx} context frames; got {context.shape[1]}: pass exactly "
                           f"frames[:, :{n_ctx}]")
+    device = next(model.parameters()).device
+    context, actions, states = (x.to(device) if isinstance(x, Tensor) else x for x in (context, actions, states))
     model.check_inputs(context, actions, states, min_frames=n_ctx)
     if actions.shape[1] < n_ctx + n_frames - 1:
         raise ConfigError(f"{n_frames} new frames after {n_ctx} context frames need actions and states for "
@@ -64,6 +70,7 @@ def sample_video(model, context: Tensor, actions: Tensor, states: Tensor, n_fram
         smp = model.frame.sample(len(context), h, temperature, generator, **kwargs)
         frames.append(smp.images)
         out.evaluations.append(smp.evaluations + 1)  # + the encoder step
+        synchronize(device)  # a GPU's queued work belongs to this frame's time
         out.seconds.append(time.perf_counter() - t0)
     out.frames = torch.stack(frames, dim=1)
     return out
