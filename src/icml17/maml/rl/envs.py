@@ -15,7 +15,19 @@ had to learn a 10x smaller spread to stop at the goal, and 100 meta-iterations f
 
 Locomotion runs gymnasium's v5 MuJoCo models (``HalfCheetah-v5``, ``Ant-v5``; MuJoCo from its wheel) with
 gymnasium's own dynamics, observations and reset noise, stepped through each environment's unwrapped core
-(``do_simulation`` with the v5 frame skip) in a tight loop, our own 200-step time limit replacing the wrappers.
+(``do_simulation`` with the configured frame skip) in a tight loop, our own 200-step time limit (the reference's
+``max_path_length = 200``) replacing the wrappers.
+
+Control interval (``frame_skip``): one action lasts ``model.opt.timestep x frame_skip`` seconds of simulated time.
+Both v5 models have a 0.01 s timestep and gymnasium's default frame skip is 5 (0.05 s per action). The reference's
+rllab models step once per action (rllab's ``MujocoEnv`` reads a ``frame_skip`` numeric from the model file and
+neither ``half_cheetah.xml`` nor ``ant.xml`` has one): ``half_cheetah.xml`` has a 0.01 s timestep, ``ant.xml``
+0.02 s (RK4). :data:`REFERENCE_FRAME_SKIP` (cheetah 1, ant 2) reproduces those intervals on the v5 models (the ant
+as two 0.01 s RK4 substeps where rllab took one 0.02 s step); ``"v5"`` keeps gymnasium's default (5 substeps,
+0.05 s), under which every locomotion record made before this option existed (issue 28) was made. A 200-step
+episode is 2 s (cheetah) or 4 s (ant) of simulated time at the reference's interval, 10 s at v5's. Velocities are
+finite differences over one control step, divided by that step's duration (``env.dt``).
+
 The reward is recomputed from the x-velocity as the reference (rllab-based) code does:
 
 - cheetah goal velocity: ``-|v_x - v_goal| - 0.05 |a|^2`` (v_goal ~ U[0, 2]); direction: ``d v_x - 0.05 |a|^2``,
@@ -44,10 +56,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from icml17.core.config import ConfigError
 from icml17.core.errors import UserError
 
 ENVS = ("point-nav", "cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir")
 MUJOCO_IDS = {"cheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
+# Simulator substeps per action. "v5": gymnasium's own default (V5_FRAME_SKIP substeps of 0.01 s = 0.05 s per action);
+# REFERENCE_FRAME_SKIP gives the reference's control interval on the v5 models' 0.01 s timestep: rllab's
+# half_cheetah.xml steps 0.01 s per action, its ant.xml 0.02 s (timestep 0.01 / 0.02, no frame_skip numeric, so
+# rllab's MujocoEnv steps once per action; cbfinn/maml_rl vendor/mujoco_models, rllab/envs/mujoco/mujoco_env.py)
+V5 = "v5"
+V5_FRAME_SKIP = 5
+REFERENCE_FRAME_SKIP = {"cheetah": 1, "ant": 2}
 RL_EXTRA_HINT = 'pip install -e ".[rl]"  (or pip install "gymnasium[mujoco]>=1.0,<2")'
 
 
@@ -142,9 +162,33 @@ def _warn_once(message: str) -> None:
     warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
 
 
-def make_core_env(robot: str):
-    """gymnasium's v5 environment of ``robot`` ('cheetah' or 'ant'), unwrapped (no time-limit or checker
-    wrappers: we step its core and keep our own horizon)."""
+def resolve_frame_skip(frame_skip: int | str = V5) -> int:
+    """The number of simulator substeps per action of config value ``frame_skip``: ``"v5"`` (gymnasium's default,
+    5) or a positive integer. Anything else is a :class:`ConfigError` naming the key."""
+    if frame_skip == V5:
+        return V5_FRAME_SKIP
+    if isinstance(frame_skip, (int, np.integer)) and not isinstance(frame_skip, bool) and frame_skip >= 1:
+        return int(frame_skip)
+    raise ConfigError(f"frame_skip must be 'v5' (gymnasium's default, 0.05 s per action) or an integer >= 1, got "
+                      f"{frame_skip!r} (--set frame_skip=v5)")
+
+
+def check_frame_skip(name: str, frame_skip: int | str) -> None:
+    """``frame_skip`` valid for environment ``name``: any valid value for MuJoCo; 2D navigation has no simulator,
+    so only the default ``"v5"`` (unused) is accepted there."""
+    check_env_name(name)
+    if name == "point-nav":
+        if frame_skip != V5:
+            raise ConfigError(f"frame_skip applies to the MuJoCo environments only; point-nav has no simulator "
+                              f"substeps (got {frame_skip!r}; drop --set frame_skip)")
+        return
+    resolve_frame_skip(frame_skip)
+
+
+def make_core_env(robot: str, frame_skip: int | str = V5):
+    """gymnasium's v5 environment of ``robot`` ('cheetah' or 'ant') at ``frame_skip`` substeps per action,
+    unwrapped (no time-limit or checker wrappers: we step its core and keep our own horizon)."""
+    skip = resolve_frame_skip(frame_skip)
     gym = _import_gymnasium()
     import mujoco
 
@@ -152,26 +196,31 @@ def make_core_env(robot: str):
     # through Python's warnings it is shown once
     if mujoco.get_mju_user_warning() is None:
         mujoco.set_mju_user_warning(_warn_once)
-    return gym.make(MUJOCO_IDS[robot]).unwrapped
+    return gym.make(MUJOCO_IDS[robot], frame_skip=skip).unwrapped
 
 
 class Locomotion:
     """``n`` gymnasium v5 cheetahs or ants, each with its own task (goal velocity or direction), stepped in
-    one tight loop over their MuJoCo cores. Environments are created once and reused across resets."""
+    one tight loop over their MuJoCo cores, ``frame_skip`` simulator substeps per action (``dt`` seconds).
+    Environments are created once and reused across resets (a ``pool`` of another frame skip is not reused)."""
 
-    HORIZON = 200
+    HORIZON = 200  # the reference's max_path_length for both robots (cluster_maml_trpo_*.py, test_maml_*.py)
 
-    def __init__(self, name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None):
+    def __init__(self, name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None,
+                 frame_skip: int | str = V5):
         check_env_name(name)
+        check_frame_skip(name, frame_skip)
         self.robot, self.kind = name.split("-")
+        self.frame_skip = resolve_frame_skip(frame_skip)
         self.tasks = np.asarray(tasks, dtype=np.float64).reshape(-1)
         self.n = len(self.tasks)
         self.oracle = oracle
-        self.envs = pool[:self.n] if pool is not None and len(pool) >= self.n else \
-            [make_core_env(self.robot) for _ in range(self.n)]
+        reuse = pool is not None and len(pool) >= self.n and all(e.frame_skip == self.frame_skip for e in pool)
+        self.envs = pool[:self.n] if reuse else [make_core_env(self.robot, self.frame_skip) for _ in range(self.n)]
         self.low = self.envs[0].action_space.low
         self.high = self.envs[0].action_space.high
-        self.dt = self.envs[0].dt
+        # seconds of simulated time per action: the model's timestep x the frame skip (gymnasium's own dt)
+        self.dt = self.envs[0].model.opt.timestep * self.frame_skip
         self.torso = self.envs[0].model.body("torso").id
 
     @staticmethod
@@ -196,18 +245,19 @@ class Locomotion:
         obs = np.stack([self.envs[i].reset(seed=int(s))[0] for i, s in zip(index, seeds)])
         return np.concatenate([obs, self.tasks[index, None]], 1) if self.oracle else obs
 
-    @classmethod
-    def move(cls, actions: np.ndarray) -> np.ndarray:
-        """The displacement of policy actions: [-1, 1] scaled onto the action box, clipped (rllab's normalize)."""
-        return cls.ACTION_LIMIT * np.clip(actions, -1.0, 1.0)
+    def move(self, actions: np.ndarray) -> np.ndarray:
+        """The controls of policy actions (n, act_dim): clipped to the model's action box. rllab's ``normalize``
+        maps [-1, 1] onto the box and clips; both v5 boxes are [-1, 1] (the ant's torque scale of 150 is the
+        motors' gear, where rllab's ant.xml had ctrlrange +-150), so the map is the identity and the clip remains."""
+        return np.clip(actions, self.low, self.high)
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Advance the active copies by one control step: observations (n, d), rewards (n,), done (n,).
-        Inactive copies (already done) are not simulated; their rows are zeros."""
+        """Advance the active copies by one control step (``dt`` seconds): observations (n, d), rewards (n,),
+        done (n,). Inactive copies (already done) are not simulated; their rows are zeros."""
         n = self.n
         active = np.ones(n, bool) if active is None else active
-        actions = np.clip(actions, self.low, self.high)
+        actions = self.move(actions)
         obs = None
         x_velocity = np.zeros(n)
         contact = np.zeros(n)
@@ -216,7 +266,7 @@ class Locomotion:
         if self.robot == "cheetah":
             import mujoco
 
-            model, skip, nq = self.envs[0].model, self.envs[0].frame_skip, self.envs[0].model.nq
+            model, skip, nq = self.envs[0].model, self.frame_skip, self.envs[0].model.nq
             for i in np.flatnonzero(active):
                 data = self.envs[i].data
                 x_before = data.qpos[0]
@@ -231,7 +281,7 @@ class Locomotion:
             for i in np.flatnonzero(active):
                 env = self.envs[i]
                 x_before = self._x(env)
-                env._step_mujoco_simulation(actions[i], env.frame_skip)  # do_simulation, sans shape check
+                env._step_mujoco_simulation(actions[i], self.frame_skip)  # do_simulation, sans shape check
                 x_velocity[i] = (self._x(env) - x_before) / self.dt
                 obs[i] = o = env._get_obs()
                 contact[i] = np.square(np.clip(env.data.cfrc_ext, -1.0, 1.0)).sum()
@@ -247,12 +297,14 @@ class Locomotion:
         return self._with_task(obs), np.where(active, reward, 0.0), done
 
 
-def make_env(name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None):
-    """The batched environment for ``tasks`` (one row per copy)."""
-    check_env_name(name)
+def make_env(name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None,
+             frame_skip: int | str = V5):
+    """The batched environment for ``tasks`` (one row per copy); MuJoCo ones at ``frame_skip`` substeps per
+    action (``"v5"``: gymnasium's default; the presets use :data:`REFERENCE_FRAME_SKIP`)."""
+    check_frame_skip(name, frame_skip)
     if name == "point-nav":
         return PointNav(tasks, oracle)
-    return Locomotion(name, tasks, oracle, pool)
+    return Locomotion(name, tasks, oracle, pool, frame_skip)
 
 
 def env_spec(name: str, oracle: bool = False) -> EnvSpec:

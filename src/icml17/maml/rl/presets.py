@@ -19,6 +19,14 @@ trained (``--set init=xavier`` for rllab's), and full rollouts per task (``--set
 time-step batches: batches of the same make for the cheetah, whose paths always run to the horizon; for the ant, whose
 paths end when it falls, more and shorter paths, not measured here).
 
+Control interval (``frame_skip``, see :mod:`icml17.maml.rl.envs`): the locomotion presets run at the reference's,
+0.01 s per action for the cheetah (``frame_skip=1``) and 0.02 s for the ant (``frame_skip=2``), on the v5 models'
+0.01 s timestep, with the reference's 200-step horizon (2 s and 4 s of simulated time). ``--set frame_skip=v5``
+gives gymnasium's default, 0.05 s per action (10 s per episode), under which every locomotion record made before
+this field existed was trained and evaluated; it is also what a config without the field (an older checkpoint)
+means. Evaluation step sizes (:data:`LATER_STEP_FACTORS`): the first test-time step at the step size, later ones
+at the reference test script's fraction of it, 0.5 everywhere except ant forward/backward (0.01).
+
 ``mode`` selects what is trained: ``maml`` (meta-training through one inner step), ``pretrained`` (one policy
 trained by TRPO on all tasks, no inner step; fine-tuned at test time) and ``oracle`` (the task appended to the
 observation, no inner step). Random initialisation needs no training (see :mod:`icml17.maml.rl.evaluate`).
@@ -31,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 from icml17.core.config import ConfigError
-from icml17.maml.rl.envs import ENVS
+from icml17.maml.rl.envs import ENVS, REFERENCE_FRAME_SKIP, V5, check_frame_skip
 
 MODES = ("maml", "pretrained", "oracle")
 OUTER = ("trpo", "adam")
@@ -53,6 +61,21 @@ PAPER_RETURNS: dict[str, list[float] | None] = {
 }
 PAPER_ORACLE = {"point-nav": -2.3, "cheetah-vel": -54.5, "ant-vel": 107.9}
 
+# Test-time step sizes of the reference's test scripts (cbfinn/maml_rl maml_examples/test_maml_*.py): the first
+# gradient step at ``init_learning_rate`` (the step size), every later one at the GradientDescentOptimizer's
+# ``learning_rate``, which the scripts set to a fraction of it (rllab's FirstOrderOptimizer runs its init op once,
+# then its regular op): 0.5 in test_maml_point.py, test_maml_cheetah.py, test_maml_cheetah_direc.py and
+# test_maml_ant.py; 0.01 in test_maml_ant_direc.py ('learning_rate': 0.01*step_sizes[step_i]).
+LATER_STEP_FACTORS: dict[str, float] = {"point-nav": 0.5, "cheetah-vel": 0.5, "cheetah-dir": 0.5, "ant-vel": 0.5,
+                                        "ant-dir": 0.01}
+
+
+def later_step_factor(env: str) -> float:
+    """The fraction of the first test-time step size that the reference's test script used for later steps."""
+    if env not in LATER_STEP_FACTORS:
+        raise ConfigError(f"env {env!r} is not one of {', '.join(ENVS)}")
+    return LATER_STEP_FACTORS[env]
+
 
 @dataclass(frozen=True)
 class MAMLRLConfig:
@@ -67,6 +90,9 @@ class MAMLRLConfig:
     # copy per task restarting finished paths (the reference's sampler: more, shorter paths where goals are reached)
     batch: Literal["rollouts", "steps"] = "rollouts"
     horizon: int = 0              # 0 = the environment's (100 for point-nav, 200 for locomotion)
+    # MuJoCo substeps of 0.01 s per action: "v5" = gymnasium's default 5 (0.05 s; every run before this field, so
+    # also what a stored config without it means); the locomotion presets set the reference's (cheetah 1, ant 2)
+    frame_skip: int | Literal["v5"] = V5
     hidden: tuple[int, ...] = (100, 100)
     init: Literal["torch", "xavier"] = "torch"  # weights: PyTorch's default, or Glorot-uniform with zero biases (rllab)
     inner_lr: float = 0.1
@@ -118,6 +144,7 @@ class MAMLRLConfig:
             raise ConfigError(f"curvature {self.curvature!r} is not 'hessian' or 'fisher' (--set curvature=hessian)")
         if self.outer not in OUTER:
             raise ConfigError(f"outer {self.outer!r} is not one of {', '.join(OUTER)} (--set outer=trpo)")
+        check_frame_skip(self.env, self.frame_skip)
         if self.preset not in PRESETS and self.preset != "custom":
             raise ConfigError(f"preset {self.preset!r} is not a maml-rl preset; choose one of {', '.join(PRESETS)}")
         for name in ("meta_batch", "rollouts", "eval_rollouts", "eval_tasks", "cg_iters", "max_backtracks",
@@ -145,9 +172,11 @@ class MAMLRLConfig:
 
 def _locomotion(env: str, rollouts: int = 20) -> MAMLRLConfig:
     # curvature products on 10 of the 40 tasks, in Gauss-Newton form: the same matrix estimated on a quarter of
-    # the tasks, about 6x cheaper per product (160k post-update steps make exact full products the bottleneck)
+    # the tasks, about 6x cheaper per product (160k post-update steps make exact full products the bottleneck);
+    # the reference's control interval (cheetah 0.01 s, ant 0.02 s per action: envs.REFERENCE_FRAME_SKIP)
     return MAMLRLConfig(preset=env, env=env, meta_batch=40, rollouts=rollouts, iterations=500,
-                        eval_rollouts=rollouts, eval_every=50, checkpoint_every=5, hvp_tasks=10, curvature="fisher")
+                        eval_rollouts=rollouts, eval_every=50, checkpoint_every=5, hvp_tasks=10, curvature="fisher",
+                        frame_skip=REFERENCE_FRAME_SKIP[env.split("-")[0]])
 
 
 PRESETS: dict[str, MAMLRLConfig] = {
