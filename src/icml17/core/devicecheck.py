@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -196,7 +197,10 @@ def stand_in_device() -> Iterator[StandInDevice]:
     torch.Tensor.new_tensor = new_tensor
     _ACTIVE.append(mode)
     try:
-        with mode:
+        with mode, warnings.catch_warnings():
+            # load_state_dict into stand-in parameters warns that copying into a meta tensor does nothing; here
+            # the copy is real (the values live on the CPU), so the warning is wrong
+            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter.*")
             yield mode
     finally:
         _ACTIVE.remove(mode)

@@ -7,7 +7,9 @@
 * ``oracle``: the same network receiving amplitude and phase as extra inputs (x, A, phase) -> y; it needs no
   adaptation, so its test MSE is one number.
 
-Both train through ``run_loop`` (resumable) and evaluate on exactly the test tasks of ``maml eval``.
+Both train through ``run_loop`` (resumable) and evaluate on exactly the test tasks of ``maml eval``. Training takes
+a ``device`` (the network is initialised on the CPU and moved; tasks are drawn on the CPU and each step's batch
+moved once); evaluation follows the network's device.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from pathlib import Path
 
 import torch
 
+from icml17.core import device as devices
 from icml17.core.checkpoint import load_checkpoint
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.core.run import CHECKPOINT_FILE
 from icml17.core.results import write_record
 from icml17.core.stats import mean_ci95
 from icml17.data.sinusoid import sample_sinusoid_tasks
-from icml17.maml.engine import MAML
+from icml17.maml.engine import MAML, model_device
 from icml17.maml.evaluate import TEST_SEED
 from icml17.maml.losses import mse
 from icml17.maml.models import MLP
@@ -41,20 +44,27 @@ def oracle_inputs(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor)
     return torch.cat([x, amplitude.view(-1, 1, 1).expand_as(x), phase.view(-1, 1, 1).expand_as(x)], dim=-1)
 
 
-def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0,
-                   progress: bool = True, resume: bool = True) -> tuple[MLP, LoopResult]:
-    """Train the pretrained (1 input) or oracle (3 inputs) network with ``run_loop``."""
+def _moved(*tensors: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+    """CPU-drawn tensors on ``device`` (pinned, asynchronous copies to a GPU)."""
+    return [devices.to_device(devices.pin(t, device), device) for t in tensors]
+
+
+def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0, progress: bool = True,
+                   resume: bool = True, device: torch.device | str | None = None) -> tuple[MLP, LoopResult]:
+    """Train the pretrained (1 input) or oracle (3 inputs) network with ``run_loop`` on ``device`` (default CPU)."""
     if kind not in ("pretrained", "oracle"):
         raise ValueError(f"unknown baseline {kind!r}")
+    device = torch.device("cpu") if device is None else torch.device(device)
     torch.manual_seed(seed)
-    model = MLP(3 if kind == "oracle" else 1)
+    model = MLP(3 if kind == "oracle" else 1).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
 
     def step(_: int) -> dict[str, float]:
-        b = sample_sinusoid_tasks(BATCH_TASKS, BATCH_POINTS, 1, gen)
+        b = sample_sinusoid_tasks(BATCH_TASKS, BATCH_POINTS, 1, gen)  # drawn on the CPU: the same on every device
         x = oracle_inputs(b.support_x, b.info["amplitude"], b.info["phase"]) if kind == "oracle" else b.support_x
-        loss = mse(model(x), b.support_y)
+        x, y = _moved(x, b.support_y, device=device)
+        loss = mse(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -66,11 +76,11 @@ def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0,
     return model, result
 
 
-def load_baseline(run_dir: Path, kind: str) -> MLP:
-    """The trained network of a baseline run directory."""
+def load_baseline(run_dir: Path, kind: str, device: torch.device | str | None = None) -> MLP:
+    """The trained network of a baseline run directory (read on the CPU, moved to ``device``)."""
     model = MLP(3 if kind == "oracle" else 1)
     model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)["state"]["model"])
-    return model
+    return model if device is None else model.to(device)
 
 
 def finetune_curve(model: MLP, shots: int, lr: float, steps: int, split_seed: int, tasks: int) -> torch.Tensor:
@@ -87,13 +97,13 @@ def evaluate_pretrained(model: MLP, shots: int, steps: int = 10, tasks: int = 60
     """Tune the step size on validation tasks for each step count, then score the test tasks."""
     val = {lr: finetune_curve(model, shots, lr, steps, VALIDATION_SEED, 200).mean(0) for lr in STEP_SIZES}
     out = {"shots": shots, "steps": list(range(steps + 1)), "mean": [], "ci95": [], "step_size": [],
-           "validation": {str(lr): v.tolist() for lr, v in val.items()}}
+           "validation": {str(lr): v.cpu().tolist() for lr, v in val.items()}}
     test = {}
     for k in range(steps + 1):
         best = min(STEP_SIZES, key=lambda lr: val[lr][k].item())
         if best not in test:
             test[best] = finetune_curve(model, shots, best, steps, TEST_SEED, tasks)
-        m, c = mean_ci95(test[best][:, k].numpy())
+        m, c = mean_ci95(test[best][:, k].cpu().numpy())
         out["mean"].append(m)
         out["ci95"].append(c)
         out["step_size"].append(best)
@@ -101,14 +111,15 @@ def evaluate_pretrained(model: MLP, shots: int, steps: int = 10, tasks: int = 60
 
 
 def evaluate_oracle(model: MLP, tasks: int = 600) -> dict:
-    """Query MSE of the oracle on the test tasks (those of ``maml eval`` for sinusoid-k10)."""
+    """Query MSE of the oracle on the test tasks (those of ``maml eval`` for sinusoid-k10), on its device."""
     source = make_task_source(get_preset("sinusoid-k10"))
+    device = model_device(model)
     errors = []
     with torch.no_grad():
         for b in iter_tasks(source, "test", tasks, torch.Generator().manual_seed(TEST_SEED)):
-            pred = model(oracle_inputs(b.query_x, b.info["amplitude"], b.info["phase"]))
-            errors.append((pred - b.query_y).pow(2).mean(dim=(1, 2)))
-    m, c = mean_ci95(torch.cat(errors).numpy())
+            x, y = _moved(oracle_inputs(b.query_x, b.info["amplitude"], b.info["phase"]), b.query_y, device=device)
+            errors.append((model(x) - y).pow(2).mean(dim=(1, 2)))
+    m, c = mean_ci95(torch.cat(errors).cpu().numpy())
     return {"mean": m, "ci95": c}
 
 
@@ -119,11 +130,12 @@ def _write_json(path: Path, obj: dict) -> Path:
 
 def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations: int = 70000, seed: int = 0,
                  record_dir: str | Path | None = None, command: str = "", progress: bool = True,
-                 resume: bool = True) -> list[Path]:
-    """Train (or resume) a baseline, evaluate it, print the results and write ``run_dir/eval*.json`` and optional
-    result records; returns the files written."""
+                 resume: bool = True, device: torch.device | str | None = None) -> list[Path]:
+    """Train (or resume) a baseline on ``device`` (default CPU), evaluate it, print the results and write
+    ``run_dir/eval*.json`` and optional result records; returns the files written."""
+    device = torch.device("cpu") if device is None else torch.device(device)
     model, trained = train_baseline(kind, run_dir, iterations=iterations, seed=seed, progress=progress,
-                                    resume=resume)
+                                    resume=resume, device=device)
     written = []
     if kind == "oracle":
         res = evaluate_oracle(model)
@@ -148,5 +160,5 @@ def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations:
                 "paper": None, "paper_ci95": None, "higher_is_better": False, "n_eval": 600,
                 "iterations": trained.steps_done, "wall_time_s": round(trained.wall_time_s, 1), "seed": seed, "command": command,
                 **({"finetune_step_size": lr} if lr is not None else {}),
-            }))
+            }, device=device))
     return written

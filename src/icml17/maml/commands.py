@@ -26,6 +26,7 @@ def _run_dir(args: argparse.Namespace, preset: str | None) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from icml17.core.config import override_config
+    from icml17.maml.engine import check_training_precision
     from icml17.maml.presets import get_preset
     from icml17.maml.train import train
 
@@ -33,8 +34,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = override_config(get_preset(args.preset), overrides)
     run_dir = _run_dir(args, cfg.preset)
     device = shell.apply_compute(args)
+    check_training_precision(args.precision, device, cfg.first_order, how="--set first_order=true")
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
-                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
+                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard,
+                   device=device, precision=args.precision)
     shell.say(f"{cfg.preset}: {result.steps_done}/{cfg.iterations} iterations in {run_dir} "
               f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
     return 130 if result.interrupted else 0
@@ -50,7 +53,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.record and episodes is not None:
         raise shell.ConfigError("--record writes the protocol's records; it is not available with --episodes")
     run_dir = None if args.weights else _run_dir(args, args.preset)
-    trained = load_shipped(args.weights) if args.weights else shell.or_shipped_weights(lambda: load_run(run_dir))
+    trained = (load_shipped(args.weights, device=device) if args.weights
+               else shell.or_shipped_weights(lambda: load_run(run_dir, device=device)))
+    if args.chunk_size is not None:
+        trained.engine.chunk_size = args.chunk_size
     if args.run_dir is not None and args.preset is not None:
         shell.refuse_other_run(args.run_dir, trained.cfg.preset, args.preset, "drop --preset (the run's checkpoint "
                                f"names it) or pass --preset {trained.cfg.preset}")
@@ -64,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{m:.4f} +- {c:.4f} ({result['tasks']} tasks, {result['queries']} queries {per})")
     if args.record:
         command = shell.record_command(args, trained.train_command)
-        for path in write_records(result, trained.cfg, args.record, command):
+        for path in write_records(result, trained.cfg, args.record, command, device=device):
             print(f"wrote {path}")
     return 0
 
@@ -76,7 +82,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"baselines/{args.kind}")
     paths = run_baseline(args.kind, args.shots, shell.check_run_dir(run_dir), iterations=args.iterations,
                          seed=args.seed, record_dir=args.record, command=shell.command_line(args),
-                         progress=not args.no_progress, resume=not args.no_resume)
+                         progress=not args.no_progress, resume=not args.no_resume, device=device)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -113,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shell.add_data_dir(t)
     shell.add_overrides(t)
     shell.add_compute(t)
+    shell.add_precision(t)
     shell.add_training(t)
     t.set_defaults(func=cmd_train)
 
@@ -132,6 +139,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--queries", type=shell.positive_int, help="query examples per class (default: the preset's, K)")
     e.add_argument("--steps", type=shell.non_negative_int, help="inner steps at test (default: the preset's, 10)")
     e.add_argument("--split", default="test", choices=("val", "test"))
+    e.add_argument("--chunk-size", type=shell.non_negative_int, metavar="N",
+                   help="tasks adapted at once (default: the run's chunk_size; 0 = 50 at once); lower it when the "
+                        "device runs out of memory, the scores do not change")
     shell.add_record(e, "a directory, e.g. results/maml: one <experiment>.json per reported step count")
     shell.add_compute(e)
     e.set_defaults(func=cmd_eval)

@@ -1,5 +1,6 @@
 """The MAML part of ``icml17 demo``: the shipped models (Omniglot 5-way 1-shot accuracy on test tasks, sinusoid
-adaptation as in Figure 2 of Finn et al. 2017) and a short live meta-training that shows training works."""
+adaptation as in Figure 2 of Finn et al. 2017) and a short live meta-training that shows training works, all on
+the demo's device."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from icml17.maml.presets import get_preset
 from icml17.maml.train import train
 
 
-def _omniglot(report_dir: Path, data_dir: Path | None, tasks: int, log) -> tuple[str, list]:
-    trained = load_shipped("omniglot-5w1s")
+def _omniglot(report_dir: Path, data_dir: Path | None, tasks: int, log, device) -> tuple[str, list]:
+    trained = load_shipped("omniglot-5w1s", device=device)
     log(f"evaluating the shipped Omniglot 5-way 1-shot model on {tasks} test tasks")
     try:
         r = evaluate(trained, data_dir, tasks=tasks, steps=trained.cfg.eval_inner_steps)
@@ -40,21 +41,23 @@ def _omniglot(report_dir: Path, data_dir: Path | None, tasks: int, log) -> tuple
                         "(below, in class order)")]
 
 
-def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print) -> str:
-    """Adds the MAML section; returns its Markdown text."""
+def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print,
+                 device: torch.device | str | None = None) -> str:
+    """Adds the MAML section, computed on ``device`` (default: the CPU); returns its Markdown text."""
     run_dir = Path(run_dir)
+    device = torch.device("cpu") if device is None else torch.device(device)
     tasks = 50 if quick else 200
-    omniglot_text, images = _omniglot(run_dir, data_dir, tasks, log)
+    omniglot_text, images = _omniglot(run_dir, data_dir, tasks, log, device)
 
-    shipped = load_shipped("sinusoid-k10")
+    shipped = load_shipped("sinusoid-k10", device=device)
     log("shipped sinusoid K=10 model: adapting to new sine waves")
     ship = evaluate(shipped, tasks=tasks, steps=10)
     iterations = 300 if quick else 2000
     log(f"live: meta-training sinusoid K=10 for {iterations} iterations")
     live_dir = run_dir / "live-sinusoid"
     cfg = replace(get_preset("sinusoid-k10"), iterations=iterations, eval_every=0, checkpoint_every=iterations)
-    result = train(cfg, live_dir, resume=False, progress=True)
-    trained_live = load_run(live_dir)
+    result = train(cfg, live_dir, resume=False, progress=True, device=device)
+    trained_live = load_run(live_dir, device=device)
     live = evaluate(trained_live, tasks=tasks, steps=10)
     fig = plot_fig2({f"MAML, shipped ({shipped.iterations:,} it.)": (shipped.engine.model, shipped.cfg.inner_lr),
                      f"MAML, live ({iterations:,} it.)": (trained_live.engine.model, cfg.inner_lr)}, 10,

@@ -19,6 +19,12 @@ and evaluation both call it. The user's ``nn.Module`` is only run through ``torc
 * All tasks of a meta-batch run at once under ``torch.func.vmap`` (per-task weights become grouped
   convolutions), in chunks of ``chunk_size`` tasks whose backward passes run one after another to bound
   memory; ``vectorize=False`` is the equivalent plain per-task loop.
+* Devices: the engine computes where its parameters are (``engine.to(device)``). Task batches are sampled on the
+  CPU (so a run sees the same tasks on every device) and each public method moves its batch to the engine's
+  device once (pinned, asynchronous copies to a GPU); nothing is copied back inside the inner loop.
+* Precision: ``meta_backward(..., precision="bf16"|"fp16")`` runs the forward passes under autocast, for
+  first-order MAML only: second-order MAML backpropagates through the inner gradients (a double backward), which
+  autocast does not make safe, so it is refused (:func:`check_training_precision`). Evaluation is always fp32.
 
 Batch norm policies (:data:`BN_POLICIES`), for models whose normalisation layers use batch statistics:
 
@@ -32,12 +38,13 @@ Batch norm policies (:data:`BN_POLICIES`), for models whose normalisation layers
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from icml17.core import device as devices
 from icml17.core.config import ConfigError
 from icml17.core.functional import LossFn, Params
 from icml17.data.episodes import TaskBatch
@@ -47,6 +54,44 @@ LR = float | torch.Tensor | Mapping[str, torch.Tensor]
 ForwardFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 BN_POLICIES = ("transductive", "per-query")
 LR_MODES = ("fixed", "scalar", "per-parameter")
+SECOND_ORDER_HALF = ("second-order MAML backpropagates through its inner gradients (a double backward), which is "
+                     "not safe under autocast")
+
+
+def check_training_precision(precision: str, device: torch.device | str, first_order: bool,
+                             how: str = "first_order=True") -> None:
+    """Refuse a training precision before any work: bf16/fp16 need first-order MAML (and a device that has them).
+
+    ``how`` names the way to switch to first-order MAML in the message (the CLI says ``--set first_order=true``).
+
+    Raises:
+        DeviceError: the precision is not available for this method or device.
+    """
+    allowed = devices.PRECISIONS if first_order else ("fp32",)
+    devices.check_precision(precision, device, allowed=allowed,
+                            why_not=f"{SECOND_ORDER_HALF}; half precision needs first-order MAML ({how})")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` computes: the device of its first parameter (the CPU for a model without any)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def batch_to(batch: TaskBatch, device: torch.device | str) -> TaskBatch:
+    """``batch`` on ``device``, moved in one pass (pinned, asynchronous copies from the CPU to a GPU); the same
+    object when it is already there."""
+    device = torch.device(device)
+    tensors = (batch.support_x, batch.support_y, batch.query_x, batch.query_y, *batch.info.values())
+    if all(t.device == device for t in tensors):
+        return batch
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return devices.to_device(devices.pin(t, device) if t.device.type == "cpu" else t, device)
+
+    return replace(batch, support_x=move(batch.support_x), support_y=move(batch.support_y),
+                   query_x=move(batch.query_x), query_y=move(batch.query_y),
+                   info={k: move(v) for k, v in batch.info.items()})
 
 
 def _step_size(lr: LR, name: str) -> float | torch.Tensor:
@@ -210,47 +255,70 @@ class MAML(nn.Module):
         return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
 
     # -- public API -------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the engine computes: its model's parameters' device."""
+        return model_device(self.model)
+
+    def place(self, batch: TaskBatch) -> TaskBatch:
+        """``batch`` on the engine's device (see :func:`batch_to`); every public method calls it once."""
+        return batch_to(batch, self.device)
+
     def meta_loss(self, batch: TaskBatch, *, steps: int | None = None,
                   first_order: bool | None = None) -> tuple[torch.Tensor, TaskMetrics]:
         """Mean query loss over the tasks after adaptation (differentiable w.r.t. ``self.parameters()``)."""
         fo = self.first_order if first_order is None else first_order
-        loss, score = self._map(self._task(self.inner_steps if steps is None else steps, fo, False), batch)
+        loss, score = self._map(self._task(self.inner_steps if steps is None else steps, fo, False),
+                                self.place(batch))
         return loss.mean(), TaskMetrics(loss.detach(), score.detach())
 
-    def meta_backward(self, batch: TaskBatch) -> TaskMetrics:
+    def meta_backward(self, batch: TaskBatch, *, precision: str = "fp32",
+                      scaler: torch.amp.GradScaler | None = None) -> TaskMetrics:
         """Accumulate d(mean query loss)/d(parameters) into ``.grad``, one chunk of tasks at a time.
 
         Each chunk's graph is freed after its backward pass, so memory grows with the chunk size, not the
-        meta-batch: ``chunk_size`` tasks at once under vmap, one task at a time without it.
+        meta-batch: ``chunk_size`` tasks at once under vmap, one task at a time without it. ``precision`` bf16 or
+        fp16 runs the forward passes under autocast (first-order MAML only; see :func:`check_training_precision`);
+        with ``scaler`` (fp16) the loss is scaled before each backward pass, so the gradients come out scaled.
         """
+        if precision != "fp32":
+            check_training_precision(precision, self.device, self.first_order)
+        batch = self.place(batch)
         T = batch.num_tasks
         size = (self.chunk_size or T) if self.vectorize else 1
         task = self._task(self.inner_steps, self.first_order, False)
+
+        def backward(loss: torch.Tensor) -> None:
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+
         losses, scores = [], []
         for start in range(0, T, size):
             chunk = batch[start:start + size]
             args = (chunk.support_x, chunk.support_y, chunk.query_x, chunk.query_y)
-            if self.vectorize:
-                loss, score = vmap(task)(*args)
-                (loss.sum() / T).backward()
-            else:
-                loss, score = task(*(a[0] for a in args))
-                (loss / T).backward()
+            with devices.autocast(self.device, precision):
+                if self.vectorize:
+                    loss, score = vmap(task)(*args)
+                    mean = loss.sum() / T
+                else:
+                    loss, score = task(*(a[0] for a in args))
+                    mean = loss / T
+            backward(mean)
             losses.append(loss.detach().reshape(-1))
             scores.append(score.detach().reshape(-1))
         return TaskMetrics(torch.cat(losses), torch.cat(scores))
 
     def evaluate(self, batch: TaskBatch, steps: int) -> TaskMetrics:
-        """Query loss and score after 0, 1, ..., ``steps`` inner steps: each (T, steps + 1). No outer graph."""
+        """Query loss and score after 0, 1, ..., ``steps`` inner steps: each (T, steps + 1), on the engine's
+        device, in fp32. No outer graph."""
         with torch.no_grad():
-            loss, score = self._map(self._task(steps, True, True), batch)
+            loss, score = self._map(self._task(steps, True, True), self.place(batch))
         return TaskMetrics(loss, score)
 
 
 def check_output_size(model: nn.Module, example_x: torch.Tensor, expected: int, what: str = "ways") -> None:
     """Raise ConfigError unless ``model(example_x)`` has ``expected`` outputs per example."""
     with torch.no_grad():
-        out = model(example_x)
+        out = model(example_x.to(model_device(model)))
     if out.shape[-1] != expected:
         raise ConfigError(f"the model outputs {out.shape[-1]} values per example but the tasks have "
                           f"{what} = {expected}; build the model with {expected} outputs")

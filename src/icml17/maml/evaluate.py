@@ -8,6 +8,10 @@ per class default to the preset's ``eval_queries`` (K, as the reference); ``quer
 
 The model comes from a run directory's checkpoint (rebuilt from the checkpoint's own config) or from shipped
 weights; the tasks come from the dataset or from a file of given episodes (:func:`load_episodes`).
+
+Devices: ``load_run`` / ``load_shipped`` read the weights on the CPU and move the engine to ``device``; evaluation
+follows the engine's device, in fp32, with the test tasks drawn on the CPU (the same tasks on every device). Out of
+memory, lower the engine's ``chunk_size`` (``maml eval --chunk-size N``), which does not change the scores.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from icml17.core import device as devices
 from icml17.core.config import ConfigError, config_from_dict
 from icml17.core.results import write_record
 from icml17.core.run import load_trained_run
@@ -32,6 +37,7 @@ from icml17.maml.tasks import make_task_source
 from icml17.maml.train import build_engine, evaluate_tasks
 
 TEST_SEED = 20170306  # the test tasks of every evaluation (fixed, so runs are compared on the same tasks)
+EVAL_MEMORY_KNOBS = "the engine's chunk_size (maml eval --chunk-size N: tasks adapted at once; scores do not change)"
 EPISODE_KEYS = ("support_x", "support_y", "query_x", "query_y")
 
 
@@ -55,23 +61,26 @@ def input_shape(cfg: MAMLConfig) -> tuple[int, ...]:
     return (channels, cfg.image_size, cfg.image_size)
 
 
-def load_run(run_dir: str | Path) -> Trained:
-    """The engine of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
+def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> Trained:
+    """The engine of a run directory's last checkpoint, rebuilt from the checkpoint's own config, loaded on the
+    CPU and moved to ``device`` (default: the CPU)."""
     run = load_trained_run(run_dir, MAMLConfig, "engine", "maml")
     engine = build_engine(run.cfg, input_shape(run.cfg))
     engine.load_state_dict(run.state)
-    return Trained(run.cfg, engine, run.iterations, run.wall_time_s, run.train_command)
+    return Trained(run.cfg, engine if device is None else engine.to(device), run.iterations, run.wall_time_s,
+                   run.train_command)
 
 
-def load_shipped(name: str) -> Trained:
-    """The engine of the shipped weights ``name`` (``icml17.weights``)."""
+def load_shipped(name: str, device: torch.device | str | None = None) -> Trained:
+    """The engine of the shipped weights ``name`` (``icml17.weights``), moved to ``device`` (default: the CPU)."""
     from icml17.weights import load_weights
 
     w = load_weights(name, "maml")
     cfg = config_from_dict(MAMLConfig, w.config)
     engine = build_engine(cfg, input_shape(cfg))
     engine.load_state_dict(w.state)
-    return Trained(cfg, engine, w.iterations, w.wall_time_s, w.train_command, weights=name)
+    return Trained(cfg, engine if device is None else engine.to(device), w.iterations, w.wall_time_s,
+                   w.train_command, weights=name)
 
 
 def load_episodes(path: str | Path) -> TaskBatch:
@@ -138,7 +147,8 @@ def check_episodes(trained: Trained, batch: TaskBatch) -> None:
 def evaluate(trained: Trained, data_dir: str | Path | None = None, *, tasks: int = 600, queries: int | None = None,
              steps: int | None = None, split: str = "test", seed: int = TEST_SEED,
              episodes: TaskBatch | None = None, chunk: int = 50) -> dict[str, Any]:
-    """Scores after 0..steps inner steps: {"metric", "steps", "mean", "ci95", "tasks", "queries", ...}."""
+    """Scores after 0..steps inner steps: {"metric", "steps", "mean", "ci95", "tasks", "queries", ...}, computed
+    on the engine's device."""
     cfg, engine = trained.cfg, trained.engine
     steps = cfg.eval_inner_steps if steps is None else steps
     if steps < 0:
@@ -150,14 +160,17 @@ def evaluate(trained: Trained, data_dir: str | Path | None = None, *, tasks: int
         check_episodes(trained, episodes)
         ways = max(cfg.ways, 1)
         queries = episodes.query_x.shape[1] // ways
-        scores = torch.cat([engine.evaluate(episodes[i:i + chunk], steps).score
-                            for i in range(0, episodes.num_tasks, chunk)])
+        with devices.explain_out_of_memory(EVAL_MEMORY_KNOBS, engine.device):
+            scores = torch.cat([engine.evaluate(episodes[i:i + chunk], steps).score
+                                for i in range(0, episodes.num_tasks, chunk)])
         tasks, split = episodes.num_tasks, "given-episodes"
     else:
         queries = queries or cfg.eval_queries
         source = make_task_source(cfg, data_dir)
-        scores = evaluate_tasks(engine, source, split, tasks, steps, torch.Generator().manual_seed(seed),
-                                queries=queries, chunk=chunk).score
+        with devices.explain_out_of_memory(EVAL_MEMORY_KNOBS, engine.device):
+            scores = evaluate_tasks(engine, source, split, tasks, steps, torch.Generator().manual_seed(seed),
+                                    queries=queries, chunk=chunk).score
+    scores = scores.cpu()  # one copy back for the statistics
     stats = [mean_ci95(scores[:, k].numpy()) for k in range(steps + 1)]
     return {"preset": cfg.preset, "metric": metric, "split": split, "tasks": tasks, "queries": queries,
             "steps": list(range(steps + 1)), "mean": [s[0] for s in stats], "ci95": [s[1] for s in stats],
@@ -180,9 +193,11 @@ def experiment_names(cfg: MAMLConfig, queries: int, steps: int) -> dict[int, str
     return {steps: f"{cfg.preset}{variant}"}
 
 
-def write_records(result: dict[str, Any], cfg: MAMLConfig, out_dir: str | Path, command: str) -> list[Path]:
+def write_records(result: dict[str, Any], cfg: MAMLConfig, out_dir: str | Path, command: str,
+                  device: torch.device | str = "cpu") -> list[Path]:
     """One ``results/maml/<experiment>.json`` per reported step count (refused for given episodes, whose
-    numbers are the user's own, and when no reported step count was evaluated)."""
+    numbers are the user's own, and when no reported step count was evaluated); ``device`` computed the scores
+    and its hardware is named in each record."""
     if result["split"] not in ("test", "val"):
         raise ConfigError("--record writes the protocol's records; it is not available with --episodes")
     names = experiment_names(cfg, result["queries"], result["steps"][-1])
@@ -203,5 +218,5 @@ def write_records(result: dict[str, Any], cfg: MAMLConfig, out_dir: str | Path, 
             "split": result["split"], "queries_per_class": result["queries"], "inner_steps": k,
             "iterations": result["iterations"], "wall_time_s": round(result["wall_time_s"], 1),
             "seed": result["seed"], "weights": result["weights"], "command": command,
-        }))
+        }, device=device))
     return paths

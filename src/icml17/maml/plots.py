@@ -21,14 +21,17 @@ FIG2_STEPS = (0, 1, 10)
 
 def adaptation_predictions(model: torch.nn.Module, support_x: torch.Tensor, support_y: torch.Tensor,
                            grid: torch.Tensor, lr: float, steps: tuple[int, ...] = FIG2_STEPS) -> dict[int, np.ndarray]:
-    """Predictions on ``grid`` (G, 1) after each number of gradient steps in ``steps`` on the support set."""
+    """Predictions on ``grid`` (G, 1) after each number of gradient steps in ``steps`` on the support set (computed
+    on the model's device; the inputs may be on the CPU)."""
     params = {n: p.detach() for n, p in model.named_parameters()}
+    device = next(iter(params.values())).device
+    support_x, support_y, grid = support_x.to(device), support_y.to(device), grid.to(device)
     def forward(p, x):
         return torch.func.functional_call(model, p, (x,))
     path = adapt(params, support_x, support_y, forward=forward, loss_fn=mse, steps=max(steps), lr=lr,
                  first_order=True, trajectory=True)
     with torch.no_grad():
-        return {k: forward(path[k], grid)[:, 0].numpy() for k in steps}
+        return {k: forward(path[k], grid)[:, 0].cpu().numpy() for k in steps}
 
 
 def plot_fig2(models: dict[str, tuple[torch.nn.Module, float]], shots: int, path: str | Path, seed: int = 3) -> Path:
