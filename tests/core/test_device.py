@@ -222,3 +222,22 @@ def test_half_precision_is_refused_where_it_cannot_run():
         devices.check_precision("bf16", torch.device("cpu"), allowed=("fp32",), why_not="second-order MAML")
     devices.check_precision("bf16", torch.device("cpu"))
     assert not devices.grad_scaler(torch.device("cpu"), "bf16").is_enabled()
+
+
+def test_in_place_views_keep_the_stand_in_shape_and_a_batch_first_gru_matches_the_cpu():
+    torch.manual_seed(3)
+    gru, x = nn.GRU(3, 4, batch_first=True), torch.randn(2, 5, 3)
+    out, _ = gru(x)
+    out.sum().backward()
+    expected = gru.weight_ih_l0.grad.clone()
+    gru.zero_grad()
+    with stand_in_device():
+        t = torch.zeros(2, 3).to(STAND_IN)
+        t.transpose_(0, 1)
+        assert t.shape == values(t).shape == (3, 2)
+        g = gru.to(STAND_IN)
+        o, _ = g(x.to(STAND_IN))
+        assert o.shape == values(o).shape == (2, 5, 4)
+        o.sum().backward()
+        # the CPU GRU runs a fused kernel that a stand-in tensor does not take: equal to rounding
+        assert torch.allclose(values(g.weight_ih_l0.grad), expected, rtol=0, atol=1e-5)

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Iterator
 
 import torch
+from torch.utils._mode_utils import no_dispatch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -108,6 +109,12 @@ class StandInDevice(TorchDispatchMode):
                                        f"tensors on the model's device; make it with device= or move it with .to()")
         self._check_generator(func, kwargs, stand_in=True)
         out = func(*_unwrap(args), **_unwrap(kwargs))
+        if torch.Tag.inplace_view in func.tags and isinstance(args[0], _Elsewhere):
+            # transpose_ and the like changed the inner tensor's shape: the wrapper must report the same one
+            target = args[0]
+            with no_dispatch():
+                target.as_strided_(target.inner.shape, target.inner.stride(), target.inner.storage_offset())
+            return target
         return tree_map(lambda o: _Elsewhere(o) if isinstance(o, torch.Tensor) else o, out)
 
     def _transfer(self, func, args, kwargs, here, to_stand_in):

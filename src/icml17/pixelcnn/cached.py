@@ -43,7 +43,7 @@ from torch import Tensor
 
 from icml17.pixelcnn.factored import to_patches
 from icml17.pixelcnn.heads import Head, to_unit
-from icml17.pixelcnn.sampling import Samples, patch_params, prepare, put_where
+from icml17.pixelcnn.sampling import Samples, patch_params, patch_positions_to_sample, prepare, put_where
 
 # torch.sigmoid's SIMD loop takes 2 vectors per iteration and rounds the remainder of each contiguous run
 # through a scalar formula with another exp; the network's gate tensors are whole multiples of that, a pixel's
@@ -178,7 +178,7 @@ def sample_grid_cached(net, head: Head, x: Tensor, known: Tensor, vec: Tensor | 
     h, w = x.shape[-2:]
     channels = list(range(x.shape[1])) if head.sequential_channels else [None]
     cache = RasterCache(net, to_unit(x, levels, next(net.parameters()).dtype), net.condition(vec, cmap))
-    todo = (~known).tolist()  # host lists: the loop branches on them once per pixel
+    todo = (~known).cpu().tolist()  # host lists: the loop branches on them once per pixel
     rows = [i for i in range(h) if any(todo[i])]
     evals = 0
     for i in range(rows[-1] + 1 if rows else 0):  # rows below the last unknown pixel are never needed
@@ -224,7 +224,7 @@ def sample_patches_cached(net, head: Head, own: Tensor, h: Tensor, todo: Tensor,
     npatch = -(-k // m)
     unit = lambda t: to_unit(t, levels, h.dtype)
     cache = RasterCache(net.shallow, to_patches(unit(own), m), net.shallow.condition(None, to_patches(h, m)))
-    todo_at = [[bool(todo[pi::m, pj::m].any()) for pj in range(m)] for pi in range(m)]
+    todo_at = patch_positions_to_sample(todo, m)
     evals = 0
     for pi in range(m):
         cache.begin_row(pi)

@@ -72,9 +72,13 @@ def _train(args: argparse.Namespace, cfg, train) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from icml17.pixelcnn.train import train
 
-    return _train(args, _config(args), train)
+    cfg = _config(args)
+    device = shell.apply_compute(args)
+    return _train(args, cfg, partial(train, device=device, precision=args.precision))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -82,6 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     trained = _trained(args)
     device = shell.apply_compute(args)
+    trained.model.to(device)
     splits = list(dict.fromkeys(args.splits))
     ev, by_split = evaluate_splits(trained, args.data_dir, args.n_eval, splits)
     print(json.dumps({"experiment": args.name or trained.cfg.experiment, "steps": trained.iterations,
@@ -99,6 +104,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     trained = _trained(args)
     device = shell.apply_compute(args)
+    trained.model.to(device)
     out = args.out or (Path("runs") / SYSTEM / "samples" / args.weights if args.weights else _run_dir(args) / "samples")
     print(json.dumps(sample_and_plot(trained, args.data_dir, out, n=args.samples, temperature=args.temperature,
                                      seed=args.seed)))
@@ -134,9 +140,13 @@ def _video_run_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_video_train(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from icml17.pixelcnn.video.train import train
 
-    return _train(args, _video_config(args), train)
+    cfg = _video_config(args)
+    device = shell.apply_compute(args)
+    return _train(args, cfg, partial(train, device=device, precision=args.precision))
 
 
 def cmd_video_eval(args: argparse.Namespace) -> int:
@@ -144,6 +154,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
 
     trained = load_run(_video_run_dir(args))
     device = shell.apply_compute(args)
+    trained.model.to(device)
     ev = evaluate(trained, args.data_dir, args.n_eval)
     print(json.dumps({"experiment": args.name or trained.cfg.experiment, "steps": trained.iterations,
                       **{k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()
@@ -165,6 +176,7 @@ def cmd_video_sample(args: argparse.Namespace) -> int:
         raise shell.ConfigError(f"--sampler chooses how the O(TN) vpn model is sampled; {trained.cfg.model} samples "
                                 f"each frame in a fixed number of evaluations: drop --sampler")
     device = shell.apply_compute(args)
+    trained.model.to(device)
     videos = load_video_split(trained.cfg, args.data_dir, args.split, args.samples)
     out = args.out or run_dir / "samples"
     print(json.dumps(sample_and_plot(trained.model, videos, out, n=args.samples, seed=args.seed,
@@ -192,6 +204,7 @@ def _register_video(sub: argparse._SubParsersAction) -> None:
     _video_model_args(t, required_preset=True)
     shell.add_overrides(t)
     shell.add_training(t)
+    shell.add_precision(t)
     t.set_defaults(func=cmd_video_train)
 
     e = vsub.add_parser("eval", help="exact nats per sub-pixel on val, test_seen and test_novel")
@@ -240,6 +253,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shell.add_overrides(t)
     shell.add_compute(t)
     shell.add_training(t)
+    shell.add_precision(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="exact test log-likelihood of a trained run or shipped weights")

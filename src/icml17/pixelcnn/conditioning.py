@@ -59,14 +59,17 @@ class TextEncoder(nn.Module):
         self.length = length
         self.embed = nn.Embedding(VOCAB, dim, padding_idx=0)
         self.convs = nn.ModuleList(nn.Conv1d(dim, dim, 3, padding=1) for _ in range(3))
-        self.gru = nn.GRU(dim, dim, batch_first=True)
+        # time-major: the same computation as batch_first=True (which transposes the input to (T, B, D) and the
+        # output back in place, an in-place view change the stand-in device harness cannot follow)
+        self.gru = nn.GRU(dim, dim)
 
     def forward(self, codes: Tensor) -> Tensor:  # (B, T) -> (B, D)
         keep = (codes > 0).to(self.embed.weight.dtype)  # (B, T)
         h = self.embed(codes).transpose(1, 2)  # (B, D, T)
         for conv in self.convs:
             h = F.relu(conv(h))
-        h, _ = self.gru(h.transpose(1, 2))  # (B, T, D)
+        h, _ = self.gru(h.permute(2, 0, 1))  # (T, B, D)
+        h = h.transpose(0, 1)  # (B, T, D)
         return (h * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1.0)
 
 
@@ -126,9 +129,10 @@ class ContextEncoder(nn.Module):
     def _labels(self, context: object, batch: int) -> Tensor:
         if not isinstance(context, Tensor) or context.shape != (batch,) or context.is_floating_point():
             raise ValueError(f"expected {self.expected()} with B = {batch}, got {_describe(context)}")
-        if len(context) and (context.min() < 0 or context.max() >= self.n_classes):
-            raise ValueError(f"class labels must lie in [0, {self.n_classes}), got range "
-                             f"[{int(context.min())}, {int(context.max())}]")
+        if len(context):
+            lo, hi = torch.stack(torch.aminmax(context)).cpu().tolist()  # one copy to the host
+            if lo < 0 or hi >= self.n_classes:
+                raise ValueError(f"class labels must lie in [0, {self.n_classes}), got range [{lo}, {hi}]")
         return self.net(context)
 
     def _captions(self, context: object, batch: int) -> Tensor:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from icml17.core.config import ConfigError
+from icml17.core.device import pin, to_device
 from icml17.pixelcnn.conditioning import caption_for_label, encode_captions
 from icml17.pixelcnn.presets import PixelCNNConfig
 
@@ -92,6 +93,22 @@ def occupancy_map(cfg: PixelCNNConfig, images: Tensor) -> Tensor:
     """The share of bright pixels (> 127 of 255) in each cell of a map_size x map_size grid: (B, 1, m, m)."""
     occupied = (images.float() > 127).float().mean(1, keepdim=True)  # (B, 1, S, S)
     return F.adaptive_avg_pool2d(occupied, cfg.map_size)
+
+
+def to_model_device(batch, device: torch.device | str):
+    """``batch`` (a tensor, a context, or a tuple/list/dict of them; None stays None) moved to ``device`` in one
+    pass, from page-locked memory and asynchronously on CUDA. Data is drawn and quantized on the CPU (the same
+    images on every device); this is the one copy per step or per scored batch."""
+    def pinned(t):
+        if isinstance(t, Tensor):
+            return pin(t, device) if t.device.type == "cpu" else t
+        if isinstance(t, dict):
+            return {k: pinned(v) for k, v in t.items()}
+        if isinstance(t, (list, tuple)):
+            return type(t)(pinned(v) for v in t)
+        return t
+
+    return to_device(pinned(batch), torch.device(device))
 
 
 def raw_levels(x: Tensor, cfg: PixelCNNConfig) -> Tensor:

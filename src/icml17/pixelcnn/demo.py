@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from icml17.core.device import generator
 from icml17.core.report import Report, markdown_table
 from icml17.data import DatasetError
 from icml17.pixelcnn.evaluate import load_shipped, timed
@@ -19,7 +20,7 @@ from icml17.weights import manifest
 SHIPPED = "binarized-mnist-typeA"
 
 
-def _live(run_dir: Path, data_dir: Path | None, quick: bool, log) -> str:
+def _live(run_dir: Path, data_dir: Path | None, quick: bool, log, device: torch.device) -> str:
     overrides = {"iterations": 60 if quick else 300, "eval_every": 60 if quick else 300, "eval_images": 200,
                  "hidden": 16, "batch_size": 16, "checkpoint_every": 1000}
     cfg = make_config("binarized-mnist", "multiscale-a", overrides)
@@ -30,7 +31,7 @@ def _live(run_dir: Path, data_dir: Path | None, quick: bool, log) -> str:
     except DatasetError:
         cfg = make_config("digits-demo", "multiscale-a", overrides)
     log(f"live: training a small type-A multiscale PixelCNN on {cfg.dataset} for {cfg.iterations} steps")
-    result = train(cfg, run_dir / "live", data_dir, resume=False, progress=True)
+    result = train(cfg, run_dir / "live", data_dir, resume=False, progress=True, device=device)
     first = result.first_metrics.get("bits_per_dim")
     unit = "nats per image" if cfg.dataset == "binarized-mnist" else "bits/dim"
     value = result.last_eval["nats" if cfg.dataset == "binarized-mnist" else "bits_per_dim"]
@@ -39,9 +40,12 @@ def _live(run_dir: Path, data_dir: Path | None, quick: bool, log) -> str:
             f"bits/dim; exact test likelihood of {cfg.eval_images} images {value:.2f} {unit}.")
 
 
-def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print) -> str:
+def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print,
+                 device: torch.device | str | None = None) -> str:
+    """The section, computed on ``device`` (default the CPU): sampling, timing and the live training."""
     run_dir = Path(run_dir)
-    trained = load_shipped(SHIPPED)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    trained = load_shipped(SHIPPED, device)
     model, n = trained.model, (8 if quick else 16)
     log(f"shipped {SHIPPED}: sampling {n} digits and super-resolving test digits")
     images = []
@@ -52,14 +56,14 @@ def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bo
         sample_s, evaluations = info["seconds"], info["evaluations"]
         paths = [Path(p) for p in info["samples"]]
     except DatasetError:  # no MNIST here: samples need no data, super-resolution does
-        samples, sample_s = timed(model.sample, n, None, 1.0, torch.Generator().manual_seed(0))
+        samples, sample_s = timed(model.sample, n, None, 1.0, generator(device, 0), device=device)
         paths, evaluations = save_sample_figures(model, samples, run_dir / "samples"), samples.evaluations
     images = [(paths[0], f"{n} samples of the shipped type-A model (binarized MNIST)"),
               (paths[1], "coarse to fine: each sample at 7x7, 14x14 and 28x28 (paper Fig. 1)")] + images
 
     log("timing the full PixelCNN's activation-caching sampler on the same batch")
-    full = build_model(make_config("binarized-mnist", "full", {"hidden": trained.cfg.hidden})).eval()
-    full_samples, full_s = timed(full.sample, n, None, 1.0, torch.Generator().manual_seed(0))
+    full = build_model(make_config("binarized-mnist", "full", {"hidden": trained.cfg.hidden})).to(device).eval()
+    full_samples, full_s = timed(full.sample, n, None, 1.0, generator(device, 0), device=device)
     rows = [["multiscale type A (shipped)", evaluations, f"{sample_s:.2f}"],
             ["full PixelCNN, same width and depth, activation caching", full_samples.evaluations, f"{full_s:.2f}"]]
     record = manifest()[SHIPPED]["record"]
@@ -68,17 +72,19 @@ def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bo
             + markdown_table(["model", "sequential network evaluations", "seconds"], rows)
             + f"\n\nThe O(N) baseline is the strongest we have: it caches every layer's activations and computes one "
               f"pixel per step (Ramachandran et al. 2017); type A is {full_s / sample_s:.0f}x faster here. "
-              f"`results/bench/pixelcnn-sampling.json` has the benchmark.\n\n" + _live(run_dir, data_dir, quick, log))
-    video_text, video_images = video_demo(run_dir, data_dir, quick, log)
+              f"`results/bench/pixelcnn-sampling.json` has the benchmark.\n\n"
+            + _live(run_dir, data_dir, quick, log, device))
+    video_text, video_images = video_demo(run_dir, data_dir, quick, log, device)
     text += "\n\n" + video_text
     report.add("Parallel multiscale PixelCNN: O(log N) sampling (Reed et al. 2017)", text,
                images=images + video_images)
     return text
 
 
-def video_demo(run_dir: Path, data_dir: Path | None, quick: bool, log=print) -> tuple[str, list[tuple[Path, str]]]:
-    """A short O(T) action-conditional video run (Reed et al. 2017, section 4.3): its text and figures (frame
-    strip and animation) for the PixelCNN section."""
+def video_demo(run_dir: Path, data_dir: Path | None, quick: bool, log=print,
+               device: torch.device | str | None = None) -> tuple[str, list[tuple[Path, str]]]:
+    """A short O(T) action-conditional video run (Reed et al. 2017, section 4.3) on ``device`` (default the CPU):
+    its text and figures (frame strip and animation) for the PixelCNN section."""
     from icml17.data import load_mnist
     from icml17.pixelcnn.video.data import load_video_split
     from icml17.pixelcnn.video.evaluate import likelihood, load_run
@@ -95,8 +101,8 @@ def video_demo(run_dir: Path, data_dir: Path | None, quick: bool, log=print) -> 
     source = "MNIST" if cfg.digits == "mnist" else "scikit-learn's digits (MNIST not found)"
     log(f"video: training the O(T) model on {cfg.frame_size}x{cfg.frame_size} moving digits ({source}) for "
         f"{cfg.iterations} steps")
-    result = train_video(cfg, run_dir / "video", data_dir, resume=False, progress=True)
-    model = load_run(run_dir / "video").model
+    result = train_video(cfg, run_dir / "video", data_dir, resume=False, progress=True, device=device)
+    model = load_run(run_dir / "video", device).model
     val = load_video_split(cfg, data_dir, "val")
     nats = likelihood(model, val)
     info = sample_and_plot(model, val, run_dir / "video" / "samples", n=4)

@@ -52,17 +52,23 @@ def check_images(x: Tensor, n_channels: int, size: int, levels: int) -> None:
                          f"in [0, {levels}), got {getattr(x, 'dtype', type(x))}")
     if x.dim() != 4 or tuple(x.shape[1:]) != (n_channels, size, size):
         raise ValueError(f"images must have shape (B, {n_channels}, {size}, {size}), got {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= levels):
+    if not x.numel():
+        return
+    lo, hi = torch.stack(torch.aminmax(x)).cpu().tolist()  # one copy to the host when x lives on a GPU
+    if lo < 0 or hi >= levels:
         raise ValueError(f"pixel values must lie in [0, {levels}) ({int(math.log2(levels))}-bit), got range "
-                         f"[{int(x.min())}, {int(x.max())}]")
+                         f"[{lo}, {hi}]")
 
 
 def factored_log_prob(model: nn.Module, x: Tensor, context: object = None) -> LogProb:
     """Exact ``log p(x | c)``: the sum over the model's factors (one per pixel group) of the head's log-likelihood
-    of that group's pixels. Shared by the full and the multiscale PixelCNN, which differ only in their factors."""
+    of that group's pixels. Shared by the full and the multiscale PixelCNN, which differ only in their factors.
+
+    Under autocast (bf16 / fp16 training) the networks run in half precision but every head scores in the model's
+    own dtype: a discretized logistic's bins (2/255 wide) are below bf16's resolution near 1."""
     check_images(x, model.n_channels, model.image_size, model.levels)
     dtype = next(model.parameters()).dtype
-    terms = {f.name: model.head.log_prob(f.params, x[:, :, f.rows, f.cols]).sum((1, 2))
+    terms = {f.name: model.head.log_prob(f.params.to(dtype), x[:, :, f.rows, f.cols]).sum((1, 2))
              for f in model.factors(to_unit(x, model.levels, dtype), context)}
     return LogProb(sum(terms.values()), terms, model.dims)
 

@@ -145,14 +145,15 @@ class MultiscalePixelCNN(nn.Module):
         st = self.stride(level)
         return x[:, :, ::st, ::st]
 
-    def coords(self, level: int, g: int) -> tuple[Tensor, Tensor]:
-        """Full-resolution (rows, cols), each (K, K), of group ``g`` at ``level`` (g = 1 at level 0: base)."""
+    def coords(self, level: int, g: int, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """Full-resolution (rows, cols), each (K, K), of group ``g`` at ``level`` (g = 1 at level 0: base), on
+        ``device`` (default the CPU; the images' device where they index images)."""
         st = self.stride(level)
         if level == 0:
-            i = torch.arange(self.base_size) * st
+            i = torch.arange(self.base_size, device=device) * st
             return torch.meshgrid(i, i, indexing="ij")
         dr, dc = GROUP_OFFSETS[g]
-        i = torch.arange(self.size(level - 1))
+        i = torch.arange(self.size(level - 1), device=device)
         return torch.meshgrid((2 * i + dr) * st, (2 * i + dc) * st, indexing="ij")
 
     def encode_context(self, context: object, batch: int) -> tuple[Tensor | None, Tensor | None]:
@@ -161,7 +162,7 @@ class MultiscalePixelCNN(nn.Module):
     def factors(self, v: Tensor, context: object = None) -> list[Factor]:
         """All factors, computed in parallel from the full image ``v`` (B, C, S, S) in [-1, 1]."""
         vec, cmap = self.encode_context(context, v.shape[0])
-        rows, cols = self.coords(0, 1)
+        rows, cols = self.coords(0, 1, v.device)
         out = [Factor("base", self.base(self.level_view(v, 0), vec, resize_map(cmap, self.base_size)), rows, cols)]
         for level in range(1, self.n_scales + 1):
             lv = self.level_view(v, level)
@@ -169,7 +170,7 @@ class MultiscalePixelCNN(nn.Module):
             for g in (2, 3, 4):
                 prev = torch.cat([group_view(lv, p) for p in range(1, g)], dim=1)  # (B, (g-1) C, K, K)
                 params = self.group_net(level, g)(prev, group_view(lv, g), vec, cm)
-                out.append(Factor(f"scale{level}/group{g}", params, *self.coords(level, g)))
+                out.append(Factor(f"scale{level}/group{g}", params, *self.coords(level, g, v.device)))
         return out
 
     def log_prob(self, x: Tensor, context: object = None) -> LogProb:
@@ -220,6 +221,6 @@ class MultiscalePixelCNN(nn.Module):
         st = self.image_size // low.shape[-1]
         given = low.new_zeros(low.shape[0], self.n_channels, self.image_size, self.image_size)
         given[:, :, ::st, ::st] = low
-        known = torch.zeros(self.image_size, self.image_size, dtype=torch.bool)
+        known = torch.zeros(self.image_size, self.image_size, dtype=torch.bool, device=low.device)
         known[::st, ::st] = True
         return self.sample(low.shape[0], context, temperature, generator, given, known)

@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icml17.core.device import generator
 from icml17.core.report import image_grid
-from icml17.pixelcnn.data import load_split, make_context, raw_levels, test_images
-from icml17.pixelcnn.evaluate import Trained, timed
+from icml17.pixelcnn.data import load_split, make_context, raw_levels, test_images, to_model_device
+from icml17.pixelcnn.evaluate import Trained, model_device, timed
 
 
 def to_uint8(x: torch.Tensor, levels: int) -> np.ndarray:
-    """Quantized levels 0..levels-1 -> 0..255 for display."""
-    return (x.long() * 255 // (levels - 1)).to(torch.uint8).numpy()
+    """Quantized levels 0..levels-1 (on any device) -> 0..255 for display."""
+    return (x.long() * 255 // (levels - 1)).to(torch.uint8).cpu().numpy()
 
 
 def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -40,20 +41,22 @@ def sample_and_plot(trained: Trained, data_dir: str | Path | None, out: Path, *,
     """Samples (and, for multiscale models, super-resolution of test images from the base grid) as PNGs.
 
     Conditioned models get digits 0..9 in turn (class / caption) or the test images' occupancy maps (spatial).
-    Returns the figure paths, evaluation counts and seconds.
+    Runs on the model's device, the sampling noise from a generator there seeded with ``seed``. Returns the figure
+    paths, evaluation counts and seconds.
     """
     cfg, model = trained.cfg, trained.model
-    gen = torch.Generator().manual_seed(seed)
+    device = model_device(model)
+    gen = generator(device, seed)
     images, _ = load_split(cfg, data_dir, "test")
     x = test_images(cfg, images[:n])
     y = torch.arange(n) % 10
-    context = make_context(cfg, y, raw_levels(x, cfg))
-    samples, seconds = timed(model.sample, n, context, temperature, gen)
+    x, context = to_model_device((x, make_context(cfg, y, raw_levels(x, cfg))), device)
+    samples, seconds = timed(model.sample, n, context, temperature, gen, device=device)
     paths = save_sample_figures(model, samples, out)
     info = {"samples": [str(p) for p in paths], "evaluations": samples.evaluations, "seconds": round(seconds, 2)}
     if cfg.model != "full":  # super-resolution from the test images' base grid (7 -> 28, 8 -> 32)
         low = x[:, :, ::model.stride(0), ::model.stride(0)]
-        sr, sr_s = timed(model.super_resolve, low, context, temperature, gen)
+        sr, sr_s = timed(model.super_resolve, low, context, temperature, gen, device=device)
         grid = torch.cat([upsample(low, model.image_size), sr.images, x])
         info["superres"] = str(image_grid(to_uint8(grid, model.levels), out / "superres.png", nrow=n))
         info["superres_evaluations"] = sr.evaluations

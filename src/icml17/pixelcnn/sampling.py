@@ -14,6 +14,11 @@ Completion: ``given`` (n, C, S, S) and ``known`` (S, S) bool fix some pixels. Th
 conditional only when every known sub-pixel comes no later in the model's order than every unknown one
 (ties are allowed: equal ranks are conditionally independent), so other patterns are refused. Steps whose
 pixels are all known are skipped (super-resolution costs only the missing levels).
+
+Devices: every sampler runs where the model lives. Canvases and masks are made there (``given`` / ``known`` are
+moved there), the noise comes from ``generator``, which must be made on that device
+(``icml17.core.device.generator``), and the loops branch on host copies of the known-pixel mask made once per call
+(and once per group for type B's patch positions), never a copy per pixel or step.
 """
 
 from __future__ import annotations
@@ -85,12 +90,13 @@ def sample_grid(net, head, x: Tensor, known: Tensor, vec: Tensor | None, cmap: T
     channels = list(range(x.shape[1])) if head.sequential_channels else [None]
     cond = net.condition(vec, cmap)  # (n, 4 F L, 1 | H, 1 | W), computed once
     spatial = cond is not None and cond.shape[-2] > 1
+    todo = (~known).cpu().tolist()  # one copy to the host: the loop branches on it once per pixel
     evals = 0
     for i in range(h):
         r0 = max(0, i - net.receptive_rows) if window else 0
         r1 = i + 1 if window else h
         for j in range(w):
-            if bool(known[i, j]):
+            if not todo[i][j]:
                 continue
             for c in channels:
                 params = net(to_unit(x[:, :, r0:r1], levels, dtype),
@@ -119,6 +125,13 @@ def patch_params(out: Tensor, n: int, npatch: int, step: Tensor) -> Tensor:
     return out.view(n, npatch, npatch, -1).permute(0, 3, 1, 2)[:, :, :step.shape[0], :step.shape[1]]
 
 
+def patch_positions_to_sample(todo: Tensor, m: int) -> list[list[bool]]:
+    """``[pi][pj]``: whether any pixel of the (K, K) mask ``todo`` sits at patch position (pi, pj) of the M x M
+    patches; read from one host copy of ``todo`` (the samplers branch on it per step)."""
+    host = todo.cpu()
+    return [[bool(host[pi::m, pj::m].any()) for pj in range(m)] for pi in range(m)]
+
+
 def sample_patches_windowed(net, head, own: Tensor, h: Tensor, todo: Tensor, levels: int, temperature: float,
                             generator: torch.Generator | None) -> int:
     """Type B: sample the group ``own`` (n, C, K, K) (a view; pixels where ``todo`` (K, K)) with the shallow
@@ -129,11 +142,12 @@ def sample_patches_windowed(net, head, own: Tensor, h: Tensor, todo: Tensor, lev
     channels = list(range(own.shape[1])) if head.sequential_channels else [None]
     m = net.patch_size(k)
     cond = net.shallow.condition(None, to_patches(h, m))  # (n P^2, 4 F L, m, m), P = ceil(K / m)
+    todo_at = patch_positions_to_sample(todo, m)
     evals = 0
     for pos in range(m * m):
         pi, pj = divmod(pos, m)
         step = todo[pi::m, pj::m]  # (K', K') the pixels at this patch position
-        if not step.any():
+        if not todo_at[pi][pj]:
             continue
         r0 = max(0, pi - net.shallow.receptive_rows)  # rows of the patch that reach row pi
         for c in channels:
@@ -154,6 +168,7 @@ def sample_multiscale(model, n: int, context: object = None, temperature: float 
     with its signature and results (the model passes the cached one, :mod:`icml17.pixelcnn.cached`, which
     imports this module)."""
     x, known, vec, cmap = prepare(model, n, context, temperature, given, known)
+    known_host = known.cpu()  # which steps to skip, decided on the host without a copy per group
     head, levels = model.head, model.levels
     dtype = next(model.parameters()).dtype
     unit = lambda t: to_unit(t, levels, dtype)
@@ -171,9 +186,9 @@ def sample_multiscale(model, n: int, context: object = None, temperature: float 
         k = model.size(level - 1)
         cm = resize_map(cmap, k)
         for g in (2, 3, 4):
+            if group_view(known_host[None, None, ::st, ::st], g).all():
+                continue  # every pixel of the group is given
             todo = ~group_view(known[None, None, ::st, ::st], g)[0, 0]  # (K, K)
-            if not todo.any():
-                continue
             net = model.group_net(level, g)
             h = net.features(torch.cat([unit(group_view(lv, p)) for p in range(1, g)], dim=1), vec, cm)
             own = group_view(lv, g)
