@@ -63,6 +63,11 @@ estimator with the same number of Rademacher probes on every side (100; 32 with 
 is the same; the achieved error, the standard error and the error in standard errors are recorded.
 ``double-backward`` uses exactly our probes: its estimate equals ours up to rounding (``agree``).
 
+Devices: ``--device`` (default ``cpu``; ``cuda`` on a GPU) puts the model, the batch and every side's products
+there (PyHessian with ``cuda=True``; hessian-eigenthings and curvlinops follow the model), the exact reference
+included; the networks are trained on the CPU as before, so every device measures the same weights. Timings on a
+GPU synchronise it before and after every timed call. ``benchmarks/gpu/sharpness.py`` runs this on a lent GPU.
+
 Times: medians over repeats (5; 2 with ``--quick``), all sides interleaved with their order rotated per repeat,
 ``torch.set_num_threads(1)`` and one BLAS thread for numpy/scipy; the load average at start and end. ``speedup`` is
 baseline ms / our ms; ``ms_per_hvp`` is time / products (setup and bookkeeping included). Per model,
@@ -119,6 +124,7 @@ from torch.func import functional_call, jacrev, vmap
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from icml17.core import device as devices
 from icml17.core.curvature import HessianOperator, hutchinson, lanczos, power_iteration
 from icml17.core.results import environment, load_average, write_record
 from icml17.sharpness.data import mnist_subset
@@ -128,6 +134,8 @@ from icml17.sharpness.train import TrainConfig, train_classifier
 
 CE = nn.functional.cross_entropy
 MODELS = ("mlp-784-100-10", "cnn-small")
+CASES = ("lambda-max", "lambda-max, power iteration", "top-5", "trace")
+CPU = torch.device("cpu")
 BOUND = 1e-3  # relative error of every eigenvalue case
 TOLS = (1e-1, 5e-2, 2e-2, 1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5, 1e-6, 1e-7, 1e-8)  # loosest first
 PI_MAX_ITER = 1000  # power iteration, every side (PyHessian's default is 100)
@@ -199,6 +207,7 @@ class Problem:
     info: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     pyhessian_model: nn.Module | None = None  # PyHessian writes .grad with a graph: its own copy
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def size(self) -> int:
@@ -219,7 +228,7 @@ def ggn_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int 
         return functional_call(m64, p, (xi.unsqueeze(0),)).squeeze(0)
 
     jac = vmap(jacrev(logits), in_dims=(None, 0))
-    diag = {n: torch.zeros(p.numel(), dtype=torch.float64) for n, p in params.items()}
+    diag = {n: torch.zeros(p.numel(), dtype=torch.float64, device=p.device) for n, p in params.items()}
     for start in range(0, len(y), chunk):
         xc = x[start:start + chunk].double()
         with torch.no_grad():
@@ -234,7 +243,7 @@ def ggn_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int 
 def batch_key(p: Problem) -> str:
     h = hashlib.sha256()
     for t in [*(q.detach() for q in p.model.state_dict().values()), p.x, p.y]:
-        h.update(t.contiguous().numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -250,7 +259,7 @@ def dense_reference(p: Problem, cache: Path) -> dict[str, Any]:
         return {**json.loads(path.read_text()), "cached": str(path.relative_to(ROOT))}
     t = time.perf_counter()
     db = DoubleBackward(p.model, p.x, p.y, dtype=torch.float64)
-    eye = torch.eye(db.size, dtype=torch.float64)
+    eye = torch.eye(db.size, dtype=torch.float64, device=db.device)
     H = torch.cat([db.rows(eye[i:i + 32]) for i in range(0, db.size, 32)])
     asym = float((H - H.T).norm() / H.norm())
     H = (H + H.T) / 2
@@ -273,8 +282,8 @@ def compute_reference(p: Problem, dense: bool, cache: Path) -> None:
                               "max_relative_residual": rel_res, "seconds": round(time.perf_counter() - t, 1)}
     t = time.perf_counter()
     db = DoubleBackward(p.model, p.x, p.y, dtype=torch.float64)
-    A = LinearOperator((db.size, db.size), dtype=np.float64,
-                       matvec=lambda v: db.matmat(torch.from_numpy(np.asarray(v).reshape(-1, 1)))[:, 0].numpy())
+    A = LinearOperator((db.size, db.size), dtype=np.float64, matvec=lambda v: db.matmat(
+        torch.from_numpy(np.asarray(v).reshape(-1, 1)).to(db.device))[:, 0].cpu().numpy())
     v0 = np.random.default_rng(7).standard_normal(db.size)
     arpack = sorted(eigsh(A, k=REF_K, which="LA", tol=1e-12, v0=v0, return_eigenvectors=False), reverse=True)
     ref["check_arpack_double_backward_float64"] = {
@@ -283,10 +292,10 @@ def compute_reference(p: Problem, dense: bool, cache: Path) -> None:
     # exact trace: the Hessian diagonal (= Gauss-Newton diagonal here), checked on random coordinates
     t = time.perf_counter()
     diag = ggn_diagonal(p.model, p.x, p.y)
-    coords = torch.randperm(db.size, generator=torch.Generator().manual_seed(5))[:16]
-    E = torch.zeros(db.size, len(coords), dtype=torch.float64)
-    E[coords, torch.arange(len(coords))] = 1.0
-    h_ii = db.matmat(E)[coords, torch.arange(len(coords))]
+    coords = torch.randperm(db.size, generator=torch.Generator().manual_seed(5))[:16].to(db.device)
+    E = torch.zeros(db.size, len(coords), dtype=torch.float64, device=db.device)
+    E[coords, torch.arange(len(coords), device=db.device)] = 1.0
+    h_ii = db.matmat(E)[coords, torch.arange(len(coords), device=db.device)]
     ref["trace_from_diagonal"] = {
         "trace": float(diag.sum()), "seconds": round(time.perf_counter() - t, 1),
         "check_16_coordinates_max_abs_difference_over_mean_abs_diagonal":
@@ -396,7 +405,7 @@ def db_power(p: Problem) -> Method:
 def _pyhessian(p: Problem, mod: Any) -> Any:
     for q in p.pyhessian_model.parameters():
         q.grad = None  # PyHessian's backward accumulates into .grad: start clean every time
-    return mod.hessian(p.pyhessian_model, nn.CrossEntropyLoss(), data=(p.x, p.y), cuda=False)
+    return mod.hessian(p.pyhessian_model, nn.CrossEntropyLoss(), data=(p.x, p.y), cuda=p.device.type == "cuda")
 
 
 def _pyhessian_done(p: Problem) -> None:
@@ -579,7 +588,8 @@ def calibrate(m: Method, error: Callable[[Out], float], budget_s: float) -> tupl
 
 
 def run_case(label: str, methods: list[Method], error: Callable[[Out], float] | None, repeats: int, budget_s: float,
-             absent: dict[str, str], extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Out]]:
+             absent: dict[str, str], extra: dict[str, Any], device: torch.device = CPU,
+             ) -> tuple[dict[str, Any], dict[str, Out]]:
     absent = dict(absent)
     t_case = time.perf_counter()
     chosen: list[tuple[Method, Any]] = []
@@ -607,9 +617,8 @@ def run_case(label: str, methods: list[Method], error: Callable[[Out], float] | 
         shift = r % len(chosen)
         for m, setting in chosen[shift:] + chosen[:shift]:  # interleaved, order rotated per repeat
             gc.collect()
-            t = time.perf_counter()
-            outs[m.name] = m.run(setting)
-            times[m.name].append((time.perf_counter() - t) * 1e3)
+            outs[m.name], ms_taken = _timed_ms(lambda m=m, setting=setting: m.run(setting), device)
+            times[m.name].append(ms_taken)
     ms = {name: statistics.median(ts) for name, ts in times.items()}
     errors = {name: error(o) if error is not None else None for name, o in outs.items()}
     case: dict[str, Any] = {"case": label, "ours_ms": round(ms["ours"], 2), "baselines_ms": {}, "speedup": {}}
@@ -645,20 +654,24 @@ def run_case(label: str, methods: list[Method], error: Callable[[Out], float] | 
 # ---------------------------------------------------------------------------------------------------------------
 # where the time goes: one product on each side, and the estimators' own bookkeeping
 
-def _median_ms(fn: Callable[[], Any], n: int) -> float:
+def _timed_ms(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """``fn()`` and its wall time in ms, the device synchronised before and after (queued work counted)."""
+    devices.synchronize(device)
+    t = time.perf_counter()
+    out = fn()
+    devices.synchronize(device)
+    return out, (time.perf_counter() - t) * 1e3
+
+
+def _median_ms(fn: Callable[[], Any], n: int, device: torch.device = CPU) -> float:
     fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t) * 1e3)
-    return round(statistics.median(ts), 3)
+    return round(statistics.median(_timed_ms(fn, device)[1] for _ in range(n)), 3)
 
 
 def product_costs(p: Problem, mods: dict[str, Any], n: int) -> dict[str, Any]:
     """Per side: one Hessian-vector product after setup, and setup plus one product (float32, medians)."""
-    v = torch.randn(p.size, generator=torch.Generator().manual_seed(3))
-    V32 = (torch.randint(0, 2, (p.size, 32), generator=torch.Generator().manual_seed(4)) * 2 - 1).float()
+    v = torch.randn(p.size, generator=torch.Generator().manual_seed(3)).to(p.device)
+    V32 = (torch.randint(0, 2, (p.size, 32), generator=torch.Generator().manual_seed(4)) * 2 - 1).float().to(p.device)
     ours = HessianOperator(p.model, CE, (p.x, p.y))
     db = DoubleBackward(p.model, p.x, p.y)
     prod = {"ours": lambda: ours.matmat(v[:, None]), "double-backward": lambda: db.matmat(v[:, None])}
@@ -684,11 +697,12 @@ def product_costs(p: Problem, mods: dict[str, Any], n: int) -> dict[str, Any]:
         H = _curvlinops_op(p, mods["curvlinops"])
         prod["curvlinops"] = lambda: H @ v
         setup["curvlinops"] = lambda: _curvlinops_op(p, mods["curvlinops"]) @ v
-    out = {"product_ms": {k: _median_ms(f, n) for k, f in prod.items()},
-           "setup_plus_one_product_ms": {k: _median_ms(f, max(3, n // 4)) for k, f in setup.items()},
+    d = p.device
+    out = {"product_ms": {k: _median_ms(f, n, d) for k, f in prod.items()},
+           "setup_plus_one_product_ms": {k: _median_ms(f, max(3, n // 4), d) for k, f in setup.items()},
            "ours_block_of_32_per_vector_ms": {
-               "H v (matmat)": round(_median_ms(lambda: ours.matmat(V32), 3) / 32, 3),
-               "v^T H v (quadform)": round(_median_ms(lambda: ours.quadform(V32), 3) / 32, 3)}}
+               "H v (matmat)": round(_median_ms(lambda: ours.matmat(V32), 3, d) / 32, 3),
+               "v^T H v (quadform)": round(_median_ms(lambda: ours.quadform(V32), 3, d) / 32, 3)}}
     if "pyhessian" in mods:
         _pyhessian_done(p)
     return out
@@ -697,55 +711,121 @@ def product_costs(p: Problem, mods: dict[str, Any], n: int) -> dict[str, Any]:
 class _Diagonal:
     """A diagonal operator of a model's size: runs an estimator's bookkeeping with (almost) free products."""
 
-    def __init__(self, size: int):
-        self.size, self.dtype, self.device = size, torch.float32, torch.device("cpu")
-        self.d = torch.linspace(1.0, 2.0, size)
+    def __init__(self, size: int, device: torch.device = CPU):
+        self.size, self.dtype, self.device = size, torch.float32, torch.device(device)
+        self.d = torch.linspace(1.0, 2.0, size, device=self.device)
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         return self.d[:, None] * vectors
 
 
-def lanczos_bookkeeping(size: int, k: int, steps: dict[str, str], mods: dict[str, Any]) -> dict[str, float]:
+def lanczos_bookkeeping(size: int, k: int, steps: dict[str, str], mods: dict[str, Any],
+                        device: torch.device = CPU) -> dict[str, float]:
     """Our lanczos and hessian-eigenthings' for the step counts timed, on a diagonal operator of the same size:
     the estimators' own cost (orthogonalisation, Ritz values), without the Hessian's products."""
-    diag = _Diagonal(size)
+    diag = _Diagonal(size, device)
     out = {}
     if "ours" in steps:
         m = int(steps["ours"].split("=")[1])
-        out["ours"] = _median_ms(lambda: lanczos(diag, k, tol=0.0, max_iter=m, seed=0), 5)
+        out["ours"] = _median_ms(lambda: lanczos(diag, k, tol=0.0, max_iter=m, seed=0), 5, device)
     if "hessian-eigenthings" in steps and "hessian-eigenthings" in mods:
         he = mods["hessian-eigenthings"]
         m = int(steps["hessian-eigenthings"].split("=")[1])
-        op = he.LambdaOperator(lambda u: diag.d * u, size=size)
+        op = he.LambdaOperator(lambda u: diag.d * u, size=size, device=device)
         out["hessian-eigenthings"] = _median_ms(
-            lambda: he.lanczos(op, k=k, max_iter=m, which="LA", seed=0, reorthogonalize=True), 5)
+            lambda: he.lanczos(op, k=k, max_iter=m, which="LA", seed=0, reorthogonalize=True), 5, device)
     return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
 
-def prepare(name: str, x: torch.Tensor, y: torch.Tensor, batch: int) -> Problem:
+def prepare(name: str, x: torch.Tensor, y: torch.Tensor, batch: int,
+            device: torch.device = CPU) -> Problem:
+    """The preset trained on the CPU (cached under runs/: the same weights for every device), then put with its
+    measured batch on ``device``."""
     model = build_model(name, 0)
-    train_classifier(model, x, y, TrainConfig(name, 300, 64, lr=0.1), ROOT / "runs" / "sharpness" / f"bench-{name}")
-    model.eval()
+    train_classifier(model, x, y, TrainConfig(name, 300, 64, lr=0.1), ROOT / "runs" / "sharpness" / f"bench-{name}",
+                     device="cpu")
+    model.to(device).eval()
     for q in model.parameters():
         q.grad = None
-    p = Problem(name, model, x[:batch].contiguous(), y[:batch].contiguous())
+    p = Problem(name, model, x[:batch].contiguous().to(device), y[:batch].contiguous().to(device), device=device)
     p.pyhessian_model = copy.deepcopy(model)
     p.info = {"parameters": p.size, "training": "300 SGD steps (batch 64, lr 0.1) on 2,000 MNIST training images",
-              "measured_on": f"the first {batch} of those images, float32, eval mode"}
+              "measured_on": f"the first {batch} of those images, float32, eval mode, {device}"}
     if isinstance(model[1], nn.Linear):  # the MLP: the floor of one product (see the docstring)
         a = p.x.flatten(1)
         w = model[1].weight.detach()
-        d = torch.randn(batch, w.shape[0])
-        ts = []
-        for _ in range(21):
-            t = time.perf_counter()
+        d = torch.randn(batch, w.shape[0]).to(device)
+
+        def pair() -> None:
             a @ w.T
             d.T @ a
-            ts.append((time.perf_counter() - t) * 1e3)
-        p.info["first_layer_gemm_pair_ms"] = round(statistics.median(ts[1:]), 3)
+        p.info["first_layer_gemm_pair_ms"] = _median_ms(pair, 20, device)
     return p
+
+
+def run_benchmark(models: Sequence[str], x: torch.Tensor, y: torch.Tensor, *, batch: int, probes: int, repeats: int,
+                  budget_s: float, dense: bool | None, threads: int, reference_threads: int | None = None,
+                  device: torch.device = CPU, cases: Sequence[str] = CASES,
+                  product_repeats: int = 50) -> dict[str, Any]:
+    """Every case of ``cases`` on every model of ``models``, all sides on ``device``: the record's ``models`` and
+    ``cases`` (see the module docstring). ``dense`` None: the dense reference where a cached one exists."""
+    mods, versions, absent = load_peers()
+    peers = {name: ({"version": versions[name]} if name in versions else {"absent": absent[name]}) for name in PEERS}
+    out_cases, out_models = [], {}
+    for name in models:
+        torch.set_num_threads(threads)
+        p = prepare(name, x, y, batch, device)
+        torch.set_num_threads(reference_threads or threads)
+        t = time.perf_counter()
+        cache = ROOT / "runs" / "sharpness" / f"bench-{name}"
+        use_dense = p.size <= DENSE_MAX_PARAMS and (dense or (dense is None and dense_cache(p, cache).exists()))
+        compute_reference(p, use_dense, cache)
+        torch.set_num_threads(threads)
+        p.info["reference"] = {**p.reference, "seconds_total": round(time.perf_counter() - t, 1)}
+        p.info.update(product_costs(p, mods, product_repeats))
+        out_models[name] = p.info
+        ref = p.reference
+        print(f"{name}: {p.size} parameters on {device}; reference ({ref['method'].split(';')[0]}): "
+              f"top-5 {[round(v, 4) for v in ref['eigenvalues'][:5]]}, trace {ref['trace']:.4f}", flush=True)
+        print(f"  reference {p.info['reference']['seconds_total']:.0f} s; one product (ms): {p.info['product_ms']}; "
+              f"setup + one product (ms): "
+              f"{p.info['setup_plus_one_product_ms']}", flush=True)
+
+        acc = (f"relative error <= {BOUND:g} against the reference; each side calibrated (untimed) to the least "
+               "work that meets it (smallest step count, or loosest tolerance)")
+        for label, k in (("lambda-max", 1), ("lambda-max, power iteration", 1), ("top-5", 5)):
+            if label not in cases:
+                continue
+            case_absent = dict(absent)
+            if label.endswith("power iteration") and "curvlinops" in mods:
+                case_absent["curvlinops"] = "no power iteration in curvlinops (its eigenvalue route is scipy eigsh)"
+            extra = {"model": name, "accuracy": acc, "reference_eigenvalues": ref["eigenvalues"][:k]}
+            case, _ = run_case(f"{name}: {label}", eig_methods(p, mods, label, k), eig_error(ref["eigenvalues"], k),
+                               repeats, budget_s, case_absent, extra, device)
+            if label != "lambda-max, power iteration":
+                case["lanczos_bookkeeping_ms (same steps, diagonal operator)"] = lanczos_bookkeeping(
+                    p.size, k, case["setting"], mods, device)
+            out_cases.append(case)
+            print_case(case)
+        if "trace" not in cases:
+            continue
+        tr_methods = trace_methods(p, mods, probes)
+        extra = {"model": name, "accuracy": f"{probes} Rademacher probes on every side (same estimator, same "
+                                            f"expected error); achieved errors and standard errors recorded",
+                 "reference_trace": ref["trace"]}
+        case, outs = run_case(f"{name}: trace", tr_methods, lambda o, t=ref["trace"]: abs(o.value - t) / abs(t),
+                              repeats, budget_s, absent, extra, device)
+        case["estimates"] = {n: {"estimate": o.value, "stderr": o.stderr} for n, o in outs.items()}
+        case["error_in_standard_errors"] = {n: abs(o.value - ref["trace"]) / o.stderr for n, o in outs.items()
+                                            if o.stderr}
+        ours_est = case["estimates"]["ours"]["estimate"]
+        if "double-backward" in case["estimates"]:
+            case["agree"] = abs(case["estimates"]["double-backward"]["estimate"] - ours_est) / abs(ours_est) < 1e-4
+        out_cases.append(case)
+        print_case(out_cases[-1])
+    return {"peers": peers, "models": out_models, "cases": out_cases}
 
 
 def main() -> int:
@@ -756,75 +836,32 @@ def main() -> int:
     ap.add_argument("--dense", action=argparse.BooleanOptionalAction, default=None,
                     help="dense float64 reference for models up to 10k parameters (default: on, off with --quick)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps: every side runs there")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reference-threads", type=int, default=None,
                     help="threads for the untimed reference (default: --threads; more only on a quiet machine)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "sharpness.json")
     args = ap.parse_args()
+    device = devices.resolve(args.device)
     batch = args.batch or (128 if args.quick else 512)
     probes, repeats, budget_s = (32, 2, 20.0) if args.quick else (100, 5, 120.0)
     dense = (not args.quick) if args.dense is None else args.dense
-    env_start = environment()
+    if args.quick and args.dense is None:
+        dense = None  # a cached dense reference is used, none is computed
+    env_start = environment(device)
     t_start = time.perf_counter()
-
-    mods, versions, absent = load_peers()
-    peers = {name: ({"version": versions[name]} if name in versions else {"absent": absent[name]}) for name in PEERS}
     x, y = mnist_subset(args.data_dir, "train", 2000, 0)
-    cases, models = [], {}
-    for name in args.models:
-        p = prepare(name, x, y, batch)
-        torch.set_num_threads(args.reference_threads or args.threads)
-        t = time.perf_counter()
-        cache = ROOT / "runs" / "sharpness" / f"bench-{name}"
-        use_dense = p.size <= DENSE_MAX_PARAMS and (dense or (args.dense is None and dense_cache(p, cache).exists()))
-        compute_reference(p, use_dense, cache)
-        torch.set_num_threads(args.threads)
-        p.info["reference"] = {**p.reference, "seconds_total": round(time.perf_counter() - t, 1)}
-        p.info.update(product_costs(p, mods, 20 if args.quick else 50))
-        models[name] = p.info
-        ref = p.reference
-        print(f"{name}: {p.size} parameters; reference ({ref['method'].split(';')[0]}): "
-              f"top-5 {[round(v, 4) for v in ref['eigenvalues'][:5]]}, trace {ref['trace']:.4f}", flush=True)
-        print(f"  reference {p.info['reference']['seconds_total']:.0f} s; one product (ms): {p.info['product_ms']}; "
-              f"setup + one product (ms): "
-              f"{p.info['setup_plus_one_product_ms']}", flush=True)
-
-        acc = (f"relative error <= {BOUND:g} against the reference; each side calibrated (untimed) to the least "
-               "work that meets it (smallest step count, or loosest tolerance)")
-        for label, k in (("lambda-max", 1), ("lambda-max, power iteration", 1), ("top-5", 5)):
-            case_absent = dict(absent)
-            if label.endswith("power iteration") and "curvlinops" in mods:
-                case_absent["curvlinops"] = "no power iteration in curvlinops (its eigenvalue route is scipy eigsh)"
-            extra = {"model": name, "accuracy": acc, "reference_eigenvalues": ref["eigenvalues"][:k]}
-            case, _ = run_case(f"{name}: {label}", eig_methods(p, mods, label, k), eig_error(ref["eigenvalues"], k),
-                               repeats, budget_s, case_absent, extra)
-            if label != "lambda-max, power iteration":
-                case["lanczos_bookkeeping_ms (same steps, diagonal operator)"] = lanczos_bookkeeping(
-                    p.size, k, case["setting"], mods)
-            cases.append(case)
-            print_case(case)
-        tr_methods = trace_methods(p, mods, probes)
-        extra = {"model": name, "accuracy": f"{probes} Rademacher probes on every side (same estimator, same "
-                                            f"expected error); achieved errors and standard errors recorded",
-                 "reference_trace": ref["trace"]}
-        case, outs = run_case(f"{name}: trace", tr_methods, lambda o, t=ref["trace"]: abs(o.value - t) / abs(t),
-                              repeats, budget_s, absent, extra)
-        case["estimates"] = {n: {"estimate": o.value, "stderr": o.stderr} for n, o in outs.items()}
-        case["error_in_standard_errors"] = {n: abs(o.value - ref["trace"]) / o.stderr for n, o in outs.items()
-                                            if o.stderr}
-        ours_est = case["estimates"]["ours"]["estimate"]
-        if "double-backward" in case["estimates"]:
-            case["agree"] = abs(case["estimates"]["double-backward"]["estimate"] - ours_est) / abs(ours_est) < 1e-4
-        cases.append(case)
-        print_case(cases[-1])
-
+    result = run_benchmark(args.models, x, y, batch=batch, probes=probes, repeats=repeats, budget_s=budget_s,
+                           dense=dense, threads=args.threads, reference_threads=args.reference_threads, device=device,
+                           cases=args.cases, product_repeats=20 if args.quick else 50)
     record = {"benchmark": "sharpness", "command": "python benchmarks/sharpness.py " + " ".join(sys.argv[1:]),
               "threads": args.threads, "batch": batch, "repeats": repeats, "trace_probes": probes,
-              "accuracy_bound": BOUND, "peers": peers, "models": models,
+              "accuracy_bound": BOUND, "peers": result["peers"], "models": result["models"],
               "load_average_at_start": env_start["load_average"], "load_average_at_end": load_average(),
-              "wall_time_s": round(time.perf_counter() - t_start, 1), "cases": cases}
-    write_record(args.out, record)
+              "wall_time_s": round(time.perf_counter() - t_start, 1), "cases": result["cases"]}
+    write_record(args.out, record, device=device)
     print(f"load average at start {env_start['load_average']}, at end {load_average()}; "
           f"{record['wall_time_s']:.0f} s; wrote {args.out}")
     return 0

@@ -12,6 +12,7 @@ from torch.func import functional_call, hessian
 
 from icml17.core.curvature import (DenseOperator, HessianOperator, ModelLoss, hutchinson, hutchpp, lanczos,
                                    layer_blocks, layerwise_unsupported, power_iteration, slq_density)
+from icml17.core.devicecheck import STAND_IN, WrongDeviceError, stand_in_device, values
 from icml17.core.functional import flatten, unflatten
 
 CE = nn.functional.cross_entropy
@@ -359,3 +360,84 @@ def test_train_mode_refuses_dropout_naming_the_layer():
         HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="train")
     HessianOperator(model, nn.functional.cross_entropy, (x, y), mode="eval")  # dropout off: fine
 
+
+# ------------------------------------------------------------------------------------- on another device
+# The stand-in device (icml17.core.devicecheck) computes on the CPU but refuses, as CUDA would, a CPU tensor or
+# generator beside the model's tensors: a run there that completes, stays on the device and equals the CPU run
+# shows the engine makes every tensor where the model is.
+ON_DEVICE = [("layerwise", _mlp, (5,)), ("layerwise", _conv_chain, (1, 8, 8)),
+             ("forward-over-reverse", _mlp, (5,)), ("forward-over-reverse", _cnn, (1, 6, 6)),
+             ("reverse-over-reverse", _mlp, (5,)), ("reverse-over-reverse", _cnn, (1, 6, 6))]
+
+
+def _estimates(op: HessianOperator, V: torch.Tensor) -> dict:
+    """Every product and estimator once, with few steps (tol=0 runs exactly max_iter): H V, v^T H v, products at
+    another point, lambda_max by Lanczos and by power iteration, top-3 with eigenvectors, Hutchinson, Hutch++, SLQ."""
+    top = lanczos(op, 3, tol=0.0, max_iter=8, seed=0)
+    off = {n: p * 1.1 for n, p in op.point.items()}  # not the point: the generic (uncached) product
+    tangents = op._tangents(V.T[:2].to(op.dtype))
+    return {"HV": op.matmat(V), "quadform": op.quadform(V),
+            "hvp_elsewhere": torch.cat([t.reshape(-1) for t in op.loss.hvp(tangents, off).values()]),
+            "lambda_max": lanczos(op, 1, tol=0.0, max_iter=6, seed=0).eigenvalues, "top3": top.eigenvalues,
+            "vectors": top.eigenvectors, "power": power_iteration(op, tol=0.0, max_iter=6, seed=0).eigenvalues,
+            "trace": hutchinson(op, 6, block=4, seed=1).estimate, "hutchpp": hutchpp(op, 6, seed=2).estimate,
+            "slq": torch.as_tensor(slq_density(op, n_probes=1, steps=4, seed=3).nodes)}
+
+
+@pytest.mark.parametrize("product,build,shape", ON_DEVICE)
+def test_products_and_estimators_on_a_device_equal_the_cpu(product, build, shape):
+    x, y = _data(shape, n=12)
+    V = torch.randn(sum(p.numel() for p in build().parameters()), 3, generator=torch.Generator().manual_seed(9),
+                    dtype=torch.float64)
+    cpu = _estimates(HessianOperator(build(), CE, [(x[:5], y[:5]), (x[5:], y[5:])], product=product), V)
+    with stand_in_device() as mode:
+        model = build().to(STAND_IN)
+        op = HessianOperator(model, CE, [(x[:5], y[:5]), (x[5:], y[5:])], product=product)  # CPU data: moved once
+        assert op.method == product and op.device == STAND_IN
+        dev = _estimates(op, V.to(STAND_IN))
+        assert all(t.device == STAND_IN for t in (dev["HV"], dev["quadform"], dev["hvp_elsewhere"], dev["vectors"]))
+        before = mode.transfers_to_cpu
+        r = lanczos(op, 1, tol=0.0, max_iter=5, seed=0)  # tol=0: exactly 5 steps
+        assert r.iterations == 5 and mode.transfers_to_cpu - before == 5  # one copy to the CPU per step
+    for key, ref in cpu.items():
+        got = values(dev[key])
+        if isinstance(ref, torch.Tensor):
+            assert torch.allclose(got, ref, rtol=1e-12, atol=1e-13), key
+        else:
+            assert got == pytest.approx(ref, rel=1e-12, abs=1e-13), key
+
+
+def test_a_generator_made_for_the_device_draws_there():
+    model, (x, y) = _mlp(), _data((5,))
+    with stand_in_device():
+        op = HessianOperator(model.to(STAND_IN), CE, (x.to(STAND_IN), y.to(STAND_IN)))
+        gen = torch.Generator(device=STAND_IN).manual_seed(0)
+        assert hutchinson(op, 8, seed=gen).n_hvp == 8 and lanczos(op, 1, seed=gen).converged
+        with pytest.raises(WrongDeviceError):  # a CPU generator passed for a device operator: CUDA refuses it too
+            hutchinson(op, 8, seed=torch.Generator().manual_seed(0))
+
+
+def test_float64_measurement_of_a_float32_model_stays_on_its_device(monkeypatch):
+    # the stand-in's parameters change dtype in place only when modules swap them (`module.to(dtype)` through
+    # set_data would keep the old values behind the new dtype); CUDA tensors need no such switch
+    monkeypatch.setattr(torch.__future__, "_swap_module_params_on_conversion", True)
+    x, y = _data((5,))
+    cpu = lanczos(HessianOperator(_mlp().float(), CE, (x, y), dtype=torch.float64), 2, seed=0).eigenvalues
+    with stand_in_device():
+        op = HessianOperator(_mlp().float().to(STAND_IN), CE, (x, y), dtype=torch.float64)
+        assert op.dtype == torch.float64 and op.device == STAND_IN
+        assert lanczos(op, 2, seed=0).eigenvalues == pytest.approx(cpu, rel=1e-12)
+
+
+def test_planted_bug_a_start_vector_left_on_the_cpu_is_caught(monkeypatch):
+    """Plant the bug class in a real creation site (the estimators' draws, without the move to op.device):
+    the stand-in device refuses it, as a GPU would."""
+    from icml17.core.curvature import estimators
+
+    model, (x, y) = _mlp(), _data((5,))
+    monkeypatch.setattr(estimators._Draws, "normal",
+                        lambda self, *shape: torch.randn(*shape, generator=self.gen, dtype=self.dtype))
+    with stand_in_device():
+        op = HessianOperator(model.to(STAND_IN), CE, (x, y))
+        with pytest.raises(WrongDeviceError):
+            lanczos(op, 1, seed=0)

@@ -241,3 +241,22 @@ def test_in_place_views_keep_the_stand_in_shape_and_a_batch_first_gru_matches_th
         o.sum().backward()
         # the CPU GRU runs a fused kernel that a stand-in tensor does not take: equal to rounding
         assert torch.allclose(values(g.weight_ih_l0.grad), expected, rtol=0, atol=1e-5)
+
+
+def test_forward_mode_through_a_python_scalar_on_the_stand_in_device():
+    """jvp of ``0.1 * w``: the scalar's tangent is a storage-less zero tensor, which must not reach a kernel."""
+    w = torch.arange(3.0)
+    expected = torch.func.jvp(lambda t: 0.1 * t, (w,), (w,))[1]
+    with stand_in_device():
+        ws = w.to(STAND_IN)
+        got = torch.func.jvp(lambda t: 0.1 * t, (ws,), (ws,))[1]
+        assert got.device == STAND_IN and torch.equal(values(got), expected)
+
+
+def test_a_module_cast_on_the_stand_in_device_casts_its_values():
+    m = nn.Linear(2, 2)
+    with stand_in_device():
+        md = m.to(STAND_IN).double()
+        assert md.weight.dtype == values(md.weight).dtype == torch.float64
+        assert md(torch.ones(1, 2, dtype=torch.float64, device=STAND_IN)).dtype == torch.float64
+    assert not torch.__future__.get_swap_module_params_on_conversion()  # restored

@@ -151,6 +151,9 @@ def _unwrap(tree):
     def one(a):
         if isinstance(a, _Elsewhere):
             return a.inner
+        if isinstance(a, torch.Tensor) and a._is_zerotensor():
+            # forward-mode AD's tangent of a Python scalar: storage-less, which a real kernel must not read
+            return torch.zeros(a.shape, dtype=a.dtype)
         if isinstance(a, torch.device) and a.type == STAND_IN.type:
             return torch.device("cpu")
         return a
@@ -202,6 +205,9 @@ def stand_in_device() -> Iterator[StandInDevice]:
 
     torch.Generator, torch.tensor, torch.as_tensor = generator, tensor, as_tensor
     torch.Tensor.new_tensor = new_tensor
+    # module.to(dtype) assigns param.data, which a wrapper tensor cannot take: swap the parameters instead
+    swapped = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
     _ACTIVE.append(mode)
     try:
         with mode, warnings.catch_warnings():
@@ -211,6 +217,7 @@ def stand_in_device() -> Iterator[StandInDevice]:
             yield mode
     finally:
         _ACTIVE.remove(mode)
+        torch.__future__.set_swap_module_params_on_conversion(swapped)
         torch.Generator, torch.tensor, torch.as_tensor = real_generator, real_tensor, real_as_tensor
         torch.Tensor.new_tensor = real_new_tensor
 

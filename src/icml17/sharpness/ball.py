@@ -11,6 +11,9 @@ Kwon et al. 2021) uses the ellipsoid |delta / (|theta| + eta)|_2 <= rho, i.e. de
 The maximum is approached from below by projected normalised gradient ascent from several starts (random
 directions on the sphere, plus any given directions such as +-the top Hessian eigenvector, which guarantees at
 least the second-order value for small eps). The result is a lower bound on the true maximum.
+
+The ascent runs on the model's device; the random starts come from a seeded CPU generator and are moved there, so
+they are the same on every device.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``measure`` computes any measure of a trained run, shipped weights or a preset (optionally trained a few SGD
 steps first); ``eval`` measures a trained minimum with the reproductions' protocol (so shipped weights
-reproduce their record); ``reproduce`` runs the paper's reparametrization experiments.
+reproduce their record); ``reproduce`` runs the paper's reparametrization experiments. Each computes on
+``--device`` (the model and the data are moved there once); curvature is always float32 or float64.
 """
 
 from __future__ import annotations
@@ -24,15 +25,24 @@ def _dtype(name: str):
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
-def _trained(args: argparse.Namespace):
+def _trained(args: argparse.Namespace, device):
     from icml17.sharpness.evaluate import load_run, load_shipped
 
     if args.weights:
-        return load_shipped(args.weights)
-    return load_run(args.run_dir)
+        return load_shipped(args.weights, device)
+    return load_run(args.run_dir, device)
+
+
+def _check_dtype(args: argparse.Namespace, device) -> None:
+    from icml17.core.device import DeviceError
+
+    if args.dtype == "float64" and device.type == "mps":
+        raise DeviceError("--dtype float64 is not available on MPS (Apple GPUs have no float64); use --dtype "
+                          "float32 or --device cpu")
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from icml17.core.device import explain_out_of_memory, to_device
     from icml17.sharpness.data import batches, mnist_subset
     from icml17.sharpness.evaluate import CE, load_factory, load_npz, mse_loss
     from icml17.sharpness.measures import MeasureOptions, check_names, measure
@@ -48,6 +58,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         raise shell.ConfigError("--state holds the weights of a --factory network; the other sources carry their "
                                 "own: drop --state")
     device = shell.apply_compute(args)
+    _check_dtype(args, device)
     if args.data is not None:
         x, y = load_npz(args.data)
         dataset = f"{args.data} [{len(y)}]"
@@ -55,16 +66,17 @@ def cmd_measure(args: argparse.Namespace) -> int:
         x, y = mnist_subset(args.data_dir, args.split, args.examples, args.seed)
         dataset = f"mnist-{args.split}[{args.examples}]"
     loss_fn = CE if args.loss == "cross_entropy" else mse_loss
+    x, y = to_device((x, y), device)  # once; the batches below are views of it
     if args.factory is not None:
-        model, source = load_factory(args.factory, args.state), args.factory
+        model, source = load_factory(args.factory, args.state).to(device), args.factory
     elif args.model is not None:
-        model, source = build_model(args.model, args.seed), f"preset {args.model}"
+        model, source = build_model(args.model, args.seed).to(device), f"preset {args.model}"
         if args.train_steps:
             run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"measure-{args.model}-{args.train_steps}-s{args.seed}")
             train_classifier(model, x, y, TrainConfig(args.model, args.train_steps, 64, seed=args.seed, n_train=args.examples),
-                             run_dir)
+                             run_dir, device=device)
     else:
-        trained = _trained(args)
+        trained = _trained(args, device)
         model, source = trained.model, args.weights or str(args.run_dir)
     if args.alpha is not None:
         model = AlphaScaling.pair(args.alpha, len(relu_chain(model, "alpha-scaling (--alpha)")))(model).model
@@ -73,13 +85,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
     ctx = distributed.context()  # under torchrun each rank measures its share of the batches (all-reduced)
     data = batches(x, y, args.batch_size)[ctx.rank::ctx.world_size]
     try:
-        out = measure(model, loss_fn, data, names, dtype=_dtype(args.dtype), mode=args.mode,
-                      options=MeasureOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
+        with explain_out_of_memory("--batch-size (products are summed over batches of this size) or --examples",
+                                   device):
+            out = measure(model, loss_fn, data, names, dtype=_dtype(args.dtype), mode=args.mode,
+                          options=MeasureOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
     except ValueError as e:  # the model or data cannot be measured as asked (frozen, empty, dropout in train mode)
         raise ConfigError(str(e)) from e
     if not ctx.is_main:
         return 0
-    out = {"source": source, "dataset": dataset, "alpha": args.alpha,
+    out = {"source": source, "dataset": dataset, "alpha": args.alpha, "device": str(device),
            "accuracy": accuracy(model, x, y) if args.loss == "cross_entropy" else None, **out}
     text = json.dumps(out, indent=2, default=str)
     print(text)
@@ -92,11 +106,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from icml17.sharpness.evaluate import evaluate
 
-    trained = _trained(args)
     device = shell.apply_compute(args)
+    _check_dtype(args, device)
+    trained = _trained(args, device)
     out = evaluate(trained, args.data_dir, dtype=_dtype(args.dtype))
     print(json.dumps({"weights": trained.weights, "run": None if trained.weights else str(args.run_dir),
-                      "model": trained.cfg.model, "train_batch_size": trained.cfg.batch_size,
+                      "device": str(device), "model": trained.cfg.model, "train_batch_size": trained.cfg.batch_size,
                       "iterations": trained.iterations, **out}, indent=2, default=str))
     if trained.record:
         print(f"(shipped weights: compare with {trained.record})")
@@ -104,13 +119,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from icml17.core.device import explain_out_of_memory
     from icml17.sharpness.reproductions import reproduce
 
     device = shell.apply_compute(args)
     # --quick runs tiny sizes for tests: its records never land among the results unless asked for by --record
     record = args.record or (args.run_dir / "quick-records" if args.quick else Path("results/sharpness"))
-    figures = reproduce(args.which, record, args.data_dir, args.run_dir, quick=args.quick,
-                        command=shell.command_line(args), seed=args.seed)
+    with explain_out_of_memory("the sizes: the reproductions' are fixed, --quick runs them small (or use "
+                               "--device cpu)", device):
+        figures = reproduce(args.which, record, args.data_dir, args.run_dir, quick=args.quick,
+                            command=shell.command_line(args), seed=args.seed, device=device)
     for f in figures:
         print(f"wrote {f} and {f.with_suffix('.json')}")
     return 0

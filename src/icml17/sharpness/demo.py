@@ -1,6 +1,7 @@
 """The sharpness part of ``icml17 demo``: the two shipped minima measured, their flatness ranking swapped by a
 function-preserving radial map (Dinh et al. 2017, appendix A), and a short live training whose lambda_max
-alpha-scaling moves at will while the outputs stay the same (section 5.1)."""
+alpha-scaling moves at will while the outputs stay the same (section 5.1). Everything runs on ``device`` (default
+the CPU)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icml17.core.device import to_device
 from icml17.core.report import Report, markdown_table
 from icml17.data import DatasetError, load_digits_fallback
 from icml17.sharpness import plots
@@ -24,11 +26,13 @@ from icml17.sharpness.transforms import AlphaScaling
 OPTIONS = MeasureOptions(lanczos_tol=1e-3, probes=16, seed=0)
 
 
-def _shipped(data_dir: Path | None, quick: bool, log) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
+def _shipped(data_dir: Path | None, quick: bool, log, device: torch.device,
+             ) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
     batch, _, test = protocol_data(data_dir)
     if quick:
         batch = (batch[0][:300], batch[1][:300])
-    minima = {name: load_shipped(name) for name in ("small-batch", "large-batch")}
+    batch, test = to_device((batch, test), device)
+    minima = {name: load_shipped(name, device) for name in ("small-batch", "large-batch")}
     log("measuring the two shipped minima and their radial reparametrizations")
     rows, lam = [], {}
     for name, t in minima.items():
@@ -65,12 +69,14 @@ def _live_data(data_dir: Path | None, n: int) -> tuple[torch.Tensor, torch.Tenso
         return x, torch.from_numpy(labels[idx]), "scikit-learn digits (MNIST not found: stand-in only)"
 
 
-def _live(run_dir: Path, data_dir: Path | None, quick: bool, log) -> tuple[str, Path]:
+def _live(run_dir: Path, data_dir: Path | None, quick: bool, log, device: torch.device) -> tuple[str, Path]:
     n, steps = (300, 100) if quick else (1000, 400)
     x, y, source = _live_data(data_dir, n)
+    x, y = to_device((x, y), device)
     model = build_model("mlp-784-32-10", 0)
     log(f"live: training a 784-32-10 MLP for {steps} SGD steps, then alpha-scaling it")
-    train_classifier(model, x, y, TrainConfig("mlp-784-32-10", steps, 64, n_train=n), run_dir / "live", progress=True)
+    train_classifier(model, x, y, TrainConfig("mlp-784-32-10", steps, 64, n_train=n), run_dir / "live", progress=True,
+                     device=device)
     model.eval()
     data = (x[:500], y[:500])
     rows = []
@@ -94,13 +100,15 @@ def _live(run_dir: Path, data_dir: Path | None, quick: bool, log) -> tuple[str, 
     return text, fig
 
 
-def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print) -> str:
+def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print,
+                 device: torch.device | str | None = None) -> str:
     run_dir = Path(run_dir)
+    device = torch.device(device or "cpu")
     try:
-        shipped_text, _ = _shipped(data_dir, quick, log)
+        shipped_text, _ = _shipped(data_dir, quick, log, device)
     except DatasetError as e:
         shipped_text = f"MNIST not found, so the shipped minima are not measured here ({e})."
-    live_text, fig = _live(run_dir, data_dir, quick, log)
+    live_text, fig = _live(run_dir, data_dir, quick, log, device)
     text = shipped_text + "\n\n" + live_text
     report.add("Sharp minima can generalize: flatness is not invariant (Dinh et al. 2017)", text,
                images=[(fig, "lambda_max against alpha (log-log): identical outputs for every alpha")])

@@ -4,6 +4,9 @@ The shipped minima (``small-batch`` and ``large-batch``: a 784-100-10 ReLU MLP t
 batch 1000 from one initialisation, Dinh et al. 2017 appendix A as run by ``reproduce --which radial-ranking``)
 are measured with the reproductions' protocol (:class:`~icml17.sharpness.presets.ReproConfig`), so ``icml17 sharpness eval --weights NAME``
 reproduces the numbers of ``results/sharpness/radial-ranking.json``.
+
+Loaders read weights on the CPU and put the model on ``device``; :func:`evaluate` follows the model's device (the
+protocol's data is moved there once).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from torch import nn
 
 from icml17.core.checkpoint import CheckpointError
 from icml17.core.config import ConfigError, config_from_dict
+from icml17.core.device import explain_out_of_memory, to_device
 from icml17.core.run import load_trained_run
 from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.measures import measure
 from icml17.sharpness.presets import PRESETS, ReproConfig, build_model
-from icml17.sharpness.train import TrainConfig, accuracy
+from icml17.sharpness.train import TrainConfig, accuracy, model_device
 
 CE = nn.functional.cross_entropy
 
@@ -50,8 +54,9 @@ class Trained:
 TRAINED_BY = "`icml17 sharpness reproduce` trains them (under runs/sharpness)"
 
 
-def load_run(run_dir: str | Path) -> Trained:
-    """The network of a sharpness training run (``RUN_DIR/checkpoints/last.pt``; a path to ``last.pt`` works too)."""
+def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> Trained:
+    """The network of a sharpness training run (``RUN_DIR/checkpoints/last.pt``; a path to ``last.pt`` works too),
+    on ``device`` (default the CPU)."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
         run_dir = run_dir.parent.parent
@@ -65,17 +70,18 @@ def load_run(run_dir: str | Path) -> Trained:
                               f"{sorted(PRESETS)})")
     model = build_model(run.cfg.model)
     model.load_state_dict(run.state)
-    return Trained(model.eval(), run.cfg, run.iterations)
+    return Trained(model.to(device or "cpu").eval(), run.cfg, run.iterations)
 
 
-def load_shipped(name: str) -> Trained:
+def load_shipped(name: str, device: torch.device | str | None = None) -> Trained:
+    """Shipped weights ``name`` (read on the CPU) as a model on ``device`` (default the CPU)."""
     from icml17.weights import load_weights
 
     w = load_weights(name, "sharpness")
     cfg = config_from_dict(TrainConfig, w.config)
     model = build_model(cfg.model)
     model.load_state_dict(w.state)
-    return Trained(model.eval(), cfg, w.iterations, weights=name, record=w.record)
+    return Trained(model.to(device or "cpu").eval(), cfg, w.iterations, weights=name, record=w.record)
 
 
 def protocol_data(data_dir: str | Path | None, protocol: ReproConfig = PROTOCOL):
@@ -87,9 +93,12 @@ def protocol_data(data_dir: str | Path | None, protocol: ReproConfig = PROTOCOL)
 
 def evaluate(trained: Trained, data_dir: str | Path | None, names: tuple[str, ...] = RECORD_MEASURES,
              protocol: ReproConfig = PROTOCOL, dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """The measures of ``trained.model`` under ``protocol``, with train and test accuracy."""
-    batch, train, test = protocol_data(data_dir, protocol)
-    out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.measure_options)
+    """The measures of ``trained.model`` under ``protocol``, with train and test accuracy, on the model's device."""
+    device = model_device(trained.model)
+    batch, train, test = to_device(protocol_data(data_dir, protocol), device)
+    with explain_out_of_memory("the batch: `icml17 sharpness measure --weights NAME --batch-size B` measures "
+                               "the same minimum in smaller batches", device):
+        out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.measure_options)
     out.pop("options", None)
     return {**out, "train_accuracy": accuracy(trained.model, *train), "test_accuracy": accuracy(trained.model, *test)}
 

@@ -6,6 +6,8 @@ transformed model and data, and report every value, its ratio to the original, t
 known (``transform.expected_ratio``), and the spread max |value| / min |value| over the original and all
 transforms. A spread of 1 means invariant; Dinh et al. 2017 show it is unbounded for lambda_max, trace and
 epsilon-sharpness under alpha-scaling.
+
+Everything runs on the model's device; probes and batches are moved there.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class InvarianceReport:
 
 def output_difference(model: nn.Module, rep: Reparametrized, probe: torch.Tensor,
                       dtype: torch.dtype | None = None) -> float:
-    """max |rep.model(rep.inputs(x)) - model(x)| / max(1, max |model(x)|), both in eval mode."""
+    """max |rep.model(rep.inputs(x)) - model(x)| / max(1, max |model(x)|), both in eval mode, on the model's
+    device (the probe is moved there)."""
     a, b = model, rep.model
+    first = next(model.parameters(), None)
+    if first is not None:
+        probe = probe.to(first.device)
     if dtype is not None:
         a, b, probe = copy.deepcopy(a).to(dtype), copy.deepcopy(b).to(dtype), probe.to(dtype)
     with torch.no_grad():

@@ -13,6 +13,10 @@ alternative, by projected (clipped) sign-gradient ascent. Both start from a seed
 than y = 0: at an exact critical point the gradient vanishes and an ascent from 0 would never move.
 Deviation worth knowing: the random A here has i.i.d. N(0, 1/p) entries (the paper does not state its
 distribution), and A^+ x is computed by least squares.
+
+Devices: losses and gradients run on the model's device. The random draws (A, the start point) come from CPU
+generators and A^+ x is solved once on the CPU in float64, so the box is the same on every device (and MPS, which
+has no float64, works); L-BFGS-B (SciPy) exchanges one gradient with the CPU per evaluation.
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ def keskar_sharpness(loss: ModelLoss, eps: float = 1e-3, *, subspace: torch.Tens
         if subspace.shape[0] != x.numel():
             raise ValueError(f"A has {subspace.shape[0]} rows, the model has {x.numel()} parameters")
         A = subspace.to(x)
-        coords = torch.linalg.lstsq(A.double(), x.double()[:, None]).solution[:, 0]  # A^+ x
+        # A^+ x in float64 on the CPU (A as the model's dtype rounds it): the same box on every device
+        A_host = subspace.to(x.dtype).cpu().double()
+        coords = torch.linalg.lstsq(A_host, x.cpu().double()[:, None]).solution[:, 0]
         bound = (eps * (coords.abs() + 1)).to(x)
         lift = lambda y: A @ y  # noqa: E731
         pull = lambda g: A.T @ g  # noqa: E731
@@ -81,10 +87,10 @@ def keskar_sharpness(loss: ModelLoss, eps: float = 1e-3, *, subspace: torch.Tens
     if method == "lbfgsb":
         def objective(y_np: np.ndarray) -> tuple[float, np.ndarray]:
             value, g = value_grad(torch.as_tensor(y_np, dtype=x.dtype, device=x.device))
-            return -value, -g.double().cpu().numpy()
+            return -value, -g.cpu().double().numpy()
 
-        b = bound.double().cpu().numpy()
-        res = minimize(objective, y0.double().cpu().numpy(), jac=True, method="L-BFGS-B",
+        b = bound.cpu().double().numpy()
+        res = minimize(objective, y0.cpu().double().numpy(), jac=True, method="L-BFGS-B",
                        bounds=list(zip(-b, b)), options={"maxiter": maxiter})
         y = torch.as_tensor(res.x, dtype=x.dtype, device=x.device)
         iterations = int(res.nit)

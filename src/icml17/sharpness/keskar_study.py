@@ -14,6 +14,7 @@ Deviations, all recorded: training length is a fixed number of epochs (``sb_epoc
 "until the loss stops falling", and phi's maximisation runs on the first ``n_measure`` training images (10 of
 L-BFGS-B's iterations each, as Keskar et al.), lambda_max on the first ``n_curvature`` of them.
 Every training and every measurement is cached in the run directory, so a killed study resumes where it stopped.
+Everything runs on ``device`` (MNIST is moved there once); the record names the hardware.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from icml17.core.device import to_device
 from icml17.core.results import write_record
 from icml17.sharpness import plots
 from icml17.sharpness.data import mnist_subset
@@ -83,10 +85,12 @@ def _phi(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], eps: float,
 class KeskarStudy:
     """Trains and measures the minima of one study; every result is cached as JSON under ``run_root``."""
 
-    def __init__(self, cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, quick: bool):
+    def __init__(self, cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, quick: bool,
+                 device: torch.device | str | None = None):
         self.cfg, self.run_root, self.quick = cfg, Path(run_root) / ("quick-keskar-f1" if quick else "keskar-f1"), quick
-        self.x, self.y = mnist_subset(data_dir, "train", cfg.n_train, 0)
-        self.x_test, self.y_test = mnist_subset(data_dir, "test", cfg.n_test, 0)
+        self.device = torch.device(device or "cpu")
+        self.x, self.y = to_device(mnist_subset(data_dir, "train", cfg.n_train, 0), self.device)
+        self.x_test, self.y_test = to_device(mnist_subset(data_dir, "test", cfg.n_test, 0), self.device)
         self.batch = (self.x[:cfg.n_measure], self.y[:cfg.n_measure])
         self.curv_batch = (self.x[:cfg.n_curvature], self.y[:cfg.n_curvature])
 
@@ -107,7 +111,8 @@ class KeskarStudy:
         model = build_model(cfg.model, seed)  # same initialisation for both regimes of a seed
         tcfg = TrainConfig(cfg.model, cfg.steps(batch, epochs), batch, lr=cfg.lr, seed=seed, n_train=cfg.n_train,
                            optimizer="adam")
-        result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"seed{seed}-{regime}")
+        result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"seed{seed}-{regime}",
+                                  device=self.device)
         model.eval()
 
         def summary() -> dict[str, Any]:
@@ -141,10 +146,11 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out_dir: Path, command: str,
-              quick: bool = False, log=print) -> Path:
-    """Train, measure, reparametrize; writes ``keskar-f1.json`` and its figure into ``out_dir``."""
+              quick: bool = False, log=print, device: torch.device | str | None = None) -> Path:
+    """Train, measure, reparametrize on ``device`` (default the CPU); writes ``keskar-f1.json`` and its figure
+    into ``out_dir``."""
     t0 = time.perf_counter()
-    study = KeskarStudy(cfg, data_dir, run_root, quick)
+    study = KeskarStudy(cfg, data_dir, run_root, quick, device)
     rows: dict[int, dict[str, Any]] = {}
     models: dict[tuple[int, str], nn.Module] = {}
     for seed in cfg.seeds:
@@ -230,7 +236,7 @@ def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out
         "mode": "eval (batch norm on running statistics)", "quick": quick, "seed": seed0, "command": command,
         "figure": fig.name, "wall_time_s": round(time.perf_counter() - t0, 1),
     }
-    return write_record(out_dir / "keskar-f1.json", record)
+    return write_record(out_dir / "keskar-f1.json", record, device=study.device)
 
 
 def study_config(quick: bool, seed: int = 0) -> KeskarStudyConfig:

@@ -5,6 +5,8 @@ Euclidean measures (Dinh et al. 2017, section 4): ``lambda_max`` (Lanczos), ``to
 Metric 2.1 with A = I or a random n x 100 matrix), ``grad_norm`` (Theorem 6). Scale-aware measures:
 ``adaptive_lambda_max``, ``adaptive_trace`` (diag(|theta|) H diag(|theta|)) and ``adaptive_sharpness`` (ASAM).
 ``loss`` is reported for reference. Every result records the mode (eval by default), dtype and HVP count.
+Every measure runs on the model's device (the batches are moved there), always in float32 or float64: curvature is
+never computed under autocast.
 """
 
 from __future__ import annotations

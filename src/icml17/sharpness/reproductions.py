@@ -22,6 +22,9 @@ Sizes (``quick=False``): 2,000 training images (seeded subset), curvature measur
 2,000 test images for accuracy; each network trains in under a minute on one CPU thread. ``quick=True`` shrinks
 everything for tests and the demo (its records are not results). Trainings are cached in ``run_root`` (the
 loop resumes a finished run as a no-op).
+
+Devices: everything (training, every measure) runs on ``device``; the MNIST subsets are moved there once, and
+each record names the hardware that computed it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 from torch import nn
 
 from icml17.core.curvature import HessianOperator, lanczos
+from icml17.core.device import to_device
 from icml17.core.functional import flatten, unflatten
 from icml17.core.results import write_record
 from icml17.sharpness import plots
@@ -61,10 +65,11 @@ class Context:
     """Data, cached trainings and the record/figure writer shared by the reproductions."""
 
     def __init__(self, cfg: ReproConfig, data_dir: Path | None, run_root: Path, out_dir: Path, command: str,
-                 quick: bool):
+                 quick: bool, device: torch.device | str | None = None):
         self.cfg, self.run_root, self.out_dir, self.command, self.quick = cfg, run_root, out_dir, command, quick
-        self.x, self.y = mnist_subset(data_dir, "train", cfg.n_train, cfg.seed)
-        self.x_test, self.y_test = mnist_subset(data_dir, "test", cfg.n_test, cfg.seed)
+        self.device = torch.device(device or "cpu")
+        self.x, self.y = to_device(mnist_subset(data_dir, "train", cfg.n_train, cfg.seed), self.device)
+        self.x_test, self.y_test = to_device(mnist_subset(data_dir, "test", cfg.n_test, cfg.seed), self.device)
         self.batch = (self.x[:cfg.n_measure], self.y[:cfg.n_measure])
         self.options = cfg.measure_options
         self.trainings: dict[str, dict[str, Any]] = {}
@@ -73,7 +78,7 @@ class Context:
         model = build_model(preset, self.cfg.seed)
         tcfg = TrainConfig(preset, steps, batch_size, lr=self.cfg.lr, seed=self.cfg.seed, n_train=self.cfg.n_train)
         tag = "quick-" if self.quick else ""
-        result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"{tag}{name}")
+        result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"{tag}{name}", device=self.device)
         self.trainings[name] = {**asdict(tcfg), "n_params": count_parameters(model),
                                 "train_loss": float(measure(model, CE, (self.x, self.y), ["loss"])["loss"]),
                                 "train_accuracy": accuracy(model, self.x, self.y),
@@ -95,7 +100,7 @@ class Context:
                   "measure_options": asdict(self.options), "models": self.trainings, "quick": self.quick,
                   "seed": self.cfg.seed, "command": self.command,
                   "wall_time_s": round(time.perf_counter() - started, 1)}
-        return write_record(self.out_dir / f"{name}.json", record)
+        return write_record(self.out_dir / f"{name}.json", record, device=self.device)
 
     def figure(self, name: str) -> Path:
         return self.out_dir / f"{name}.png"
@@ -394,12 +399,14 @@ REPRODUCTIONS: dict[str, Callable[[Context], Path]] = {
 
 
 def reproduce(which: str, out_dir: Path, data_dir: Path | None, run_root: Path, *, quick: bool = False,
-              command: str = "", seed: int = 0) -> list[Path]:
-    """Run one reproduction (or ``"all"``); returns the figure paths (records are written beside them)."""
+              command: str = "", seed: int = 0, device: torch.device | str | None = None) -> list[Path]:
+    """Run one reproduction (or ``"all"``) on ``device`` (default the CPU); returns the figure paths (records are
+    written beside them)."""
     if which == "keskar-f1":
         from icml17.sharpness.keskar_study import run_study, study_config
 
-        record = run_study(study_config(quick, seed), data_dir, Path(run_root), Path(out_dir), command, quick)
+        record = run_study(study_config(quick, seed), data_dir, Path(run_root), Path(out_dir), command, quick,
+                           device=device)
         return [record.with_suffix(".png")]
     names = list(ALL) if which == "all" else [which]
     unknown = [n for n in names if n not in REPRODUCTIONS]
@@ -408,5 +415,5 @@ def reproduce(which: str, out_dir: Path, data_dir: Path | None, run_root: Path, 
     cfg = ReproConfig.quick() if quick else ReproConfig()
     if seed:
         cfg = ReproConfig(**{**asdict(cfg), "seed": seed})
-    ctx = Context(cfg, data_dir, Path(run_root), Path(out_dir), command, quick)
+    ctx = Context(cfg, data_dir, Path(run_root), Path(out_dir), command, quick, device)
     return [REPRODUCTIONS[n](ctx) for n in names]

@@ -14,6 +14,9 @@
   relu(a y) = a relu(y) for a > 0 and the batch norm's output is affine in (gamma, beta), the function is the
   same in eval and in train mode, with no buffer touched.
 
+Every transform works on the model's device (its copy stays there; ``scale`` is on that device too); factors
+drawn at random (per-neuron scaling) come from a seeded CPU generator and are moved, so they are the same everywhere.
+
 The first three are diagonal in parameter space, theta' = D theta, and record D (``Reparametrized.scale``) so that
 H(D theta) = D^-1 H(theta) D^-1 can be checked. They apply only to chains of Linear / Conv2d layers joined by
 positively homogeneous modules (ReLU, LeakyReLU, max/avg pooling, Flatten, Dropout); anything else (tanh, GELU,
@@ -250,7 +253,8 @@ class InputMap:
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
             raise TransformError(f"the input map must be a square matrix, got shape {tuple(matrix.shape)}")
         self.matrix = matrix.double()
-        self.shift = torch.zeros(matrix.shape[0], dtype=torch.float64) if shift is None else shift.double()
+        self.shift = (torch.zeros(matrix.shape[0], dtype=torch.float64, device=matrix.device) if shift is None
+                      else shift.double())
         self.name = name
 
     @classmethod
@@ -266,7 +270,7 @@ class InputMap:
         flat = x.reshape(len(x), -1).double()
         mean = flat.mean(0)
         cov = torch.cov((flat - mean).T)
-        evals, evecs = torch.linalg.eigh(cov + eps * torch.eye(cov.shape[0], dtype=cov.dtype))
+        evals, evecs = torch.linalg.eigh(cov + eps * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device))
         return cls(evecs @ torch.diag(evals.rsqrt()) @ evecs.T, mean, f"whiten(eps={eps:g})")
 
     def __call__(self, model: nn.Module) -> Reparametrized:
@@ -283,18 +287,27 @@ class InputMap:
         new = copy.deepcopy(model)
         layer = new[first]
         w = layer.weight.detach().double().clone()  # (h, d); a copy: the weight is overwritten below
+        placed: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+            """(A, mu) on ``device``, moved once per device."""
+            if device not in placed:
+                placed[device] = (self.matrix.to(device), self.shift.to(device))
+            return placed[device]
+
+        matrix, shift = on(w.device)
         with torch.no_grad():
-            w_new = torch.linalg.solve(self.matrix.T, w.T).T  # W A^-1
+            w_new = torch.linalg.solve(matrix.T, w.T).T  # W A^-1
             layer.weight.copy_(w_new.to(layer.weight.dtype))
             if layer.bias is None:
-                if bool(self.shift.abs().max() > 0):
+                if bool(shift.abs().max() > 0):
                     raise TransformError("a shifted input map needs a bias in the first layer")
             else:
-                layer.bias.add_((w @ self.shift).to(layer.bias.dtype))
-        matrix, shift = self.matrix, self.shift
+                layer.bias.add_((w @ shift).to(layer.bias.dtype))
 
         def input_map(x: torch.Tensor) -> torch.Tensor:
             flat = x.reshape(len(x), -1)
+            matrix, shift = on(x.device)
             return ((flat.double() - shift) @ matrix.T).to(x.dtype)
 
         return Reparametrized(new, self.name, input_map, None)

@@ -132,8 +132,6 @@ def test_evaluation_later_step_factors_are_the_reference_test_scripts():
 
 
 @pytest.mark.mujoco
-@pytest.mark.xfail(strict=True, reason="train.make_sampler / Sampler do not pass cfg.frame_skip to make_env yet "
-                                       "(files under the GPU work; the wiring is in the issue-28 report)")
 def test_training_sampler_steps_the_configs_frame_skip():
     import numpy as np
 

@@ -8,6 +8,13 @@
 
 They see the operator only through that interface, so they run on a model's Hessian, a rescaled one or a
 dense test matrix alike; the operator's ``n_hvp`` counts the products they spend.
+
+Devices: every vector they make (start vectors, probes, the Lanczos basis) lives on ``op.device``. An integer
+``seed`` draws from a CPU generator and moves the draw there, so a seed gives the same start vectors and probes
+(and, up to the device's rounding, the same estimates) on every device; a ``torch.Generator`` passed as ``seed``
+draws directly on ``op.device`` and must have been made for it (``icml17.core.device.generator(op.device, s)``).
+Each Lanczos or power-iteration step copies one or two numbers back to the CPU (the tridiagonal matrix and the
+stopping test live there); Hutchinson copies its probe values once, at the end.
 """
 
 from __future__ import annotations
@@ -24,14 +31,23 @@ from scipy.linalg import eigh_tridiagonal
 from icml17.core.curvature.base import LinearOperator
 
 
-def _generator(seed: int | torch.Generator | None) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    return torch.Generator().manual_seed(0 if seed is None else seed)
+class _Draws:
+    """Random vectors for an operator from ``seed`` (see the module docstring): an integer seeds a CPU generator
+    whose draws are moved to ``op.device``; a generator draws on ``op.device`` itself."""
 
+    def __init__(self, seed: int | torch.Generator | None, op: LinearOperator):
+        if isinstance(seed, torch.Generator):
+            self.gen, self.where = seed, op.device
+        else:
+            self.gen, self.where = torch.Generator().manual_seed(0 if seed is None else seed), torch.device("cpu")
+        self.device, self.dtype = op.device, op.dtype
 
-def _rademacher(n: int, k: int, op: LinearOperator, gen: torch.Generator) -> torch.Tensor:
-    return (torch.randint(0, 2, (n, k), generator=gen) * 2 - 1).to(op.device, op.dtype)
+    def normal(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.gen, device=self.where).to(self.device, self.dtype)
+
+    def rademacher(self, n: int, k: int) -> torch.Tensor:
+        return (torch.randint(0, 2, (n, k), generator=self.gen, device=self.where) * 2 - 1).to(self.device,
+                                                                                               self.dtype)
 
 
 @dataclass
@@ -49,8 +65,7 @@ def power_iteration(op: LinearOperator, *, tol: float = 1e-3, max_iter: int = 20
                     seed: int | torch.Generator | None = 0) -> EigenResult:
     """Dominant eigenpair by power iteration with a Rayleigh-quotient estimate; stops when it changes by
     less than ``tol`` relative (PyHessian's criterion)."""
-    gen = _generator(seed)
-    v = torch.randn(op.size, 1, generator=gen).to(op.device, op.dtype)
+    v = _Draws(seed, op).normal(op.size, 1)
     v /= v.norm()
     value, converged, it = 0.0, False, 0
     for it in range(1, max_iter + 1):
@@ -80,11 +95,11 @@ def _lanczos_basis(op: LinearOperator, v0: torch.Tensor, steps: int, *, on_step:
     for j in range(m_max):
         q = B[j]
         w = op.matmat(q[:, None])[:, 0]
-        a = float(q @ w)
+        a = q @ w
         Q = B[:j + 1]
         w = w - Q.T @ (Q @ w)
         w = w - Q.T @ (Q @ w)  # twice is enough (Parlett's "twice is enough")
-        b = float(w.norm())
+        a, b = torch.stack([a, w.norm()]).cpu().tolist()  # one copy to the CPU per step
         alpha.append(a)
         beta.append(b)
         if on_step is not None and on_step(np.array(alpha), np.array(beta)):
@@ -115,8 +130,7 @@ def lanczos(op: LinearOperator, k: int = 1, *, tol: float = 1e-3, max_iter: int 
         raise ValueError(f"k must be >= 1, got {k}")
     if stop not in ("residual", "gap"):
         raise ValueError(f"stop must be 'residual' or 'gap', got {stop!r}")
-    gen = _generator(seed)
-    v0 = torch.randn(op.size, generator=gen).to(op.device, op.dtype)
+    v0 = _Draws(seed, op).normal(op.size)
     state: dict[str, Any] = {"converged": False}
 
     def check(alpha: np.ndarray, beta: np.ndarray) -> bool:
@@ -158,13 +172,13 @@ def hutchinson(op: LinearOperator, n_probes: int = 100, *, block: int = 32,
     (through ``op.quadform`` where the operator has one: only the quadratic forms are needed)."""
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
-    gen = _generator(seed)
+    draws = _Draws(seed, op)
     samples = []
     for start in range(0, n_probes, block):
-        V = _rademacher(op.size, min(block, n_probes - start), op, gen)
+        V = draws.rademacher(op.size, min(block, n_probes - start))
         quadform = getattr(op, "quadform", None)
         samples.append(quadform(V) if quadform is not None else (V * op.matmat(V)).sum(0))
-    s = torch.cat(samples).double()
+    s = torch.cat(samples).cpu().double()  # (n_probes,), once
     stderr = float(s.std() / math.sqrt(n_probes)) if n_probes > 1 else float("nan")
     return TraceResult(float(s.mean()), stderr, n_probes, "hutchinson")
 
@@ -174,9 +188,9 @@ def hutchpp(op: LinearOperator, n_matvecs: int = 99, *, seed: int | torch.Genera
     m = n_matvecs // 3
     if m < 1:
         raise ValueError(f"Hutch++ needs n_matvecs >= 3, got {n_matvecs}")
-    gen = _generator(seed)
-    S = _rademacher(op.size, m, op, gen)
-    G = _rademacher(op.size, m, op, gen)
+    draws = _Draws(seed, op)
+    S = draws.rademacher(op.size, m)
+    G = draws.rademacher(op.size, m)
     Q, _ = torch.linalg.qr(op.matmat(S))  # (n, m)
     G = G - Q @ (Q.T @ G)
     AQ, AG = op.matmat(torch.cat([Q, G], dim=1)).split(m, dim=1)
@@ -207,13 +221,13 @@ class SpectralDensity:
 def slq_density(op: LinearOperator, *, n_probes: int = 4, steps: int = 40,
                 seed: int | torch.Generator | None = 0) -> SpectralDensity:
     """Stochastic Lanczos quadrature: for each Rademacher probe, Lanczos nodes and squared first components."""
-    gen = _generator(seed)
+    draws = _Draws(seed, op)
     steps = min(steps, op.size)
     nodes = np.zeros((n_probes, steps))
     weights = np.zeros((n_probes, steps))
     n_hvp = 0
     for i in range(n_probes):
-        v = _rademacher(op.size, 1, op, gen)[:, 0]
+        v = draws.rademacher(op.size, 1)[:, 0]
         alpha, beta, _ = _lanczos_basis(op, v, steps)
         theta, s = _ritz(alpha, beta)
         nodes[i, :len(theta)] = theta

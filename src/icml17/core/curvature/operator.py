@@ -55,6 +55,7 @@ class ModelLoss:
     each batch's statistics; the user's running statistics are never updated; dropout is refused). ``sharded=True``
     means ``data`` is this process's shard of a dataset split over ``torch.distributed`` ranks: every mean (loss,
     gradient, Hessian products) is all-reduced over the ranks, so all of them see the whole dataset's.
+    Everything runs on the model's device: the batches are moved there (a list of batches once, here).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], *,
@@ -62,6 +63,10 @@ class ModelLoss:
                  linearize: bool = False, product: str = "auto", sharded: bool = False):
         if mode not in ("eval", "train"):
             raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
+        first = next(model.parameters(), None)
+        if dtype == torch.float64 and first is not None and first.device.type == "mps":
+            raise ValueError("dtype=torch.float64 is not available on MPS (Apple GPUs have no float64): measure in "
+                             "float32, or move the model to the CPU")
         if mode == "train":
             model = _train_mode_copy(model)
         if dtype is not None:
@@ -82,6 +87,8 @@ class ModelLoss:
         self.dtype = next(iter(self.point.values())).dtype
         self.device = next(iter(self.point.values())).device
         self._data = as_batches(data)
+        if isinstance(self._data, list):  # placed once, not on every pass over the data
+            self._data = [self._place(x, y) for x, y in self._data]
         self.products = choose_products(self, product, linearize)
         if isinstance(self._data, list) and not sharded:  # a rank's shard may be empty; the dataset may not
             self._check_nonempty(self._data)
@@ -105,12 +112,17 @@ class ModelLoss:
         dataset (all ranks' shards when ``sharded``). Every strategy ends its sums here."""
         return mean_over_data(acc, total, self.sharded)
 
+    def _place(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        """A batch on the model's device, floating tensors in this loss's dtype (no copy where they already are)."""
+        return (x.to(self.device, self.dtype if x.is_floating_point() else x.dtype),
+                y.to(self.device, self.dtype if y.is_floating_point() else y.dtype))
+
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor, int]]:
-        """Yields (x, y, n) with floating inputs cast to this loss's dtype and device."""
+        """Yields (x, y, n) with floating inputs cast to this loss's dtype and on the model's device (a list of
+        batches was placed once, at construction; a loader's batches are moved as they come)."""
         seen = 0
         for x, y in self._data:
-            x = x.to(self.device, self.dtype if x.is_floating_point() else x.dtype)
-            y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
+            x, y = self._place(x, y)
             if x.shape[0]:
                 seen += int(x.shape[0])
                 yield x, y, int(x.shape[0])

@@ -10,6 +10,11 @@ advantages are then centred and scaled per task (``normalize=True``).
 All functions are batched over the leading (task, row) axes of padded tensors with a step ``mask``. In packed
 rollouts a row holds several consecutive paths (``starts`` marks their first steps): returns stop at a path's
 end and the time feature restarts at each path's first step, so both layouts give each path the same numbers.
+
+Everything runs on the rollouts' device, the least-squares solve included: the (K, F, F) normal equations are
+formed there from the (K, R * T, F) features, and moving them to the CPU for a solve of F = 2 obs_dim + 4 unknowns
+per task would add two copies and a wait for each fit to save a few microseconds (``benchmarks/gpu/maml_rl.py``
+times the fit on both). The solve waits for the device once, to see whether every task's solution is finite.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float,
 
 def time_in_path(starts: torch.Tensor) -> torch.Tensor:
     """Steps since the last path start (0 on a start): (..., T), from ``starts`` (..., T)."""
-    index = torch.arange(starts.shape[-1]).expand(starts.shape)
+    index = torch.arange(starts.shape[-1], device=starts.device).expand(starts.shape)
     last_start = torch.cummax(torch.where(starts > 0, index, torch.zeros_like(index)), -1).values
     return index - last_start
 
@@ -50,7 +55,7 @@ def features(obs: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Ten
     """rllab's baseline features of obs (..., T, d): (..., T, 2d + 4); the time within the path."""
     o = obs.clamp(-10, 10)
     if starts is None:
-        t = torch.arange(obs.shape[-2], dtype=obs.dtype).expand(*obs.shape[:-1])
+        t = torch.arange(obs.shape[-2], dtype=obs.dtype, device=obs.device).expand(*obs.shape[:-1])
     else:
         t = time_in_path(starts).to(obs.dtype)
     t = (t / 100.0)[..., None]
@@ -66,19 +71,21 @@ def fit_linear_baseline(rollouts: Rollouts, returns: torch.Tensor, ridge: float 
     x = (x * m).reshape(k, -1, f)                             # padded rows are zero: they do not count
     y = (returns.double() * rollouts.mask.double()).reshape(k, -1, 1)
     xtx, xty = x.transpose(1, 2) @ x, x.transpose(1, 2) @ y
-    eye = torch.eye(f, dtype=torch.float64)
-    reg = torch.full((k, 1, 1), ridge, dtype=torch.float64)
-    coef = torch.zeros(k, f, 1, dtype=torch.float64)
-    todo = torch.ones(k, dtype=torch.bool)
-    for _ in range(max_tries):
-        sol = torch.linalg.lstsq(xtx[todo] + reg[todo] * eye, xty[todo]).solution
-        ok = torch.isfinite(sol).all(1).all(1)
-        idx = todo.nonzero().squeeze(1)
-        coef[idx[ok]] = sol[ok]
-        todo[idx[ok]] = False
-        if not todo.any():
-            break
-        reg = reg * 10
+    eye = torch.eye(f, dtype=torch.float64, device=x.device)
+    reg = torch.full((k, 1, 1), ridge, dtype=torch.float64, device=x.device)
+    coef = torch.linalg.lstsq(xtx + reg * eye, xty).solution  # every task at the first ridge
+    todo = ~torch.isfinite(coef).all(1).all(1)
+    if todo.any():  # rare: raise the ridge tenfold for the tasks whose solution is not finite
+        coef = torch.where(todo[:, None, None], torch.zeros_like(coef), coef)
+        for _ in range(max_tries - 1):
+            reg = reg * 10
+            sol = torch.linalg.lstsq(xtx[todo] + reg[todo] * eye, xty[todo]).solution
+            ok = torch.isfinite(sol).all(1).all(1)
+            idx = todo.nonzero().squeeze(1)
+            coef[idx[ok]] = sol[ok]
+            todo[idx[ok]] = False
+            if not todo.any():
+                break
     values = (x @ coef).reshape(rollouts.mask.shape)
     return values.to(returns.dtype) * rollouts.mask
 

@@ -40,7 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, cfg.experiment))
     device = shell.apply_compute(args)
     result = train(cfg, run_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
-                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
+                   progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard,
+                   device=device)
     shell.say(f"{cfg.experiment}: {result.steps_done}/{cfg.iterations} meta-iterations in {run_dir} "
               f"({result.wall_time_s:.0f}s); last eval: {result.last_eval}")
     return 130 if result.interrupted else 0
@@ -65,11 +66,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.method == "random":
         if args.run_dir is not None:
             raise shell.ConfigError("--method random evaluates a fresh initialisation; it takes no --run-dir")
-        trained = random_init(args.preset, args.seed)
+        trained = random_init(args.preset, args.seed, device=device)
     else:
         run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, _experiment(args.preset,
                                                                                                  args.method)))
-        trained = load_run(run_dir)
+        trained = load_run(run_dir, device=device)
         _check_run_matches(trained.cfg, args, run_dir)
     result = evaluate(trained, args.method, tasks=args.tasks, steps=args.steps, lr=args.lr,
                       batch_steps=args.batch_steps, later_steps=args.later_steps, grid=args.grid,

@@ -13,8 +13,10 @@ from icml17.maml.rl.presets import get_preset
 from icml17.maml.rl.train import train
 
 
-def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print) -> str:
-    """Adds the meta-RL section; returns its Markdown text (``data_dir`` is unused: the task is simulated)."""
+def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bool, log=print,
+                 device=None) -> str:
+    """Adds the meta-RL section; returns its Markdown text (``data_dir`` is unused: the task is simulated). The
+    policy trains and evaluates on ``device`` (default: the CPU), the environments step on the CPU."""
     run_dir = Path(run_dir)
     iterations, tasks_per_batch = (3, 5) if quick else (15, 10)
     cfg = replace(get_preset("point-nav"), meta_batch=tasks_per_batch, rollouts=10, iterations=iterations,
@@ -22,8 +24,8 @@ def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bo
     live_dir = run_dir / "live-point-nav"
     log(f"live: meta-training 2D navigation for {iterations} meta-iterations ({tasks_per_batch} tasks x 1,000 time "
         f"steps)")
-    result = train(cfg, live_dir, resume=False, progress=True)
-    trained = load_run(live_dir)
+    result = train(cfg, live_dir, resume=False, progress=True, device=device)
+    trained = load_run(live_dir, device=device)
     tasks = 10 if quick else 20
     # the reference's batches in time steps, scaled to the demo's 20 copies per task (20 x 100 steps)
     r = evaluate(trained, "maml", tasks=tasks, steps=3, batch_steps=20 * 100)

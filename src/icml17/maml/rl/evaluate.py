@@ -24,6 +24,10 @@ a manually tuned step size") applied to every method alike, MAML's first step in
 steps k, the one size (used for all k steps) of the grid with the best mean return after k steps on the
 validation tasks. A user asking "which initialisation is best after k steps?" gets each method at its best for
 that k, not at a size chosen for a different horizon.
+
+Devices: evaluation computes on the device of the trained policy (:func:`load_run` and :func:`random_init` take
+``device``); the environments, the test tasks and the action noise are the CPU's, so every device evaluates on
+the same tasks and episodes. Returned numbers are on the CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 from icml17.core.config import ConfigError
+from icml17.core.device import explain_out_of_memory
 from icml17.core.results import write_record
 from icml17.core.run import load_trained_run
 from icml17.core.stats import mean_ci95
@@ -44,28 +49,29 @@ from icml17.maml.rl.envs import sample_tasks
 from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
 from icml17.maml.rl.presets import (
     LR_GRID,
-    TUNE_TASKS,
     PAPER_ORACLE,
     PAPER_RETURNS,
     PAPER_SOURCE,
+    TUNE_TASKS,
     MAMLRLConfig,
     get_preset,
+    later_step_factor,
 )
 from icml17.maml.rl.train import adaptation_returns, build_policy, make_sampler
 
 TEST_SEED = 20170306        # the test tasks of every evaluation
 VALIDATION_SEED = 20170307  # the tasks on which pretrained / random step sizes are tuned
 METHODS = ("maml", "pretrained", "random", "oracle")
-LATER_STEP_FACTOR = 0.5  # steps after the first use half the step size (the reference's test scripts)
 # The reference's test batches in time steps (test_maml_point.py: batch_size=4000 with horizon 100, so 40 copies per
 # task restarting paths that reach the goal); environments not listed: eval_rollouts full rollouts (their paths
 # run to the horizon, where both ways give the same batches).
 EVAL_BATCH_STEPS = {"point-nav": 4000}
 
 
-def eval_step_sizes(lr: float, steps: int, later: float | None = None) -> list[float]:
-    """The first step at ``lr``, later ones at ``later`` (default: half of ``lr``, the reference's rule)."""
-    later = lr * LATER_STEP_FACTOR if later is None else later
+def eval_step_sizes(lr: float, steps: int, later: float | None = None, env: str = "point-nav") -> list[float]:
+    """The first step at ``lr``, later ones at ``later`` (default: the reference's test-script rule for ``env``:
+    half of ``lr``, 0.01 of it for ant forward/backward; :func:`presets.later_step_factor`)."""
+    later = lr * later_step_factor(env) if later is None else later
     return [lr] + [later] * max(steps - 1, 0)
 
 
@@ -77,19 +83,25 @@ class Trained:
     wall_time_s: float
     train_command: str
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
 
-def load_run(run_dir: str | Path) -> Trained:
-    """The policy of a run directory's last checkpoint, rebuilt from the checkpoint's own config."""
+
+def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> Trained:
+    """The policy of a run directory's last checkpoint, rebuilt from the checkpoint's own config, on ``device``
+    (default: the CPU; the checkpoint loads on any device)."""
     run = load_trained_run(run_dir, MAMLRLConfig, "policy", "maml-rl")
     policy = build_policy(run.cfg)
     policy.load_state_dict(run.state)
-    return Trained(run.cfg, policy, run.iterations, run.wall_time_s, run.train_command)
+    return Trained(run.cfg, policy if device is None else policy.to(device), run.iterations, run.wall_time_s,
+                   run.train_command)
 
 
-def random_init(preset: str, seed: int = 0) -> Trained:
-    """A freshly initialised policy (the "random initialisation" baseline): nothing is trained."""
+def random_init(preset: str, seed: int = 0, device: torch.device | str | None = None) -> Trained:
+    """A freshly initialised policy (the "random initialisation" baseline) on ``device``: nothing is trained."""
     cfg = replace(get_preset(preset), seed=seed)
-    return Trained(cfg, build_policy(cfg), 0, 0.0, "")
+    return Trained(cfg, build_policy(cfg, device=device), 0, 0.0, "")
 
 
 def batch_steps_of(env: str, batch_steps: int | None) -> int:
@@ -100,14 +112,16 @@ def batch_steps_of(env: str, batch_steps: int | None) -> int:
 
 def curve(trained: Trained, tasks: int, steps: int, lr: float, seed: int, rollouts: int | None = None,
           batch_steps: int | None = None, later: float | None = None) -> torch.Tensor:
-    """Mean return per task after 0..steps steps on ``tasks`` tasks drawn from ``seed``: (tasks, steps + 1)."""
+    """Mean return per task after 0..steps steps on ``tasks`` tasks drawn from ``seed``: (tasks, steps + 1), on
+    the CPU; computed on the policy's device."""
     cfg = trained.cfg
     task_array = sample_tasks(cfg.env, tasks, np.random.default_rng(seed))
-    returns, _ = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), task_array,
-                                    rollouts or cfg.eval_rollouts, steps, eval_step_sizes(lr, steps, later),
-                                    torch.Generator().manual_seed(seed),
-                                    np.random.default_rng(seed + 1), batch_steps_of(cfg.env, batch_steps))
-    return returns
+    with explain_out_of_memory("tasks or batch_steps (--tasks, --batch-steps)", trained.device):
+        returns, _ = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg),
+                                        task_array, rollouts or cfg.eval_rollouts, steps,
+                                        eval_step_sizes(lr, steps, later, cfg.env), torch.Generator().manual_seed(seed),
+                                        np.random.default_rng(seed + 1), batch_steps_of(cfg.env, batch_steps))
+    return returns.cpu()
 
 
 def tune_lr(trained: Trained, grid: tuple[float, ...] = LR_GRID, tasks: int = TUNE_TASKS, steps: int = 3,
@@ -195,7 +209,7 @@ def evaluate(trained: Trained, method: str, *, tasks: int = 40, steps: int = 3, 
         lr, scores = tune_lr(trained, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
     elif lr is None:  # maml and oracle adapt with their inner step; with 0 steps the size is never used
         lr = trained.cfg.inner_lr
-    later, later_scores = lr * LATER_STEP_FACTOR, None
+    later, later_scores = lr * later_step_factor(trained.cfg.env), None
     if tunes_later:
         later, later_scores = tune_later_lr(trained, lr, grid, tasks=tune_tasks, steps=steps, batch_steps=batch_steps)
     per_task = curve(trained, tasks, steps, lr, TEST_SEED, batch_steps=batch_steps, later=later)
@@ -248,7 +262,7 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         "returns": returns, "returns_ci95": cis, "steps": list(range(len(returns))),
         "higher_is_better": True, "n_eval": result["tasks"], "rollouts_per_step": result["rollouts"],
         "batch_steps": result.get("batch_steps", 0),
-        "step_size": result["lr"], "later_step_size": result.get("later_lr", result["lr"] * LATER_STEP_FACTOR),
+        "step_size": result["lr"], "later_step_size": result.get("later_lr", result["lr"] * later_step_factor(trained.cfg.env)),
         "later_steps": result.get("later_steps", "half"),
         "iterations": trained.iterations, "wall_time_s": trained.wall_time_s,
         "seed": trained.cfg.seed, "command": command,
@@ -270,7 +284,7 @@ def write_result_record(result: dict[str, Any], trained: Trained, record_dir: st
         record["later_step_size_grid"] = {str(k): v for k, v in result["later_lr_scores"].items()}
     if result.get("tune_tasks"):
         record["validation_tasks"] = result["tune_tasks"]
-    return write_record(Path(record_dir) / f"{name}.json", record)
+    return write_record(Path(record_dir) / f"{name}.json", record, device=trained.device)
 
 
 def save_result(run_dir: str | Path, result: dict[str, Any]) -> Path:

@@ -80,7 +80,7 @@ def plot_trajectories(run_dir: str | Path, out: str | Path, steps: tuple[int, ..
     cfg = trained.cfg
     tasks = sample_tasks(cfg.env, 1, np.random.default_rng(seed))
     _, samples = adaptation_returns(cfg, trained.policy, params_of(trained.policy), make_sampler(cfg), tasks,
-                                    rollouts or cfg.eval_rollouts, max(steps), eval_step_sizes(cfg.inner_lr, max(steps)),
+                                    rollouts or cfg.eval_rollouts, max(steps), eval_step_sizes(cfg.inner_lr, max(steps), env=cfg.env),
                                     torch.Generator().manual_seed(seed), np.random.default_rng(seed))
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     for k in steps:

@@ -6,6 +6,11 @@ each time step the policy is evaluated once on the stacked observations (per-tas
 steps every copy that has not finished. Results are padded tensors with a validity mask, so that everything
 downstream (baseline, inner step, TRPO) is one batched program over tasks.
 
+Devices: the policy runs on its parameters' device, the environments on the CPU. The action noise is drawn from
+the CPU generator (it decides the episodes, so a run sees the same ones on every device); each time step makes
+one copy to the device (the observations with their noise, packed) and one back (the actions), for all tasks x
+copies at once. The rollout buffers fill on the CPU and move to the device in one copy when the batch is done.
+
 Two layouts share one type: one path per row (``starts`` None: every row's path begins at t = 0), or packed
 lanes (:meth:`Sampler.sample_lanes`), where one row holds the consecutive paths of one environment copy that
 restarts as soon as a path ends, and ``starts`` marks each path's first step. Only returns and the baseline's
@@ -22,6 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from icml17.core.device import to_device
 from icml17.core.errors import UserError
 from icml17.maml.rl.envs import EnvSpec, env_spec, make_env
 from icml17.maml.rl.policy import Params
@@ -72,6 +78,11 @@ class Rollouts:
         return Rollouts(self.obs.to(dtype), self.actions.to(dtype), self.rewards.to(dtype), self.mask.to(dtype),
                         None if self.starts is None else self.starts.to(dtype))
 
+    def to_device(self, device: torch.device) -> Rollouts:
+        """The same rollouts on ``device`` (one copy per tensor; none when they are already there)."""
+        moved = to_device([self.obs, self.actions, self.rewards, self.mask, self.starts], device)
+        return Rollouts(*moved)
+
     def __getitem__(self, index) -> Rollouts:
         return Rollouts(self.obs[index], self.actions[index], self.rewards[index], self.mask[index],
                         None if self.starts is None else self.starts[index])
@@ -88,10 +99,18 @@ def _policy_means(policy: nn.Module, params: Params, obs: torch.Tensor, per_task
 
 def _act(policy: nn.Module, params: Params, obs: np.ndarray, k: int, r: int, per_task: bool,
          generator: torch.Generator, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """One policy call for all K x R copies: observations (K, R, d) and Gaussian actions (K, R, A)."""
+    """One policy call for all K x R copies: observations (K, R, d) and Gaussian actions (K, R, A), both on the
+    CPU; the policy computes on its parameters' device, with the noise of the CPU ``generator`` either way."""
     o = torch.as_tensor(obs, dtype=dtype).view(k, r, -1)
-    mean, log_std = _policy_means(policy, params, o, per_task)
-    return o, mean + log_std.exp() * torch.randn(mean.shape, generator=generator, dtype=dtype)
+    device = next(iter(params.values())).device
+    if device.type == "cpu":
+        mean, log_std = _policy_means(policy, params, o, per_task)
+        return o, mean + log_std.exp() * torch.randn(mean.shape, generator=generator, dtype=dtype)
+    d = o.shape[-1]
+    noise = torch.randn(k, r, policy.act_dim, generator=generator, dtype=dtype)
+    packed = torch.cat([o, noise], -1).to(device)  # the one copy to the device
+    mean, log_std = _policy_means(policy, params, packed[..., :d].contiguous(), per_task)
+    return o, (mean + log_std.exp() * packed[..., d:]).cpu()  # the one copy back
 
 
 def _check_finite(env_name: str, reward: np.ndarray, obs: np.ndarray, live: np.ndarray, t: int) -> None:
@@ -105,9 +124,10 @@ class Sampler:
 
     ``steps_per_s`` is the throughput of the last call (environment steps, policy included)."""
 
-    def __init__(self, env: str, oracle: bool = False, horizon: int | None = None):
+    def __init__(self, env: str, oracle: bool = False, horizon: int | None = None, frame_skip: int | str = "v5"):
         self.env_name = env
         self.oracle = oracle
+        self.frame_skip = frame_skip  # MuJoCo substeps per action (the control interval); "v5": gymnasium's 5
         self.spec: EnvSpec = env_spec(env, oracle)
         self.horizon = horizon or self.spec.horizon
         self._pool: list | None = None  # MuJoCo cores, created once
@@ -118,11 +138,11 @@ class Sampler:
         n = len(tasks)
         if self.env_name == "point-nav":
             return make_env(self.env_name, tasks, self.oracle)
-        if self._pool is None or len(self._pool) < n:
-            env = make_env(self.env_name, tasks, self.oracle)  # a larger batch than before: a new pool
+        if self._pool is None or len(self._pool) < n:  # a larger batch than before: a new pool
+            env = make_env(self.env_name, tasks, self.oracle, frame_skip=self.frame_skip)
             self._pool = env.envs
             return env
-        return make_env(self.env_name, tasks, self.oracle, pool=self._pool)
+        return make_env(self.env_name, tasks, self.oracle, pool=self._pool, frame_skip=self.frame_skip)
 
     def _start(self, tasks: np.ndarray, copies: int, params: Params, env_seeds: np.random.Generator):
         """``copies`` environment copies per task (copy i is task i // copies), reset from their own seeds; the
@@ -132,9 +152,11 @@ class Sampler:
         params = {name: p.detach() for name, p in params.items()}
         return env, obs, params, next(iter(params.values())).dtype
 
-    def _finish(self, out: Rollouts, t0: float) -> Rollouts:
-        """Count the batch's steps into ``total_steps`` and ``steps_per_s``."""
+    def _finish(self, out: Rollouts, t0: float, params: Params) -> Rollouts:
+        """The batch (filled on the CPU) moved to the parameters' device; its steps counted into
+        ``total_steps`` and ``steps_per_s``."""
         steps = out.steps()
+        out = out.to_device(next(iter(params.values())).device)
         self.total_steps += steps
         self.steps_per_s = steps / max(time.perf_counter() - t0, 1e-9)
         return out
@@ -168,7 +190,7 @@ class Sampler:
             active = active & ~done
             if not active.any():
                 break
-        return self._finish(Rollouts(obs_buf, act_buf, rew_buf, mask), t0)
+        return self._finish(Rollouts(obs_buf, act_buf, rew_buf, mask), t0, params)
 
     @torch.no_grad()
     def sample_steps(self, policy: nn.Module, params: Params, tasks: np.ndarray, copies: int, min_steps: int,
@@ -222,7 +244,7 @@ class Sampler:
                 steps = len(pr)
                 out.obs[task, j, :steps], out.actions[task, j, :steps] = po, pa
                 out.rewards[task, j, :steps], out.mask[task, j, :steps] = pr, 1.0
-        return self._finish(out, t0)
+        return self._finish(out, t0, params)
 
     @torch.no_grad()
     def sample_lanes(self, policy: nn.Module, params: Params, tasks: np.ndarray, total_steps: int,
@@ -264,4 +286,4 @@ class Sampler:
                 obs[restart] = env.reset_copies(restart, env_seeds.integers(0, 2 ** 31 - 1, size=restart.size))
         mask = (torch.arange(t) < torch.as_tensor(finished_until)[:, None]).to(dtype)[:, None, :]
         return self._finish(Rollouts(obs_buf[..., :t, :] * mask[..., None], act_buf[..., :t, :] * mask[..., None],
-                                     rew_buf[..., :t] * mask, mask, starts[..., :t] * mask), t0)
+                                     rew_buf[..., :t] * mask, mask, starts[..., :t] * mask), t0, params)

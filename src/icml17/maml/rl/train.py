@@ -10,6 +10,11 @@ rollouts of all tasks.
 
 Resume is exact: the policy, the Adam state, the task stream, the environments' reset seeds and the action
 noise generator are all in the checkpoint (:func:`icml17.core.loop.run_loop`).
+
+Devices: the policy, the inner step, the baseline and TRPO compute on ``device``; the environments step on the
+CPU (:mod:`icml17.maml.rl.sampler`). Every random stream (tasks, reset seeds, action noise, TRPO's curvature
+tasks) is a CPU generator, so a run sees the same tasks and episodes on every device, and its checkpoint
+resumes on any.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from icml17.core.device import explain_out_of_memory
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.maml.rl.envs import env_spec, sample_tasks
 from icml17.maml.rl.inner import PGData, adapt, pg_data
@@ -39,19 +45,21 @@ from icml17.maml.rl.trpo import MetaObjective, adam_step, trpo_step
 VALIDATION_SEED_OFFSET = 1_000_003  # validation tasks come from their own stream, never the training one
 
 
-def build_policy(cfg: MAMLRLConfig, seed: int | None = None) -> GaussianMLPPolicy:
-    """The policy for ``cfg``'s environment, initialised from ``seed`` (default ``cfg.seed``)."""
+def build_policy(cfg: MAMLRLConfig, seed: int | None = None, device: torch.device | str | None = None
+                 ) -> GaussianMLPPolicy:
+    """The policy for ``cfg``'s environment, initialised from ``seed`` (default ``cfg.seed``) on the CPU (the
+    same weights on every device), then moved to ``device`` (default: the CPU)."""
     spec = env_spec(cfg.env, cfg.oracle)
     torch.manual_seed(cfg.seed if seed is None else seed)
     policy = GaussianMLPPolicy(spec.obs_dim, spec.act_dim, tuple(cfg.hidden))
     if cfg.init == "xavier":
         xavier_init_(policy)
     check_action_size(policy, spec.act_dim, spec.obs_dim, cfg.env)
-    return policy
+    return policy if device is None else policy.to(device)
 
 
 def make_sampler(cfg: MAMLRLConfig) -> Sampler:
-    return Sampler(cfg.env, cfg.oracle, cfg.horizon or None)
+    return Sampler(cfg.env, cfg.oracle, cfg.horizon or None, frame_skip=cfg.frame_skip)
 
 
 def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
@@ -109,9 +117,9 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
     sample_s = time.perf_counter() - t0
     objective = MetaObjective(policy, theta, batches, pg_data(samples[-1], cfg.gamma, cfg.gae_lambda),
                               cfg.inner_lr, cfg.train_inner_steps, cfg.first_order)
-    metrics: dict[str, Any] = {"return_pre": samples[0].mean_returns().mean().item(),
-                               "return_post": samples[-1].mean_returns().mean().item(),
-                               "paths_post": samples[-1].path_starts().sum().item() / cfg.meta_batch}
+    pre, post, paths = torch.stack([samples[0].mean_returns().mean(), samples[-1].mean_returns().mean(),
+                                    samples[-1].path_starts().sum()]).tolist()  # one copy back
+    metrics: dict[str, Any] = {"return_pre": pre, "return_post": post, "paths_post": paths / cfg.meta_batch}
     if cfg.outer == "trpo":
         new, result = trpo_step(objective, theta, max_kl=cfg.max_kl, damping=cfg.cg_damping, cg_iters=cfg.cg_iters,
                                 backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks,
@@ -128,7 +136,9 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
                            rejected_candidate=f"surrogate {result.loss_after:.4g}, kl {result.kl:.4g}")
     else:
         metrics["surrogate_before"] = adam_step(objective, theta, optimizer, dict(policy.named_parameters()))
-        bad = [n for n, p in policy.named_parameters() if not torch.isfinite(p).all()]
+        named = list(policy.named_parameters())
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()  # one copy back
+        bad = [n for (n, _), ok in zip(named, finite) if not ok]
         if bad:  # a finite loss with an infinite gradient: never checkpoint these parameters
             raise FloatingPointError(f"the Adam step made parameters {', '.join(bad)} non-finite "
                                      f"(lower --set meta_lr=...)")
@@ -139,11 +149,17 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
     return metrics
 
 
+OUT_OF_MEMORY_KNOBS = "meta_batch or rollouts (--set meta_batch=... / --set rollouts=...), or hvp_tasks"
+
+
 def train(cfg: MAMLRLConfig, run_dir: str | Path, *, resume: bool = True, time_budget_s: float | None = None,
-          progress: bool = True, argv: list[str] | None = None, tensorboard: bool = False) -> LoopResult:
-    """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt)."""
+          progress: bool = True, argv: list[str] | None = None, tensorboard: bool = False,
+          device: torch.device | str | None = None) -> LoopResult:
+    """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt); the policy computes
+    on ``device`` (default: the CPU), the environments on the CPU."""
     cfg.validate()
-    policy = build_policy(cfg)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    policy = build_policy(cfg, device=device)
     sampler = make_sampler(cfg)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.meta_lr)
     task_rng = np.random.default_rng(cfg.seed)
@@ -151,15 +167,18 @@ def train(cfg: MAMLRLConfig, run_dir: str | Path, *, resume: bool = True, time_b
     noise = torch.Generator().manual_seed(cfg.seed + 2)
 
     def train_step(step: int) -> dict[str, Any]:
-        return meta_iteration(cfg, policy, sampler, optimizer, task_rng, env_seeds, noise)
+        with explain_out_of_memory(OUT_OF_MEMORY_KNOBS, device):
+            return meta_iteration(cfg, policy, sampler, optimizer, task_rng, env_seeds, noise)
 
     def eval_fn(step: int) -> dict[str, float]:
         seed = cfg.seed + VALIDATION_SEED_OFFSET
         tasks = sample_tasks(cfg.env, cfg.eval_tasks, np.random.default_rng(seed))
         steps = max(cfg.inner_steps, 1)
-        returns, _ = adaptation_returns(cfg, policy, params_of(policy), sampler, tasks, cfg.eval_rollouts, steps,
-                                        cfg.inner_lr, torch.Generator().manual_seed(seed),
-                                        np.random.default_rng(seed))
+        with explain_out_of_memory("eval_rollouts or eval_tasks (--set eval_rollouts=...)", device):
+            returns, _ = adaptation_returns(cfg, policy, params_of(policy), sampler, tasks, cfg.eval_rollouts,
+                                            steps, cfg.inner_lr, torch.Generator().manual_seed(seed),
+                                            np.random.default_rng(seed))
+        returns = returns.cpu()  # one copy back
         return {f"return_step{k}": returns[:, k].mean().item() for k in range(steps + 1)}
 
     return run_loop(run_dir, cfg.iterations, train_step,

@@ -115,18 +115,26 @@ def kl_fisher_product(objective: MetaObjective, params: Params) -> Callable[[Par
 
 def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int = 10,
                        tol: float = 1e-10) -> torch.Tensor:
-    """Approximately solve A x = b for symmetric positive definite A given as ``matvec``."""
+    """Approximately solve A x = b for symmetric positive definite A given as ``matvec``.
+
+    On the CPU the loop stops once the residual is below ``tol``; on other devices it runs all ``iters``
+    iterations without waiting for the device, ``x`` frozen from the converged iteration on (the same result)."""
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
     rr = r @ r
+    on_cpu = b.device.type == "cpu"
+    converged = torch.zeros((), dtype=torch.bool, device=b.device)
     for _ in range(iters):
         ap = matvec(p)
         alpha = rr / (p @ ap)
-        x = x + alpha * p
+        x = x + alpha * p if on_cpu else torch.where(converged, x, x + alpha * p)
         r = r - alpha * ap
         rr_new = r @ r
-        if rr_new < tol:
-            break
+        if on_cpu:
+            if rr_new < tol:
+                break
+        else:
+            converged = converged | (rr_new < tol)
         p = r + (rr_new / rr) * p
         rr = rr_new
     return x
@@ -162,8 +170,9 @@ def trpo_step(objective: MetaObjective, params: Params, *, max_kl: float = 0.01,
     g, loss_before = flatten(g), loss_before.item()
     num_tasks = objective.outer["obs"].shape[0]
     curvature_objective = objective
-    if 0 < hvp_tasks < num_tasks:
-        curvature_objective = objective.subset(torch.randperm(num_tasks, generator=generator)[:hvp_tasks])
+    if 0 < hvp_tasks < num_tasks:  # drawn on the CPU generator: the same tasks on every device
+        tasks = torch.randperm(num_tasks, generator=generator)[:hvp_tasks]
+        curvature_objective = objective.subset(tasks.to(g.device))
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
     hvp = (kl_hvp if curvature == "hessian" else kl_fisher_product)(curvature_objective, params)
@@ -180,7 +189,7 @@ def trpo_step(objective: MetaObjective, params: Params, *, max_kl: float = 0.01,
     for k in range(max_backtracks):
         candidate = unflatten(theta + backtrack_ratio ** k * full_step, params)
         with torch.no_grad():
-            loss, kl = (t.item() for t in objective.surrogate_and_kl(candidate))
+            loss, kl = torch.stack(objective.surrogate_and_kl(candidate)).tolist()  # one copy back per try
         if math.isfinite(loss) and kl <= max_kl and loss < loss_before:
             return candidate, TRPOResult(True, loss_before, loss, kl, k, backtrack_ratio ** k * full_step.norm().item())
     return params, TRPOResult(False, loss_before, loss, kl, max_backtracks, 0.0)
