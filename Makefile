@@ -1,4 +1,4 @@
-# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`; `make docs` builds the site.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,12 +8,12 @@ TORCH_SPEC ?= torch==2.13.0
 DATA_DIR ?= $(or $(ICML17_DATA),$(wildcard ../shared/data))
 DEMO_FLAGS ?= $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test,bench,rl]"
+	$(PY) -m pip install -q -e ".[test,bench,rl,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,8 +21,14 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/icml17 demo $(DEMO_FLAGS)
 
+# tests/test_docs.py builds the site with --strict (warnings are errors) inside the suite
 test: install
 	$(PY) -m pytest -q
+
+# the results pages are rewritten from results/**/*.json first; cli.md and api/*.md are generated during the build
+docs: install
+	$(VENV)/bin/icml17 results
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: install
 	$(PY) benchmarks/maml.py --quick
@@ -30,4 +36,4 @@ bench: install
 	$(PY) benchmarks/sharpness.py --quick
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -1,5 +1,6 @@
-"""The README's Python snippets, extracted from README.md and run as written (the sharpness one on the synthetic
-MNIST and a smaller subset), so that the README cannot drift from the API."""
+"""The Python snippets of README.md and of the documentation's guides, run as written (with smaller sizes where a
+test must be quick, and the synthetic MNIST where a snippet reads a dataset), so that neither can drift from the
+API. Every ```python block of these files must be run by one test here (checked below)."""
 
 from __future__ import annotations
 
@@ -8,46 +9,105 @@ from pathlib import Path
 
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+# file -> number of ```python blocks it has; each is run by a test below
+SNIPPET_FILES = {README: 4, DOCS / "guides" / "maml.md": 1, DOCS / "guides" / "pixelcnn.md": 1,
+                 DOCS / "guides" / "sharpness.md": 1, DOCS / "gpu.md": 1}
 
 
-def _snippet(marker: str) -> str:
-    """The one ```python block of README.md that contains ``marker``."""
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if marker in b]
-    assert len(blocks) == 1, f"expected one README python block containing {marker!r}, found {len(blocks)}"
+def _blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+
+
+def _snippet(marker: str, path: Path = README) -> str:
+    """The one ```python block of ``path`` that contains ``marker``."""
+    blocks = [b for b in _blocks(path) if marker in b]
+    assert len(blocks) == 1, f"expected one python block of {path.name} containing {marker!r}, found {len(blocks)}"
     return blocks[0]
 
 
-def _run(code: str, replacements: dict[str, str] | None = None) -> dict:
+def _run(code: str, replacements: dict[str, str] | None = None, path: Path = README) -> dict:
     for old, new in (replacements or {}).items():
-        assert old in code, f"the README snippet no longer contains {old!r}; update this test"
+        assert old in code, f"the snippet of {path.name} no longer contains {old!r}; update this test"
         code = code.replace(old, new)
     namespace: dict = {"__name__": "readme_snippet"}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, str(path), "exec"), namespace)  # noqa: S102 - our own documentation
     return namespace
 
 
-def test_maml_snippet():
+def test_every_python_block_is_run_here():
+    for path, count in SNIPPET_FILES.items():
+        assert len(_blocks(path)) == count, f"{path.name} has {len(_blocks(path))} python blocks; run each here"
+    others = [p for p in DOCS.rglob("*.md") if p not in SNIPPET_FILES and _blocks(p)]
+    assert not others, f"python blocks that no test runs: {others}"
+
+
+# ------------------------------------------------------------------------------------------------ README
+def test_maml_on_your_own_module_and_tensors():
+    torch.manual_seed(0)
     ns = _run(_snippet("from icml17.maml import MAML"))
+    assert ns["metrics"].loss.shape == (25,) and torch.isfinite(ns["metrics"].loss).all()
+    curve = ns["curve"]
+    assert curve.shape == (25, 6) and torch.isfinite(curve).all()
+    assert all(p.grad is not None for p in ns["maml"].parameters() if p.requires_grad)
+
+
+def test_one_maml_rl_meta_iteration():
+    # the preset's sizes take minutes on a CPU: 2 tasks of 2 x 100 time steps each
+    ns = _run(_snippet("meta_iteration("),
+              {'cfg = get_preset("point-nav")':
+               'from dataclasses import replace; cfg = replace(get_preset("point-nav"), meta_batch=2, rollouts=2)'})
+    m = ns["m"]
+    assert {"return_pre", "return_post", "surrogate_before"} <= set(m)
+    assert all(torch.isfinite(torch.tensor(float(m[k]))) for k in ("return_pre", "return_post"))
+
+
+def test_pixelcnn_trained_and_sampled_on_your_own_tensors():
+    torch.manual_seed(0)
+    ns = _run(_snippet("model.sample(4)"), {"range(20)": "range(2)"})
+    assert ns["bpd"].shape == (8,) and torch.isfinite(ns["bpd"]).all()
+    assert ns["s"].images.shape == (4, 1, 28, 28)
+    assert ns["s"].images.min() >= 0 and ns["s"].images.max() < 256
+    assert torch.isfinite(ns["loss"])
+
+
+def test_sharpness_of_your_own_model():
+    torch.manual_seed(0)
+    ns = _run(_snippet("from icml17.sharpness import AlphaScaling, check_invariance, measure"))
+    top, out, report = ns["top"], ns["out"], ns["report"]
+    assert len(top.eigenvalues) == 3 and top.eigenvalues[0] >= top.eigenvalues[1] >= top.eigenvalues[2]
+    assert {"lambda_max", "epsilon", "adaptive_lambda_max"} <= set(out) and out["mode"] == "eval"
+    assert abs(out["lambda_max"] - top.eigenvalues[0]) / abs(top.eigenvalues[0]) < 1e-2
+    assert report.spread > 10 and all(r.outputs_preserved for r in report.rows)
+
+
+# ------------------------------------------------------------------------------------------------ guides
+def test_maml_guide_sinusoid_snippet():
+    ns = _run(_snippet("sample_sinusoid_tasks", DOCS / "guides" / "maml.md"), path=DOCS / "guides" / "maml.md")
     assert ns["metrics"].loss.shape == (25,)
     curve = ns["curve"]
     assert curve.shape == (100, 11) and torch.isfinite(curve).all()
 
 
-def test_pixelcnn_snippet():
+def test_pixelcnn_guide_snippet():
     torch.manual_seed(0)
-    ns = _run(_snippet("from icml17.pixelcnn import MultiscalePixelCNN"))
+    path = DOCS / "guides" / "pixelcnn.md"
+    ns = _run(_snippet("super_resolve", path), path=path)
     lp, s, sr = ns["lp"], ns["s"], ns["sr"]
     assert lp.total.shape == (4,) and lp.terms["scale2/group4"].shape == (4,) and lp.bits_per_dim().shape == (4,)
     assert s.images.shape == (4, 1, 28, 28) and s.evaluations == 151
     assert [level.shape[-1] for level in s.levels] == [7, 14, 28]
     assert sr.images.shape == (4, 1, 28, 28) and sr.evaluations == 102
+    assert ns["lp2"].total.shape == (4,)
 
 
-def test_sharpness_snippet(synthetic_data_dir):
-    # The snippet as written, on the synthetic MNIST and (for time) 128 examples and 16 probes.
-    ns = _run(_snippet("from icml17.sharpness.data import mnist_subset"),
-              {'"../shared/data"': repr(str(synthetic_data_dir)), "n=512": "n=128", "n_probes=64": "n_probes=16"})
+def test_sharpness_guide_snippet(synthetic_data_dir, monkeypatch):
+    # the snippet as written, on the synthetic MNIST ($ICML17_DATA) and, for time, 128 examples and 16 probes
+    monkeypatch.setenv("ICML17_DATA", str(synthetic_data_dir))
+    path = DOCS / "guides" / "sharpness.md"
+    ns = _run(_snippet("mnist_subset", path), {"n=512": "n=128", "n_probes=64": "n_probes=16"}, path=path)
     top, tr, out, report = ns["top"], ns["tr"], ns["out"], ns["report"]
     assert ns["x"].shape == (128, 1, 28, 28)
     assert len(top.eigenvalues) == 3 and top.eigenvalues[0] >= top.eigenvalues[1] >= top.eigenvalues[2]
@@ -55,3 +115,9 @@ def test_sharpness_snippet(synthetic_data_dir):
     assert abs(out["lambda_max"] - top.eigenvalues[0]) / top.eigenvalues[0] < 1e-2
     assert report.spread > 10 and all(r.outputs_preserved for r in report.rows)
     assert "spread" in report.table()
+
+
+def test_gpu_page_stand_in_device_snippet(capsys):
+    path = DOCS / "gpu.md"
+    _run(_snippet("stand_in_device", path), path=path)
+    assert capsys.readouterr().out.startswith("caught:")

@@ -1,8 +1,10 @@
-"""Machine-readable result records: every number in README comes from one of these files.
+"""Machine-readable result records, and the Markdown built from them: every number in README and on the
+documentation's results pages comes from one of these files.
 
-Layout and fields follow DESIGN.md: ``results/<system>/<experiment>.json`` for reproductions and
-``results/bench/<name>.json`` for speed benchmarks; each record names the hardware, torch version, seed and the
-command that produced it.
+Layout: ``results/<system>/<experiment>.json`` for reproductions (a rerun with another seed under
+``results/<system>/seeds/<experiment>-seedN.json``) and ``results/bench/<name>.json`` for speed benchmarks; each
+record names the hardware, torch version, seed and the command that produced it. :func:`check_record` is the
+schema; :func:`headline_table`, :func:`results_page` and :func:`bench_page` render records for ``icml17 results``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import json
 import math
 import os
 import platform
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +59,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
     return env
 
 
-# The schema of an experiment record (DESIGN.md): every number in README comes from a file like this.
+# The schema of an experiment record: every number in README and the results pages comes from a file like this.
 REQUIRED = {"system": str, "experiment": str, "metric": str, "command": str}
 OPTIONAL_NUMBERS = ("ci95", "paper", "paper_ci95", "n_eval", "iterations", "wall_time_s")
 
@@ -114,9 +118,11 @@ def _warn_if_smaller(path: Path, record: dict[str, Any]) -> None:
               f"restores the committed one", file=sys.stderr)
 
 
-def read_records(root: str | Path) -> list[dict[str, Any]]:
-    root = Path(root)
-    return [json.loads(p.read_text()) for p in sorted(root.rglob("*.json"))]
+def read_records(root: str | Path, *, quick: bool = False) -> list[dict[str, Any]]:
+    """Every JSON record under ``root`` (recursively, in path order). Records of a ``--quick`` run (tiny sizes, for
+    tests) are left out unless ``quick``: they are never results, wherever they were written."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(root).rglob("*.json"))]
+    return records if quick else [r for r in records if not r.get("quick")]
 
 
 def _fmt(value: Any, ci: Any = None, metric: str = "") -> str:
@@ -132,7 +138,7 @@ def _fmt(value: Any, ci: Any = None, metric: str = "") -> str:
 def _curve(r: dict[str, Any]) -> str:
     """The extra numbers some records carry beside ``value``: returns after 0..k policy-gradient steps (meta-RL),
     the three splits of a video record."""
-    if "returns" in r:
+    if len(r.get("returns") or ()) > 1:
         return " (steps 0-{}: {})".format(len(r["returns"]) - 1, ", ".join(f"{v:.1f}" for v in r["returns"]))
     if "test_novel" in r:
         return f" (val; test seen {r['test_seen']:.4g}, novel {r['test_novel']:.4g})"
@@ -143,8 +149,9 @@ def _curve(r: dict[str, Any]) -> str:
 
 
 def _paper_curve(r: dict[str, Any]) -> str:
-    if "paper_returns" in r:
-        return " (steps 0-{}: {})".format(len(r["paper_returns"]) - 1, ", ".join(f"{v:.1f}" for v in r["paper_returns"]))
+    if len(r.get("paper_returns") or ()) > 1:
+        returns = r["paper_returns"]
+        return " (steps 0-{}: {})".format(len(returns) - 1, ", ".join(f"{v:.1f}" for v in returns))
     if "paper_splits" in r:
         return " (val; test seen {test_seen:.4g}, novel {test_novel:.4g})".format(**r["paper_splits"])
     return ""
@@ -156,7 +163,8 @@ def results_table(records: list[dict[str, Any]]) -> str:
             "| command |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in records if "experiment" in r), key=lambda r: (r["system"], r["experiment"])):
         wall = r.get("wall_time_s")
-        rows.append("| {system} | {experiment} | {metric} | {ours} | {paper} | {n} | {it} | {wall} | {hw} | `{cmd}` |".format(
+        row = "| {system} | {experiment} | {metric} | {ours} | {paper} | {n} | {it} | {wall} | {hw} | `{cmd}` |"
+        rows.append(row.format(
             system=r["system"], experiment=r["experiment"], metric=r.get("metric", "-"),
             ours=_fmt(r.get("value"), r.get("ci95"), r.get("metric", "")) + _curve(r),
             paper=_fmt(r.get("paper"), r.get("paper_ci95"), r.get("metric", ""))
@@ -167,44 +175,179 @@ def results_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _bench_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(case, ours ms, baseline, baseline ms, speedup, peak memory) for every baseline of one benchmark record."""
+    rows = []
+    for case in r.get("cases", []):
+        mem = case.get("peak_mem_mb", {})
+        for name, ms in case.get("baselines_ms", {}).items():
+            # a baseline too slow to run end to end is timed on some evaluations and scaled: say so
+            n = case.get(f"{name}_s_extrapolated_from_n_evals")
+            ms_text = f"{ms:.4g}" + (f" (extrapolated from {n} timed evaluations)" if n else "")
+            mem_text = f"{mem['ours']:.0f} / {mem[name]:.0f}" if "ours" in mem and name in mem else "-"
+            rows.append((case["case"], f"{case['ours_ms']:.4g}", name, ms_text,
+                         f"{case.get('speedup', {}).get(name, ms / case['ours_ms']):.1f}x", mem_text))
+        for v in case.get("variants", []):  # the same method run another way
+            base = v["baseline"]
+            rows.append((f"{case['case']}, {v['label']}", f"{v['ours_ms']:.4g}", base,
+                         f"{case['baselines_ms'][base]:.4g}", f"{v['speedup']:.1f}x",
+                         f"{v['peak_mem_mb']:.0f} / {mem.get(base, float('nan')):.0f}"))
+    return rows
+
+
+BENCH_COLUMNS = ("case", "ours (ms)", "baseline", "baseline (ms)", "speedup", "peak memory ours / baseline (MB)")
+
+
 def bench_table(records: list[dict[str, Any]]) -> str:
     """Markdown table of speed benchmarks: ours versus each baseline, measured in the same run."""
-    rows = ["| benchmark | case | ours (ms) | baseline | baseline (ms) | speedup | peak memory ours / baseline (MB) "
-            "| hardware |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| benchmark | " + " | ".join(BENCH_COLUMNS) + " | hardware |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in records if "benchmark" in r), key=lambda r: r["benchmark"]):
-        for case in r.get("cases", []):
-            mem = case.get("peak_mem_mb", {})
-            for name, ms in case.get("baselines_ms", {}).items():
-                # a baseline too slow to run end to end is timed on some evaluations and scaled: say so
-                n = case.get(f"{name}_s_extrapolated_from_n_evals")
-                ms_text = f"{ms:.4g}" + (f" (extrapolated from {n} timed evaluations)" if n else "")
-                mem_text = f"{mem['ours']:.0f} / {mem[name]:.0f}" if "ours" in mem and name in mem else "-"
-                rows.append(f"| {r['benchmark']} | {case['case']} | {case['ours_ms']:.4g} | {name} | {ms_text} | "
-                            f"{case.get('speedup', {}).get(name, ms / case['ours_ms']):.1f}x | {mem_text} | "
-                            f"{r.get('hardware', '-')} |")
-            for v in case.get("variants", []):  # the same method run another way
-                base = v["baseline"]
-                rows.append(f"| {r['benchmark']} | {case['case']}, {v['label']} | {v['ours_ms']:.4g} | {base} | "
-                            f"{case['baselines_ms'][base]:.4g} | {v['speedup']:.1f}x | "
-                            f"{v['peak_mem_mb']:.0f} / {mem.get(base, float('nan')):.0f} | {r.get('hardware', '-')} |")
+        rows += [f"| {r['benchmark']} | " + " | ".join(row) + f" | {r.get('hardware', '-')} |"
+                 for row in _bench_rows(r)]
     return "\n".join(rows)
 
 
+SEED_SUFFIX = re.compile(r"-seed(\d+)$")
+
+
+def family(experiment: str) -> str:
+    """The family of an experiment: its name without a trailing ``-seedN`` (``point-nav-seed2`` -> ``point-nav``)."""
+    return SEED_SUFFIX.sub("", experiment)
+
+
+def _cell(text: Any) -> str:
+    """Text made safe for a Markdown table cell: no column breaks, no characters read as HTML."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def anchor(name: str) -> str:
+    """The HTML id of an experiment family's heading on a results page."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")
+
+
+PAGE_COLUMNS = ("experiment", "metric", "ours", "published", "n eval", "iterations", "wall time", "hardware")
+
+
+def _page_row(r: dict[str, Any], link: bool = False) -> str:
+    metric = r.get("metric", "")
+    published = "-"
+    if r.get("paper") is not None:
+        published = _fmt(r["paper"], r.get("paper_ci95"), metric) + _paper_curve(r)
+    wall = r.get("wall_time_s")
+    name = f"[{_cell(r['experiment'])}](#{anchor(family(r['experiment']))})" if link else _cell(r["experiment"])
+    cells = (name, _cell(metric or "-"), _cell(_fmt(r.get("value"), r.get("ci95"), metric) + _curve(r)),
+             _cell(published), _cell(r.get("n_eval", "-")), _cell(r.get("iterations", "-")),
+             f"{wall / 60:.1f} min" if wall else "-", _cell(r.get("hardware", "-")))
+    return "| " + " | ".join(cells) + " |"
+
+
+def _page_table(records: Sequence[dict[str, Any]], link: bool = False) -> list[str]:
+    return (["| " + " | ".join(PAGE_COLUMNS) + " |", "|" + "---|" * len(PAGE_COLUMNS)]
+            + [_page_row(r, link) for r in records])
+
+
+def _sources(records: Sequence[dict[str, Any]]) -> list[str]:
+    seen = dict.fromkeys(r["paper_source"] for r in records if r.get("paper") is not None and r.get("paper_source"))
+    if len(seen) == 1:
+        return [f"Published numbers: {_cell(next(iter(seen)))}."]
+    return ["Published numbers, from:", "", *(f"- {_cell(s)}" for s in seen)] if seen else []
+
+
+def _indent(lines: Sequence[str]) -> list[str]:
+    return [("    " + line) if line else "" for line in lines]
+
+
+def headline_table(records: Sequence[dict[str, Any]], headline: Sequence[str]) -> str:
+    """Markdown table of the ``headline`` experiments, in that order, each linking to its family's section on the
+    page that :func:`results_page` writes; the published numbers' sources below it.
+
+    Raises:
+        ValueError: a headline experiment has no record.
+    """
+    experiments = {r["experiment"]: r for r in records if "experiment" in r}
+    missing = [name for name in headline if name not in experiments]
+    if missing:
+        raise ValueError(f"headline experiment(s) without a record: {', '.join(missing)}")
+    chosen = [experiments[name] for name in headline]
+    return "\n".join([*_page_table(chosen, link=True), "", *_sources(chosen)]).rstrip() + "\n"
+
+
+def results_page(records: Sequence[dict[str, Any]]) -> str:
+    """Markdown of every experiment record, family by family (an experiment and its ``-seedN`` reruns) under a
+    heading of its own: the family's record in a table, its per-seed reruns folded in a collapsible block, the
+    commands that wrote the records in another."""
+    experiments = {r["experiment"]: r for r in records if "experiment" in r}
+    families: dict[str, list[dict[str, Any]]] = {}
+    for name in sorted(experiments):
+        families.setdefault(family(name), []).append(experiments[name])
+    lines = [f"{len(experiments)} records in {len(families)} families; a family is an experiment and its reruns "
+             f"with other seeds (`-seedN`).", ""]
+    for name, members in families.items():
+        main = [r for r in members if not SEED_SUFFIX.search(r["experiment"])]
+        seeds = sorted((r for r in members if SEED_SUFFIX.search(r["experiment"])),
+                       key=lambda r: int(SEED_SUFFIX.search(r["experiment"]).group(1)))
+        lines += [f"### {name} {{ #{anchor(name)} }}", ""]
+        if main:
+            lines += [*_page_table(main), ""]
+        if seeds:
+            numbers = ", ".join(SEED_SUFFIX.search(r["experiment"]).group(1) for r in seeds)
+            lines += [f'??? note "Seed{"s" if len(seeds) > 1 else ""} {numbers} ({len(seeds)} '
+                      f'record{"s" if len(seeds) > 1 else ""})"', "", *_indent(_page_table(seeds)), ""]
+        sources = _sources(members)
+        lines += [*sources, *([""] if sources else []), '??? example "Commands"', ""]
+        for r in main + seeds:
+            lines += _indent([f"`{r['experiment']}`:", "", "```bash", r.get("command", "-"), "```", ""])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def bench_page(records: Sequence[dict[str, Any]]) -> str:
+    """Markdown for the speed benchmarks: one section per record (a benchmark run), ours against each baseline
+    measured in the same run, then the run's hardware, threads, load average, date, note and command."""
+    lines: list[str] = []
+    runs = sorted((r for r in records if "benchmark" in r), key=lambda r: (r["benchmark"], r.get("threads") or 0))
+    for r in runs:
+        threads = r.get("threads")
+        title = r["benchmark"] + (f", {threads} threads" if threads and threads > 1 else "")
+        lines += [f"### {title} {{ #bench-{anchor(title)} }}", "",
+                  "| " + " | ".join(BENCH_COLUMNS) + " |", "|" + "---|" * len(BENCH_COLUMNS),
+                  *("| " + " | ".join(_cell(c) for c in row) + " |" for row in _bench_rows(r)), ""]
+        facts = [f"{r.get('hardware', '-')}", f"{threads} thread{'s' if threads != 1 else ''}" if threads else "",
+                 f"load average {r['load_average']}" if r.get("load_average") else "", r.get("date", "")]
+        lines += [_cell(", ".join(f for f in facts if f)) + ".", ""]
+        if r.get("note"):
+            lines += [_cell(r["note"]), ""]
+        lines += ["```bash", r.get("command", "-"), "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+GENERATED = "_Generated by `icml17 results` from `results/**/*.json`; do not edit by hand._"
 
 
-def update_readme(readme: str | Path, results_root: str | Path) -> str:
-    """Rebuild the README's results block (between the markers) from the records under ``results_root``."""
-    readme = Path(readme)
-    # a --quick run's record (tiny sizes, for tests) is never a result, wherever it was written
-    records = [r for r in read_records(results_root) if not r.get("quick")]
-    block = (f"{MARK_START}\n_Generated by `icml17 results` from `results/**/*.json`; do not edit by hand._\n\n"
-             f"### Reproductions\n\n{results_table(records)}\n\n### Speed (ratios measured side by side in one run)"
-             f"\n\n{bench_table(records)}\n{MARK_END}")
-    text = readme.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        raise ValueError(f"{readme} lacks the markers {MARK_START} ... {MARK_END}")
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    readme.write_text(head + block + tail)
-    return block
+def update_block(path: str | Path, block: str, *, start: str = MARK_START, end: str = MARK_END,
+                 new_page: str | None = None) -> bool:
+    """Replace the text between ``start`` and ``end`` in ``path`` by ``block``; returns whether the file changed.
+
+    A missing file is created from ``new_page`` (a heading and an introduction) followed by the markers when
+    ``new_page`` is given.
+
+    Raises:
+        ValueError: the file exists but lacks the markers.
+        FileNotFoundError: the file is missing and no ``new_page`` was given.
+    """
+    path = Path(path)
+    if not path.exists() and new_page is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = f"{new_page.rstrip()}\n\n{start}\n{end}\n"
+    else:
+        text = path.read_text()
+    if start not in text or end not in text:
+        raise ValueError(f"{path} lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{block.rstrip()}\n{end}{tail}"
+    changed = not path.exists() or new != path.read_text()
+    if changed:
+        path.write_text(new)
+    return changed
