@@ -8,7 +8,7 @@ for the baselines, one step size for all steps ("fine-tuned with a manually tune
 the diagonal.
 
 This answers "is MAML ahead of pretrained after k steps when each gets its best step sizes for k steps?", the
-question left open by the one-size-at-a-time tuning of point-nav-fine-tuned (see NOTES.md, stop 17).
+question left open by the one-size-at-a-time tuning of point-nav-fine-tuned (see the 2D-navigation protocols on the MAML-RL results page).
 
 Run from the repo root after reproduce-point-nav-fine-tuned.sh (its records name the runs and the grid):
     python results/maml-rl/joint_tuning.py run maml 0        # one (method, seed): ~15 min, one thread

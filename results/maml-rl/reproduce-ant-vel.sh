@@ -10,7 +10,7 @@ icml17 maml-rl train --preset ant-vel --mode pretrained --iterations $N --run-di
 icml17 maml-rl eval --preset ant-vel --method pretrained --run-dir runs/maml-rl/ant-vel-pretrained --record $R --threads 1
 python results/maml-rl/paired.py
 icml17 maml-rl plots --preset ant-vel --out $R/figures --records $R
-# The same two runs trained on to 160 meta-iterations (copies of their run directories, resumed; stop 16):
+# The same two runs trained on to 160 meta-iterations (copies of their run directories, resumed):
 # records ant-vel-160its.json, ant-vel-160its-pretrained.json; random initialisation as above
 cp -r runs/maml-rl/ant-vel runs/maml-rl/ant-vel-160
 cp -r runs/maml-rl/ant-vel-pretrained runs/maml-rl/ant-vel-160-pretrained

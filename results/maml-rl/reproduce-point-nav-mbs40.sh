@@ -1,5 +1,5 @@
 #!/bin/sh
-# 2D navigation at the reference script's default size, 40 tasks x 20 full rollouts (the preset until stop 15, now
+# 2D navigation at the reference script's default size, 40 tasks x 20 full rollouts (the earlier preset, now
 # pinned with --set meta_batch=40 batch=rollouts), rllab's init: MAML seeds 0-2, pretrained 0-2, random 0-2,
 # oracle; evaluation batches of 4,000 time steps (the reference's test scripts). Random initialisation and the
 # oracle do not depend on the meta-batch: their records (point-nav-random*, point-nav-oracle) serve both families.
@@ -20,7 +20,7 @@ maml 1
 pre 1 $R/seeds -seed1
 maml 2
 pre 2 $R/seeds -seed2
-# the oracle (point-nav-oracle.json) is the PyTorch-init run of stop 12, re-evaluated with the 4,000-step batches
+# the oracle (point-nav-oracle.json) is an earlier PyTorch-init run, re-evaluated with the 4,000-step batches
 icml17 maml-rl train --preset point-nav --set meta_batch=40 batch=rollouts --mode oracle --set init=torch --threads 1 --no-progress
 icml17 maml-rl eval --preset point-nav --method oracle --record $R --threads 1
 icml17 maml-rl eval --preset point-nav --method random --seed 0 --record $R --name point-nav-random --threads 1

@@ -1,5 +1,5 @@
 #!/bin/sh
-# 2D navigation as the preset runs it since stop 15, the configuration of the reference's published curve (20 tasks,
+# 2D navigation as the preset runs it now, the configuration of the reference's published curve (20 tasks,
 # 2,000 time steps per task as its sampler counts them, rllab's init): MAML seeds 0-2, pretrained 0-2 (same
 # sampler), random 0-2; evaluation batches of 4,000 time steps (the reference's test scripts); the oracle record
 # (point-nav-oracle) is shared with the 40-task family (reproduce-point-nav-mbs40.sh).

@@ -108,7 +108,7 @@ for m in vpn o_t o_tlogn; do
   icml17 pixelcnn video train --preset cpu --model $m --set tag=-1500 iterations=1500 --seed 1 --run-dir runs/pixelcnn/video-$m-1500-seed1 --data-dir "$DATA" --threads 1 --no-progress
   icml17 pixelcnn video eval --run-dir runs/pixelcnn/video-$m-1500-seed1 --data-dir "$DATA" --threads 1 --record results/pixelcnn/seeds --name video-$m-1500-seed1
 done
-# ... a third seed of those three, and seeds 1-2 of the ConvLSTM baseline (stop 16)
+# ... a third seed of those three, and seeds 1-2 of the ConvLSTM baseline
 for m in vpn o_t o_tlogn convlstm; do
   for seed in 1 2; do
     if [ $seed = 1 ] && [ $m != convlstm ]; then continue; fi  # trained above

@@ -252,11 +252,3 @@ def test_forward_mode_through_a_python_scalar_on_the_stand_in_device():
         got = torch.func.jvp(lambda t: 0.1 * t, (ws,), (ws,))[1]
         assert got.device == STAND_IN and torch.equal(values(got), expected)
 
-
-def test_a_module_cast_on_the_stand_in_device_casts_its_values():
-    m = nn.Linear(2, 2)
-    with stand_in_device():
-        md = m.to(STAND_IN).double()
-        assert md.weight.dtype == values(md.weight).dtype == torch.float64
-        assert md(torch.ones(1, 2, dtype=torch.float64, device=STAND_IN)).dtype == torch.float64
-    assert not torch.__future__.get_swap_module_params_on_conversion()  # restored

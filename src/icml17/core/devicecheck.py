@@ -8,6 +8,9 @@ operation checks what CUDA checks: a CPU tensor of one or more dimensions mixed 
 the stand-in device (or the reverse). Everything else (autograd, ``torch.func`` transforms, optimizers,
 ``.item()``) runs for real, so losses, likelihoods and samples can be compared with a CPU run.
 
+A module's dtype cast (``model.double()``) after its move to the stand-in device keeps the old values under the new
+dtype unless ``torch.__future__.set_swap_module_params_on_conversion(True)`` is set: cast first, then move.
+
 Transfers stay legal as on a GPU: ``.to(device)``, ``.cpu()``, ``copy_`` between devices, and zero-dimensional CPU
 tensors (CUDA accepts CPU scalars). :attr:`StandInDevice.transfers_to_cpu` counts the copies back to the CPU
 (``.cpu()``, ``.item()``, ``.tolist()``), so a test can bound the round trips an inner loop makes.
@@ -205,9 +208,6 @@ def stand_in_device() -> Iterator[StandInDevice]:
 
     torch.Generator, torch.tensor, torch.as_tensor = generator, tensor, as_tensor
     torch.Tensor.new_tensor = new_tensor
-    # module.to(dtype) assigns param.data, which a wrapper tensor cannot take: swap the parameters instead
-    swapped = torch.__future__.get_swap_module_params_on_conversion()
-    torch.__future__.set_swap_module_params_on_conversion(True)
     _ACTIVE.append(mode)
     try:
         with mode, warnings.catch_warnings():
@@ -217,7 +217,6 @@ def stand_in_device() -> Iterator[StandInDevice]:
             yield mode
     finally:
         _ACTIVE.remove(mode)
-        torch.__future__.set_swap_module_params_on_conversion(swapped)
         torch.Generator, torch.tensor, torch.as_tensor = real_generator, real_tensor, real_as_tensor
         torch.Tensor.new_tensor = real_new_tensor
 

@@ -186,7 +186,7 @@ def save_result(run_dir: str | Path, result: dict[str, Any]) -> Path:
 
 
 def experiment_names(cfg: MAMLConfig, queries: int, steps: int) -> dict[int, str]:
-    """Which inner-step counts become records, and their experiment names (DESIGN.md naming)."""
+    """Which inner-step counts become records, and their experiment names (``<preset>-step<k>``, one record per step count)."""
     variant = "" if queries == cfg.eval_queries else f"-q{queries}"
     if cfg.task == "sinusoid":
         return {k: f"{cfg.preset}-step{k}{variant}" for k in (1, 10) if k <= steps}

@@ -1,6 +1,6 @@
 """MAML experiment configs and the named presets of the paper's supervised experiments.
 
-Hyperparameters follow the reference code (cbfinn/maml) as tabulated in ``notes/maml.md`` and the paper's
+Hyperparameters follow the reference code (cbfinn/maml) as tabulated in the MAML guide of the documentation and the paper's
 section 5 / appendix A.1: meta-batch, inner steps (train / test), inner learning rate, Adam meta learning
 rate 0.001, iterations, networks. Query examples per class: K for Omniglot at train and test (the reference
 uses ``update_batch_size`` for both), 15 for MiniImagenet training and K at test (the reference's test

@@ -1,6 +1,6 @@
 """Keskar et al. 2017's large-batch / small-batch experiment in their own setting, and its reparametrization.
 
-Setting (Keskar et al., section 2.2 and Table 1, as summarised in ``notes/sharpness.md``): network F1
+Setting (Keskar et al., section 2.2 and Table 1, as summarised in the sharpness guide of the documentation): network F1
 (784-512x5-10 with batch norm) on all 60,000 MNIST training images, Adam (lr 1e-3), small batch 256 against a
 large batch of 10% of the training set, both from the same initialisation per seed; sharpness phi (Metric 2.1)
 at eps 1e-3 and 5e-4, with A = I and a random n x 100 A, at the trained weights in eval mode (batch norm on its
