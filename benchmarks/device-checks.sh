@@ -24,11 +24,12 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 TAG=$(echo "$DEVICE" | cut -d: -f1)
 FAILED=""
+STEP_TIMEOUT=${STEP_TIMEOUT:-170}  # seconds per step: one slow step must not eat the others' share of the GPU time
 step() {  # step NAME COMMAND...: run, time, and remember a failure without stopping the others
   name=$1; shift
   echo "== $name: $*"
   start=$(date +%s)
-  if "$@"; then echo "== $name: ok in $(( $(date +%s) - start )) s"
+  if timeout "$STEP_TIMEOUT" "$@"; then echo "== $name: ok in $(( $(date +%s) - start )) s"
   else echo "== $name: FAILED after $(( $(date +%s) - start )) s"; FAILED="$FAILED $name"; fi
 }
 if [ "$TAG" = cuda ]; then

@@ -148,6 +148,7 @@ def speed_case(name: str, tasks: int | None, reps: int, dev: torch.device) -> di
             model.zero_grad(set_to_none=True)
             step()
         if dev.type == "cuda":
+            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
             torch.cuda.reset_peak_memory_stats(dev)
         times = []
         for _ in range(reps):
@@ -208,6 +209,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
 
         # 1. meta-train on the device through the CLI (--device; TF32 as the CLI sets it)
         if dev.type == "cuda":
+            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
             torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         code, _ = cli("maml", "train", "--preset", PRESET, "--run-dir", run_dir, "--data-dir", data, "--device",

@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
         run_dir = Path(tmp) / "run"
         # 1. meta-train on the device through the CLI (TF32 as the CLI sets it)
         if dev.type == "cuda":
+            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
             torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         code, _ = cli("maml-rl", "train", "--preset", PRESET, "--run-dir", run_dir, "--device", args.device,

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
 
         # 1. train on the device through the CLI (--device, TF32 as the CLI sets it)
         if dev.type == "cuda":
+            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
             torch.cuda.reset_peak_memory_stats(dev)
         devices.synchronize(dev)
         t0 = time.perf_counter()

@@ -252,3 +252,20 @@ def test_forward_mode_through_a_python_scalar_on_the_stand_in_device():
         got = torch.func.jvp(lambda t: 0.1 * t, (ws,), (ws,))[1]
         assert got.device == STAND_IN and torch.equal(values(got), expected)
 
+
+
+@pytest.mark.parametrize("training, no_tf32, expected", [(True, False, True), (True, True, False),
+                                                         (False, False, False)])
+def test_tf32_only_for_training_and_never_when_asked_off(monkeypatch, training, no_tf32, expected):
+    """Numbers a command reports (evaluations, likelihoods, curvature) are fp32: TF32 only speeds up training."""
+    from icml17.core.run import apply_compute
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    monkeypatch.setattr(devices, "resolve", lambda spec=None: torch.device("cuda", 0))
+    try:
+        args = argparse.Namespace(threads=None, device="cuda", no_tf32=no_tf32)
+        assert apply_compute(args, training=training) == torch.device("cuda", 0)
+        assert torch.backends.cuda.matmul.allow_tf32 is expected and torch.backends.cudnn.allow_tf32 is expected
+        assert devices.tf32_enabled() is expected
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -109,7 +109,9 @@ def to_device(tree, device: torch.device, non_blocking: bool | None = None):
 
 def pin(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``tensor`` in page-locked memory when it is about to go to a GPU (faster, asynchronous copies)."""
-    return tensor.pin_memory() if torch.device(device).type == "cuda" and not tensor.is_pinned() else tensor
+    if torch.device(device).type != "cuda" or tensor.device.type != "cpu" or tensor.is_pinned():
+        return tensor
+    return tensor.pin_memory()
 
 
 # ------------------------------------------------------------------------------------------- precision
@@ -128,8 +130,18 @@ def check_precision(precision: str, device: torch.device, *, allowed: tuple[str,
     dev = torch.device(device)
     if precision == "fp16" and dev.type == "cpu":
         raise DeviceError("precision fp16 needs a GPU (CPU autocast computes in bfloat16); use bf16 or fp32")
-    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "fp16" and dev.type == "mps":
+        raise DeviceError("precision fp16 on MPS has no gradient scaler here; use bf16 or fp32")
+    if precision == "bf16" and dev.type == "cuda" and not _bf16_native(dev):
         raise DeviceError(f"precision bf16 is not supported by {torch.cuda.get_device_name(dev)}; use fp16 or fp32")
+
+
+def _bf16_native(dev: torch.device) -> bool:
+    with torch.cuda.device(dev):
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch without the keyword
+            return torch.cuda.is_bf16_supported()
 
 
 def autocast(device: torch.device, precision: str = "fp32"):
@@ -156,7 +168,8 @@ def set_tf32(enabled: bool = True) -> bool:
 
 
 def tf32_enabled() -> bool:
-    return bool(torch.backends.cuda.matmul.allow_tf32)
+    """Whether matrix products or convolutions may run in TF32 (either flag)."""
+    return bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
 
 
 def synchronize(device: torch.device) -> None:

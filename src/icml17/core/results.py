@@ -54,8 +54,9 @@ def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
     env = {"hardware": hardware_description(device), "device": str(torch.device(device)),
            "torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(),
            "date": _dt.date.today().isoformat(), "load_average": load_average()}
-    if torch.device(device).type == "cuda":
-        env["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    if torch.device(device).type == "cuda":  # both flags: PyTorch's default has TF32 convolutions on, matmuls off
+        env["tf32"] = {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+                       "cudnn_conv": bool(torch.backends.cudnn.allow_tf32)}
     return env
 
 

@@ -79,15 +79,19 @@ def apply_threads(value: int | str | None = None) -> int:
     return n
 
 
-def apply_compute(args: argparse.Namespace):
+def apply_compute(args: argparse.Namespace, *, training: bool = False):
     """Apply a command's ``--threads``, ``--device`` and ``--no-tf32`` (see :func:`add_compute`); returns the
-    ``torch.device`` the command computes on, checked to exist before any work starts."""
+    ``torch.device`` the command computes on, checked to exist before any work starts.
+
+    TF32 (on CUDA) is on for training commands unless ``--no-tf32``, and off for every command that reports a
+    number (evaluation, likelihoods, curvature), whose results are documented as fp32.
+    """
     from icml17.core import device as devices
 
     apply_threads(getattr(args, "threads", None))
     dev = devices.resolve(getattr(args, "device", None))
     if dev.type == "cuda":
-        devices.set_tf32(not getattr(args, "no_tf32", False))
+        devices.set_tf32(training and not getattr(args, "no_tf32", False))
     return dev
 
 
@@ -395,7 +399,8 @@ def add_compute(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", default=None, metavar="N",
                    help=f"intra-op CPU threads (default: ${THREADS_ENV}, else 1)")
     p.add_argument("--no-tf32", action="store_true",
-                   help="full fp32 matrix products on Ampere and later GPUs (TF32 is on by default there)")
+                   help="full fp32 matrix products and convolutions when training on Ampere and later GPUs (TF32 is on "
+                        "by default for training there; evaluations always run without it)")
 
 
 def add_precision(p: argparse.ArgumentParser, allowed: tuple[str, ...] = ("fp32", "bf16", "fp16")) -> None:

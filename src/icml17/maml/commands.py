@@ -33,7 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = shell.training_overrides(args, forbidden={"preset": "choose the preset with --preset"})
     cfg = override_config(get_preset(args.preset), overrides)
     run_dir = _run_dir(args, cfg.preset)
-    device = shell.apply_compute(args)
+    device = shell.apply_compute(args, training=True)
     check_training_precision(args.precision, device, cfg.first_order, how="--set first_order=true")
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard,
@@ -78,7 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from icml17.maml.baselines import run_baseline
 
-    device = shell.apply_compute(args)
+    device = shell.apply_compute(args, training=True)
     run_dir = args.run_dir or shell.default_run_dir(SYSTEM, f"baselines/{args.kind}")
     paths = run_baseline(args.kind, args.shots, shell.check_run_dir(run_dir), iterations=args.iterations,
                          seed=args.seed, record_dir=args.record, command=shell.command_line(args),

@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace, cfg, train) -> int:
     """Train ``cfg`` with ``train`` (the image or the video loop) into --run-dir or the default run directory."""
     run_dir = args.run_dir if args.run_dir is not None else shell.default_run_dir(SYSTEM, cfg.experiment)
     shell.check_run_dir(run_dir)
-    device = shell.apply_compute(args)
+    device = shell.apply_compute(args, training=True)
     result = train(cfg, run_dir, args.data_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard)
     shell.say(json.dumps({"run_dir": str(run_dir), "steps": result.steps_done, "of": cfg.iterations,
@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from icml17.pixelcnn.train import train
 
     cfg = _config(args)
-    device = shell.apply_compute(args)
+    device = shell.apply_compute(args, training=True)
     return _train(args, cfg, partial(train, device=device, precision=args.precision))
 
 
@@ -145,7 +145,7 @@ def cmd_video_train(args: argparse.Namespace) -> int:
     from icml17.pixelcnn.video.train import train
 
     cfg = _video_config(args)
-    device = shell.apply_compute(args)
+    device = shell.apply_compute(args, training=True)
     return _train(args, cfg, partial(train, device=device, precision=args.precision))
 
 
