@@ -20,7 +20,10 @@ same seed (the whole batch when the windowed one ran end to end, else one row of
 is recorded at the start (``load_average_start``), per case and at the end (``load_average``): timings on a busy
 machine are slower and noisier.
 
-    python benchmarks/pixelcnn-sampling.py [--quick] [--sizes 32 64 128]  ->  results/bench/pixelcnn-sampling.json
+    python benchmarks/pixelcnn-sampling.py [--quick] [--sizes 32 64 128] [--device cuda]
+        ->  results/bench/pixelcnn-sampling.json
+
+Every side runs on ``--device`` (default cpu); on a GPU each timing waits for the device's queue.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from icml17.core.device import generator, resolve, synchronize
 from icml17.core.results import environment, load_average, write_record
 from icml17.pixelcnn.multiscale import MultiscalePixelCNN
 from icml17.pixelcnn.pixelcnn import PixelCNN
@@ -44,10 +48,21 @@ from icml17.pixelcnn.sampling import time_full_sampler_band as full_band
 CASES = {32: "32x32-rgb", 64: "64x64", 128: "128x128"}
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def time_call(fn, *args, **kwargs):
+    synchronize(DEVICE)
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
+    synchronize(DEVICE)
     return out, time.perf_counter() - t0
+
+
+def time_band(*args, **kwargs) -> tuple[float, int]:
+    """:func:`full_band`, timed here so that the device's queue is drained before the clock stops."""
+    (_, evals), sec = time_call(full_band, *args, **kwargs)
+    return sec, evals
 
 
 def band_completion(model: PixelCNN, n: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,13 +70,13 @@ def band_completion(model: PixelCNN, n: int, rows: int) -> tuple[torch.Tensor, t
     s = model.image_size
     known = torch.ones(s, s, dtype=torch.bool)
     known[s - rows:] = False
-    return torch.zeros(n, model.n_channels, s, s, dtype=torch.long), known
+    return torch.zeros(n, model.n_channels, s, s, dtype=torch.long, device=DEVICE), known.to(DEVICE)
 
 
 def same_images(full: PixelCNN, n: int, rows: int, seed: int) -> bool:
     """Cached and windowed samplers on the same completion (the last ``rows`` rows) and seed: equal images?"""
     given, known = band_completion(full, n, rows)
-    a, b = (full.sample(n, None, 1.0, torch.Generator().manual_seed(seed), given, known, sampler=s).images
+    a, b = (full.sample(n, None, 1.0, generator(DEVICE, seed), given, known, sampler=s).images
             for s in ("cached", "windowed"))
     return torch.equal(a, b)
 
@@ -75,23 +90,26 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps: every side runs there")
     parser.add_argument("--no-window-evals", type=int, default=0, metavar="N",
                         help="time the no-window sampler on the last N pixels of one row instead of a whole row "
                              "(each of its evaluations reruns the whole image, so any N extrapolates alike)")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "pixelcnn-sampling.json"))
     args = parser.parse_args()
+    global DEVICE
     torch.set_num_threads(args.threads)
+    DEVICE = resolve(args.device)
     torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
+    gen = generator(DEVICE, 0)
     load_start = load_average()
     cases = []
     for size in args.sizes:
         case = CASES[size]
         load_case = load_average()
         common = {"image_size": size, "n_channels": 3, "bits": 8, "head": "logistic", "hidden": args.hidden}
-        full = PixelCNN(layers=args.layers, **common).eval()
+        full = PixelCNN(layers=args.layers, **common).to(DEVICE).eval()
         ms = {v: MultiscalePixelCNN(variant=v, base_size=4, base_layers=args.layers, resnet_blocks=args.layers // 2,
-                                    shallow_layers=2, patch=4, **common).eval() for v in "ab"}
+                                    shallow_layers=2, patch=4, **common).to(DEVICE).eval() for v in "ab"}
         ours = {}
         for v, model in ms.items():
             model.sample(2, generator=gen)  # warm-up
@@ -102,21 +120,21 @@ def main() -> int:
         total_evals = size * size  # one evaluation per pixel with the mixture head
 
         full.sample(args.batch, None, 1.0, gen, *band_completion(full, args.batch, 1))  # warm-up: oneDNN set-up
-        cached, cached_s = time_call(full.sample, args.batch, generator=torch.Generator().manual_seed(1))
+        cached, cached_s = time_call(full.sample, args.batch, generator=generator(DEVICE, 1))
         assert cached.evaluations == total_evals
         end_to_end = size == 32 and not args.quick
         if end_to_end:
-            out, full_s = time_call(full.sample, args.batch, generator=torch.Generator().manual_seed(1),
+            out, full_s = time_call(full.sample, args.batch, generator=generator(DEVICE, 1),
                                     sampler="windowed")
             assert out.evaluations == total_evals
             measured = total_evals
             identical, checked_on = torch.equal(out.images, cached.images), "the timed batch"
         else:
             rows = 2 if args.quick else max(1, 8 * 32 // size)
-            sec, measured = full_band(full, args.batch, rows, gen)
+            sec, measured = time_band(full, args.batch, rows, gen)
             full_s = sec / measured * total_evals
             identical, checked_on = same_images(full, args.batch, 1, seed=2), "a completion of the last row"
-        naive_s, naive_n = full_band(full, args.batch, 1, gen, window=False,
+        naive_s, naive_n = time_band(full, args.batch, 1, gen, window=False,
                                      cols=min(args.no_window_evals, size) if args.no_window_evals else None)
         naive_total = naive_s / naive_n * total_evals
         entry = {
@@ -143,12 +161,12 @@ def main() -> int:
             entry["full_s_extrapolated_from_n_evals"] = measured
         cases.append(entry)
         print(json.dumps(entry), flush=True)
-    env = environment()
+    env = environment(DEVICE)
     write_record(args.out, {
         "benchmark": "pixelcnn-sampling", "threads": args.threads,
         "command": " ".join(["python benchmarks/pixelcnn-sampling.py"] + sys.argv[1:]),
         "width": args.hidden, "depth": args.layers, "hardware": env["hardware"],
-        "load_average_start": load_start, "cases": cases})
+        "load_average_start": load_start, "cases": cases}, device=DEVICE)
     return 0
 
 
