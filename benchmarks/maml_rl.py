@@ -9,13 +9,31 @@ with 10 conjugate-gradient iterations). The TRPO part is the same code for both,
 ratio is bounded by it; the record gives the split (``profile``).
 
     python benchmarks/maml_rl.py [--quick] [--threads 1] [--out results/bench/maml-rl.json]
+
+Scale-out (``--scaleout N``, record ``results/bench/maml-rl-scaleout.json``): seconds per meta-iteration of our
+MAML-RL as N torchrun processes x 1 thread (each rank samples, fits baselines and adapts its share of the
+meta-batch's tasks; TRPO's gradient, curvature products and line search are all-reduced) against 1 process x 1
+thread, on point-nav (the preset: 20 tasks, 2,000 time steps each, packed lanes) and cheetah-vel (the preset's
+structure at ``--cheetah-tasks`` tasks x ``--cheetah-rollouts`` rollouts; the reference's 40 x 20 with
+``--cheetah-tasks 40 --cheetah-rollouts 20``), in one run, the two alternating ``--rounds`` times per case; same
+seed, so both take the same meta-iterations (the parameters' agreement is recorded: float32 rounding differences
+that chaotic episodes amplify). Recorded per case: medians of the wall time per meta-iteration and its split
+(sampling, slowest rank; the rest), each rank's CPU seconds (all threads), from which the speedup the code allows
+on N free cores (busiest rank's CPU time against one process's) and the CPU overhead of sharding, the load average
+before and after each timing, and what N processes of a 1-thread matmul get on this machine right then (its
+parallel efficiency bounds the wall-clock speedup on a shared machine).
+
+    python benchmarks/maml_rl.py --scaleout 2 [--reps 2] [--rounds 2] [--note "what else was running"]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +45,7 @@ from icml17.core.results import environment, load_average
 from icml17.maml.rl.envs import make_env
 from icml17.maml.rl.presets import get_preset
 from icml17.maml.rl.sampler import Rollouts, Sampler
-from icml17.maml.rl.train import build_policy, meta_iteration
+from icml17.maml.rl.train import build_policy, make_sampler, meta_iteration
 
 
 class OneEnvAtATime(Sampler):
@@ -42,7 +60,7 @@ class OneEnvAtATime(Sampler):
         return gym.make({"cheetah": "HalfCheetah-v5", "ant": "Ant-v5"}[self.env_name.split("-")[0]])
 
     @torch.no_grad()
-    def sample(self, policy, params, tasks, rollouts, generator, env_seeds, per_task=False) -> Rollouts:
+    def sample(self, policy, params, tasks, rollouts, generator, env_seeds, per_task=False, shard=None) -> Rollouts:
         t0 = time.perf_counter()
         k, r, horizon = len(tasks), rollouts, self.horizon
         d, a = self.spec.obs_dim, self.spec.act_dim
@@ -97,13 +115,163 @@ def time_case(preset: str, sizes: dict, sampler_cls, iterations: int) -> dict:
             "env_steps_per_iteration": mean("env_steps")}
 
 
+# ------------------------------------------------------------------------------------------------ scale-out
+def scaleout_cases(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
+    return {"point-nav": ("point-nav", {}),
+            "cheetah-vel": ("cheetah-vel", {"meta_batch": args.cheetah_tasks, "rollouts": args.cheetah_rollouts})}
+
+
+def scaleout_worker(preset: str, sizes: dict, reps: int, out: str) -> None:
+    """One process of the scale-out timing (alone, or one rank under torchrun): ``reps + 1`` meta-iterations of the
+    training loop's ``meta_iteration`` from the preset's seed, the first untimed; rank 0 writes the timings. Per
+    iteration: wall seconds; each rank's CPU seconds (all its threads: gloo's included, so a rank that spun while
+    waiting would show it) and sampling seconds."""
+    from icml17.core import distributed
+
+    ctx = distributed.setup()
+    torch.set_num_threads(1)
+    cfg = replace(get_preset(preset), **sizes)
+    distributed.check_divisible("meta_batch", cfg.meta_batch)
+    policy = build_policy(cfg)
+    sampler = make_sampler(cfg)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.meta_lr)
+    streams = (np.random.default_rng(cfg.seed), np.random.default_rng(cfg.seed + 1),
+               torch.Generator().manual_seed(cfg.seed + 2))
+    rows = []
+    for _ in range(reps + 1):  # the first builds the environments and warms up
+        distributed.barrier()
+        t0, c0 = time.perf_counter(), time.process_time()
+        m = meta_iteration(cfg, policy, sampler, optimizer, *streams)
+        distributed.barrier()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        ranks = distributed.all_gather_cat(torch.tensor([[cpu, m["sample_s"]]], dtype=torch.float64)).tolist()
+        rows.append({"iteration_s": wall, "cpu_s": [r[0] for r in ranks], "sample_s": [r[1] for r in ranks],
+                     "env_steps": m["env_steps"], "backtracks": m.get("backtracks", 0),
+                     "return_post": m["return_post"]})
+    flat = torch.cat([p.detach().reshape(-1) for p in policy.parameters()])
+    distributed.teardown()
+    if ctx.is_main:
+        torch.save(flat, out + ".pt")
+        Path(out).write_text(json.dumps(rows))
+
+
+def machine_scaling(n: int) -> dict:
+    """What n processes can gain here right now: a 1-thread float32 matmul's GFLOP/s alone, and the sum over n such
+    processes at once (on n free cores, n times the single rate)."""
+    code = ("import torch, time; torch.set_num_threads(1); a = torch.randn(512, 512); a @ a; "
+            "t = time.perf_counter(); [a @ a for _ in range(200)]; "
+            "print(200 * 2 * 512 ** 3 / (time.perf_counter() - t) / 1e9)")
+    cmd = [sys.executable, "-c", code]
+    alone = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    together = sum(float(p.communicate()[0]) for p in procs)
+    return {"matmul_gflops_1_process": round(alone, 1), f"matmul_gflops_{n}_processes_sum": round(together, 1),
+            "parallel_efficiency": round(together / (n * alone), 2)}
+
+
+def time_processes(n: int, case: str, args: argparse.Namespace, tmp: Path) -> dict:
+    """``n`` processes x 1 thread (torchrun for n > 1) on ``case``: rank 0's per-iteration rows (timed ones), the
+    final parameters, and the load average before and after."""
+    out = tmp / f"{case}-{n}.json"
+    worker = [__file__, "--scaleout-worker", case, "--reps", str(args.reps), "--result", str(out),
+              "--cheetah-tasks", str(args.cheetah_tasks), "--cheetah-rollouts", str(args.cheetah_rollouts)]
+    if n == 1:
+        cmd = [sys.executable, *worker]
+    else:
+        cmd = [str(Path(sys.executable).with_name("torchrun")), f"--nproc_per_node={n}", "--master_port",
+               str(29300 + os.getpid() % 500), *worker]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    before = load_average()
+    subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+    rows = json.loads(out.read_text())
+    result = {"rows": rows[1:], "warm_up": rows[0], "load_average_before": before,
+              "load_average_after": load_average(), "params": torch.load(str(out) + ".pt")}
+    wall = [r["iteration_s"] for r in rows[1:]]
+    print(f"  {case}, {n} process{'es' if n > 1 else ''} x 1 thread: {np.median(wall):.2f} s per meta-iteration "
+          f"(CPU {np.median([sum(r['cpu_s']) for r in rows[1:]]):.2f} s over the ranks), load {before} -> "
+          f"{result['load_average_after']}", file=sys.stderr, flush=True)
+    return result
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians over every timed iteration of every round: wall, sampling (slowest rank), CPU of the busiest rank and
+    summed over the ranks."""
+    rows = [r for run in runs for r in run["rows"]]
+    med = lambda f: round(float(np.median([f(r) for r in rows])), 3)
+    return {"iteration_s": med(lambda r: r["iteration_s"]), "sample_s": med(lambda r: max(r["sample_s"])),
+            "cpu_s_busiest_rank": med(lambda r: max(r["cpu_s"])), "cpu_s_all_ranks": med(lambda r: sum(r["cpu_s"])),
+            "env_steps_per_iteration": med(lambda r: r["env_steps"]), "timed_iterations": len(rows),
+            "iteration_s_each": [round(r["iteration_s"], 2) for r in rows],
+            "load_average": [[run["load_average_before"], run["load_average_after"]] for run in runs]}
+
+
+def run_scaleout(args: argparse.Namespace) -> dict:
+    n = args.scaleout
+    env = environment()
+    record = {"benchmark": "maml-rl-scaleout", "hardware": env["hardware"], "torch": env["torch"],
+              "threads_per_process": 1, "processes": n, "load_average": env["load_average"],
+              "command": "python benchmarks/maml_rl.py " + " ".join(sys.argv[1:]), "date": env["date"],
+              "rounds": args.rounds, "timed_iterations_per_round": args.reps, "note": args.note,
+              "machine_before": machine_scaling(n), "cases": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case, (preset, sizes) in scaleout_cases(args).items():
+            one_runs, many_runs = [], []
+            for _ in range(args.rounds):  # alternating, so that a change of load falls on both
+                one_runs.append(time_processes(1, case, args, Path(tmp)))
+                many_runs.append(time_processes(n, case, args, Path(tmp)))
+            one, many = summarize(one_runs), summarize(many_runs)
+            cfg = replace(get_preset(preset), **sizes)
+            a, b = one_runs[0]["params"], many_runs[0]["params"]
+            unit = f"x {cfg.horizon or 100} time steps (packed lanes)" if cfg.batch == "steps" else "rollouts"
+            rest = lambda x: x["iteration_s"] - x["sample_s"]
+            record["cases"].append({
+                "case": f"{case}, {cfg.meta_batch} tasks x {cfg.rollouts} {unit}, meta-iteration, {n} processes x 1 "
+                        f"thread",
+                "ours_ms": round(1000 * many["iteration_s"], 1),
+                "baselines_ms": {"ours, 1 process x 1 thread": round(1000 * one["iteration_s"], 1)},
+                "speedup": {"ours, 1 process x 1 thread": round(one["iteration_s"] / many["iteration_s"], 2)},
+                "sampling_speedup": round(one["sample_s"] / many["sample_s"], 2),
+                "rest_speedup": round(rest(one) / rest(many), 2),
+                # on n free cores a rank's CPU seconds are its wall seconds: what the code allows, load aside
+                "speedup_on_free_cores_from_cpu_time": round(one["cpu_s_busiest_rank"] / many["cpu_s_busiest_rank"], 2),
+                "cpu_overhead_of_sharding": round(many["cpu_s_all_ranks"] / one["cpu_s_all_ranks"] - 1, 3),
+                "processes": n, "one_process": one, f"{n}_processes": many,
+                "curvature": f"{cfg.curvature}, on {min(cfg.hvp_tasks or cfg.meta_batch, cfg.meta_batch)} of "
+                             f"{cfg.meta_batch} tasks",
+                "params_rel_diff_vs_one_process_float32": float((a - b).norm() / a.norm()),
+            })
+            print(json.dumps({k: v for k, v in record["cases"][-1].items()
+                              if k not in ("one_process", f"{n}_processes")}), flush=True)
+    record["machine_after"] = machine_scaling(n)
+    record["load_average_after"] = load_average()
+    return record
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one timed meta-iteration per case, smaller cheetah batch")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--note", default="", help="e.g. what else was running on the machine")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "bench" / "maml-rl.json"))
+    p.add_argument("--scaleout", type=int, metavar="N", help="time N processes x 1 thread against 1 (see above)")
+    p.add_argument("--reps", type=int, default=2, help="timed meta-iterations per scale-out timing (after one more)")
+    p.add_argument("--rounds", type=int, default=2, help="scale-out: alternations of 1 and N processes per case")
+    p.add_argument("--cheetah-tasks", type=int, default=20, help="scale-out: cheetah-vel meta-batch (preset: 40)")
+    p.add_argument("--cheetah-rollouts", type=int, default=10, help="scale-out: cheetah-vel rollouts (preset: 20)")
+    p.add_argument("--scaleout-worker", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.scaleout_worker:
+        preset, sizes = scaleout_cases(args)[args.scaleout_worker]
+        scaleout_worker(preset, sizes, args.reps, args.result)
+        return
+    if args.scaleout:
+        record = run_scaleout(args)
+        out = Path(args.out).with_name("maml-rl-scaleout.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     torch.set_num_threads(args.threads)
     # point-nav at 40 tasks of 20 full rollouts (the record's size; the preset's packed time-step batches are a
     # protocol choice, not a sampler speed-up, and the one-at-a-time port has no such mode)

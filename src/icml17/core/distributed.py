@@ -142,6 +142,17 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def sum_over_ranks(values: Iterable[float]) -> list[float]:
+    """Python numbers summed over ranks in one float64 all-reduce on this process's device (every rank gets the
+    same sums); the numbers themselves for one process."""
+    values = [float(v) for v in values]
+    if not _CONTEXT.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device())
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     """Concatenate equal-shaped ``t`` from every rank along dim 0, in rank order."""
     if not _CONTEXT.enabled:

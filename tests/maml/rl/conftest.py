@@ -33,6 +33,12 @@ def tiny():
     return tiny_problem()
 
 
+@pytest.fixture
+def make_tiny():
+    """:func:`tiny_problem` itself, for other sizes."""
+    return tiny_problem
+
+
 HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None and importlib.util.find_spec("gymnasium") is not None
 
 

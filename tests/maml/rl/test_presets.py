@@ -1,4 +1,4 @@
-"""The presets carry the reference code's hyperparameters (notes/maml.md, "RL protocol of the reference code")."""
+"""The presets carry the reference code's hyperparameters (cbfinn/maml_rl, its RL protocol)."""
 
 from dataclasses import replace
 
@@ -145,6 +145,8 @@ def test_training_sampler_steps_the_configs_frame_skip():
     out = make_sampler(cfg).sample(policy, params_of(policy), tasks, 1, torch.Generator().manual_seed(0),
                                    np.random.default_rng(3))
     env = make_env("cheetah-vel", tasks, frame_skip=cfg.frame_skip)
-    env.reset(np.random.default_rng(3).integers(0, 2 ** 31 - 1, size=1))
+    from icml17.maml.rl.sampler import TaskStreams
+
+    env.reset(TaskStreams(torch.Generator().manual_seed(0), np.random.default_rng(3), 1).initial_seeds(1))
     _, reward, _ = env.step(out.actions[0, 0, 0].double().numpy()[None])
     assert out.rewards[0, 0, 0].item() == pytest.approx(reward[0], rel=1e-5)

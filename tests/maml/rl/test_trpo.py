@@ -1,5 +1,7 @@
 """TRPO's curvature products and step against definitions: the dense Hessian of the mean KL, the constraint."""
 
+import math
+
 import torch
 from torch.func import grad
 
@@ -95,3 +97,22 @@ def test_padded_steps_change_nothing_the_outer_step_uses(tiny):
     for product in (kl_hvp, kl_fisher_product):
         hv_clean, hv_dirty = product(clean, theta)(v), product(dirty, theta)(v)
         assert all(torch.allclose(hv_clean[k], hv_dirty[k], rtol=0, atol=1e-10) for k in theta)
+
+
+def test_curvature_tasks_are_evenly_spaced_and_a_rank_computes_those_it_holds(monkeypatch, make_tiny):
+    """hvp_tasks of K tasks: tasks floor(j K / hvp_tasks), chosen alike on every rank; a rank's objective (a slice
+    of the batch, ``first_task`` its first) computes the products of those it holds, possibly none (then its share
+    of every product is zero). Sharded objectives are summed by all-reduces, the identity in one process."""
+    picked = []
+    real = MetaObjective.subset
+    monkeypatch.setattr(MetaObjective, "subset",
+                        lambda self, tasks, total=0: picked.append((tasks.tolist(), total)) or real(self, tasks, total))
+    policy, theta, inner, outer = make_tiny(tasks=4)
+    trpo_step(MetaObjective(policy, theta, [inner], outer, lr=0.1, steps=1), theta, hvp_tasks=2, cg_iters=2)
+    half = lambda d: {k: v[2:] for k, v in d.items()}  # rank 1 of 2: tasks 2 and 3
+    rank1 = MetaObjective(policy, theta, [half(inner)], half(outer), lr=0.1, steps=1, total_tasks=4, first_task=2,
+                          sharded=True)
+    trpo_step(rank1, theta, hvp_tasks=2, cg_iters=2)
+    assert picked == [([0, 2], 2), ([0], 2)]
+    _, result = trpo_step(rank1, theta, hvp_tasks=1, cg_iters=2)  # task 0 only: none here
+    assert picked[2:] == [] and math.isfinite(result.loss_before)

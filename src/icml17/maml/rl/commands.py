@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                           "mode": "choose the mode with --mode"})
     cfg = override_config(get_preset(args.preset, args.mode), overrides)
     run_dir = shell.check_run_dir(args.run_dir or shell.default_run_dir(SYSTEM, cfg.experiment))
-    device = shell.apply_compute(args)
+    device = shell.apply_compute(args, training=True)
     result = train(cfg, run_dir, resume=not args.no_resume, time_budget_s=args.time_budget,
                    progress=not args.no_progress, argv=["icml17", *args.argv], tensorboard=args.tensorboard,
                    device=device)
@@ -138,8 +138,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--lr", type=shell.positive_float, default=None,
                    help="step size at test (default: the inner one for maml/oracle, tuned for pretrained/random)")
     e.add_argument("--batch-steps", type=shell.non_negative_int, default=None,
-                   help="batch of each step in time steps, copies restarting finished paths (default: the "
-                   "reference's, 4000 for point-nav; 0: the config's eval_rollouts full rollouts)")
+                   help="batch of each step in time steps of whole paths: copies restart finished paths until the "
+                   "finished ones hold this many steps, then finish the paths in flight (default: the reference's, "
+                   "4000 for point-nav; 0: the config's eval_rollouts full rollouts)")
     e.add_argument("--later-steps", choices=("half", "tuned"), default="half",
                    help="size of steps 2-3: half the first (the reference's rule, default) or tuned on the "
                    "validation tasks from the step-size grid (every method alike)")

@@ -10,7 +10,7 @@ origin; the goal is uniform in [-0.5, 0.5]^2; the move is the policy's action sc
 (it maps [-1, 1] onto the box: lb + (a + 1) (ub - lb) / 2, then clips), and is added to the position; the reward is minus the Euclidean distance to the goal *after* the move (the paper's text says
 squared distance; the code, which produced the published curves, uses the distance); an episode ends when both
 coordinates are within 0.01 of the goal, or after 100 steps. The whole batch is one numpy array program.
-(Until session 12 the policy's action was clipped to [-0.1, 0.1] directly, without the scaling: the policy then
+(An earlier version clipped the policy's action to [-0.1, 0.1] directly, without the scaling: the policy then
 had to learn a 10x smaller spread to stop at the goal, and 100 meta-iterations fell well short of the reference.)
 
 Locomotion runs gymnasium's v5 MuJoCo models (``HalfCheetah-v5``, ``Ant-v5``; MuJoCo from its wheel) with

@@ -1,13 +1,13 @@
 """Meta-RL configs and the presets of section 5.3 of Finn et al. (2017), with the reference code's settings.
 
-From ``notes/maml.md`` ("RL protocol of the reference code"): policy MLP (100, 100) ReLU; inner step vanilla
+From the reference code (cbfinn/maml_rl, its RL protocol): policy MLP (100, 100) ReLU; inner step vanilla
 policy gradient with the linear feature baseline, inner learning rate 0.1; outer TRPO with max KL 0.01,
 10 conjugate-gradient iterations, damping 1e-5, backtracking ratio 0.8 and up to 15 tries; discount 0.99,
 GAE lambda 1. 2D navigation (the reference's ``maml_trpo_point.py`` with the parameter file its published curve
 came from): 20 tasks per meta-batch, each with 20 x 100 = 2,000 time steps collected as the reference's sampler
 does (one copy per task restarting paths that end at the goal, ``batch=steps``), inner learning rate 0.5, 100
-meta-iterations, evaluation batches of 4,000 time steps from 40 copies per task
-(:data:`icml17.maml.rl.evaluate.EVAL_BATCH_STEPS`); its
+meta-iterations, evaluation batches of 4,000 time steps of whole paths from 40 copies per task, the paths in
+flight at 4,000 steps finished and kept (:data:`icml17.maml.rl.evaluate.EVAL_BATCH_STEPS`); its
 curvature products are in Gauss-Newton form on all tasks (the same matrix as the KL's Hessian at the current
 parameters, see :func:`icml17.maml.rl.trpo.kl_fisher_product`, about 2.5x cheaper). Locomotion: 40 tasks x 20 rollouts (40 for the ant's
 forward/backward task) of 200 steps, 500 meta-iterations. Deviation, for speed on a CPU: the locomotion presets
@@ -46,9 +46,9 @@ OUTER = ("trpo", "adam")
 # The step sizes tried when fine-tuning step sizes are tuned on validation tasks (pretrained, random; later steps)
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 TUNE_TASKS = 10  # validation tasks per tuning curve unless --tune-tasks says otherwise
-PAPER_SOURCE = "Finn et al. 2017, Figure 5 (reference code's result files, notes/maml.md)"
+PAPER_SOURCE = "Finn et al. 2017, Figure 5 (the reference code's result files, cbfinn/maml_rl)"
 
-# Mean return after 0, 1, 2, 3 policy-gradient steps in the reference code's result files (notes/maml.md);
+# Mean return after 0, 1, 2, 3 policy-gradient steps in the reference code's result files (cbfinn/maml_rl);
 # None where the notes give only the first and last numbers or none.
 PAPER_RETURNS: dict[str, list[float] | None] = {
     "point-nav": [-40.4, -11.7, -3.3, -3.2],

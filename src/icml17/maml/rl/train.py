@@ -11,9 +11,21 @@ rollouts of all tasks.
 Resume is exact: the policy, the Adam state, the task stream, the environments' reset seeds and the action
 noise generator are all in the checkpoint (:func:`icml17.core.loop.run_loop`).
 
+Under torchrun (:mod:`icml17.core.distributed`) the meta-batch's tasks are sharded over the processes: every
+rank draws the whole meta-batch's tasks and the seeds of its per-task random streams
+(:class:`icml17.maml.rl.sampler.TaskStreams`) and keeps its slice, samples, fits baselines and adapts on its own
+tasks, and the TRPO step sums its surrogate, gradient, KL and curvature products over the ranks
+(:func:`icml17.maml.rl.trpo.trpo_step`), so every rank takes the same step. Each task's episodes are the ones one
+process gets, so the update is the single-process one on the same seed up to floating-point rounding (summation
+order over tasks and ranks, a policy call on fewer rows): in float64 the parameters agree to 1e-10
+(``tests/maml/rl/test_distributed.py``); in float32 the rounding differences, amplified by chaotic MuJoCo
+episodes, make a run on N processes a different (equally valid) sample path from one on 1 process. The random
+streams advance alike on every rank, so one checkpoint, written by rank 0 with the log, holds them all; a run
+resumes on the same number of processes. A meta-batch that the processes cannot share equally is refused before
+any work; the periodic evaluation shares its tasks out too when they divide.
+
 Devices: the policy, the inner step, the baseline and TRPO compute on ``device``; the environments step on the
-CPU (:mod:`icml17.maml.rl.sampler`). Every random stream (tasks, reset seeds, action noise, TRPO's curvature
-tasks) is a CPU generator, so a run sees the same tasks and episodes on every device, and its checkpoint
+CPU (:mod:`icml17.maml.rl.sampler`). Every random stream (tasks, reset seeds, action noise) is a CPU generator, so a run sees the same tasks and episodes on every device, and its checkpoint
 resumes on any.
 """
 
@@ -27,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from icml17.core import distributed
 from icml17.core.device import explain_out_of_memory
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.maml.rl.envs import env_spec, sample_tasks
@@ -65,24 +78,29 @@ def make_sampler(cfg: MAMLRLConfig) -> Sampler:
 def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
                      tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
                      generator: torch.Generator, env_seeds: np.random.Generator,
-                     min_steps: int = 0, total_steps: int = 0) -> tuple[list[Rollouts], list[PGData], Params]:
+                     min_steps: int = 0, total_steps: int = 0, shard: slice | None = None
+                     ) -> tuple[list[Rollouts], list[PGData], Params]:
     """Rollouts before and after each of ``steps`` adaptation steps (each adapted policy samples the next
     batch): ``steps + 1`` Rollouts, the ``steps`` inner batches, and the final adapted parameters (K, ...).
     ``min_steps > 0``: each batch as the reference's test scripts collect it, ``rollouts`` copies per task
-    restarting finished paths until the finished ones hold ``min_steps`` steps (:meth:`Sampler.sample_steps`).
-    ``total_steps > 0``: as the reference's meta-training collects it, one copy per task restarting until all
-    finished paths hold ``total_steps`` steps (:meth:`Sampler.sample_lanes`)."""
+    restarting finished paths until the finished ones hold ``min_steps`` steps, then finishing the paths in
+    flight, every path whole (:meth:`Sampler.sample_steps`). ``total_steps > 0``: as the reference's
+    meta-training collects it, one copy per task restarting until all finished paths hold ``total_steps`` steps
+    (:meth:`Sampler.sample_lanes`). ``shard``: only the tasks ``tasks[shard]`` (this rank's), with the episodes
+    they get in the whole batch."""
     batches: list[PGData] = []
     samples: list[Rollouts] = []
     current, per_task = theta, False
     for step in range(steps + 1):
         if total_steps:
-            r = sampler.sample_lanes(policy, current, tasks, total_steps, generator, env_seeds, per_task=per_task)
+            r = sampler.sample_lanes(policy, current, tasks, total_steps, generator, env_seeds, per_task=per_task,
+                                     shard=shard)
         elif min_steps:
             r = sampler.sample_steps(policy, current, tasks, rollouts, min_steps, generator, env_seeds,
-                                     per_task=per_task)
+                                     per_task=per_task, shard=shard)
         else:
-            r = sampler.sample(policy, current, tasks, rollouts, generator, env_seeds, per_task=per_task)
+            r = sampler.sample(policy, current, tasks, rollouts, generator, env_seeds, per_task=per_task,
+                               shard=shard)
         samples.append(r)
         if step == steps:
             break
@@ -96,34 +114,43 @@ def sample_and_adapt(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params
 def adaptation_returns(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, theta: Params, sampler: Sampler,
                        tasks: np.ndarray, rollouts: int, steps: int, lr: float | Sequence[float],
                        generator: torch.Generator, env_seeds: np.random.Generator,
-                       min_steps: int = 0) -> tuple[torch.Tensor, list[Rollouts]]:
-    """Mean return per task after 0..steps policy-gradient steps: (K, steps + 1), and the rollouts."""
+                       min_steps: int = 0, shard: slice | None = None) -> tuple[torch.Tensor, list[Rollouts]]:
+    """Mean return per task after 0..steps steps: (K, steps + 1) (of ``tasks[shard]`` with ``shard``), and the
+    rollouts."""
     samples, _, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, rollouts, steps, lr, generator, env_seeds,
-                                     min_steps)
+                                     min_steps, shard=shard)
     return torch.stack([s.mean_returns() for s in samples], 1), samples
 
 
 def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sampler, optimizer: torch.optim.Optimizer,
                    task_rng: np.random.Generator, env_seeds: np.random.Generator, noise: torch.Generator
                    ) -> dict[str, Any]:
-    """One meta-update of ``policy`` in place; returns its metrics."""
+    """One meta-update of ``policy`` in place; returns its metrics (of the whole meta-batch, under torchrun
+    too: this rank samples and adapts its share of the tasks, the outer step and the metrics are summed over
+    ranks)."""
     t0 = time.perf_counter()
     steps0 = sampler.total_steps
-    tasks = sample_tasks(cfg.env, cfg.meta_batch, task_rng)
+    ctx = distributed.context()
+    tasks = sample_tasks(cfg.env, cfg.meta_batch, task_rng)  # the whole meta-batch, on every rank
+    mine = distributed.shard(cfg.meta_batch) if ctx.enabled else None
     theta = {k: v.detach().clone() for k, v in params_of(policy).items()}
     total = cfg.meta_batch * cfg.rollouts * sampler.horizon if cfg.batch == "steps" else 0
     samples, batches, _ = sample_and_adapt(cfg, policy, theta, sampler, tasks, cfg.rollouts, cfg.train_inner_steps,
-                                           cfg.inner_lr, noise, env_seeds, total_steps=total)
+                                           cfg.inner_lr, noise, env_seeds, total_steps=total, shard=mine)
     sample_s = time.perf_counter() - t0
     objective = MetaObjective(policy, theta, batches, pg_data(samples[-1], cfg.gamma, cfg.gae_lambda),
-                              cfg.inner_lr, cfg.train_inner_steps, cfg.first_order)
-    pre, post, paths = torch.stack([samples[0].mean_returns().mean(), samples[-1].mean_returns().mean(),
-                                    samples[-1].path_starts().sum()]).tolist()  # one copy back
-    metrics: dict[str, Any] = {"return_pre": pre, "return_post": post, "paths_post": paths / cfg.meta_batch}
+                              cfg.inner_lr, cfg.train_inner_steps, cfg.first_order, total_tasks=cfg.meta_batch,
+                              first_task=mine.start if mine else 0, sharded=ctx.enabled)
+    sums = torch.stack([samples[0].mean_returns().sum(), samples[-1].mean_returns().sum(),
+                        samples[-1].path_starts().sum()]).tolist()  # one copy back
+    env_steps = sampler.total_steps - steps0
+    pre, post, paths, env_steps = distributed.sum_over_ranks([*sums, env_steps])  # the whole batch's
+    metrics: dict[str, Any] = {"return_pre": pre / cfg.meta_batch, "return_post": post / cfg.meta_batch,
+                               "paths_post": paths / cfg.meta_batch}
     if cfg.outer == "trpo":
         new, result = trpo_step(objective, theta, max_kl=cfg.max_kl, damping=cfg.cg_damping, cg_iters=cfg.cg_iters,
                                 backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.max_backtracks,
-                                hvp_tasks=cfg.hvp_tasks, curvature=cfg.curvature, generator=noise)
+                                hvp_tasks=cfg.hvp_tasks, curvature=cfg.curvature)
         with torch.no_grad():
             for name, p in policy.named_parameters():
                 p.copy_(new[name])
@@ -143,10 +170,27 @@ def meta_iteration(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sample
             raise FloatingPointError(f"the Adam step made parameters {', '.join(bad)} non-finite "
                                      f"(lower --set meta_lr=...)")
     wall = time.perf_counter() - t0
-    env_steps = sampler.total_steps - steps0
     metrics.update(env_steps=env_steps, env_steps_per_s=env_steps / max(sample_s, 1e-9), sample_s=sample_s,
                    iteration_s=wall)
     return metrics
+
+
+def validation_returns(cfg: MAMLRLConfig, policy: GaussianMLPPolicy, sampler: Sampler) -> dict[str, float]:
+    """The periodic evaluation: mean return after 0..max(inner_steps, 1) steps on ``eval_tasks`` validation tasks
+    (their own seeded stream). Under torchrun the ranks share the tasks out when they divide (and gather the
+    returns, in task order); each task's episodes are the ones one process gets."""
+    seed = cfg.seed + VALIDATION_SEED_OFFSET
+    tasks = sample_tasks(cfg.env, cfg.eval_tasks, np.random.default_rng(seed))
+    steps = max(cfg.inner_steps, 1)
+    ctx = distributed.context()
+    mine = distributed.shard(cfg.eval_tasks) if ctx.enabled and cfg.eval_tasks % ctx.world_size == 0 else None
+    returns, _ = adaptation_returns(cfg, policy, params_of(policy), sampler, tasks, cfg.eval_rollouts, steps,
+                                    cfg.inner_lr, torch.Generator().manual_seed(seed), np.random.default_rng(seed),
+                                    shard=mine)
+    if mine is not None:
+        returns = distributed.all_gather_cat(returns)
+    means = returns.mean(0).cpu().tolist()  # one copy back
+    return {f"return_step{k}": means[k] for k in range(steps + 1)}
 
 
 OUT_OF_MEMORY_KNOBS = "meta_batch or rollouts (--set meta_batch=... / --set rollouts=...), or hvp_tasks"
@@ -156,9 +200,11 @@ def train(cfg: MAMLRLConfig, run_dir: str | Path, *, resume: bool = True, time_b
           progress: bool = True, argv: list[str] | None = None, tensorboard: bool = False,
           device: torch.device | str | None = None) -> LoopResult:
     """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt); the policy computes
-    on ``device`` (default: the CPU), the environments on the CPU."""
+    on ``device`` (default: the CPU; under torchrun with NCCL, this process's GPU), the environments on the CPU.
+    Under torchrun the meta-batch is sharded over the processes (see the module's docstring)."""
     cfg.validate()
-    device = torch.device("cpu") if device is None else torch.device(device)
+    distributed.check_divisible("meta_batch", cfg.meta_batch)  # before any work
+    device = distributed.device() if device is None else torch.device(device)
     policy = build_policy(cfg, device=device)
     sampler = make_sampler(cfg)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.meta_lr)
@@ -171,15 +217,8 @@ def train(cfg: MAMLRLConfig, run_dir: str | Path, *, resume: bool = True, time_b
             return meta_iteration(cfg, policy, sampler, optimizer, task_rng, env_seeds, noise)
 
     def eval_fn(step: int) -> dict[str, float]:
-        seed = cfg.seed + VALIDATION_SEED_OFFSET
-        tasks = sample_tasks(cfg.env, cfg.eval_tasks, np.random.default_rng(seed))
-        steps = max(cfg.inner_steps, 1)
         with explain_out_of_memory("eval_rollouts or eval_tasks (--set eval_rollouts=...)", device):
-            returns, _ = adaptation_returns(cfg, policy, params_of(policy), sampler, tasks, cfg.eval_rollouts,
-                                            steps, cfg.inner_lr, torch.Generator().manual_seed(seed),
-                                            np.random.default_rng(seed))
-        returns = returns.cpu()  # one copy back
-        return {f"return_step{k}": returns[:, k].mean().item() for k in range(steps + 1)}
+            return validation_returns(cfg, policy, sampler)
 
     return run_loop(run_dir, cfg.iterations, train_step,
                     {"policy": policy, "optimizer": optimizer, "tasks": GeneratorState(task_rng),

@@ -10,6 +10,13 @@ the current theta, found by conjugate gradient (10 iterations); it is scaled to 
 quadratic model and shortened by backtracking (ratio 0.8, up to 15 tries) until the exact KL is <= max_kl and
 the surrogate improves. A step that never qualifies is rejected (parameters unchanged) and reported.
 
+Under torchrun (:mod:`icml17.core.distributed`) each process holds a slice of the meta-batch's tasks
+(``MetaObjective.sharded``): L and the KL are sums over its tasks divided by the whole batch's number of tasks,
+and :func:`trpo_step` sums over the processes the surrogate and its gradient (one all-reduce), every curvature
+product of the conjugate gradient, and each line-search candidate's surrogate and KL. Every process then holds
+the same numbers, solves the same system, and takes the same step (or rejects it) as one process with all the
+tasks.
+
 Deviation from the reference: its Hessian-vector products were finite differences of gradients (to avoid
 third derivatives through the inner step); ours are exact, forward-over-reverse (``torch.func.jvp`` of
 ``torch.func.grad``) through the adaptation. Also here: a first-order outer optimiser (Adam on L).
@@ -25,6 +32,7 @@ import torch
 from torch import nn
 from torch.func import grad, grad_and_value, jvp, vjp, vmap
 
+from icml17.core import distributed
 from icml17.core.functional import flatten, unflatten
 from icml17.maml.rl.inner import PGData, adapt
 from icml17.maml.rl.policy import Params, distribution, gaussian_kl, gaussian_log_prob
@@ -41,6 +49,11 @@ class MetaObjective:
     lr: float
     steps: int
     first_order: bool = False
+    # the mean is over the whole meta-batch's ``total_tasks`` tasks (0: these); with ``sharded`` the others are on
+    # the other torchrun ranks, this one's first task being the batch's ``first_task``, and the steps sum over ranks
+    total_tasks: int = 0
+    first_task: int = 0
+    sharded: bool = False
 
     def __post_init__(self) -> None:
         with torch.no_grad():
@@ -58,9 +71,21 @@ class MetaObjective:
         adapted = adapt(self.policy, params, self.inner, self.lr, self.steps, self.first_order)
         return vmap(lambda p, o: distribution(self.policy, p, o))(adapted, self.outer["obs"])
 
+    @property
+    def num_tasks(self) -> int:
+        """The tasks held here."""
+        return self.outer["obs"].shape[0]
+
+    @property
+    def tasks_in_mean(self) -> int:
+        """The tasks the mean over tasks divides by: the whole meta-batch's."""
+        return self.total_tasks or self.num_tasks
+
     def _mean_over_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """Per task, the mean over its valid steps; their sum over the tasks held here divided by
+        :attr:`tasks_in_mean` (the mean over tasks itself once summed over ranks)."""
         mask = self.outer["mask"]
-        return ((x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1)).mean()
+        return ((x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1)).sum() / self.tasks_in_mean
 
     def surrogate_and_kl(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self._post_update_distribution(params)
@@ -69,11 +94,12 @@ class MetaObjective:
         kl = self._mean_over_steps(gaussian_kl(self.old_mean, self.old_log_std, mean, log_std))
         return loss, kl
 
-    def subset(self, tasks: torch.Tensor) -> MetaObjective:
-        """The same objective on some of the tasks (for cheaper curvature products)."""
+    def subset(self, tasks: torch.Tensor, total: int = 0) -> MetaObjective:
+        """The same objective on some of the tasks held here (for cheaper curvature products), its mean over
+        ``total`` tasks (default: those picked; sharded, the picked tasks of every rank)."""
         pick = lambda d: {k: v[tasks] for k, v in d.items()}
         return MetaObjective(self.policy, self.theta, [pick(b) for b in self.inner], pick(self.outer), self.lr,
-                             self.steps, self.first_order)
+                             self.steps, self.first_order, total_tasks=total, sharded=self.sharded)
 
     def loss(self, params: Params) -> torch.Tensor:
         return self.surrogate_and_kl(params)[0]
@@ -103,7 +129,7 @@ def kl_fisher_product(objective: MetaObjective, params: Params) -> Callable[[Par
     outputs = objective._post_update_distribution
     (_, log_std), pullback = vjp(outputs, params)
     mask = objective.outer["mask"][..., None]
-    weight = mask / mask.sum((1, 2), keepdim=True).clamp_min(1) / mask.shape[0]  # the mean over steps and tasks
+    weight = mask / mask.sum((1, 2), keepdim=True).clamp_min(1) / objective.tasks_in_mean  # mean over steps, tasks
     inv_var = torch.exp(-2 * log_std.detach())
 
     def product(v: Params) -> Params:
@@ -158,27 +184,44 @@ class TRPOResult:
 
 def trpo_step(objective: MetaObjective, params: Params, *, max_kl: float = 0.01, damping: float = 1e-5,
               cg_iters: int = 10, backtrack_ratio: float = 0.8, max_backtracks: int = 15, hvp_tasks: int = 0,
-              curvature: str = "hessian", generator: torch.Generator | None = None) -> tuple[Params, TRPOResult]:
+              curvature: str = "hessian") -> tuple[Params, TRPOResult]:
     """One TRPO update of ``params`` (returned new, or unchanged when the line search rejects the step).
 
-    ``hvp_tasks > 0`` computes the curvature products on that many of the tasks, drawn from ``generator`` (a
-    cheaper, unbiased estimate of the mean KL's Hessian; the gradient and the line search use all tasks).
-    ``curvature``: "hessian" (forward-over-reverse of the KL's gradient) or "fisher" (the same matrix in
-    Gauss-Newton form, :func:`kl_fisher_product`, cheaper)."""
-    params = MetaObjective._detached(params)
-    g, loss_before = grad_and_value(objective.loss)(params)
-    g, loss_before = flatten(g), loss_before.item()
-    num_tasks = objective.outer["obs"].shape[0]
-    curvature_objective = objective
-    if 0 < hvp_tasks < num_tasks:  # drawn on the CPU generator: the same tasks on every device
-        tasks = torch.randperm(num_tasks, generator=generator)[:hvp_tasks]
-        curvature_objective = objective.subset(tasks.to(g.device))
+    ``hvp_tasks > 0`` computes the curvature products on that many of the meta-batch's tasks, evenly spaced over
+    the batch (tasks ``floor(j K / hvp_tasks)``): a cheaper, unbiased estimate of the mean KL's Hessian, the tasks
+    being independent draws whose choice does not look at their rollouts; the gradient and the line search use all
+    tasks. Evenly spaced, every rank of a sharded batch holds the same number of them, within one (until issue
+    28 they were drawn at random). ``curvature``: "hessian" (forward-over-reverse of the KL's gradient) or
+    "fisher" (the same matrix in Gauss-Newton form, :func:`kl_fisher_product`, cheaper).
+
+    A ``sharded`` objective (this rank's tasks): the surrogate with its gradient, every curvature product and
+    each candidate's surrogate and KL are summed over the ranks, so that all take the one-process step. The
+    curvature tasks are chosen from the whole batch on every rank; each computes the products of those it holds
+    (possibly none)."""
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
-    hvp = (kl_hvp if curvature == "hessian" else kl_fisher_product)(curvature_objective, params)
+    params = MetaObjective._detached(params)
+    sharded = objective.sharded
+    g, loss_before = grad_and_value(objective.loss)(params)
+    g = flatten(g)
+    if sharded:  # one all-reduce for the gradient and the surrogate
+        both = distributed.all_reduce_sum(torch.cat([g, loss_before.detach().reshape(1)]))
+        g, loss_before = both[:-1], both[-1]
+    loss_before = loss_before.item()
+    num_tasks = objective.tasks_in_mean
+    curvature_objective: MetaObjective | None = objective
+    if 0 < hvp_tasks < num_tasks:  # the same tasks on every device and every rank
+        tasks = torch.arange(hvp_tasks) * num_tasks // hvp_tasks - objective.first_task
+        mine = tasks[(tasks >= 0) & (tasks < objective.num_tasks)]
+        curvature_objective = objective.subset(mine.to(g.device), total=hvp_tasks) if len(mine) else None
+    product = kl_hvp if curvature == "hessian" else kl_fisher_product
+    hvp = product(curvature_objective, params) if curvature_objective is not None else None
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
-        return flatten(hvp(unflatten(v, params))) + damping * v
+        hv = flatten(hvp(unflatten(v, params))) if hvp is not None else torch.zeros_like(v)
+        if sharded:
+            distributed.all_reduce_sum(hv)
+        return hv + damping * v
 
     direction = conjugate_gradient(fvp, -g, cg_iters)
     curvature = (direction @ fvp(direction)).item()
@@ -189,7 +232,10 @@ def trpo_step(objective: MetaObjective, params: Params, *, max_kl: float = 0.01,
     for k in range(max_backtracks):
         candidate = unflatten(theta + backtrack_ratio ** k * full_step, params)
         with torch.no_grad():
-            loss, kl = torch.stack(objective.surrogate_and_kl(candidate)).tolist()  # one copy back per try
+            both = torch.stack(objective.surrogate_and_kl(candidate))
+            if sharded:
+                distributed.all_reduce_sum(both)
+            loss, kl = both.tolist()  # one copy back per try
         if math.isfinite(loss) and kl <= max_kl and loss < loss_before:
             return candidate, TRPOResult(True, loss_before, loss, kl, k, backtrack_ratio ** k * full_step.norm().item())
     return params, TRPOResult(False, loss_before, loss, kl, max_backtracks, 0.0)
@@ -197,10 +243,14 @@ def trpo_step(objective: MetaObjective, params: Params, *, max_kl: float = 0.01,
 
 def adam_step(objective: MetaObjective, params: Params, optimizer: torch.optim.Optimizer,
               leaves: dict[str, torch.Tensor]) -> float:
-    """First-order outer option: one Adam step on L (``leaves`` are the policy's own parameters)."""
-    grads = grad(objective.loss)(MetaObjective._detached(params))
+    """First-order outer option: one Adam step on L (``leaves`` are the policy's own parameters); returns L before
+    the step. A ``sharded`` objective's gradient and L are summed over the ranks first."""
+    grads, loss = grad_and_value(objective.loss)(MetaObjective._detached(params))
+    if objective.sharded:
+        flat = distributed.all_reduce_sum(torch.cat([flatten(grads), loss.detach().reshape(1)]))
+        grads, loss = unflatten(flat[:-1], grads), flat[-1]
     optimizer.zero_grad(set_to_none=True)
     for name, p in leaves.items():
         p.grad = grads[name].detach().clone()
     optimizer.step()
-    return objective.loss(MetaObjective._detached(params)).item()
+    return loss.item()
