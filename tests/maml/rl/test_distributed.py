@@ -22,7 +22,7 @@ from icml17.core.loop import read_metrics
 SCRIPT = Path(__file__).with_name("distributed_script.py")
 SRC = Path(__file__).resolve().parents[3] / "src"
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "ICML17_DIST_TIMEOUT": "30"}
+ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "ICML17_DIST_TIMEOUT": "120"}
 # point-nav's preset (time-step batches of packed lanes, Gauss-Newton curvature) made small; curvature products on
 # one task of four, so that in every meta-iteration one rank computes none; evaluation tasks shared out too
 SETTINGS = ["meta_batch=4", "rollouts=4", "horizon=20", "hidden=16", "cg_iters=5", "hvp_tasks=1", "eval_every=2",
