@@ -32,10 +32,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+import check  # benchmarks/gpu/check.py, beside this script
 from icml17.cli import main as icml17  # noqa: E402
 from icml17.core import device as devices  # noqa: E402
 from icml17.core.checkpoint import load_checkpoint  # noqa: E402
-from icml17.core.results import write_record  # noqa: E402
 from icml17.data import DatasetError, load_omniglot, write_synthetic_datasets  # noqa: E402
 from icml17.maml.engine import MAML, batch_to, check_training_precision  # noqa: E402
 from icml17.maml.evaluate import evaluate, load_run  # noqa: E402
@@ -295,24 +295,11 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--tiny", action="store_true", help="tiny sizes: end to end on a CPU in under a minute")
+    p = check.parser(__doc__, "maml")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="a data root holding Omniglot (default: synthetic Omniglot written to a temporary folder)")
-    p.add_argument("--out", type=Path, required=True, help="folder for maml-<device type>.json")
     args = p.parse_args()
-    try:
-        devices.resolve(args.device)
-    except devices.DeviceError as e:
-        p.error(str(e))
-    t0 = time.perf_counter()
-    record, dev = run(args)
-    record["total_seconds"] = round(time.perf_counter() - t0, 1)
-    path = write_record(args.out / f"maml-{dev.type}.json", record, device=dev)
-    print(json.dumps(record, indent=1))
-    print(f"wrote {path}")
-    return 0 if record["ok"] else 1
+    return check.finish(p, args, "maml", run)
 
 
 if __name__ == "__main__":

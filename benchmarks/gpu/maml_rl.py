@@ -38,9 +38,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+import check  # benchmarks/gpu/check.py, beside this script
 from icml17.cli import main as icml17
 from icml17.core import device as devices
-from icml17.core.results import write_record
 from icml17.maml.rl.baseline import (
     advantages,
     discounted_returns,
@@ -239,22 +239,9 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--tiny", action="store_true", help="tiny sizes: end to end on a CPU in under a minute")
-    p.add_argument("--out", type=Path, required=True, help="folder for maml-rl-<device type>.json")
+    p = check.parser(__doc__, "maml-rl")
     args = p.parse_args()
-    try:
-        devices.resolve(args.device)
-    except devices.DeviceError as e:
-        p.error(str(e))
-    t0 = time.perf_counter()
-    record, dev = run(args)
-    record["total_seconds"] = round(time.perf_counter() - t0, 1)
-    path = write_record(args.out / f"maml-rl-{dev.type}.json", record, device=dev)
-    print(json.dumps(record, indent=1))
-    say(f"wrote {path}")
-    return 0 if record["ok"] else 1
+    return check.finish(p, args, "maml-rl", run)
 
 
 if __name__ == "__main__":

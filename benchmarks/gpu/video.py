@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+import check  # benchmarks/gpu/check.py, beside this script
 from icml17.cli import main as icml17  # noqa: E402
 from icml17.core import device as devices  # noqa: E402
-from icml17.core.results import write_record  # noqa: E402
 from icml17.data import write_synthetic_datasets  # noqa: E402
 from icml17.pixelcnn.video import sample_video  # noqa: E402
 from icml17.pixelcnn.video.data import load_video_split  # noqa: E402
@@ -160,22 +160,9 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--tiny", action="store_true", help="tiny sizes: end to end on a CPU in well under a minute")
-    p.add_argument("--out", type=Path, required=True, help="folder for video-<device type>.json")
+    p = check.parser(__doc__, "video")
     args = p.parse_args()
-    try:
-        devices.resolve(args.device)
-    except devices.DeviceError as e:
-        p.error(str(e))
-    t0 = time.perf_counter()
-    record, dev = run(args)
-    record["total_seconds"] = round(time.perf_counter() - t0, 1)
-    path = write_record(args.out / f"video-{dev.type}.json", record, device=dev)
-    print(json.dumps(record, indent=1))
-    print(f"wrote {path}")
-    return 0 if record["ok"] else 1
+    return check.finish(p, args, "video", run)
 
 
 if __name__ == "__main__":
