@@ -21,8 +21,10 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/icml17 demo $(DEMO_FLAGS)
 
-# tests/test_docs.py builds the site with --strict (warnings are errors) inside the suite
+# lint first (rules in pyproject.toml); tests/test_docs.py builds the site with --strict inside the suite
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # the results pages are rewritten from results/**/*.json first; cli.md and api/*.md are generated during the build

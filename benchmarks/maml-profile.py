@@ -2,9 +2,10 @@
 plus one alternative that was tried (convolutions as unfold + batched matmul under vmap).
 
 Companion to ``benchmarks/maml.py`` (same cases, models and tasks). Each implementation runs one warm-up
-meta-iteration, then one profiled and ``--reps`` timed ones; operators' self CPU time is grouped into
-convolution and matmul kernels (forward and backward; im2col for the unfold variant), layout copies, batch-norm reductions, element-wise and the rest,
-with the number of operator calls (a proxy for Python/dispatcher overhead).
+meta-iteration and one profiled one; then all are timed together, ``--reps`` rounds interleaved in rotated order
+(``benchmarks/harness.py``: median, spread, load average before and after). Operators' self CPU time is grouped into
+convolution and matmul kernels (forward and backward; im2col for the unfold variant), layout copies, batch-norm
+reductions, element-wise and the rest, with the number of operator calls (a proxy for Python/dispatcher overhead).
 
     python benchmarks/maml-profile.py [--cases omniglot-5w1s] [--threads 1]  ->  results/bench/maml-profile.json
 """
@@ -15,10 +16,8 @@ import argparse
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
@@ -26,7 +25,8 @@ from torch.overrides import TorchFunctionMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from icml17.core.results import environment, write_record  # noqa: E402
+import harness  # noqa: E402
+
 from icml17.maml.engine import MAML  # noqa: E402
 from icml17.maml.losses import accuracy  # noqa: E402
 
@@ -89,18 +89,13 @@ def implementations(case: str):
     return model, {"ours": ours, "ours-conv-as-unfold-matmul": ours_unfold_matmul, "per-task-loop": loop}
 
 
-def profile_one(model, fn, reps: int) -> dict:
+def profile_one(model, fn) -> dict:
+    """One warm-up meta-iteration, then one under the profiler: self CPU time by operator group."""
     model.zero_grad(set_to_none=True)
     fn()  # warm-up
     with torch.profiler.profile() as prof:
         model.zero_grad(set_to_none=True)
         fn()
-    times = []
-    for _ in range(reps):
-        model.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
     grouped: dict[str, float] = {}
     calls = 0
     for e in prof.key_averages():
@@ -110,34 +105,47 @@ def profile_one(model, fn, reps: int) -> dict:
         calls += e.count
     total = sum(grouped.values())
     top = sorted(((e.key, e.self_cpu_time_total / 1e3) for e in prof.key_averages()), key=lambda kv: -kv[1])[:8]
-    return {"ms": round(1e3 * float(np.median(times)), 1),
-            "self_ms_by_group": {k: round(v, 1) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])},
-            "share_by_group": {k: round(v / total, 3) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])},
-            "aten_calls": calls, "top_ops_self_ms": {k: round(v, 1) for k, v in top}}
+    return {
+        "self_ms_by_group": {k: round(v, 1) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])},
+        "share_by_group": {k: round(v / total, 3) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])},
+        "aten_calls": calls,
+        "top_ops_self_ms": {k: round(v, 1) for k, v in top},
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="+", default=["omniglot-5w1s"], choices=list(bench.CASES))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--reps", type=int, default=3, help="timed rounds (a multiple of the 3 implementations)")
     p.add_argument("--note", default="")
     p.add_argument("--out", default=str(ROOT / "results" / "bench" / "maml-profile.json"))
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    session = harness.Session(None, threads=args.threads)  # a profile: no speed table
     cases = []
     for case in args.cases:
         model, impls = implementations(case)
         entry = {"case": case, "gflop_per_iteration": round(bench.meta_iteration_gflop(case), 2)}
         for name, fn in impls.items():
-            entry[name] = profile_one(model, fn, args.reps)
+            entry[name] = profile_one(model, fn)
             print(case, name, json.dumps(entry[name]), flush=True)
+
+        def meta_iteration(fn, model=model):
+            model.zero_grad(set_to_none=True)
+            fn()
+
+        timed = harness.compare(
+            {name: (lambda fn=fn: meta_iteration(fn)) for name, fn in impls.items()}, repeats=args.reps, warmup=0
+        )
+        for name, t in timed.timings.items():
+            entry[name] = {"ms": round(t.median_ms, 1), "timing": t.summary(1), **entry[name]}
+        entry["load_average_before_after"] = [timed.load_before, timed.load_after]
         entry["matmul_gflops"] = round(bench.matmul_gflops(), 2)
         cases.append(entry)
-    env = environment()
-    write_record(args.out, {"profile": "maml", "threads": args.threads, "timed_iterations": args.reps,
-                            "command": "python benchmarks/maml-profile.py " + " ".join(sys.argv[1:]),
-                            "note": args.note, "hardware": env["hardware"], "cases": cases})
+    session.write(
+        args.out,
+        {"profile": "maml", "threads": args.threads, "timed_iterations": args.reps, "note": args.note, "cases": cases},
+    )
     return 0
 
 

@@ -2,7 +2,6 @@
 
 import re
 
-
 from icml17 import demo
 
 

@@ -16,11 +16,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_device_checks_run_end_to_end_on_the_cpu(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO / "src")}
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO / "src"),
+    }
     env.pop("ICML17_DEVICE", None)
-    proc = subprocess.run(["sh", "benchmarks/device-checks.sh", "--device", "cpu", "--tiny"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["sh", "benchmarks/device-checks.sh", "--device", "cpu", "--tiny"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "every step passed on cpu" in proc.stdout
     records = sorted(tmp_path.glob("*.json"))

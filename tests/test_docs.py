@@ -38,17 +38,30 @@ def site(tmp_path_factory) -> Path:
     pytest.importorskip("material", reason="mkdocs-material is not installed: pip install -e '.[docs]'")
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     assert "WARNING" not in proc.stderr, proc.stderr[-6000:]
     return out
 
 
 def test_site_builds_strictly_with_every_page(site):
-    pages = ["index.html", "cli/index.html", "benchmarks/index.html", "gpu/index.html", "developer/index.html",
-             *(f"guides/{g}/index.html" for g in ("maml", "maml-rl", "pixelcnn", "sharpness")),
-             *(f"results/{s}/index.html" for s in ("maml", "maml-rl", "pixelcnn", "sharpness"))]
+    pages = [
+        "index.html",
+        "cli/index.html",
+        "benchmarks/index.html",
+        "gpu/index.html",
+        "developer/index.html",
+        *(f"guides/{g}/index.html" for g in ("maml", "maml-rl", "pixelcnn", "sharpness")),
+        *(f"results/{s}/index.html" for s in ("maml", "maml-rl", "pixelcnn", "sharpness")),
+    ]
     pages += [f"api/{package}/index.html" for package in _hook().API_PACKAGES]
     missing = [p for p in pages if not (site / p).is_file()]
     assert not missing, missing
@@ -96,7 +109,8 @@ def test_cli_reference_lists_every_command_of_the_parser(site):
 def test_results_pages_are_what_the_records_give(tmp_path):
     """Regenerate every page into a copy of docs/ and compare: `icml17 results` has been run after the last record
     changed, and nobody edited a generated block by hand."""
-    from icml17.core.results import family, read_records
+    from icml17.core.results import read_records
+    from icml17.core.seeds import family
     from icml17.tables import PAGES, write_pages
 
     copy = tmp_path / "docs"
@@ -130,6 +144,7 @@ def test_readme_is_a_short_guide():
     assert len(text.encode()) <= README_MAX_BYTES, f"README.md has {len(text.encode())} bytes"
     assert "make test" in text  # CI runs .ci/run, which runs `make test`
 
+
 def test_user_facing_examples_name_no_private_data_folder():
     """Examples say DATA (a dataset folder) or rely on the default; the records' own commands may say more."""
     for page in [README, *DOCS.rglob("*.md")]:
@@ -156,6 +171,6 @@ def _hand_written(text: str) -> str:
 def test_no_development_history_in_readme_or_docs():
     pages = [README, ROOT / "NOTES.md", ROOT / "mkdocs.yml", HOOK, *DOCS.rglob("*.md")]
     for page in pages:
-        for number, line in enumerate(_hand_written(page.read_text()).splitlines(), 1):
+        for line in _hand_written(page.read_text()).splitlines():
             assert not HISTORY.search(line), f"{page.relative_to(ROOT)}: {line.strip()}"
     assert not HISTORY.search(_hook().cli_reference())

@@ -79,8 +79,9 @@ def check_gradients(module: torch.nn.Module, grads: dict, without: frozenset[str
 
 
 def test_the_check_catches_dead_and_forgotten_parameters(step_gradients):
-    net = torch.nn.ModuleDict({"used": torch.nn.Linear(3, 2), "dead": torch.nn.Linear(2, 2),
-                               "forgotten": torch.nn.Linear(2, 2)})
+    net = torch.nn.ModuleDict(
+        {"used": torch.nn.Linear(3, 2), "dead": torch.nn.Linear(2, 2), "forgotten": torch.nn.Linear(2, 2)}
+    )
     opt = torch.optim.SGD([*net["used"].parameters(), *net["dead"].parameters()], lr=0.1)
     net["used"](torch.ones(4, 3)).sum().backward()
     opt.step()
@@ -99,9 +100,9 @@ def test_the_check_catches_dead_and_forgotten_parameters(step_gradients):
 @pytest.mark.parametrize("preset", sorted(MAML_PRESETS))
 def test_maml_preset_trains_one_step(preset, synthetic_data_dir, tmp_path, step_gradients, built):
     from icml17.maml import train as maml_train
-    from icml17.maml.presets import get_preset
+    from icml17.maml.presets import make_config
 
-    cfg = get_preset(preset)
+    cfg = make_config(preset)
     # Shrunk for time, structure unchanged: 2 tasks per meta-batch (the presets' 4-32 tasks go through the same
     # vmap, in the preset's chunks: MiniImagenet's chunks of 1 task still make 2 chunks).
     cfg = override_config(cfg, {"iterations": 1, "meta_batch": 2, "eval_every": 0, "checkpoint_every": 1})
@@ -128,9 +129,20 @@ def test_pixelcnn_preset_trains_one_step(preset, model, synthetic_data_dir, tmp_
 
     # Shrunk for time, structure unchanged: width 8 (every network, conditioning and head kept), one ResNet block
     # per upscaler instead of 2, batch of 2, and a tiny (unused) periodic evaluation.
-    cfg = make_config(preset, model, {"hidden": 8, "cond_dim": 8, "resnet_blocks": 1, "batch_size": 2,
-                                      "iterations": 1, "eval_every": 1000, "eval_images": 2,
-                                      "checkpoint_every": 1})
+    cfg = make_config(
+        preset,
+        model,
+        {
+            "hidden": 8,
+            "cond_dim": 8,
+            "resnet_blocks": 1,
+            "batch_size": 2,
+            "iterations": 1,
+            "eval_every": 1000,
+            "eval_images": 2,
+            "checkpoint_every": 1,
+        },
+    )
     models = built(pixelcnn_train, "build_model")
     result = pixelcnn_train.train(cfg, tmp_path / "run", synthetic_data_dir, progress=False)
     assert result.steps_done == 1
@@ -144,12 +156,12 @@ def test_pixelcnn_preset_trains_one_step(preset, model, synthetic_data_dir, tmp_
 
 @pytest.mark.parametrize("preset", sorted(SHARPNESS_PRESETS))
 def test_sharpness_model_preset_trains_one_step(preset, synthetic_data_dir, tmp_path, step_gradients):
-    from icml17.sharpness import build_model
+    from icml17.sharpness import build_sharpness_model
     from icml17.sharpness.data import mnist_subset
     from icml17.sharpness.train import TrainConfig, train_classifier
 
     x, y = mnist_subset(synthetic_data_dir, "train", n=64)
-    model = build_model(preset)
+    model = build_sharpness_model(preset)
     result = train_classifier(model, x, y, TrainConfig(model=preset, steps=1, batch_size=32), tmp_path / "run")
     assert result.steps_done == 1 and torch.isfinite(torch.tensor(result.last_metrics["loss"]))
     check_gradients(model, step_gradients)

@@ -4,6 +4,8 @@ API. Every ```python block of these files must be run by one test here (checked 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 
@@ -13,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 # file -> number of ```python blocks it has; each is run by a test below
-SNIPPET_FILES = {README: 4, DOCS / "guides" / "maml.md": 1, DOCS / "guides" / "pixelcnn.md": 1,
-                 DOCS / "guides" / "sharpness.md": 1, DOCS / "gpu.md": 1}
+SNIPPET_FILES = {
+    README: 4,
+    DOCS / "guides" / "maml.md": 2,
+    DOCS / "guides" / "pixelcnn.md": 1,
+    DOCS / "guides" / "sharpness.md": 1,
+    DOCS / "gpu.md": 1,
+}
 
 
 def _blocks(path: Path) -> list[str]:
@@ -56,9 +63,14 @@ def test_maml_on_your_own_module_and_tensors():
 
 def test_one_maml_rl_meta_iteration():
     # the preset's sizes take minutes on a CPU: 2 tasks of 2 x 100 time steps each
-    ns = _run(_snippet("meta_iteration("),
-              {'cfg = get_preset("point-nav")':
-               'from dataclasses import replace; cfg = replace(get_preset("point-nav"), meta_batch=2, rollouts=2)'})
+    ns = _run(
+        _snippet("meta_iteration("),
+        {
+            'cfg = make_config("point-nav")': (
+                'cfg = make_config("point-nav", overrides={"meta_batch": 2, "rollouts": 2})'
+            )
+        },
+    )
     m = ns["m"]
     assert {"return_pre", "return_post", "surrogate_before"} <= set(m)
     assert all(torch.isfinite(torch.tensor(float(m[k]))) for k in ("return_pre", "return_post"))
@@ -85,10 +97,24 @@ def test_sharpness_of_your_own_model():
 
 # ------------------------------------------------------------------------------------------------ guides
 def test_maml_guide_sinusoid_snippet():
-    ns = _run(_snippet("sample_sinusoid_tasks", DOCS / "guides" / "maml.md"), path=DOCS / "guides" / "maml.md")
+    ns = _run(_snippet("maml.evaluate(", DOCS / "guides" / "maml.md"), path=DOCS / "guides" / "maml.md")
     assert ns["metrics"].loss.shape == (25,)
     curve = ns["curve"]
     assert curve.shape == (100, 11) and torch.isfinite(curve).all()
+
+
+def test_maml_guide_run_loop_snippet_trains_resumably(tmp_path):
+    path = DOCS / "guides" / "maml.md"
+    code = _snippet("run_loop(", path)
+    run_dir = str(tmp_path / "my-sinusoid")
+    ns = _run(code, {'"runs/my-sinusoid", 1000': f"{run_dir!r}, 3"}, path=path)
+    assert ns["result"].steps_done == 3 and (tmp_path / "my-sinusoid" / "checkpoints" / "last.pt").is_file()
+    # the same lines asked for 5 steps resume at 3: the log holds each step once
+    again = _run(code, {'"runs/my-sinusoid", 1000': f"{run_dir!r}, 5"}, path=path)
+    assert (again["result"].resumed_from, again["result"].steps_done) == (3, 5)
+    lines = (tmp_path / "my-sinusoid" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(json.loads(line)["loss"]) for line in lines)
 
 
 def test_pixelcnn_guide_snippet():
@@ -98,7 +124,7 @@ def test_pixelcnn_guide_snippet():
     lp, s, sr = ns["lp"], ns["s"], ns["sr"]
     assert lp.total.shape == (4,) and lp.terms["scale2/group4"].shape == (4,) and lp.bits_per_dim().shape == (4,)
     assert s.images.shape == (4, 1, 28, 28) and s.evaluations == 151
-    assert [level.shape[-1] for level in s.levels] == [7, 14, 28]
+    assert [level.shape[-1] for level in s.coarse_to_fine] == [7, 14, 28]
     assert sr.images.shape == (4, 1, 28, 28) and sr.evaluations == 102
     assert ns["lp2"].total.shape == (4,)
 

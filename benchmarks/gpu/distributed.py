@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from icml17.cli import main as icml17
-from icml17.core import distributed
 from icml17.core import device as devices
+from icml17.core import distributed
 from icml17.core.results import write_record
 
 
@@ -28,13 +28,33 @@ def run(args: argparse.Namespace) -> dict:
         torch.distributed.all_reduce(ones)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        code = icml17(["maml", "train", "--preset", "sinusoid-k5", "--iterations", str(args.iterations),
-                       "--run-dir", f"{tmp}/run", "--no-progress", "--device", args.device])
+        code = icml17(
+            [
+                "maml",
+                "train",
+                "--preset",
+                "sinusoid-k5",
+                "--iterations",
+                str(args.iterations),
+                "--run-dir",
+                f"{tmp}/run",
+                "--no-progress",
+                "--device",
+                args.device,
+            ]
+        )
         seconds = time.perf_counter() - t0
-    return {"benchmark": "device-check-distributed", "backend": ctx.backend or "none (one process)",
-            "world_size": ctx.world_size, "rank_device": str(dev), "all_reduce_ok": bool(ones.eq(ctx.world_size).all()),
-            "train_exit_code": code, "train_iterations": args.iterations, "train_seconds": round(seconds, 2),
-            "command": "torchrun --standalone --nproc_per_node=1 " + " ".join(sys.argv)}, dev
+    return {
+        "benchmark": "device-check-distributed",
+        "backend": ctx.backend or "none (one process)",
+        "world_size": ctx.world_size,
+        "rank_device": str(dev),
+        "all_reduce_ok": bool(ones.eq(ctx.world_size).all()),
+        "train_exit_code": code,
+        "train_iterations": args.iterations,
+        "train_seconds": round(seconds, 2),
+        "command": "torchrun --standalone --nproc_per_node=1 " + " ".join(sys.argv),
+    }, dev
 
 
 if __name__ == "__main__":

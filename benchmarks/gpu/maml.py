@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 import check  # benchmarks/gpu/check.py, beside this script
+
 from icml17.cli import main as icml17  # noqa: E402
 from icml17.core import device as devices  # noqa: E402
 from icml17.core.checkpoint import load_checkpoint  # noqa: E402
@@ -137,8 +138,9 @@ def speed_case(name: str, tasks: int | None, reps: int, dev: torch.device) -> di
         model.to(device=dev, dtype=dtype)
         batch = batch_to(bench.make_batch(c, 0, dtype), dev)
         if impl == "ours":
-            engine = MAML(model, loss_fn=loss, score_fn=accuracy, inner_steps=c["steps"], inner_lr=c["lr"],
-                          adapt_names=adapt)
+            engine = MAML(
+                model, loss_fn=loss, score_fn=accuracy, inner_steps=c["steps"], inner_lr=c["lr"], adapt_names=adapt
+            )
             return model, lambda: engine.meta_backward(batch)
         return model, lambda: impls[impl](model, adapt, loss, batch, c["steps"], c["lr"])
 
@@ -160,7 +162,7 @@ def speed_case(name: str, tasks: int | None, reps: int, dev: torch.device) -> di
             times.append(time.perf_counter() - t0)
         ms[impl] = round(1e3 * statistics.median(times), 2)
         if dev.type == "cuda":
-            mem[impl] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)
+            mem[impl] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
         model64, step64 = make(impl, torch.float64)
         grads[impl] = meta_gradient(step64, model64)
         print(f"  {name} {impl}: {ms[impl]} ms", flush=True)
@@ -181,39 +183,67 @@ def speed_case(name: str, tasks: int | None, reps: int, dev: torch.device) -> di
     baselines = [i for i in impls if i != "ours" and i in grads]
     for impl in baselines:
         errors[impl] = float((grads[impl] - grads["ours"]).norm() / grads[impl].norm())
-    return {"case": f"{name} (meta-batch {c['tasks']}, {c['steps']} inner step{'s' * (c['steps'] > 1)}, second "
-                    f"order), {dev.type}",
-            "ours_ms": ms["ours"], "baselines_ms": {i: ms[i] for i in baselines},
-            "speedup": {i: round(ms[i] / ms["ours"], 2) for i in baselines},
-            **({"peak_mem_mb": mem} if mem else {}),
-            "not_installed": missing, **({"failed": failed} if failed else {}),
-            "grad_rel_error_float64": errors,
-            # learn2learn also adapts the batch-norm offsets: a different meta-gradient, timed all the same
-            "agree": all(e < AGREE_TOL for i, e in errors.items() if i != "learn2learn")}
+    return {
+        "case": f"{name} (meta-batch {c['tasks']}, {c['steps']} inner step{'s' * (c['steps'] > 1)}, second "
+        f"order), {dev.type}",
+        "ours_ms": ms["ours"],
+        "baselines_ms": {i: ms[i] for i in baselines},
+        "speedup": {i: round(ms[i] / ms["ours"], 2) for i in baselines},
+        **({"peak_mem_mb": mem} if mem else {}),
+        "not_installed": missing,
+        **({"failed": failed} if failed else {}),
+        "grad_rel_error_float64": errors,
+        # learn2learn also adapts the batch-norm offsets: a different meta-gradient, timed all the same
+        "agree": all(e < AGREE_TOL for i, e in errors.items() if i != "learn2learn"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
     dev = devices.resolve(args.device)
     iters, meta_batch, mixed_iters, tasks, steps, cases, reps = TINY if args.tiny else FULL
-    rec: dict = {"benchmark": "device-check-maml", "preset": PRESET, "tiny": args.tiny,
-                 "command": "python3 benchmarks/gpu/maml.py " + " ".join(sys.argv[1:])}
+    rec: dict = {
+        "benchmark": "device-check-maml",
+        "preset": PRESET,
+        "tiny": args.tiny,
+        "command": "python3 benchmarks/gpu/maml.py " + " ".join(sys.argv[1:]),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("ICML17_CACHE", f"{tmp}/cache")  # the decoded dataset's cache: not the user's
         t0 = time.perf_counter()
         data, rec["data"] = omniglot_dir(args.data_dir, tmp)
         rec["data_seconds"] = round(time.perf_counter() - t0, 1)
         run_dir = Path(tmp) / "run"
-        sets = [f"meta_batch={meta_batch}", f"eval_inner_steps={steps}", "eval_every=0",
-                f"checkpoint_every={iters}", "log_every=1"]
+        sets = [
+            f"meta_batch={meta_batch}",
+            f"eval_inner_steps={steps}",
+            "eval_every=0",
+            f"checkpoint_every={iters}",
+            "log_every=1",
+        ]
 
         # 1. meta-train on the device through the CLI (--device; TF32 as the CLI sets it)
         if dev.type == "cuda":
             torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
             torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
-        code, _ = cli("maml", "train", "--preset", PRESET, "--run-dir", run_dir, "--data-dir", data, "--device",
-                      args.device, "--iterations", iters, "--no-progress", "--set", *sets)
+        code, _ = cli(
+            "maml",
+            "train",
+            "--preset",
+            PRESET,
+            "--run-dir",
+            run_dir,
+            "--data-dir",
+            data,
+            "--device",
+            args.device,
+            "--iterations",
+            iters,
+            "--no-progress",
+            "--set",
+            *sets,
+        )
         devices.synchronize(dev)
         seconds = time.perf_counter() - t0
         log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -222,14 +252,21 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
         first = sum(r["loss"] for r in train_log[:window]) / window
         last = sum(r["loss"] for r in train_log[-window:]) / window
         loop_s = float(load_checkpoint(run_dir / "checkpoints" / "last.pt")["wall_time_s"])  # the loop alone
-        rec["train"] = {"exit_code": code, "iterations": iters, "meta_batch": meta_batch,
-                        "command_seconds": round(seconds, 2), "loop_seconds": round(loop_s, 2),
-                        "ms_per_iteration": round(1e3 * loop_s / iters, 2), "first_loss": round(first, 4),
-                        "last_loss": round(last, 4), "learned": last < first,
-                        "last_accuracy": round(train_log[-1]["accuracy"], 4),
-                        "tf32": devices.tf32_enabled() if dev.type == "cuda" else None}
+        rec["train"] = {
+            "exit_code": code,
+            "iterations": iters,
+            "meta_batch": meta_batch,
+            "command_seconds": round(seconds, 2),
+            "loop_seconds": round(loop_s, 2),
+            "ms_per_iteration": round(1e3 * loop_s / iters, 2),
+            "first_loss": round(first, 4),
+            "last_loss": round(last, 4),
+            "learned": last < first,
+            "last_accuracy": round(train_log[-1]["accuracy"], 4),
+            "tf32": devices.tf32_enabled() if dev.type == "cuda" else None,
+        }
         if dev.type == "cuda":
-            rec["train"]["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 3)
+            rec["train"]["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 3)
 
         # 2. the checkpoint's test accuracy on the device (TF32 as trained, and strict float32), then on the CPU
         tf32 = devices.tf32_enabled()
@@ -240,15 +277,37 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
         on_cpu, cpu_s = accuracies(run_dir, data, torch.device("cpu"), tasks, steps)
         diff_strict = max(abs(a - b) for a, b in zip(strict, on_cpu))
         diff_tf32 = max(abs(a - b) for a, b in zip(as_trained, on_cpu))
-        rec["eval"] = {"tasks": tasks, "inner_steps": steps, "metric": "mean test accuracy after 0..steps steps",
-                       "device": [round(a, 4) for a in as_trained], "device_strict_fp32": [round(a, 4) for a in strict],
-                       "cpu_from_checkpoint": [round(a, 4) for a in on_cpu],
-                       "max_difference_strict": diff_strict, "max_difference_as_trained": diff_tf32,
-                       "tolerance_strict": STRICT_TOL, "tolerance_tf32": TF32_TOL,
-                       "agree": diff_strict <= STRICT_TOL and diff_tf32 <= TF32_TOL,
-                       "device_seconds": round(dev_s, 3), "cpu_seconds": round(cpu_s, 3)}
-        code, _ = cli("maml", "eval", "--run-dir", run_dir, "--data-dir", data, "--device", args.device, "--tasks",
-                      min(tasks, 20), "--steps", 1, "--chunk-size", 4)
+        rec["eval"] = {
+            "tasks": tasks,
+            "inner_steps": steps,
+            "metric": "mean test accuracy after 0..steps steps",
+            "device": [round(a, 4) for a in as_trained],
+            "device_strict_fp32": [round(a, 4) for a in strict],
+            "cpu_from_checkpoint": [round(a, 4) for a in on_cpu],
+            "max_difference_strict": diff_strict,
+            "max_difference_as_trained": diff_tf32,
+            "tolerance_strict": STRICT_TOL,
+            "tolerance_tf32": TF32_TOL,
+            "agree": diff_strict <= STRICT_TOL and diff_tf32 <= TF32_TOL,
+            "device_seconds": round(dev_s, 3),
+            "cpu_seconds": round(cpu_s, 3),
+        }
+        code, _ = cli(
+            "maml",
+            "eval",
+            "--run-dir",
+            run_dir,
+            "--data-dir",
+            data,
+            "--device",
+            args.device,
+            "--tasks",
+            min(tasks, 20),
+            "--steps",
+            1,
+            "--chunk-size",
+            4,
+        )
         rec["eval"]["cli_exit_code"] = code
 
         # 3. precision: first-order MAML in bf16 and fp16 (fp16 needs a GPU); second order refuses half precision
@@ -260,44 +319,81 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
             except devices.DeviceError as e:
                 rec["precision"][precision] = {"skipped": str(e)}
                 continue
-            short = replace(cfg, iterations=mixed_iters, meta_batch=meta_batch, first_order=True,
-                            eval_every=mixed_iters, eval_tasks=10, eval_inner_steps=steps,
-                            checkpoint_every=mixed_iters)
+            short = replace(
+                cfg,
+                iterations=mixed_iters,
+                meta_batch=meta_batch,
+                first_order=True,
+                eval_every=mixed_iters,
+                eval_tasks=10,
+                eval_inner_steps=steps,
+                checkpoint_every=mixed_iters,
+            )
             t0 = time.perf_counter()
             result = train(short, Path(tmp) / precision, data, progress=False, device=dev, precision=precision)
             devices.synchronize(dev)
             loss = result.last_metrics["loss"]
-            rec["precision"][precision] = {"first_order": True, "iterations": result.steps_done,
-                                           "last_loss": round(loss, 4), "finite": math.isfinite(loss),
-                                           "eval_accuracy": {k: round(v, 4) for k, v in result.last_eval.items()},
-                                           "seconds": round(time.perf_counter() - t0, 2)}
-        code, _ = cli("maml", "train", "--preset", PRESET, "--run-dir", Path(tmp) / "refused", "--data-dir", data,
-                      "--device", args.device, "--iterations", 1, "--precision", "bf16", "--no-progress")
+            rec["precision"][precision] = {
+                "first_order": True,
+                "iterations": result.steps_done,
+                "last_loss": round(loss, 4),
+                "finite": math.isfinite(loss),
+                "eval_accuracy": {k: round(v, 4) for k, v in result.last_eval.items()},
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        code, _ = cli(
+            "maml",
+            "train",
+            "--preset",
+            PRESET,
+            "--run-dir",
+            Path(tmp) / "refused",
+            "--data-dir",
+            data,
+            "--device",
+            args.device,
+            "--iterations",
+            1,
+            "--precision",
+            "bf16",
+            "--no-progress",
+        )
         try:
             check_training_precision("bf16", dev, first_order=False, how="--set first_order=true")
             message = None
         except devices.DeviceError as e:
             message = str(e)
-        rec["precision"]["second_order_bf16"] = {"exit_code": code, "refused": code == 2 and message is not None,
-                                                 "nothing_written": not (Path(tmp) / "refused").exists(),
-                                                 "message": message}
+        rec["precision"]["second_order_bf16"] = {
+            "exit_code": code,
+            "refused": code == 2 and message is not None,
+            "nothing_written": not (Path(tmp) / "refused").exists(),
+            "message": message,
+        }
 
     # 4. speed: one meta-iteration, ours vs the per-task loop (and learn2learn / higher), same device, same run
     rec["timed_iterations"] = reps
     rec["cases"] = [speed_case(name, n, reps, dev) for name, n in cases.items()]
-    ok = (rec["train"]["exit_code"] == 0 and rec["eval"]["agree"] and rec["eval"]["cli_exit_code"] == 0
-          and all(p.get("finite", True) for p in rec["precision"].values() if isinstance(p, dict))
-          and rec["precision"]["second_order_bf16"]["refused"]
-          and rec["precision"]["second_order_bf16"]["nothing_written"]
-          and all(c["agree"] for c in rec["cases"]))
+    ok = (
+        rec["train"]["exit_code"] == 0
+        and rec["eval"]["agree"]
+        and rec["eval"]["cli_exit_code"] == 0
+        and all(p.get("finite", True) for p in rec["precision"].values() if isinstance(p, dict))
+        and rec["precision"]["second_order_bf16"]["refused"]
+        and rec["precision"]["second_order_bf16"]["nothing_written"]
+        and all(c["agree"] for c in rec["cases"])
+    )
     rec["ok"] = bool(ok)
     return rec, dev
 
 
 def main() -> int:
     p = check.parser(__doc__, "maml")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="a data root holding Omniglot (default: synthetic Omniglot written to a temporary folder)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a data root holding Omniglot (default: synthetic Omniglot written to a temporary folder)",
+    )
     args = p.parse_args()
     return check.finish(p, args, "maml", run)
 

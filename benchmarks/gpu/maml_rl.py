@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 import check  # benchmarks/gpu/check.py, beside this script
+
 from icml17.cli import main as icml17
 from icml17.core import device as devices
 from icml17.maml.rl.baseline import (
@@ -58,8 +59,8 @@ PRESET = "point-nav"
 # timed device meta-iterations, baseline-fit repeats
 FULL = ({}, 4, 5, 4000, 3, 20)
 TINY = ({"meta_batch": 3, "rollouts": 2, "horizon": 10, "hidden": (16,), "cg_iters": 3}, 2, 2, 40, 1, 3)
-FP64_TOL = 1e-6   # mean return after k steps, float64 device vs CPU, relative to max(1, |CPU|)
-FP32_TOL = 0.02   # the same in float32 with TF32 off
+FP64_TOL = 1e-6  # mean return after k steps, float64 device vs CPU, relative to max(1, |CPU|)
+FP32_TOL = 0.02  # the same in float32 with TF32 off
 
 
 def say(msg: str) -> None:
@@ -79,8 +80,9 @@ def set_args(overrides: dict) -> list[str]:
     return [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()]
 
 
-def returns_on(run_dir: Path, device: torch.device, dtype: torch.dtype, tasks: int, batch_steps: int
-               ) -> tuple[list[float], list[list[float]], float]:
+def returns_on(
+    run_dir: Path, device: torch.device, dtype: torch.dtype, tasks: int, batch_steps: int
+) -> tuple[list[float], list[list[float]], float]:
     """Mean return after 0 and 1 step over ``tasks`` test tasks of the checkpoint on ``device`` in ``dtype``, the
     per-task returns, and the seconds taken."""
     trained = load_run(run_dir, device=device)
@@ -114,9 +116,14 @@ def time_meta_iterations(cfg, device: torch.device, warmup: int, reps: int) -> d
         rows.append({**metrics, "wall_s": time.perf_counter() - t0})
     median = lambda key: statistics.median(r[key] for r in rows[warmup:])
     # the first iteration's numbers: the same tasks and noise on every device, so close to the CPU's
-    return {"seconds": round(median("wall_s"), 4), "sampling_seconds": round(median("sample_s"), 4),
-            "env_steps": int(median("env_steps")), "timed": reps, "warmup": warmup,
-            "first_iteration": {k: round(rows[0][k], 5) for k in ("return_pre", "return_post", "surrogate_before")}}
+    return {
+        "seconds": round(median("wall_s"), 4),
+        "sampling_seconds": round(median("sample_s"), 4),
+        "env_steps": int(median("env_steps")),
+        "timed": reps,
+        "warmup": warmup,
+        "first_iteration": {k: round(rows[0][k], 5) for k in ("return_pre", "return_post", "surrogate_before")},
+    }
 
 
 def fit_solving_on_cpu(rollouts, returns: torch.Tensor, ridge: float = 1e-5) -> torch.Tensor:
@@ -138,9 +145,14 @@ def time_baseline(cfg, device: torch.device, reps: int) -> dict:
     or on the CPU."""
     policy = build_policy(cfg, device=device)
     tasks = sample_tasks(cfg.env, cfg.meta_batch, np.random.default_rng(0))
-    rollouts = make_sampler(cfg).sample_lanes(policy, params_of(policy), tasks,
-                                              cfg.meta_batch * cfg.rollouts * make_sampler(cfg).horizon,
-                                              torch.Generator().manual_seed(0), np.random.default_rng(0))
+    rollouts = make_sampler(cfg).sample_lanes(
+        policy,
+        params_of(policy),
+        tasks,
+        cfg.meta_batch * cfg.rollouts * make_sampler(cfg).horizon,
+        torch.Generator().manual_seed(0),
+        np.random.default_rng(0),
+    )
     on_cpu = rollouts.to_device(torch.device("cpu"))
     returns = discounted_returns(rollouts.rewards, rollouts.mask, cfg.gamma, rollouts.starts)
 
@@ -155,13 +167,16 @@ def time_baseline(cfg, device: torch.device, reps: int) -> dict:
             times.append(time.perf_counter() - t0)
         return round(1e3 * statistics.median(times), 3)
 
-    return {"tasks": cfg.meta_batch, "steps": int(rollouts.mask.sum().item()),
-            "features": 2 * rollouts.obs.shape[-1] + 4, "repeats": reps,
-            "advantages_on_device_ms": median_ms(lambda: advantages(rollouts, cfg.gamma, cfg.gae_lambda), device),
-            "advantages_on_cpu_ms": median_ms(lambda: advantages(on_cpu, cfg.gamma, cfg.gae_lambda),
-                                              torch.device("cpu")),
-            "fit_on_device_ms": median_ms(lambda: fit_linear_baseline(rollouts, returns), device),
-            "fit_solve_on_cpu_ms": median_ms(lambda: fit_solving_on_cpu(rollouts, returns), device)}
+    return {
+        "tasks": cfg.meta_batch,
+        "steps": int(rollouts.mask.sum().item()),
+        "features": 2 * rollouts.obs.shape[-1] + 4,
+        "repeats": reps,
+        "advantages_on_device_ms": median_ms(lambda: advantages(rollouts, cfg.gamma, cfg.gae_lambda), device),
+        "advantages_on_cpu_ms": median_ms(lambda: advantages(on_cpu, cfg.gamma, cfg.gae_lambda), torch.device("cpu")),
+        "fit_on_device_ms": median_ms(lambda: fit_linear_baseline(rollouts, returns), device),
+        "fit_solve_on_cpu_ms": median_ms(lambda: fit_solving_on_cpu(rollouts, returns), device),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------- run
@@ -170,9 +185,13 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
     cpu = torch.device("cpu")
     overrides, iters, tasks, batch_steps, reps, fit_reps = TINY if args.tiny else FULL
     cfg = replace(get_preset(PRESET), **overrides)
-    rec: dict = {"benchmark": "device-check-maml-rl", "preset": PRESET, "tiny": args.tiny, "overrides":
-                 {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-                 "command": "python3 benchmarks/gpu/maml_rl.py " + " ".join(sys.argv[1:])}
+    rec: dict = {
+        "benchmark": "device-check-maml-rl",
+        "preset": PRESET,
+        "tiny": args.tiny,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+        "command": "python3 benchmarks/gpu/maml_rl.py " + " ".join(sys.argv[1:]),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         # 1. meta-train on the device through the CLI (TF32 as the CLI sets it)
@@ -180,20 +199,38 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
             torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
             torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
-        code, _ = cli("maml-rl", "train", "--preset", PRESET, "--run-dir", run_dir, "--device", args.device,
-                      "--iterations", iters, "--no-progress", "--set", "eval_every=0", f"checkpoint_every={iters}",
-                      *set_args(overrides))
+        code, _ = cli(
+            "maml-rl",
+            "train",
+            "--preset",
+            PRESET,
+            "--run-dir",
+            run_dir,
+            "--device",
+            args.device,
+            "--iterations",
+            iters,
+            "--no-progress",
+            "--set",
+            "eval_every=0",
+            f"checkpoint_every={iters}",
+            *set_args(overrides),
+        )
         devices.synchronize(dev)
         seconds = time.perf_counter() - t0
         log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         train_log = [r for r in log if r["split"] == "train"]
-        rec["train"] = {"exit_code": code, "iterations": iters, "command_seconds": round(seconds, 2),
-                        "seconds_per_iteration": [round(r["iteration_s"], 3) for r in train_log],
-                        "return_post": [round(r["return_post"], 3) for r in train_log],
-                        "steps_accepted": sum(r["step_accepted"] for r in train_log),
-                        "tf32": devices.tf32_enabled() if dev.type == "cuda" else None}
+        rec["train"] = {
+            "exit_code": code,
+            "iterations": iters,
+            "command_seconds": round(seconds, 2),
+            "seconds_per_iteration": [round(r["iteration_s"], 3) for r in train_log],
+            "return_post": [round(r["return_post"], 3) for r in train_log],
+            "steps_accepted": sum(r["step_accepted"] for r in train_log),
+            "tf32": devices.tf32_enabled() if dev.type == "cuda" else None,
+        }
         if dev.type == "cuda":
-            rec["train"]["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 3)
+            rec["train"]["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 3)
         say(f"trained: {rec['train']}")
 
         # 2. returns after 0 and 1 step on the device and, from the checkpoint, on the CPU
@@ -206,33 +243,65 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
         cpu32, _, cpu_s = returns_on(run_dir, cpu, torch.float32, tasks, batch_steps)
         cpu64, cpu64_tasks, _ = returns_on(run_dir, cpu, torch.float64, tasks, batch_steps)
         d64, d32, dtf = difference(dev64, cpu64), difference(strict, cpu32), difference(as_trained, cpu32)
-        rec["eval"] = {"tasks": tasks, "batch_steps": batch_steps, "metric": "mean return after 0, 1 steps",
-                       "device_fp64": dev64, "cpu_fp64": cpu64, "difference_fp64": d64,
-                       "per_task_max_difference_fp64": max(abs(a - b) for x, y in zip(dev64_tasks, cpu64_tasks)
-                                                           for a, b in zip(x, y)),
-                       "device_fp32": strict, "cpu_fp32": cpu32, "difference_fp32": d32,
-                       "device_fp32_tf32": as_trained, "difference_fp32_tf32": dtf,
-                       "tolerance_fp64": FP64_TOL, "tolerance_fp32": FP32_TOL,
-                       "agree": d64 <= FP64_TOL and d32 <= FP32_TOL,
-                       "device_seconds_fp32": round(dev_s, 3), "cpu_seconds_fp32": round(cpu_s, 3)}
+        rec["eval"] = {
+            "tasks": tasks,
+            "batch_steps": batch_steps,
+            "metric": "mean return after 0, 1 steps",
+            "device_fp64": dev64,
+            "cpu_fp64": cpu64,
+            "difference_fp64": d64,
+            "per_task_max_difference_fp64": max(
+                abs(a - b) for x, y in zip(dev64_tasks, cpu64_tasks) for a, b in zip(x, y)
+            ),
+            "device_fp32": strict,
+            "cpu_fp32": cpu32,
+            "difference_fp32": d32,
+            "device_fp32_tf32": as_trained,
+            "difference_fp32_tf32": dtf,
+            "tolerance_fp64": FP64_TOL,
+            "tolerance_fp32": FP32_TOL,
+            "agree": d64 <= FP64_TOL and d32 <= FP32_TOL,
+            "device_seconds_fp32": round(dev_s, 3),
+            "cpu_seconds_fp32": round(cpu_s, 3),
+        }
         say(f"evaluated: {rec['eval']}")
-        code, _ = cli("maml-rl", "eval", "--preset", PRESET, "--run-dir", run_dir, "--device", args.device,
-                      "--tasks", 2, "--steps", 1, "--batch-steps", batch_steps)
+        code, _ = cli(
+            "maml-rl",
+            "eval",
+            "--preset",
+            PRESET,
+            "--run-dir",
+            run_dir,
+            "--device",
+            args.device,
+            "--tasks",
+            2,
+            "--steps",
+            1,
+            "--batch-steps",
+            batch_steps,
+        )
         rec["eval"]["cli_exit_code"] = code
 
     # 3. speed: one meta-iteration and the baseline's fit, device vs CPU, same run
     speed_cfg = replace(cfg, eval_every=0)
-    rec["speed"] = {"meta_iteration": {"device": time_meta_iterations(speed_cfg, dev, 1, reps),
-                                       "cpu": time_meta_iterations(speed_cfg, cpu, 0, 1),
-                                       "cpu_threads": torch.get_num_threads(),
-                                       "note": "sampling steps the environments on the CPU in both; the rest is "
-                                               "the inner step, the baseline and TRPO"},
-                    "baseline_fit": time_baseline(cfg, dev, fit_reps)}
+    rec["speed"] = {
+        "meta_iteration": {
+            "device": time_meta_iterations(speed_cfg, dev, 1, reps),
+            "cpu": time_meta_iterations(speed_cfg, cpu, 0, 1),
+            "cpu_threads": torch.get_num_threads(),
+            "note": "sampling steps the environments on the CPU in both; the rest is "
+            "the inner step, the baseline and TRPO",
+        },
+        "baseline_fit": time_baseline(cfg, dev, fit_reps),
+    }
     mi = rec["speed"]["meta_iteration"]
     mi["speedup"] = round(mi["cpu"]["seconds"] / max(mi["device"]["seconds"], 1e-9), 2)
     mi["speedup_excluding_sampling"] = round(
         (mi["cpu"]["seconds"] - mi["cpu"]["sampling_seconds"])
-        / max(mi["device"]["seconds"] - mi["device"]["sampling_seconds"], 1e-9), 2)
+        / max(mi["device"]["seconds"] - mi["device"]["sampling_seconds"], 1e-9),
+        2,
+    )
     say(f"speed: {rec['speed']}")
     rec["ok"] = bool(rec["train"]["exit_code"] == 0 and rec["eval"]["agree"] and rec["eval"]["cli_exit_code"] == 0)
     return rec, dev

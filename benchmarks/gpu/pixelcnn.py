@@ -86,10 +86,12 @@ def synthetic_mnist(root: Path) -> Path:
             labels = (np.arange(n) % 10).astype(np.uint8)
             images = np.zeros((n, 28, 28), dtype=np.uint8)
             for d in range(10):
-                images[labels == d, 4 + d:24 - d // 2, 6:22 - d] = 255
+                images[labels == d, 4 + d : 24 - d // 2, 6 : 22 - d] = 255
             images = (images * (rng.random(images.shape) < 0.9)).astype(np.uint8)
-            for name, arr, magic in ((f"{prefix}-images-idx3-ubyte.gz", images, 2051),
-                                     (f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)):
+            for name, arr, magic in (
+                (f"{prefix}-images-idx3-ubyte.gz", images, 2051),
+                (f"{prefix}-labels-idx1-ubyte.gz", labels, 2049),
+            ):
                 with gzip.open(folder / name, "wb", compresslevel=1) as f:
                     f.write(struct.pack(f">{1 + arr.ndim}I", magic, *arr.shape) + arr.tobytes())
     return root
@@ -98,17 +100,26 @@ def synthetic_mnist(root: Path) -> Path:
 # --------------------------------------------------------------------------------------------- train / eval
 def train_eval_sample(model: str, data_dir: Path, runs: Path, device: torch.device, tiny: bool) -> dict:
     steps = 20 if tiny else 200
-    overrides = {"iterations": steps, "eval_every": steps, "checkpoint_every": steps,
-                 "eval_images": 16 if tiny else 200, **({"hidden": 8, "layers": 2, "resnet_blocks": 1} if tiny else {})}
+    overrides = {
+        "iterations": steps,
+        "eval_every": steps,
+        "checkpoint_every": steps,
+        "eval_images": 16 if tiny else 200,
+        **({"hidden": 8, "layers": 2, "resnet_blocks": 1} if tiny else {}),
+    }
     cfg = make_config("mnist", model, overrides)
     run_dir = runs / cfg.experiment
     say(f"[{cfg.experiment}] training {steps} steps on {device}")
     result, train_s = timed(train, device, cfg, run_dir, data_dir, resume=False, progress=False, device=device)
-    out = {"model": model, "steps": result.steps_done, "train_s": round(train_s, 2),
-           "ms_per_step": round(train_s / max(result.steps_done, 1) * 1e3, 2),
-           "first_train_bpd": round(result.first_metrics["bits_per_dim"], 4),
-           "last_train_bpd": round(result.last_metrics["bits_per_dim"], 4),
-           "periodic_eval_bpd": round(result.last_eval["bits_per_dim"], 4)}
+    out = {
+        "model": model,
+        "steps": result.steps_done,
+        "train_s": round(train_s, 2),
+        "ms_per_step": round(train_s / max(result.steps_done, 1) * 1e3, 2),
+        "first_train_bpd": round(result.first_metrics["bits_per_dim"], 4),
+        "last_train_bpd": round(result.last_metrics["bits_per_dim"], 4),
+        "periodic_eval_bpd": round(result.last_eval["bits_per_dim"], 4),
+    }
 
     images, labels = load_split(cfg, data_dir, "test")
     n_eval = 32 if tiny else 200
@@ -125,30 +136,44 @@ def train_eval_sample(model: str, data_dir: Path, runs: Path, device: torch.devi
     ev_cpu, s_cpu = timed(likelihood, torch.device("cpu"), cpu.model, cfg, x, y)
     diff = abs(ev_dev["bits_per_dim"] - ev_cpu["bits_per_dim"])
     out["likelihood"] = {
-        "n_images": n_eval, "device_bpd": ev_dev["bits_per_dim"], "device_tf32_bpd": ev_tf32["bits_per_dim"],
-        "cpu_bpd_from_checkpoint": ev_cpu["bits_per_dim"], "abs_diff_bpd": diff,
+        "n_images": n_eval,
+        "device_bpd": ev_dev["bits_per_dim"],
+        "device_tf32_bpd": ev_tf32["bits_per_dim"],
+        "cpu_bpd_from_checkpoint": ev_cpu["bits_per_dim"],
+        "abs_diff_bpd": diff,
         "abs_diff_tf32_bpd": abs(ev_tf32["bits_per_dim"] - ev_cpu["bits_per_dim"]),
         "max_factor_abs_diff_bpd": max(abs(ev_dev[k] - ev_cpu[k]) for k in ev_cpu if k.startswith("bpd/")),
-        "tolerance_bpd": AGREE_BPD, "agree": diff <= AGREE_BPD,
-        "device_s": round(s_dev, 3), "device_tf32_s": round(s_tf32, 3), "cpu_s": round(s_cpu, 3)}
-    say(f"[{cfg.experiment}] bits/dim device {ev_dev['bits_per_dim']:.6f} (TF32 {ev_tf32['bits_per_dim']:.6f}), "
-        f"CPU from checkpoint {ev_cpu['bits_per_dim']:.6f}: |diff| {diff:.2e}")
+        "tolerance_bpd": AGREE_BPD,
+        "agree": diff <= AGREE_BPD,
+        "device_s": round(s_dev, 3),
+        "device_tf32_s": round(s_tf32, 3),
+        "cpu_s": round(s_cpu, 3),
+    }
+    say(
+        f"[{cfg.experiment}] bits/dim device {ev_dev['bits_per_dim']:.6f} (TF32 {ev_tf32['bits_per_dim']:.6f}), "
+        f"CPU from checkpoint {ev_cpu['bits_per_dim']:.6f}: |diff| {diff:.2e}"
+    )
 
     n = 8 if tiny else 16
     gen = devices.generator(device, 0)
     samples, sample_s = timed(model_dev.sample, device, n, None, 1.0, gen)
     xs = to_model_device(x[:n], device)
     context = to_model_device(make_context(cfg, y[:n], raw_levels(x[:n], cfg)), device)
-    low = xs[:, :, ::model_dev.stride(0), ::model_dev.stride(0)]
+    low = xs[:, :, :: model_dev.stride(0), :: model_dev.stride(0)]
     sr, sr_s = timed(model_dev.super_resolve, device, low, context, 1.0, gen)
-    kept = bool(torch.equal(sr.images[:, :, ::model_dev.stride(0), ::model_dev.stride(0)], low))
+    kept = bool(torch.equal(sr.images[:, :, :: model_dev.stride(0), :: model_dev.stride(0)], low))
     imgs = samples.images
-    out["samples"] = {"n": n, "device": str(imgs.device), "evaluations": samples.evaluations,
-                      "seconds": round(sample_s, 3),
-                      "in_range": bool(imgs.min() >= 0 and imgs.max() < model_dev.levels),
-                      "mean_level": round(imgs.float().mean().item(), 2),
-                      "superres_evaluations": sr.evaluations, "superres_seconds": round(sr_s, 3),
-                      "superres_keeps_low_resolution": kept}
+    out["samples"] = {
+        "n": n,
+        "device": str(imgs.device),
+        "evaluations": samples.evaluations,
+        "seconds": round(sample_s, 3),
+        "in_range": bool(imgs.min() >= 0 and imgs.max() < model_dev.levels),
+        "mean_level": round(imgs.float().mean().item(), 2),
+        "superres_evaluations": sr.evaluations,
+        "superres_seconds": round(sr_s, 3),
+        "superres_keeps_low_resolution": kept,
+    }
     return out
 
 
@@ -161,18 +186,37 @@ def precision_check(data_dir: Path, runs: Path, device: torch.device, tiny: bool
         except devices.DeviceError as e:
             out[precision] = {"skipped": str(e)}
             continue
-        cfg = make_config("mnist", "multiscale-a", {"iterations": steps, "eval_every": steps, "checkpoint_every": steps,
-                                                    "eval_images": 16 if tiny else 100,
-                                                    **({"hidden": 8, "layers": 2, "resnet_blocks": 1} if tiny else {})})
+        cfg = make_config(
+            "mnist",
+            "multiscale-a",
+            {
+                "iterations": steps,
+                "eval_every": steps,
+                "checkpoint_every": steps,
+                "eval_images": 16 if tiny else 100,
+                **({"hidden": 8, "layers": 2, "resnet_blocks": 1} if tiny else {}),
+            },
+        )
         say(f"[precision] type A, {precision}, {steps} steps")
-        result, sec = timed(train, device, cfg, runs / f"precision-{precision}", data_dir, resume=False,
-                            progress=False, device=device, precision=precision)
-        out[precision] = {"steps": result.steps_done, "seconds": round(sec, 2),
-                          "first_train_bpd": round(result.first_metrics["bits_per_dim"], 4),
-                          "last_train_bpd": round(result.last_metrics["bits_per_dim"], 4),
-                          "eval_bpd_fp32": round(result.last_eval["bits_per_dim"], 4),
-                          **({"loss_scale": result.last_metrics["loss_scale"]}
-                             if "loss_scale" in result.last_metrics else {})}
+        result, sec = timed(
+            train,
+            device,
+            cfg,
+            runs / f"precision-{precision}",
+            data_dir,
+            resume=False,
+            progress=False,
+            device=device,
+            precision=precision,
+        )
+        out[precision] = {
+            "steps": result.steps_done,
+            "seconds": round(sec, 2),
+            "first_train_bpd": round(result.first_metrics["bits_per_dim"], 4),
+            "last_train_bpd": round(result.last_metrics["bits_per_dim"], 4),
+            "eval_bpd_fp32": round(result.last_eval["bits_per_dim"], 4),
+            **({"loss_scale": result.last_metrics["loss_scale"]} if "loss_scale" in result.last_metrics else {}),
+        }
     return out
 
 
@@ -180,7 +224,7 @@ def precision_check(data_dir: Path, runs: Path, device: torch.device, tiny: bool
 def bottom_rows(model: PixelCNN, n: int, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     s = model.image_size
     known = torch.ones(s, s, dtype=torch.bool, device=device)
-    known[s - rows:] = False
+    known[s - rows :] = False
     return torch.zeros(n, model.n_channels, s, s, dtype=torch.long, device=device), known
 
 
@@ -196,8 +240,20 @@ def speed(device: torch.device, tiny: bool, sizes: list[int], full_rows: int, re
         torch.manual_seed(0)
         common = {"image_size": size, "n_channels": 3, "bits": 8, "head": "logistic", "hidden": hidden}
         full = PixelCNN(layers=layers, **common).to(device).eval()
-        ms = {v: MultiscalePixelCNN(variant=v, base_size=4, base_layers=layers, resnet_blocks=layers // 2,
-                                    shallow_layers=2, patch=4, **common).to(device).eval() for v in "ab"}
+        ms = {
+            v: MultiscalePixelCNN(
+                variant=v,
+                base_size=4,
+                base_layers=layers,
+                resnet_blocks=layers // 2,
+                shallow_layers=2,
+                patch=4,
+                **common,
+            )
+            .to(device)
+            .eval()
+            for v in "ab"
+        }
         gen = devices.generator(device, 0)
         entry = {"case": f"{size}x{size}-rgb", "batch": batch, "repeats": repeats}
         for v, model in ms.items():
@@ -216,13 +272,20 @@ def speed(device: torch.device, tiny: bool, sizes: list[int], full_rows: int, re
         if not end_to_end or check:  # t(R) = a + c R (a: every row's vertical stack; c: a row of pixel steps)
             r2 = min(full_rows, size // 2)
             r1 = max(1, r2 // 4)
-            t1, t2 = (median_of(repeats, partial(full.sample, batch, None, 1.0, gen,
-                                                 *bottom_rows(full, batch, r, device)), device)[0] for r in (r1, r2))
+            t1, t2 = (
+                median_of(
+                    repeats, partial(full.sample, batch, None, 1.0, gen, *bottom_rows(full, batch, r, device)), device
+                )[0]
+                for r in (r1, r2)
+            )
             extrapolated = t1 + (t2 - t1) / (r2 - r1) * (size - r1)
             rows = {"rows": [r1, r2], "rows_ms": [round(t1 * 1e3, 2), round(t2 * 1e3, 2)]}
             if end_to_end or check:
-                entry["cached_extrapolation_check"] = {"measured_end_to_end_ms": round(measured * 1e3, 2),
-                                                       "extrapolated_ms": round(extrapolated * 1e3, 2), **rows}
+                entry["cached_extrapolation_check"] = {
+                    "measured_end_to_end_ms": round(measured * 1e3, 2),
+                    "extrapolated_ms": round(extrapolated * 1e3, 2),
+                    **rows,
+                }
             if not (end_to_end or check):
                 cached_s = extrapolated
                 entry["cached_extrapolated_from_rows"] = rows
@@ -243,12 +306,17 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: end to end on a CPU in about a minute")
     parser.add_argument("--out", type=Path, required=True, help="folder for pixelcnn-<device type>.json")
     parser.add_argument("--data-dir", type=Path, default=None, help="a folder holding mnist/ (default: synthetic)")
-    parser.add_argument("--full-rows", type=int, default=None,
-                        help="sizes S above R time the O(N) sampler on the bottom min(R, S/2) rows and a quarter "
-                             "of that, and extrapolate; the smallest size is timed both ways (default 32; tiny: 4)")
+    parser.add_argument(
+        "--full-rows",
+        type=int,
+        default=None,
+        help="sizes S above R time the O(N) sampler on the bottom min(R, S/2) rows and a quarter "
+        "of that, and extrapolate; the smallest size is timed both ways (default 32; tiny: 4)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="batches timed per sampler (median)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None,
-                        help="image sizes (default 32 64 128; tiny: 8 16)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=None, help="image sizes (default 32 64 128; tiny: 8 16)"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=("train", "precision", "speed"))
     args = parser.parse_args()
     device = devices.resolve(args.device)
@@ -259,8 +327,13 @@ def main() -> int:
     if args.tiny:
         torch.set_num_threads(1)
     t_start = time.perf_counter()
-    record = {"benchmark": "gpu-pixelcnn", "device": str(device), "tiny": args.tiny,
-              "command": " ".join(["python3 benchmarks/gpu/pixelcnn.py"] + sys.argv[1:]), "errors": {}}
+    record = {
+        "benchmark": "gpu-pixelcnn",
+        "device": str(device),
+        "tiny": args.tiny,
+        "command": " ".join(["python3 benchmarks/gpu/pixelcnn.py"] + sys.argv[1:]),
+        "errors": {},
+    }
     scratch = Path(tempfile.mkdtemp(prefix="gpu-pixelcnn-"))
     try:
         data_dir = args.data_dir
@@ -271,10 +344,14 @@ def main() -> int:
                 record["data"] = f"synthetic MNIST (IDX, seed 0), written in {time.perf_counter() - t0:.1f} s"
             else:
                 record["data"] = str(data_dir)
-        sections = {"train": lambda: [train_eval_sample(m, data_dir, scratch / "runs", device, args.tiny)
-                                      for m in ("multiscale-a", "multiscale-b")],
-                    "precision": lambda: precision_check(data_dir, scratch / "runs", device, args.tiny),
-                    "speed": lambda: speed(device, args.tiny, sizes, full_rows, args.repeats)}
+        sections = {
+            "train": lambda: [
+                train_eval_sample(m, data_dir, scratch / "runs", device, args.tiny)
+                for m in ("multiscale-a", "multiscale-b")
+            ],
+            "precision": lambda: precision_check(data_dir, scratch / "runs", device, args.tiny),
+            "speed": lambda: speed(device, args.tiny, sizes, full_rows, args.repeats),
+        }
         for name, run in sections.items():
             if name in args.skip:
                 continue
@@ -289,7 +366,7 @@ def main() -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     record["wall_s"] = round(time.perf_counter() - t_start, 1)
     if device.type == "cuda":
-        record["max_memory_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+        record["max_memory_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     path = write_record(args.out / f"pixelcnn-{device.type}.json", record, device=device)
     say(f"wrote {path} in {record['wall_s']} s; errors: {record['errors'] or 'none'}")
     return 1 if record["errors"] else 0

@@ -35,8 +35,9 @@ USAGE_WIDTH = "100"  # argparse wraps usage lines to $COLUMNS: fixed so that the
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def commands(parser: argparse.ArgumentParser | None = None, prefix: str = "icml17"
-             ) -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
+def commands(
+    parser: argparse.ArgumentParser | None = None, prefix: str = "icml17"
+) -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
     """(full command, its parser, its one-line help) for every command and group, depth first."""
     if parser is None:
         from icml17.cli import build_parser
@@ -86,11 +87,15 @@ def cli_reference() -> str:
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = USAGE_WIDTH
     try:
-        lines = ["# CLI reference", "",
-                 "Generated from the argparse parsers of `icml17` (`icml17.cli.build_parser()`) when the site is "
-                 "built: it lists every command with the options `--help` shows. The flags most commands share "
-                 "(`--device`, `--threads`, `--set`, `--run-dir`, `--data-dir`, `--record`) mean the same "
-                 "everywhere; see [Home](index.md#the-shell-every-command-shares) and [GPUs](gpu.md).", ""]
+        lines = [
+            "# CLI reference",
+            "",
+            "Generated from the argparse parsers of `icml17` (`icml17.cli.build_parser()`) when the site is "
+            "built: it lists every command with the options `--help` shows. The flags most commands share "
+            "(`--device`, `--threads`, `--set`, `--run-dir`, `--data-dir`, `--record`) mean the same "
+            "everywhere; see [Home](index.md#the-shell-every-command-shares) and [GPUs](gpu.md).",
+            "",
+        ]
         entries = list(commands())
         groups = [c for c, p, _ in entries if any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
         leaves = [(c, h) for c, p, h in entries if c not in groups]
@@ -135,26 +140,51 @@ def api_page(package: str) -> str:
     lines = [f"# `{package}`", "", API_PACKAGES[package], ""]
     if not names and not hasattr(module, "__all__"):
         if getattr(module, "__path__", None) is None:  # a plain module: its public names
-            return "\n".join([*lines, f"::: {package}", "    options:", "      show_root_heading: false",
-                              "      show_root_toc_entry: false", ""])
+            return "\n".join(
+                [
+                    *lines,
+                    f"::: {package}",
+                    "    options:",
+                    "      show_root_heading: false",
+                    "      show_root_toc_entry: false",
+                    "",
+                ]
+            )
         # a package without an export list: its docstring, then each library module (not the CLI glue)
         lines += [*_docstring_only(package), ""]
         for sub in sorted(m.name for m in pkgutil.iter_modules(module.__path__)):
             if sub in CLI_MODULES or sub.startswith("_") or sub in SUBPACKAGES_WITH_PAGES.get(package, ()):
                 continue
-            lines += [f"::: {package}.{sub}", "    options:", "      show_root_heading: true",
-                      "      heading_level: 2", ""]
+            lines += [
+                f"::: {package}.{sub}",
+                "    options:",
+                "      show_root_heading: true",
+                "      heading_level: 2",
+                "",
+            ]
         return "\n".join(lines)
     lines += [*_docstring_only(package), ""]
     for name, identifier in names:  # each exported name as a section of its own, documented or not
-        lines += [f"::: {identifier}", "    options:", "      show_root_heading: true",
-                  "      show_root_full_path: false", "      heading_level: 2", f"      toc_label: {name}", ""]
+        lines += [
+            f"::: {identifier}",
+            "    options:",
+            "      show_root_heading: true",
+            "      show_root_full_path: false",
+            "      heading_level: 2",
+            f"      toc_label: {name}",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def _docstring_only(identifier: str) -> list[str]:
-    return [f"::: {identifier}", "    options:", "      show_root_heading: false", "      show_root_toc_entry: false",
-            "      members: false"]
+    return [
+        f"::: {identifier}",
+        "    options:",
+        "      show_root_heading: false",
+        "      show_root_toc_entry: false",
+        "      members: false",
+    ]
 
 
 def api_path(package: str) -> str:

@@ -5,3 +5,4 @@ R=results/maml-rl
 icml17 maml-rl train --preset ant-dir --run-dir runs/maml-rl/ant-dir --threads 1 --no-progress --time-budget 5400
 icml17 maml-rl eval --preset ant-dir --method maml --run-dir runs/maml-rl/ant-dir --record $R --threads 1
 icml17 maml-rl eval --preset ant-dir --method random --seed 0 --record $R --threads 1
+icml17 results paired ant-dir ant-dir-random --record $R  # MAML minus random, paired by task -> paired.json

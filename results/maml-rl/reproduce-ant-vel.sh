@@ -8,7 +8,7 @@ icml17 maml-rl eval --preset ant-vel --method maml --run-dir runs/maml-rl/ant-ve
 icml17 maml-rl eval --preset ant-vel --method random --seed 0 --record $R --threads 1
 icml17 maml-rl train --preset ant-vel --mode pretrained --iterations $N --run-dir runs/maml-rl/ant-vel-pretrained --threads 1 --no-progress
 icml17 maml-rl eval --preset ant-vel --method pretrained --run-dir runs/maml-rl/ant-vel-pretrained --record $R --threads 1
-python results/maml-rl/paired.py
+icml17 results paired ant-vel ant-vel-pretrained ant-vel ant-vel-random --record $R  # -> paired.json
 icml17 maml-rl plots --preset ant-vel --out $R/figures --records $R
 # The same two runs trained on to 160 meta-iterations (copies of their run directories, resumed):
 # records ant-vel-160its.json, ant-vel-160its-pretrained.json; random initialisation as above
@@ -18,4 +18,4 @@ icml17 maml-rl train --preset ant-vel --run-dir runs/maml-rl/ant-vel-160 --itera
 icml17 maml-rl train --preset ant-vel --mode pretrained --iterations 160 --run-dir runs/maml-rl/ant-vel-160-pretrained --threads 1 --no-progress
 icml17 maml-rl eval --preset ant-vel --method maml --run-dir runs/maml-rl/ant-vel-160 --record $R --name ant-vel-160its --threads 1
 icml17 maml-rl eval --preset ant-vel --method pretrained --run-dir runs/maml-rl/ant-vel-160-pretrained --record $R --name ant-vel-160its-pretrained --threads 1
-python results/maml-rl/paired.py
+icml17 results paired ant-vel-160its ant-vel-160its-pretrained --record $R

@@ -71,7 +71,20 @@ for seed in 1 2; do
       --record results/pixelcnn/seeds --name mnist-$tag-small-seed$seed
   done
 done
-python results/pixelcnn/likelihood_seeds.py
+# Summary over seeds (results/pixelcnn/likelihood-seeds.json): each model's test NLL by seed, mean, min and max; each
+# multiscale model against the full one of its dataset, type B against type A, 4 shallow layers against 2 (a gap is
+# claimed only where the seed ranges are apart)
+icml17 results seeds mnist-full mnist-typeA mnist-typeB mnist-typeA-small mnist-typeB-small mnist-typeB-shallow4 \
+  cifar10-subset-full cifar10-subset-typeA cifar10-subset-typeB binarized-mnist-full binarized-mnist-typeA \
+  binarized-mnist-typeB binarized-mnist-typeA-small binarized-mnist-typeB-small \
+  --record results/pixelcnn --name likelihood-seeds
+icml17 results paired mnist-typeA mnist-full mnist-typeB mnist-full mnist-typeA-small mnist-full \
+  mnist-typeB-small mnist-full mnist-typeB-shallow4 mnist-full mnist-typeB mnist-typeA mnist-typeB-shallow4 mnist-typeB \
+  cifar10-subset-typeA cifar10-subset-full cifar10-subset-typeB cifar10-subset-full \
+  cifar10-subset-typeB cifar10-subset-typeA binarized-mnist-typeA binarized-mnist-full \
+  binarized-mnist-typeB binarized-mnist-full binarized-mnist-typeA-small binarized-mnist-full \
+  binarized-mnist-typeB-small binarized-mnist-full binarized-mnist-typeB binarized-mnist-typeA \
+  --record results/pixelcnn --name likelihood-seeds --headline
 
 # Table 1 analogue: class- and text+spatial-conditional MNIST, full vs type B, 5,000 training images held out for
 # validation, each split scored on its first 5,000 images (records results/pixelcnn/table1-*.json)
@@ -96,7 +109,27 @@ for seed in 1 2; do
     done
   done
 done
-python results/pixelcnn/likelihood_seeds.py
+# ... into the same summary: the Table 1 models over seeds, nats per sub-pixel on each split, type B against full
+icml17 results seeds table1-mnist-class-full table1-mnist-class-typeB table1-mnist-text-spatial-full \
+  table1-mnist-text-spatial-typeB --record results/pixelcnn --name likelihood-seeds
+icml17 results paired table1-mnist-class-typeB table1-mnist-class-full \
+  table1-mnist-text-spatial-typeB table1-mnist-text-spatial-full --record results/pixelcnn --name likelihood-seeds
+
+# Table 2 analogue at 500 steps: seeds 1 and 2 of three video models (seed 0's records,
+# results/pixelcnn/video-<model>.json, name their own commands; the VPN has seed 0 only), then the summary over seeds
+# (results/pixelcnn/video-seeds.json; its periodic validation curves were read from the run directories when it was
+# first written, and are kept)
+for s in 1 2; do
+  for m in convlstm o_t o_tlogn; do
+    icml17 pixelcnn video train --preset cpu --model $m --data-dir "$DATA" --threads 1 --seed $s \
+      --run-dir runs/pixelcnn/video-$m-seed$s
+    icml17 pixelcnn video eval --run-dir runs/pixelcnn/video-$m-seed$s --data-dir "$DATA" --threads 1 \
+      --record results/pixelcnn/seeds --name video-$m-seed$s
+  done
+done
+icml17 results seeds video-o_t video-o_tlogn video-vpn video-convlstm --record results/pixelcnn --name video-seeds \
+  --keep learning_curves --keep val_drop_250_to_500 --keep learning_curves_note
+icml17 results paired video-convlstm video-o_t --record results/pixelcnn --name video-seeds --headline
 
 # Table 2 analogue at 1,500 steps (seed 0): the four video models (records results/pixelcnn/video-<model>-1500.json)
 for m in vpn o_t o_tlogn convlstm; do
@@ -116,4 +149,12 @@ for m in vpn o_t o_tlogn convlstm; do
     icml17 pixelcnn video eval --run-dir runs/pixelcnn/video-$m-1500-seed$seed --data-dir "$DATA" --threads 1 --record results/pixelcnn/seeds --name video-$m-1500-seed$seed
   done
 done
-python results/pixelcnn/video_1500_summary.py
+# Summary over seeds (results/pixelcnn/video-1500-seeds.json): each model's three splits by seed, mean, min and max;
+# every pair of models (gap of the means, seed pairings); how much each run's periodic validation loss still fell over
+# its last 250 steps was read from the run directories when it was first written, and is kept
+icml17 results seeds video-o_t-1500 video-o_tlogn-1500 video-vpn-1500 video-convlstm-1500 --record results/pixelcnn \
+  --name video-1500-seeds --keep eval_drop_1250_to_1500
+icml17 results paired video-convlstm-1500 video-o_t-1500 video-o_t-1500 video-o_tlogn-1500 \
+  video-o_t-1500 video-vpn-1500 video-o_tlogn-1500 video-vpn-1500 video-o_tlogn-1500 video-convlstm-1500 \
+  video-vpn-1500 video-convlstm-1500 \
+  --record results/pixelcnn --name video-1500-seeds --headline

@@ -4,7 +4,7 @@ set -e
 DATA=${DATA:-../shared/data}
 
 # The five reproductions (records and figures in results/sharpness/); trainings are cached in runs/ship/sharpness
-icml17 sharpness reproduce --which all --run-dir runs/ship/sharpness --data-dir "$DATA"
+icml17 sharpness reproduce --which all --run-dir runs/ship/sharpness --data-dir "$DATA" --record results/sharpness
 
 # The shipped minima are the radial-ranking reproduction's two trainings
 icml17 sharpness export --replace --run-dir runs/ship/sharpness/small-batch --name small-batch \

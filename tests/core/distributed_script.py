@@ -1,7 +1,7 @@
 """A training run through the library, launched once plainly and once under torchrun by test_distributed.py.
 
-    python distributed_script.py maml RUN_DIR --iterations 3            # one process
-    torchrun --nproc_per_node=2 distributed_script.py maml RUN_DIR ...  # two gloo processes
+python distributed_script.py maml RUN_DIR --iterations 3            # one process
+torchrun --nproc_per_node=2 distributed_script.py maml RUN_DIR ...  # two gloo processes
 """
 
 import argparse
@@ -22,14 +22,20 @@ def curvature(out: str) -> int:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).double()
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(5 + b, 1, 8, 8, generator=g, dtype=torch.float64),
-                torch.randint(0, 3, (5 + b,), generator=g)) for b in range(6)]
+    batches = [
+        (torch.randn(5 + b, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (5 + b,), generator=g))
+        for b in range(6)
+    ]
     ctx = distributed.context()
-    mine = batches[ctx.rank::ctx.world_size]
+    mine = batches[ctx.rank :: ctx.world_size]
     op = HessianOperator(model, nn.functional.cross_entropy, mine, sharded=ctx.enabled)
     v = torch.randn(op.size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    result = {"hv": op.matvec(v), "top": torch.tensor(lanczos(op, k=2, tol=1e-10).eigenvalues),
-              "trace": torch.tensor(hutchinson(op, n_probes=16, seed=3).estimate), "method": op.method}
+    result = {
+        "hv": op.matvec(v),
+        "top": torch.tensor(lanczos(op, k=2, tol=1e-10).eigenvalues),
+        "trace": torch.tensor(hutchinson(op, n_probes=16, seed=3).estimate),
+        "method": op.method,
+    }
     if ctx.is_main:
         torch.save(result, out)
     return 0
@@ -58,8 +64,15 @@ def main() -> int:
             from icml17.maml.presets import get_preset
             from icml17.maml.train import train
 
-            cfg = replace(get_preset("sinusoid-k10"), iterations=args.iterations, meta_batch=8, eval_every=2,
-                          eval_tasks=8, checkpoint_every=2, log_every=1)
+            cfg = replace(
+                get_preset("sinusoid-k10"),
+                iterations=args.iterations,
+                meta_batch=8,
+                eval_every=2,
+                eval_tasks=8,
+                checkpoint_every=2,
+                log_every=1,
+            )
             if args.float64:  # the samplers draw float32 tasks; the test compares in float64
                 import icml17.maml.train as maml_train
                 from icml17.maml.tasks import TaskSource
@@ -68,17 +81,30 @@ def main() -> int:
 
                 def make64(*a, **k):
                     s = make(*a, **k)
-                    return TaskSource(lambda T, g: s.train(T, g).to(dtype=torch.float64),
-                                      lambda *e: s.eval(*e).to(dtype=torch.float64), s.input_shape, s.num_classes)
+                    return TaskSource(
+                        lambda T, g: s.train(T, g).to(dtype=torch.float64),
+                        lambda *e: s.eval(*e).to(dtype=torch.float64),
+                        s.input_shape,
+                        s.num_classes,
+                    )
 
                 maml_train.make_task_source = make64
         else:
             from icml17.pixelcnn.presets import make_config
             from icml17.pixelcnn.train import train
 
-            cfg = make_config("digits-demo", "multiscale-a", {"iterations": args.iterations, "hidden": 8,
-                                                               "batch_size": 8, "eval_every": 2, "eval_images": 10,
-                                                               "checkpoint_every": 2})
+            cfg = make_config(
+                "digits-demo",
+                "multiscale-a",
+                {
+                    "iterations": args.iterations,
+                    "hidden": 8,
+                    "batch_size": 8,
+                    "eval_every": 2,
+                    "eval_images": 10,
+                    "checkpoint_every": 2,
+                },
+            )
         if args.sleep:
             import time
 
@@ -90,6 +116,7 @@ def main() -> int:
                 def slow(i):
                     time.sleep(args.sleep)
                     return step_fn(i)
+
                 return original(run_dir, total, slow, *a, **k)
 
             sys.modules[train.__module__].run_loop = slow_loop
@@ -99,9 +126,26 @@ def main() -> int:
             from icml17.cli import main as cli
 
             lr = ["inner_lr=0.02"] if args.skew and os.environ.get("RANK") == "1" else []
-            return cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", args.run_dir, "--no-progress",
-                        "--iterations", str(args.iterations), "--set", "meta_batch=8", "eval_every=2",
-                        "eval_tasks=8", "checkpoint_every=2", "log_every=1", *lr])
+            return cli(
+                [
+                    "maml",
+                    "train",
+                    "--preset",
+                    "sinusoid-k10",
+                    "--run-dir",
+                    args.run_dir,
+                    "--no-progress",
+                    "--iterations",
+                    str(args.iterations),
+                    "--set",
+                    "meta_batch=8",
+                    "eval_every=2",
+                    "eval_tasks=8",
+                    "checkpoint_every=2",
+                    "log_every=1",
+                    *lr,
+                ]
+            )
         train(cfg, args.run_dir, progress=False)
     finally:
         distributed.teardown()

@@ -50,10 +50,19 @@ def main() -> None:
         model.train()
         return {"mse": mse}
 
-    run_loop(args.run_dir, args.steps, step, {"model": model, "opt": opt, "gen": GeneratorState(gen)},
-             config={"lr": args.lr, "steps": args.steps, "checkpoint_every": args.checkpoint_every},
-             argv=["loop_script", *sys.argv[1:]], eval_fn=evaluate, eval_every=7,
-             checkpoint_every=args.checkpoint_every, progress=False, resume=not args.fresh)
+    run_loop(
+        args.run_dir,
+        args.steps,
+        step,
+        {"model": model, "opt": opt, "gen": GeneratorState(gen)},
+        config={"lr": args.lr, "steps": args.steps, "checkpoint_every": args.checkpoint_every},
+        argv=["loop_script", *sys.argv[1:]],
+        eval_fn=evaluate,
+        eval_every=7,
+        checkpoint_every=args.checkpoint_every,
+        progress=False,
+        resume=not args.fresh,
+    )
 
 
 if __name__ == "__main__":

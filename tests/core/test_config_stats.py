@@ -5,8 +5,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from icml17.cli_args import parse_overrides
 from icml17.core import ConfigError, bits_per_dim, config_from_dict, mean_ci95, override_config
-from icml17.core.run import parse_overrides, write_config
+from icml17.core.runs import write_config
 
 
 @dataclass(frozen=True)

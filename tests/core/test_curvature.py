@@ -10,8 +10,18 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from icml17.core.curvature import (DenseOperator, HessianOperator, ModelLoss, hutchinson, hutchpp, lanczos,
-                                   layer_blocks, layerwise_unsupported, power_iteration, slq_density)
+from icml17.core.curvature import (
+    DenseOperator,
+    HessianOperator,
+    ModelLoss,
+    hutchinson,
+    hutchpp,
+    lanczos,
+    layer_blocks,
+    layerwise_unsupported,
+    power_iteration,
+    slq_density,
+)
 from icml17.core.devicecheck import STAND_IN, WrongDeviceError, stand_in_device, values
 from icml17.core.functional import flatten, unflatten
 
@@ -74,7 +84,7 @@ def test_per_layer_block_is_the_diagonal_block():
     start = sum(sizes[:2])  # block "2" follows layer 0's weight and bias
     n = sum(sizes[2:4])
     block = HessianOperator(model, CE, (x, y), params=blocks["2"]).dense()
-    assert torch.allclose(block, H[start:start + n, start:start + n], atol=1e-8, rtol=0)
+    assert torch.allclose(block, H[start : start + n, start : start + n], atol=1e-8, rtol=0)
 
 
 def test_eval_mode_by_default_and_restored():
@@ -138,7 +148,7 @@ def test_slq_moments_match_traces():
     dens = slq_density(DenseOperator(torch.diag(d)), n_probes=3, steps=30)
     # Rademacher probes make v^T D^k v = tr(D^k) exactly, and Gauss quadrature is exact to degree 2m - 1
     assert math.isclose(dens.moment(1), float(d.sum()), rel_tol=1e-9)
-    assert math.isclose(dens.moment(2), float((d ** 2).sum()), rel_tol=1e-9)
+    assert math.isclose(dens.moment(2), float((d**2).sum()), rel_tol=1e-9)
     assert torch.allclose(torch.tensor(dens.weights.sum(1)), torch.ones(3, dtype=torch.float64))
     A = _spd(40)
     dens = slq_density(DenseOperator(A), n_probes=200, steps=10)
@@ -168,8 +178,9 @@ def test_bad_inputs_raise_value_errors():
     with pytest.raises(ValueError, match="empty"):
         HessianOperator(model, CE, [])
     with pytest.raises(ValueError, match="empty"):
-        HessianOperator(model, CE, iter([])).matvec(torch.zeros(sum(p.numel() for p in model.parameters()),
-                                                                 dtype=torch.float64))
+        HessianOperator(model, CE, iter([])).matvec(
+            torch.zeros(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+        )
     with pytest.raises(ValueError, match="mode"):
         HessianOperator(model, CE, (x, y), mode="inference")
 
@@ -226,12 +237,18 @@ def test_lanczos_gap_stopping_meets_its_eigenvalue_tolerance():
 def _conv_chain() -> nn.Module:
     """Strided and padded convolutions, a smooth activation and a piecewise-linear one, flatten, linear."""
     torch.manual_seed(2)
-    return nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Tanh(),
-                         nn.Flatten(), nn.Linear(8, 3)).double()
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(8, 3)
+    ).double()
 
 
-LAYERWISE = [(_mlp, (5,)), (lambda: _mlp(nn.Tanh), (5,)), (lambda: _mlp(nn.GELU), (5,)),
-             (lambda: _mlp(nn.Sigmoid), (5,)), (_conv_chain, (1, 8, 8))]
+LAYERWISE = [
+    (_mlp, (5,)),
+    (lambda: _mlp(nn.Tanh), (5,)),
+    (lambda: _mlp(nn.GELU), (5,)),
+    (lambda: _mlp(nn.Sigmoid), (5,)),
+    (_conv_chain, (1, 8, 8)),
+]
 
 
 @pytest.mark.parametrize("build,shape", LAYERWISE)
@@ -273,10 +290,11 @@ def test_layerwise_per_layer_block_and_float64_copy():
     start, n = sum(sizes[:2]), sum(sizes[2:4])  # block "2" follows layer 0's weight and bias
     op = HessianOperator(model, CE, (x, y), params=blocks["2"])
     assert op.method == "layerwise"
-    assert torch.allclose(op.dense(), H[start:start + n, start:start + n], atol=1e-8, rtol=0)
+    assert torch.allclose(op.dense(), H[start : start + n, start : start + n], atol=1e-8, rtol=0)
     op32 = HessianOperator(model.float(), CE, (x.float(), y), dtype=torch.float64)
-    assert op32.method == "layerwise" and torch.allclose(op32.dense(), _explicit_hessian(model.double(), x, y),
-                                                         atol=1e-8, rtol=0)
+    assert op32.method == "layerwise" and torch.allclose(
+        op32.dense(), _explicit_hessian(model.double(), x, y), atol=1e-8, rtol=0
+    )
 
 
 def test_hutchinson_uses_quadratic_forms_with_the_same_probes():
@@ -365,9 +383,14 @@ def test_train_mode_refuses_dropout_naming_the_layer():
 # The stand-in device (icml17.core.devicecheck) computes on the CPU but refuses, as CUDA would, a CPU tensor or
 # generator beside the model's tensors: a run there that completes, stays on the device and equals the CPU run
 # shows the engine makes every tensor where the model is.
-ON_DEVICE = [("layerwise", _mlp, (5,)), ("layerwise", _conv_chain, (1, 8, 8)),
-             ("forward-over-reverse", _mlp, (5,)), ("forward-over-reverse", _cnn, (1, 6, 6)),
-             ("reverse-over-reverse", _mlp, (5,)), ("reverse-over-reverse", _cnn, (1, 6, 6))]
+ON_DEVICE = [
+    ("layerwise", _mlp, (5,)),
+    ("layerwise", _conv_chain, (1, 8, 8)),
+    ("forward-over-reverse", _mlp, (5,)),
+    ("forward-over-reverse", _cnn, (1, 6, 6)),
+    ("reverse-over-reverse", _mlp, (5,)),
+    ("reverse-over-reverse", _cnn, (1, 6, 6)),
+]
 
 
 def _estimates(op: HessianOperator, V: torch.Tensor) -> dict:
@@ -376,19 +399,26 @@ def _estimates(op: HessianOperator, V: torch.Tensor) -> dict:
     top = lanczos(op, 3, tol=0.0, max_iter=8, seed=0)
     off = {n: p * 1.1 for n, p in op.point.items()}  # not the point: the generic (uncached) product
     tangents = op._tangents(V.T[:2].to(op.dtype))
-    return {"HV": op.matmat(V), "quadform": op.quadform(V),
-            "hvp_elsewhere": torch.cat([t.reshape(-1) for t in op.loss.hvp(tangents, off).values()]),
-            "lambda_max": lanczos(op, 1, tol=0.0, max_iter=6, seed=0).eigenvalues, "top3": top.eigenvalues,
-            "vectors": top.eigenvectors, "power": power_iteration(op, tol=0.0, max_iter=6, seed=0).eigenvalues,
-            "trace": hutchinson(op, 6, block=4, seed=1).estimate, "hutchpp": hutchpp(op, 6, seed=2).estimate,
-            "slq": torch.as_tensor(slq_density(op, n_probes=1, steps=4, seed=3).nodes)}
+    return {
+        "HV": op.matmat(V),
+        "quadform": op.quadform(V),
+        "hvp_elsewhere": torch.cat([t.reshape(-1) for t in op.loss.hvp(tangents, off).values()]),
+        "lambda_max": lanczos(op, 1, tol=0.0, max_iter=6, seed=0).eigenvalues,
+        "top3": top.eigenvalues,
+        "vectors": top.eigenvectors,
+        "power": power_iteration(op, tol=0.0, max_iter=6, seed=0).eigenvalues,
+        "trace": hutchinson(op, 6, block=4, seed=1).estimate,
+        "hutchpp": hutchpp(op, 6, seed=2).estimate,
+        "slq": torch.as_tensor(slq_density(op, n_probes=1, steps=4, seed=3).nodes),
+    }
 
 
 @pytest.mark.parametrize("product,build,shape", ON_DEVICE)
 def test_products_and_estimators_on_a_device_equal_the_cpu(product, build, shape):
     x, y = _data(shape, n=12)
-    V = torch.randn(sum(p.numel() for p in build().parameters()), 3, generator=torch.Generator().manual_seed(9),
-                    dtype=torch.float64)
+    V = torch.randn(
+        sum(p.numel() for p in build().parameters()), 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64
+    )
     cpu = _estimates(HessianOperator(build(), CE, [(x[:5], y[:5]), (x[5:], y[5:])], product=product), V)
     with stand_in_device() as mode:
         model = build().to(STAND_IN)
@@ -435,9 +465,21 @@ def test_planted_bug_a_start_vector_left_on_the_cpu_is_caught(monkeypatch):
     from icml17.core.curvature import estimators
 
     model, (x, y) = _mlp(), _data((5,))
-    monkeypatch.setattr(estimators._Draws, "normal",
-                        lambda self, *shape: torch.randn(*shape, generator=self.gen, dtype=self.dtype))
+    monkeypatch.setattr(
+        estimators._Draws, "normal", lambda self, *shape: torch.randn(*shape, generator=self.gen, dtype=self.dtype)
+    )
     with stand_in_device():
         op = HessianOperator(model.to(STAND_IN), CE, (x, y))
         with pytest.raises(WrongDeviceError):
             lanczos(op, 1, seed=0)
+
+
+def test_docstring_examples_run():
+    """The examples in the package's docstrings (lambda_max of a known quadratic, a dense solve) are true."""
+    import doctest
+
+    from icml17.core.curvature import estimators, operator, solvers
+
+    for module in (operator, estimators, solvers):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

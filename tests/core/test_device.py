@@ -42,8 +42,15 @@ def test_auto_takes_the_gpu_when_one_is_visible(monkeypatch):
         devices.resolve("cuda:2")
 
 
-@pytest.mark.parametrize("spec, needle", [("cuda", "CUDA is not available"), ("cuda:0", "CUDA is not available"),
-                                          ("gpu", "not a device"), ("xpu", "cpu, cuda and mps")])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("cuda", "CUDA is not available"),
+        ("cuda:0", "CUDA is not available"),
+        ("gpu", "not a device"),
+        ("xpu", "cpu, cuda and mps"),
+    ],
+)
 def test_devices_that_are_not_here_are_refused(monkeypatch, spec, needle):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(devices.DeviceError, match=needle):
@@ -77,8 +84,19 @@ def test_every_computing_command_takes_device():
     commands = _computing_commands()
     names = {f"{s} {c}".strip() for s, c, _ in commands}
     # the commands the issue names: train, eval, sample, measure, reproduce, baseline, demo
-    for expected in ("demo", "maml train", "maml eval", "maml baseline", "maml-rl train", "maml-rl eval",
-                     "pixelcnn train", "pixelcnn eval", "pixelcnn sample", "sharpness measure", "sharpness reproduce"):
+    for expected in (
+        "demo",
+        "maml train",
+        "maml eval",
+        "maml baseline",
+        "maml-rl train",
+        "maml-rl eval",
+        "pixelcnn train",
+        "pixelcnn eval",
+        "pixelcnn sample",
+        "sharpness measure",
+        "sharpness reproduce",
+    ):
         assert expected in names, sorted(names)
     for system, name, p in commands:
         options = {o for a in p._actions for o in a.option_strings}
@@ -86,14 +104,17 @@ def test_every_computing_command_takes_device():
         assert "--device" in p.format_help()
 
 
-@pytest.mark.parametrize("argv", [
-    ["demo", "--quick"],
-    ["maml", "train", "--preset", "sinusoid-k5", "--iterations", "1"],
-    ["maml", "eval", "--weights", "sinusoid-k10", "--tasks", "2"],
-    ["pixelcnn", "train", "--preset", "mnist", "--iterations", "1"],
-    ["sharpness", "measure", "--model", "mlp-784-32-10"],
-    ["maml-rl", "train", "--preset", "point-nav", "--iterations", "1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--quick"],
+        ["maml", "train", "--preset", "sinusoid-k5", "--iterations", "1"],
+        ["maml", "eval", "--weights", "sinusoid-k10", "--tasks", "2"],
+        ["pixelcnn", "train", "--preset", "mnist", "--iterations", "1"],
+        ["sharpness", "measure", "--model", "mlp-784-32-10"],
+        ["maml-rl", "train", "--preset", "point-nav", "--iterations", "1"],
+    ],
+)
 def test_device_cuda_without_cuda_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, argv):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.chdir(tmp_path)
@@ -177,8 +198,13 @@ def test_functorch_and_both_ad_modes_run_on_the_stand_in_device():
     expected = hvp(m, p, v, x, y)
     with stand_in_device():
         ms = m.to(STAND_IN)
-        got = hvp(ms, {k: t.to(STAND_IN) for k, t in p.items()}, {k: t.to(STAND_IN) for k, t in v.items()},
-                  x.to(STAND_IN), y.to(STAND_IN))
+        got = hvp(
+            ms,
+            {k: t.to(STAND_IN) for k, t in p.items()},
+            {k: t.to(STAND_IN) for k, t in v.items()},
+            x.to(STAND_IN),
+            y.to(STAND_IN),
+        )
         batched = torch.func.vmap(lambda xi: ms(xi).sum())(x.to(STAND_IN))
         assert batched.device == STAND_IN
     for k in expected:
@@ -253,12 +279,12 @@ def test_forward_mode_through_a_python_scalar_on_the_stand_in_device():
         assert got.device == STAND_IN and torch.equal(values(got), expected)
 
 
-
-@pytest.mark.parametrize("training, no_tf32, expected", [(True, False, True), (True, True, False),
-                                                         (False, False, False)])
+@pytest.mark.parametrize(
+    "training, no_tf32, expected", [(True, False, True), (True, True, False), (False, False, False)]
+)
 def test_tf32_only_for_training_and_never_when_asked_off(monkeypatch, training, no_tf32, expected):
     """Numbers a command reports (evaluations, likelihoods, curvature) are fp32: TF32 only speeds up training."""
-    from icml17.core.run import apply_compute
+    from icml17.cli_args import apply_compute
 
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     monkeypatch.setattr(devices, "resolve", lambda spec=None: torch.device("cuda", 0))

@@ -26,15 +26,23 @@ pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not i
 
 
 def _single(*args, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _torchrun(*args, wait=True, timeout=300):
-    cmd = [str(TORCHRUN), "--nproc_per_node=2", "--master_port", str(29500 + os.getpid() % 1000),
-           str(SCRIPT), *map(str, args)]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [
+        str(TORCHRUN),
+        "--nproc_per_node=2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        str(SCRIPT),
+        *map(str, args),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     if wait:
         out, err = proc.communicate(timeout=timeout)
         proc.out, proc.err = out, err
@@ -123,20 +131,24 @@ def test_ranks_started_with_different_configs_are_refused_before_work(tmp_path):
 
 
 def test_meta_batch_that_does_not_split_is_refused_before_work(tmp_path):
-    code = ("from icml17.core import distributed as d\n"
-            "import sys\n"
-            "d._CONTEXT = d.Context(rank=0, world_size=3)\n"
-            "try:\n    d.check_divisible('meta_batch', 25)\nexcept d.DistributedError as e:\n    print(e)\n")
+    code = (
+        "from icml17.core import distributed as d\n"
+        "import sys\n"
+        "d._CONTEXT = d.Context(rank=0, world_size=3)\n"
+        "try:\n    d.check_divisible('meta_batch', 25)\nexcept d.DistributedError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
-    assert "meta_batch=25 is not divisible by the 3 processes; use --set meta_batch=24" in out.stdout
+    assert "meta_batch=25 is not divisible by the 3 processes; use meta_batch=24" in out.stdout
 
 
 def test_nccl_on_cpu_is_refused(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    code = ("import os\nos.environ.update(WORLD_SIZE='2', RANK='0', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', "
-            "MASTER_PORT='29999')\nfrom icml17.core import distributed as d\n"
-            "try:\n    d.setup('nccl')\nexcept d.DistributedError as e:\n    print(e)\n")
+    code = (
+        "import os\nos.environ.update(WORLD_SIZE='2', RANK='0', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', "
+        "MASTER_PORT='29999')\nfrom icml17.core import distributed as d\n"
+        "try:\n    d.setup('nccl')\nexcept d.DistributedError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert "nccl backend needs GPUs" in out.stdout
 
@@ -145,14 +157,45 @@ def test_sharpness_measure_under_torchrun_equals_one_process(tmp_path, synthetic
     """The CLI shares the batches out over the ranks and all-reduces: the same measures as one process."""
     import json
 
-    args = ["-m", "icml17", "sharpness", "measure", "--model", "mlp-784-32-10", "--examples", "120",
-            "--batch-size", "20", "--measures", "loss,lambda_max,trace", "--probes", "8", "--dtype", "float64",
-            "--data-dir", str(synthetic_data_dir), "--out"]
-    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], env=ENV, capture_output=True,
-                         text=True, timeout=300)
+    args = [
+        "-m",
+        "icml17",
+        "sharpness",
+        "measure",
+        "--model",
+        "mlp-784-32-10",
+        "--examples",
+        "120",
+        "--batch-size",
+        "20",
+        "--measures",
+        "loss,lambda_max,trace",
+        "--probes",
+        "8",
+        "--dtype",
+        "float64",
+        "--data-dir",
+        str(synthetic_data_dir),
+        "--out",
+    ]
+    one = subprocess.run(
+        [sys.executable, *args, str(tmp_path / "one.json")], env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([str(TORCHRUN), "--nproc_per_node=2", "--master_port", str(29700 + os.getpid() % 200),
-                          *args, str(tmp_path / "two.json")], env=ENV, capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [
+            str(TORCHRUN),
+            "--nproc_per_node=2",
+            "--master_port",
+            str(29700 + os.getpid() % 200),
+            *args,
+            str(tmp_path / "two.json"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     for key in ("loss", "lambda_max", "trace"):

@@ -17,8 +17,13 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _run(run_dir: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(run_dir), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if wait:
         out, err = proc.communicate(timeout=120)
         proc.stdout_text, proc.stderr_text = out, err
@@ -62,7 +67,10 @@ def test_resume_with_other_config_is_refused_naming_the_keys_and_leaves_the_run_
     log_before = (tmp_path / "metrics.jsonl").read_text()
     proc = _run(tmp_path, "--steps", "10", "--lr", "0.5")
     assert proc.returncode != 0
-    assert "lr: 0.01 -> 0.5" in proc.stderr_text and "steps" not in proc.stderr_text.split("another config:")[1].split(".")[0]
+    assert (
+        "lr: 0.01 -> 0.5" in proc.stderr_text
+        and "steps" not in proc.stderr_text.split("another config:")[1].split(".")[0]
+    )
     # the refused attempt wrote nothing: config.json still describes the checkpoint's run
     assert (tmp_path / "config.json").read_text() == config_before
     assert (tmp_path / "metrics.jsonl").read_text() == log_before
@@ -133,7 +141,7 @@ def test_a_config_field_added_after_a_checkpoint_resumes_only_at_its_default(tmp
     from dataclasses import dataclass
 
     from icml17.core.config import ConfigError
-    from icml17.core.run import check_resume
+    from icml17.core.runs import check_resume
 
     @dataclass
     class Cfg:

@@ -7,11 +7,11 @@ import hashlib
 import http.server
 import io
 import os
-from pathlib import Path
 import shutil
 import socket
 import tarfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,8 +58,10 @@ def _leftovers(folder):
 @pytest.fixture
 def synthetic_mnist_md5(synthetic_data_dir, monkeypatch):
     """The download's MD5 table pointed at the synthetic MNIST, so that the check itself is exercised."""
-    table = {raw: hashlib.md5(gzip.decompress((synthetic_data_dir / "mnist" / f"{raw}.gz").read_bytes())).hexdigest()
-             for raw in download_module.MNIST_MD5}
+    table = {
+        raw: hashlib.md5(gzip.decompress((synthetic_data_dir / "mnist" / f"{raw}.gz").read_bytes())).hexdigest()
+        for raw in download_module.MNIST_MD5
+    }
     monkeypatch.setattr(download_module, "MNIST_MD5", table)
     return table
 

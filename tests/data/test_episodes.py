@@ -70,7 +70,8 @@ def test_sampling_is_seeded_and_uint8_pools_are_scaled():
     pool = torch.randint(0, 256, (10, 8, 1, 4, 4), dtype=torch.uint8)
     a = EpisodeSampler(pool, ways=3, shots=1, queries=2, rotate=True).sample(4, torch.Generator().manual_seed(3))
     b = EpisodeSampler(pool, ways=3, shots=1, queries=2, rotate=True, preconvert=False).sample(
-        4, torch.Generator().manual_seed(3))
+        4, torch.Generator().manual_seed(3)
+    )
     torch.testing.assert_close(a.support_x, b.support_x)
     assert a.support_x.dtype == torch.float32 and 0 <= a.support_x.min() and a.support_x.max() <= 1
 

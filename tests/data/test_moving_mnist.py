@@ -44,11 +44,11 @@ def test_digits_are_drawn_where_the_states_say(size):
             frame = data.frames[i, t]
             covered = np.zeros_like(frame, dtype=bool)
             for k in range(1 + two):
-                x, y = np.rint(data.states[i, t, 2 * k:2 * k + 2] * room).astype(int)  # from the state alone
-                box = frame[y:y + d, x:x + d]
+                x, y = np.rint(data.states[i, t, 2 * k : 2 * k + 2] * room).astype(int)  # from the state alone
+                box = frame[y : y + d, x : x + d]
                 assert box.shape == (d, d)
                 assert np.all(box >= glyphs[data.digits[i, k]]), "digit not drawn where the state says"
-                covered[y:y + d, x:x + d] = True
+                covered[y : y + d, x : x + d] = True
             assert not frame[~covered].any(), "ink outside the digits' boxes"
 
 
@@ -85,7 +85,7 @@ def test_splits_use_seen_and_novel_digits(synthetic_data_dir):
     d = digit_size(32)
     i = int(novel.digits[0, 0])
     x, y = novel.corners[0, 0, 0]
-    assert np.all(novel.frames[0, 0, y:y + d, x:x + d] >= resize_digits(test_images[i:i + 1], d)[0])
+    assert np.all(novel.frames[0, 0, y : y + d, x : x + d] >= resize_digits(test_images[i : i + 1], d)[0])
     again = load_moving_mnist(synthetic_data_dir, "val", **kw)  # from the cache file
     assert np.array_equal(again.frames, val.frames) and np.array_equal(again.states, val.states)
 

@@ -24,7 +24,12 @@ def test_real_data(real_data_dir):
 def test_synthetic_data(synthetic_data_dir):
     report = {e["name"]: e for e in describe_datasets(synthetic_data_dir)}
     assert {n: report[n]["status"] for n in ("omniglot", "mnist", "cifar10-subset", "miniimagenet", "cifar10")} == {
-        "omniglot": "found", "mnist": "found", "cifar10-subset": "found", "miniimagenet": "found", "cifar10": "missing"}
+        "omniglot": "found",
+        "mnist": "found",
+        "cifar10-subset": "found",
+        "miniimagenet": "found",
+        "cifar10": "missing",
+    }
     assert report["mnist"]["summary"] == "60,000 train / 10,000 test images of 28x28"
     assert report["cifar10-subset"]["summary"] == "500 train / 200 test images of 3x32x32"
 
@@ -63,7 +68,7 @@ def test_half_truncated_mnist_is_damaged_not_found(mnist_copy, tmp_path):
     summary = entry["summary"]
     assert "t10k-images-idx3-ubyte.gz is damaged" in summary
     assert "promises 10,000 images (7,840,000 bytes after the header) but it holds 3,920,000" in summary
-    assert f"Download it again: run `icml17 data download mnist --data-dir {tmp_path}`" in summary
+    assert f"Download it again: get it with `icml17 data download mnist --data-dir {tmp_path}`" in summary
 
 
 def test_cut_gzip_stream_is_truncated(mnist_copy, tmp_path):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icml17.data import (load_cifar10, load_miniimagenet, load_mnist, load_omniglot, omniglot,
-                         write_synthetic_datasets)
+from icml17.data import load_cifar10, load_miniimagenet, load_mnist, load_omniglot, omniglot, write_synthetic_datasets
 from icml17.data.synthetic import write_omniglot_zip
 
 MEMBER = re.compile(r"images_(background|evaluation)/[^/]+/character\d\d/\d{4}_\d\d\.png")

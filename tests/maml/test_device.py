@@ -34,16 +34,21 @@ from icml17.maml.train import train
 def _omniglot_engine(**kw) -> MAML:
     torch.manual_seed(0)
     model = build_model("conv4-omniglot", ways=3, image_size=12)
-    return MAML(model, loss_fn=lambda o, y: cross_entropy(o, y, shots=1), score_fn=accuracy, inner_steps=2,
-                inner_lr=0.4, **kw)
+    return MAML(
+        model, loss_fn=lambda o, y: cross_entropy(o, y, shots=1), score_fn=accuracy, inner_steps=2, inner_lr=0.4, **kw
+    )
 
 
 def _episodes(tasks: int = 3, ways: int = 3, shots: int = 1, queries: int = 2, seed: int = 0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     sy = torch.arange(ways).repeat_interleave(shots).expand(tasks, -1).clone()
     qy = torch.arange(ways).repeat_interleave(queries).expand(tasks, -1).clone()
-    return TaskBatch(torch.rand(tasks, ways * shots, 1, 12, 12, generator=g), sy,
-                     torch.rand(tasks, ways * queries, 1, 12, 12, generator=g), qy)
+    return TaskBatch(
+        torch.rand(tasks, ways * shots, 1, 12, 12, generator=g),
+        sy,
+        torch.rand(tasks, ways * queries, 1, 12, 12, generator=g),
+        qy,
+    )
 
 
 def _grads(engine: MAML) -> dict[str, torch.Tensor]:
@@ -99,14 +104,33 @@ def _train(cfg, run_dir: Path, data_dir=None, device=None, precision: str = "fp3
 
 
 def _sinusoid(**kw):
-    return replace(get_preset("sinusoid-k5"), **{"iterations": 3, "meta_batch": 4, "eval_every": 3, "eval_tasks": 4,
-                                                 "eval_inner_steps": 2, "checkpoint_every": 3, **kw})
+    return replace(
+        get_preset("sinusoid-k5"),
+        **{
+            "iterations": 3,
+            "meta_batch": 4,
+            "eval_every": 3,
+            "eval_tasks": 4,
+            "eval_inner_steps": 2,
+            "checkpoint_every": 3,
+            **kw,
+        },
+    )
 
 
 def _omniglot(**kw):
-    return replace(get_preset("omniglot-5w1s"), **{"iterations": 2, "meta_batch": 2, "eval_every": 2,
-                                                   "eval_tasks": 2, "eval_inner_steps": 2, "checkpoint_every": 2,
-                                                   **kw})
+    return replace(
+        get_preset("omniglot-5w1s"),
+        **{
+            "iterations": 2,
+            "meta_batch": 2,
+            "eval_every": 2,
+            "eval_tasks": 2,
+            "eval_inner_steps": 2,
+            "checkpoint_every": 2,
+            **kw,
+        },
+    )
 
 
 def _same_checkpoints(a: Path, b: Path) -> bool:
@@ -131,8 +155,11 @@ def test_sinusoid_training_and_evaluation_on_the_stand_in_equal_the_cpu(tmp_path
     copies = []
     for iterations in (2, 4):
         with stand_in_device() as mode:
-            _train(replace(cfg, iterations=iterations, eval_every=0, checkpoint_every=100),
-                   tmp_path / f"count{iterations}", device=STAND_IN)
+            _train(
+                replace(cfg, iterations=iterations, eval_every=0, checkpoint_every=100),
+                tmp_path / f"count{iterations}",
+                device=STAND_IN,
+            )
         copies.append(mode.transfers_to_cpu)
     assert copies[1] - copies[0] == 2, copies
 
@@ -151,8 +178,10 @@ def test_a_cpu_checkpoint_resumes_on_the_stand_in_as_on_the_cpu(tmp_path):
 def test_omniglot_training_on_the_stand_in_equals_the_cpu(tmp_path, monkeypatch):
     # Episodes (rotated characters) from a small pool of random images, so the test does not decode a dataset.
     g = torch.Generator().manual_seed(0)
-    pools = {split: torch.randint(0, 256, (n, 4, 1, 28, 28), generator=g, dtype=torch.uint8).numpy()
-             for split, n in (("train", 8), ("val", 6), ("test", 6))}
+    pools = {
+        split: torch.randint(0, 256, (n, 4, 1, 28, 28), generator=g, dtype=torch.uint8).numpy()
+        for split, n in (("train", 8), ("val", 6), ("test", 6))
+    }
     monkeypatch.setattr(maml_tasks, "_pools", lambda cfg, data_dir: pools)
     cfg = _omniglot()
     _, cpu_lines = _train(cfg, tmp_path / "cpu")
@@ -183,8 +212,9 @@ def test_baselines_on_the_stand_in_equal_the_cpu(tmp_path):
         expected[kind] = (model, _oracle(model) if kind == "oracle" else baselines.evaluate_pretrained(model, 5, 2, 9))
     with stand_in_device():
         for kind in ("pretrained", "oracle"):
-            model, _ = baselines.train_baseline(kind, tmp_path / f"dev-{kind}", iterations=3, progress=False,
-                                                device=STAND_IN)
+            model, _ = baselines.train_baseline(
+                kind, tmp_path / f"dev-{kind}", iterations=3, progress=False, device=STAND_IN
+            )
             assert next(model.parameters()).device == STAND_IN
             got = _oracle(model) if kind == "oracle" else baselines.evaluate_pretrained(model, 5, 2, 9)
             assert got == expected[kind][1], kind
@@ -218,8 +248,23 @@ def test_half_precision_is_refused_for_second_order_maml_before_any_work(tmp_pat
 
 
 def test_the_cli_refuses_half_precision_for_second_order_maml_in_one_line(tmp_path, capsys):
-    code = main(["maml", "train", "--preset", "sinusoid-k5", "--run-dir", str(tmp_path / "r"), "--iterations", "1",
-                 "--no-progress", "--device", "cpu", "--precision", "bf16"])
+    code = main(
+        [
+            "maml",
+            "train",
+            "--preset",
+            "sinusoid-k5",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--iterations",
+            "1",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--precision",
+            "bf16",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "double backward" in err and "--set first_order=true" in err
@@ -243,8 +288,9 @@ def test_out_of_memory_names_the_chunk_size(tmp_path, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(MAML, "meta_backward", oom)
-    with pytest.raises(OutOfMemory, match=r"chunk_size \(--set chunk_size=N.*meta_batch"):
+    with pytest.raises(OutOfMemory, match=r"chunk_size \(tasks meta-differentiated at once.*meta_batch") as e:
         _train(_sinusoid(), tmp_path / "run")
+    assert e.value.params == ("chunk_size", "meta_batch")  # the CLI names their --set keys
 
 
 def test_eval_chunk_size_does_not_change_the_scores(tmp_path, capsys):

@@ -14,7 +14,6 @@ from icml17.maml.losses import accuracy, cross_entropy, mse
 from icml17.maml.models import BatchNormOffset, build_model
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     """Every test here runs in float64 (restored afterwards so other modules keep float32)."""
@@ -76,12 +75,14 @@ def test_meta_gradient_matches_explicit_autograd_loop():
     for t in range(batch.num_tasks):
         fast = params
         for _ in range(steps):
-            out = torch.func.functional_call(net, dict(zip([n for n, _ in net.named_parameters()], fast)),
-                                             (batch.support_x[t],))
+            out = torch.func.functional_call(
+                net, dict(zip([n for n, _ in net.named_parameters()], fast)), (batch.support_x[t],)
+            )
             g = torch.autograd.grad(mse(out, batch.support_y[t]), fast, create_graph=True)
             fast = [p - alpha * gi for p, gi in zip(fast, g)]
-        out = torch.func.functional_call(net, dict(zip([n for n, _ in net.named_parameters()], fast)),
-                                         (batch.query_x[t],))
+        out = torch.func.functional_call(
+            net, dict(zip([n for n, _ in net.named_parameters()], fast)), (batch.query_x[t],)
+        )
         total = total + mse(out, batch.query_y[t])
     ref = torch.autograd.grad(total / batch.num_tasks, params)
     for (n, _), r in zip(net.named_parameters(), ref):
@@ -113,6 +114,7 @@ def test_second_order_differs_from_first_order_on_curved_net():
 
 def test_second_order_equals_first_order_when_inner_hessian_vanishes():
     """Inner loss linear in the parameters (L = -mean(f(x) * y), f linear): H = 0, so SO == FO exactly."""
+
     def linear_loss(out, y):
         return -(out * y).mean()
 
@@ -138,17 +140,29 @@ def episode_batch(tasks=4, ways=3, shots=2, queries=3, seed=0) -> TaskBatch:
 
 def small_conv(ways: int = 3) -> nn.Module:
     """conv -> batch norm (batch statistics) -> ReLU -> linear: the structure of Conv4, small enough for float64."""
-    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), BatchNormOffset(4), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * 5 * 5, ways)).double()
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2), BatchNormOffset(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, ways)
+    ).double()
 
 
 def conv_engine(vectorize: bool, chunk_size: int = 0, lr_mode: str = "fixed", **kw) -> MAML:
     torch.manual_seed(0)
     model = small_conv()
+
     def ce(logits, y):
         return cross_entropy(logits, y, shots=2)
-    return MAML(model, loss_fn=ce, score_fn=accuracy, inner_steps=2, inner_lr=0.1, lr_mode=lr_mode,
-                vectorize=vectorize, chunk_size=chunk_size, **kw)
+
+    return MAML(
+        model,
+        loss_fn=ce,
+        score_fn=accuracy,
+        inner_steps=2,
+        inner_lr=0.1,
+        lr_mode=lr_mode,
+        vectorize=vectorize,
+        chunk_size=chunk_size,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("lr_mode", ["per-parameter"])  # learned per-tensor rates: the most general path
@@ -189,24 +203,34 @@ def test_per_query_batch_norm_is_not_transductive():
     moved = qx.clone()
     moved[1:] += 1.0
     torch.testing.assert_close(engine.predict_query(params, sx, moved)[0], out[0])  # unaffected by others
-    torch.testing.assert_close(out[0], engine.model(torch.cat([sx, qx[:1]]))[-1])   # support + that query
+    torch.testing.assert_close(out[0], engine.model(torch.cat([sx, qx[:1]]))[-1])  # support + that query
 
 
 def test_adapt_changes_only_chosen_parameters_and_is_pure():
     net, batch = tanh_net(), regression_batch()
     params = {n: p.detach().clone() for n, p in net.named_parameters()}
     fwd = lambda p, x: torch.func.functional_call(net, p, (x,))  # noqa: E731
-    out = adapt(params, batch.support_x[0], batch.support_y[0], forward=fwd, loss_fn=mse, steps=2, lr=0.1,
-                adapt_names=["2.weight", "2.bias"])
+    out = adapt(
+        params,
+        batch.support_x[0],
+        batch.support_y[0],
+        forward=fwd,
+        loss_fn=mse,
+        steps=2,
+        lr=0.1,
+        adapt_names=["2.weight", "2.bias"],
+    )
     assert torch.equal(out["0.weight"], params["0.weight"]) and torch.equal(out["0.bias"], params["0.bias"])
     assert not torch.equal(out["2.weight"], params["2.weight"])
     for n, p in net.named_parameters():
         assert torch.equal(p.detach(), params[n])  # the module was not touched
-    path = adapt(params, batch.support_x[0], batch.support_y[0], forward=fwd, loss_fn=mse, steps=2, lr=0.1,
-                 trajectory=True)
+    path = adapt(
+        params, batch.support_x[0], batch.support_y[0], forward=fwd, loss_fn=mse, steps=2, lr=0.1, trajectory=True
+    )
     assert len(path) == 3 and torch.equal(path[0]["0.weight"], params["0.weight"])
-    assert mse(fwd(path[2], batch.support_x[0]), batch.support_y[0]) < mse(fwd(path[0], batch.support_x[0]),
-                                                                           batch.support_y[0])
+    assert mse(fwd(path[2], batch.support_x[0]), batch.support_y[0]) < mse(
+        fwd(path[0], batch.support_x[0]), batch.support_y[0]
+    )
 
 
 @pytest.mark.parametrize("lr_mode", ["scalar", "per-parameter"])

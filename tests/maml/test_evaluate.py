@@ -23,13 +23,22 @@ def _episodes(tasks, ways, shots, queries, seed=0):
     g = torch.Generator().manual_seed(seed)
     sy = torch.arange(ways).repeat_interleave(shots).expand(tasks, -1).clone()
     qy = torch.arange(ways).repeat_interleave(queries).expand(tasks, -1).clone()
-    return TaskBatch(torch.rand(tasks, ways * shots, 1, 28, 28, generator=g), sy,
-                     torch.rand(tasks, ways * queries, 1, 28, 28, generator=g), qy)
+    return TaskBatch(
+        torch.rand(tasks, ways * shots, 1, 28, 28, generator=g),
+        sy,
+        torch.rand(tasks, ways * queries, 1, 28, 28, generator=g),
+        qy,
+    )
 
 
 def _save(path, batch):
-    np.savez(path, support_x=batch.support_x.numpy(), support_y=batch.support_y.numpy(),
-             query_x=batch.query_x.numpy(), query_y=batch.query_y.numpy())
+    np.savez(
+        path,
+        support_x=batch.support_x.numpy(),
+        support_y=batch.support_y.numpy(),
+        query_x=batch.query_x.numpy(),
+        query_y=batch.query_y.numpy(),
+    )
     return path
 
 
@@ -104,17 +113,6 @@ def test_unknown_shipped_weights_name_the_available_ones():
 
     with pytest.raises(WeightsError, match="sinusoid-k10"):
         load_shipped("nope")
-
-
-def test_published_numbers_name_their_source():
-    """The sinusoid numbers are Li et al.'s (Meta-SGD) table of MAML, not the MAML paper's (which has plots)."""
-    from icml17.maml.presets import PRESETS
-
-    for name, cfg in PRESETS.items():
-        if cfg.paper is None:
-            continue
-        expected = "Meta-SGD" if name.startswith("sinusoid") else "Finn et al. 2017"
-        assert expected in (cfg.paper_source or ""), name
 
 
 def test_readme_states_where_the_chunk_size_was_measured():

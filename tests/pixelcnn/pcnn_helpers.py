@@ -8,16 +8,38 @@ from icml17.pixelcnn.multiscale import MultiscalePixelCNN
 from icml17.pixelcnn.pixelcnn import PixelCNN
 
 
-def tiny_model(kind: str, size: int, channels: int, bits: int, head: str, condition: str = "none",
-               base: int = 1, patch: int = 2, seed: int = 0) -> torch.nn.Module:
+def tiny_model(
+    kind: str,
+    size: int,
+    channels: int,
+    bits: int,
+    head: str,
+    condition: str = "none",
+    base: int = 1,
+    patch: int = 2,
+    seed: int = 0,
+) -> torch.nn.Module:
     """A small float64 model: kind 'full', 'a' or 'b'."""
     torch.manual_seed(seed)
     cond = {"kind": condition, "dim": 6, "text_len": 24, "map_channels": 2, "map_size": size}
     if kind == "full":
         model = PixelCNN(size, channels, bits, head, hidden=6, layers=2, n_mix=2, condition=cond)
     else:
-        model = MultiscalePixelCNN(size, channels, bits, head, kind, base, hidden=6, base_layers=2, resnet_blocks=1,
-                                   shallow_layers=2, patch=patch, n_mix=2, condition=cond)
+        model = MultiscalePixelCNN(
+            size,
+            channels,
+            bits,
+            head,
+            kind,
+            base,
+            hidden=6,
+            base_layers=2,
+            resnet_blocks=1,
+            shallow_layers=2,
+            patch=patch,
+            n_mix=2,
+            condition=cond,
+        )
     return model.double().eval()
 
 
@@ -38,7 +60,7 @@ def make_context(model, batch: int, seed: int = 1) -> object:
 def all_images(channels: int, size: int, levels: int) -> torch.Tensor:
     """Every image (levels^(C S S), C, S, S) int64."""
     n = channels * size * size
-    idx = torch.arange(levels ** n)
+    idx = torch.arange(levels**n)
     digits = (idx[:, None] // levels ** torch.arange(n)) % levels
     return digits.view(-1, channels, size, size)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from pcnn_helpers import tiny_model
 
 
@@ -39,8 +38,9 @@ def paper_position(r: int, c: int, size: int, base: int) -> tuple[int, int, tupl
     raise AssertionError("unreachable")
 
 
-def allowed(out: tuple[int, int, int], inp: tuple[int, int, int], size: int, base: int, variant: str,
-            patch: int) -> bool:
+def allowed(
+    out: tuple[int, int, int], inp: tuple[int, int, int], size: int, base: int, variant: str, patch: int
+) -> bool:
     """May the prediction of sub-pixel ``out`` = (channel, r, c) depend on input sub-pixel ``inp``?"""
     (co, ro, wo), (ci, ri, wi) = out, inp
     lo, go, (io, jo), bo = paper_position(ro, wo, size, base)
@@ -68,17 +68,21 @@ def jacobian_rows(model) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
     for f in model.factors(v0):
         p, h, w = f.params.shape[1:]
         rows, cols = f.rows.expand(h, w), f.cols.expand(h, w)
-        targets += [(int(color[k]), int(rows[y, x]), int(cols[y, x])) for k in range(p) for y in range(h)
-                    for x in range(w)]
+        targets += [
+            (int(color[k]), int(rows[y, x]), int(cols[y, x])) for k in range(p) for y in range(h) for x in range(w)
+        ]
     return jac, targets
 
 
-@pytest.mark.parametrize("variant,size,base,patch,channels,head", [
-    ("a", 8, 2, 2, 3, "softmax"),
-    ("a", 8, 1, 2, 3, "logistic"),
-    ("b", 8, 2, 2, 3, "softmax"),   # level 2: a 4x4 group grid in four 2x2 patches
-    ("b", 16, 2, 3, 1, "bernoulli"),  # patch 3 does not divide K = 4 or 8: padded patches
-])
+@pytest.mark.parametrize(
+    "variant,size,base,patch,channels,head",
+    [
+        ("a", 8, 2, 2, 3, "softmax"),
+        ("a", 8, 1, 2, 3, "logistic"),
+        ("b", 8, 2, 2, 3, "softmax"),  # level 2: a 4x4 group grid in four 2x2 patches
+        ("b", 16, 2, 3, 1, "bernoulli"),  # patch 3 does not divide K = 4 or 8: padded patches
+    ],
+)
 def test_no_output_sees_what_the_papers_order_hides(variant, size, base, patch, channels, head):
     model = tiny_model(variant, size, channels, 1 if head == "bernoulli" else 2, head, base=base, patch=patch)
     jac, targets = jacobian_rows(model)
@@ -87,7 +91,8 @@ def test_no_output_sees_what_the_papers_order_hides(variant, size, base, patch, 
     leaks = (jac != 0) & ~mask
     assert not leaks.any(), (
         f"{int(leaks.sum())} forbidden dependencies, e.g. output {targets[int(leaks.any(1).nonzero()[0])]} sees "
-        f"{inputs[int(leaks[leaks.any(1).nonzero()[0, 0]].nonzero()[0])]}")
+        f"{inputs[int(leaks[leaks.any(1).nonzero()[0, 0]].nonzero()[0])]}"
+    )
     # not vacuous: every group after the base does read earlier groups (a tiny random net has dead ReLUs, so
     # this is asked of each group as a whole, not of every output), and type B uses its own patch
     key = [paper_position(r, c, size, base)[:2] for _, r, c in targets]
@@ -96,8 +101,12 @@ def test_no_output_sees_what_the_papers_order_hides(variant, size, base, patch, 
         rows = torch.tensor([k == group for k in key])
         assert ((jac[rows] != 0) & earlier[rows]).any(), f"group {group} reads no earlier group"
     if variant == "b":
-        within = torch.tensor([[allowed(t, i, size, base, "b", patch) and not allowed(t, i, size, base, "a", patch)
-                                for i in inputs] for t in targets])
+        within = torch.tensor(
+            [
+                [allowed(t, i, size, base, "b", patch) and not allowed(t, i, size, base, "a", patch) for i in inputs]
+                for t in targets
+            ]
+        )
         assert ((jac != 0) & within).any()
 
 

@@ -3,7 +3,6 @@ expected form, for every model type; a text-and-spatial context uses both of its
 
 import pytest
 import torch
-
 from pcnn_helpers import tiny_model
 
 

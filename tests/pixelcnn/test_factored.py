@@ -4,7 +4,6 @@ distribution over all images, ``LogProb`` adds its terms up, and images are vali
 
 import pytest
 import torch
-
 from pcnn_helpers import all_images, jacobian_and_ranks, make_context, tiny_model
 
 # --- causality: d output_i / d input_j == 0 exactly for every j not earlier than i in the model's order --------
@@ -50,9 +49,19 @@ def total_probability(model, channels: int, size: int) -> float:
     return float(torch.logsumexp(torch.cat(logps), 0).exp())
 
 
-@pytest.mark.parametrize("kind,condition", [("full", "none"), ("a", "none"), ("b", "none"), ("full", "class"),
-                                            ("a", "spatial"), ("b", "class"), ("full", "text+spatial"),
-                                            ("b", "text+spatial")])
+@pytest.mark.parametrize(
+    "kind,condition",
+    [
+        ("full", "none"),
+        ("a", "none"),
+        ("b", "none"),
+        ("full", "class"),
+        ("a", "spatial"),
+        ("b", "class"),
+        ("full", "text+spatial"),
+        ("b", "text+spatial"),
+    ],
+)
 def test_binary_4x4_sums_to_one(kind, condition):
     model = tiny_model(kind, 4, 1, 1, "bernoulli", condition, base=1, patch=2)
     assert abs(total_probability(model, 1, 4) - 1.0) < 1e-5
@@ -76,8 +85,15 @@ def test_terms_add_up_and_bits_per_dim():
     model = tiny_model("b", 4, 1, 1, "bernoulli", base=1)
     x = all_images(1, 4, 2)[:5]
     lp = model.log_prob(x)
-    assert sorted(lp.terms) == ["base", "scale1/group2", "scale1/group3", "scale1/group4",
-                                "scale2/group2", "scale2/group3", "scale2/group4"]
+    assert sorted(lp.terms) == [
+        "base",
+        "scale1/group2",
+        "scale1/group3",
+        "scale1/group4",
+        "scale2/group2",
+        "scale2/group3",
+        "scale2/group4",
+    ]
     assert torch.allclose(sum(lp.terms.values()), lp.total)
     assert torch.allclose(lp.bits_per_dim(), -lp.total / (16 * torch.log(torch.tensor(2.0, dtype=torch.float64))))
 

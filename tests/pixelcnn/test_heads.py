@@ -16,7 +16,7 @@ def test_mixture_sums_to_one_over_all_levels_8bit():
     params[:, 6:9] = torch.tensor([-7.0, -3.0, 4.0], dtype=torch.float64)[None, :, None, None]  # sharp and wide
     levels = torch.arange(256).view(256, 1, 1, 1)
     for b in range(4):
-        lp = head.log_prob(params[b:b + 1].expand(256, -1, -1, -1), levels)
+        lp = head.log_prob(params[b : b + 1].expand(256, -1, -1, -1), levels)
         assert abs(float(lp.exp().sum()) - 1.0) < 1e-9
 
 
@@ -69,12 +69,13 @@ def test_mixture_finite_values_and_gradients_at_edge_bins():
 def test_head_sampling_follows_log_prob():
     """Mixture (RGB, 2 bits: 64 outcomes) and softmax heads: sample frequencies vs probabilities."""
     from pcnn_helpers import chi_square
+
     g = torch.Generator().manual_seed(3)
     for head in (LogisticMixtureHead(3, 4, n_mix=2), SoftmaxHead(3, 4)):
         params = torch.randn(1, head.n_params, 1, 1, generator=g, dtype=torch.float64)
         n = 40000
         s = head.sample(params.expand(n, -1, -1, -1), generator=g)  # (n, 3, 1, 1)
-        codes = (s[:, 0, 0, 0] * 16 + s[:, 1, 0, 0] * 4 + s[:, 2, 0, 0])
+        codes = s[:, 0, 0, 0] * 16 + s[:, 1, 0, 0] * 4 + s[:, 2, 0, 0]
         counts = torch.bincount(codes, minlength=64).double()
         grid = torch.stack(torch.meshgrid(*[torch.arange(4)] * 3, indexing="ij"), -1).view(-1, 3, 1, 1)
         probs = head.log_prob(params.expand(64, -1, -1, -1), grid).exp().reshape(-1)

@@ -4,11 +4,10 @@ test_factored.py and test_sampling.py.)"""
 
 import pytest
 import torch
+from pcnn_helpers import jacobian_and_ranks, tiny_model
 
 from icml17.core.config import ConfigError
 from icml17.pixelcnn.multiscale import MultiscalePixelCNN
-
-from pcnn_helpers import jacobian_and_ranks, tiny_model
 
 
 def test_groups_see_pixels_below_and_right():

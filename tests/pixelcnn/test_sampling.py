@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
-
 from pcnn_helpers import all_images, chi_square, make_context, tiny_model
+
+from icml17.pixelcnn.heads import LogisticMixtureHead, SoftmaxHead
+from icml17.pixelcnn.sampling import MixtureSampler, head_sampler
 
 
 def codes_of(images: torch.Tensor, levels: int) -> torch.Tensor:
@@ -13,10 +15,16 @@ def codes_of(images: torch.Tensor, levels: int) -> torch.Tensor:
     return (flat * levels ** torch.arange(flat.shape[1])).sum(1)  # same enumeration as all_images
 
 
-@pytest.mark.parametrize("kind,channels,head,condition", [
-    ("full", 1, "bernoulli", "class"), ("a", 1, "bernoulli", "none"), ("b", 1, "bernoulli", "class"),
-    ("a", 3, "softmax", "none"), ("b", 3, "logistic", "text"),
-])
+@pytest.mark.parametrize(
+    "kind,channels,head,condition",
+    [
+        ("full", 1, "bernoulli", "class"),
+        ("a", 1, "bernoulli", "none"),
+        ("b", 1, "bernoulli", "class"),
+        ("a", 3, "softmax", "none"),
+        ("b", 3, "logistic", "text"),
+    ],
+)
 def test_sample_frequencies_match_log_prob(kind, channels, head, condition):
     """2x2 images (16 or 4096 outcomes): Pearson chi-square of sample counts vs exp(log_prob), fixed seed."""
     model = tiny_model(kind, 2, channels, 1, head, condition, base=1)
@@ -42,7 +50,7 @@ def test_evaluation_counts_are_logarithmic():
     b = tiny_model("b", 16, 1, 2, "logistic", base=2, patch=2)  # M^2 = 4 evaluations per group (K >= 2)
     s = b.sample(2)
     assert s.evaluations == 4 + 3 * 3 * (1 + 4)  # per group: the ResNet pass, then M^2 patch steps
-    assert [lv.shape[-1] for lv in s.levels] == [2, 4, 8, 16]
+    assert [lv.shape[-1] for lv in s.coarse_to_fine] == [2, 4, 8, 16]
 
 
 def test_windowed_full_sampler_is_exact():
@@ -60,7 +68,7 @@ def test_super_resolution_keeps_the_low_resolution_image():
     sr = model.super_resolve(low, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sr.images[:, :, ::2, ::2], low)
     assert sr.evaluations == 3 * (1 + 4)  # only the last level: 3 groups x (ResNet + M^2)
-    assert torch.equal(sr.levels[-1], sr.images)
+    assert torch.equal(sr.coarse_to_fine[-1], sr.images)
 
 
 def test_completion_of_the_top_half_with_the_full_model():
@@ -112,13 +120,43 @@ def test_super_resolution_frequencies_match_conditional(kind):
     assert stat < df + 5 * math.sqrt(2 * df), (stat, df)
 
 
-def test_timed_band_counts_the_evaluations_it_samples():
-    """The benchmark's extrapolation helper: a band of rows is rows x width evaluations (x channels for a
-    softmax head); the last ``cols`` pixels of one row are ``cols`` of them."""
-    from icml17.pixelcnn.sampling import time_full_sampler_band
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "channels,n_mix,levels,shape,temperature",
+    [
+        (3, 5, 256, (30, 1, 1), 1.0),
+        (3, 10, 256, (7, 3, 2), 0.7),
+        (1, 2, 8, (16, 1, 1), 1.0),
+        (2, 3, 16, (5, 4, 4), 1.3),
+    ],
+)
+def test_mixture_sampler_draws_the_heads_codes(dtype, channels, n_mix, levels, shape, temperature):
+    """MixtureSampler is LogisticMixtureHead.sample with its buffers made once: over 30 draws from parameters
+    rewritten in place, in a strided buffer (as the caching samplers hand them) and a contiguous one, the same
+    codes and the same generator state afterwards (the same random numbers consumed)."""
+    head = LogisticMixtureHead(channels, levels, n_mix)
+    b, h, w = shape
+    for params in (
+        torch.empty(b, h, w, head.n_params, 2, dtype=dtype)[..., 0].permute(0, 3, 1, 2),
+        torch.empty(b, head.n_params, h, w, dtype=dtype),
+    ):
+        reference, ours = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        draw = MixtureSampler(head, params, temperature, ours)
+        for step in range(30):
+            params.copy_(3 * torch.randn(params.shape, dtype=dtype, generator=torch.Generator().manual_seed(step)))
+            expected = head.sample(params, temperature, reference)
+            assert torch.equal(draw(), expected), step
+        assert torch.equal(ours.get_state(), reference.get_state())
 
-    model = tiny_model("full", 6, 3, 1, "softmax")
-    assert time_full_sampler_band(model, 2, 2)[1] == 2 * 6 * 3
-    assert time_full_sampler_band(model, 2, 1, window=False, cols=4)[1] == 4 * 3
-    with pytest.raises(ValueError, match="cols=7"):
-        time_full_sampler_band(model, 2, 1, cols=7)
+
+def test_head_sampler_uses_the_heads_own_sample_otherwise():
+    """A head whose sample is replaced on the instance (a recording wrapper) or another head is called as is."""
+    params = torch.randn(4, 10, 1, 1)
+    mixture = LogisticMixtureHead(1, 8, 2)
+    assert isinstance(head_sampler(mixture, params[:, :6], 1.0, None), MixtureSampler)
+    calls = []
+    mixture.sample = lambda p, t, g: calls.append(p) or torch.zeros(4, 1, 1, 1, dtype=torch.long)
+    head_sampler(mixture, params[:, :6], 1.0, None)()
+    assert len(calls) == 1 and calls[0].data_ptr() == params.data_ptr()
+    draw = head_sampler(SoftmaxHead(1, 10), params, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(draw(), SoftmaxHead(1, 10).sample(params, 1.0, torch.Generator().manual_seed(0)))

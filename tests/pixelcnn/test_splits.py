@@ -42,13 +42,62 @@ def test_missing_or_impossible_validation_split_is_refused(synthetic_data_dir: P
 
 def test_eval_records_every_split(tmp_path: Path, synthetic_data_dir: Path):
     run_dir, records = tmp_path / "run", tmp_path / "records"
-    small = ["--data-dir", synthetic_data_dir, "--set", "hidden=8", "--set", "layers=2", "--set", "resnet_blocks=1",
-             "--set", "batch_size=4", "--set", "eval_images=8", "--set", "eval_every=2", "--set", "val_images=100"]
-    args = ["pixelcnn", "train", "--preset", "mnist-text-spatial", "--model", "multiscale-a", "--run-dir", run_dir,
-            "--iterations", "2", *small]
+    small = [
+        "--data-dir",
+        synthetic_data_dir,
+        "--set",
+        "hidden=8",
+        "--set",
+        "layers=2",
+        "--set",
+        "resnet_blocks=1",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "eval_images=8",
+        "--set",
+        "eval_every=2",
+        "--set",
+        "val_images=100",
+    ]
+    args = [
+        "pixelcnn",
+        "train",
+        "--preset",
+        "mnist-text-spatial",
+        "--model",
+        "multiscale-a",
+        "--run-dir",
+        run_dir,
+        "--iterations",
+        "2",
+        *small,
+    ]
     assert main([str(a) for a in args]) == 0
-    assert main([str(a) for a in ["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "6", "--splits", "train",
-                                  "val", "test", "--record", records, "--data-dir", synthetic_data_dir]]) == 0
+    assert (
+        main(
+            [
+                str(a)
+                for a in [
+                    "pixelcnn",
+                    "eval",
+                    "--run-dir",
+                    run_dir,
+                    "--n-eval",
+                    "6",
+                    "--splits",
+                    "train",
+                    "val",
+                    "test",
+                    "--record",
+                    records,
+                    "--data-dir",
+                    synthetic_data_dir,
+                ]
+            ]
+        )
+        == 0
+    )
     rec = json.loads((records / "mnist-text-spatial-typeA.json").read_text())
     assert list(rec["by_split"]) == ["train", "val", "test"] and rec["condition"] == "text+spatial"
     for split in rec["by_split"].values():
@@ -57,25 +106,98 @@ def test_eval_records_every_split(tmp_path: Path, synthetic_data_dir: Path):
     assert rec["value"] == rec["by_split"]["test"]["bits_per_dim"]
     # the same images scored alone give the same number: the splits are the ones named
     solo = tmp_path / "solo"
-    assert main([str(a) for a in ["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "6", "--splits", "val",
-                                  "--record", solo, "--data-dir", synthetic_data_dir]]) == 0
-    assert json.loads((solo / "mnist-text-spatial-typeA.json").read_text())["value"] == rec["by_split"]["val"]["bits_per_dim"]
+    assert (
+        main(
+            [
+                str(a)
+                for a in [
+                    "pixelcnn",
+                    "eval",
+                    "--run-dir",
+                    run_dir,
+                    "--n-eval",
+                    "6",
+                    "--splits",
+                    "val",
+                    "--record",
+                    solo,
+                    "--data-dir",
+                    synthetic_data_dir,
+                ]
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((solo / "mnist-text-spatial-typeA.json").read_text())["value"]
+        == rec["by_split"]["val"]["bits_per_dim"]
+    )
     # the text+spatial model samples from test images' captions and maps
-    assert main([str(a) for a in ["pixelcnn", "sample", "--run-dir", run_dir, "--samples", "2",
-                                  "--data-dir", synthetic_data_dir]]) == 0
+    assert (
+        main(
+            [
+                str(a)
+                for a in [
+                    "pixelcnn",
+                    "sample",
+                    "--run-dir",
+                    run_dir,
+                    "--samples",
+                    "2",
+                    "--data-dir",
+                    synthetic_data_dir,
+                ]
+            ]
+        )
+        == 0
+    )
     assert (run_dir / "samples" / "samples.png").stat().st_size > 0
 
 
-def test_eval_of_a_run_without_validation_images_fails_before_scoring(tmp_path: Path, synthetic_data_dir: Path,
-                                                                       capsys: pytest.CaptureFixture):
+def test_eval_of_a_run_without_validation_images_fails_before_scoring(
+    tmp_path: Path, synthetic_data_dir: Path, capsys: pytest.CaptureFixture
+):
     run_dir = tmp_path / "run"
-    args = ["pixelcnn", "train", "--preset", "mnist-class", "--model", "full", "--run-dir", run_dir, "--iterations",
-            "1", "--data-dir", synthetic_data_dir, "--set", "hidden=4", "--set", "layers=1", "--set", "batch_size=2",
-            "--set", "eval_images=2"]
+    args = [
+        "pixelcnn",
+        "train",
+        "--preset",
+        "mnist-class",
+        "--model",
+        "full",
+        "--run-dir",
+        run_dir,
+        "--iterations",
+        "1",
+        "--data-dir",
+        synthetic_data_dir,
+        "--set",
+        "hidden=4",
+        "--set",
+        "layers=1",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "eval_images=2",
+    ]
     assert main([str(a) for a in args]) == 0
     capsys.readouterr()
-    code = main([str(a) for a in ["pixelcnn", "eval", "--run-dir", run_dir, "--splits", "test", "val",
-                                  "--data-dir", synthetic_data_dir]])
+    code = main(
+        [
+            str(a)
+            for a in [
+                "pixelcnn",
+                "eval",
+                "--run-dir",
+                run_dir,
+                "--splits",
+                "test",
+                "val",
+                "--data-dir",
+                synthetic_data_dir,
+            ]
+        ]
+    )
     out = capsys.readouterr()
     assert code != 0 and "val_images=N" in out.err
     assert "bits_per_dim" not in out.out  # the test split, asked for first, was not scored

@@ -46,3 +46,24 @@ def test_keskar_random_subspace_is_at_most_the_full_box_value_scale(tiny_data, t
     assert k.p == 10 and k.value >= 0 and math.isfinite(k.value)
     with pytest.raises(ValueError, match="rows"):
         keskar_sharpness(loss, 1e-2, subspace=random_subspace(n + 1, 10))
+
+
+def test_keskar_ten_lbfgsb_iterations_give_a_lower_bound_and_say_they_did_not_converge():
+    # a small trained ReLU net: at eps 1e-2, Keskar et al.'s 10 L-BFGS-B iterations stop far below the box's
+    # maximum; run to convergence, the optimiser says so and finds more (every value is a loss actually reached)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 20, generator=g, dtype=torch.float64), torch.randint(0, 5, (64,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 5)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(300):
+        opt.zero_grad()
+        CE(model(x), y).backward()
+        opt.step()
+    loss = ModelLoss(model, CE, (x, y))
+    short = keskar_sharpness(loss, 1e-2, maxiter=10)
+    full = keskar_sharpness(loss, 1e-2, maxiter=2000)
+    assert not short.converged and short.iterations == 10
+    assert full.converged and full.iterations < 2000
+    assert short.value < 0.5 * full.value  # a loose lower bound
+    assert not keskar_sharpness(loss, 1e-2, method="projected", maxiter=5).converged  # no convergence test

@@ -102,6 +102,7 @@ def test_quick_study_record_is_consistent_with_its_rows(synthetic_data_dir, tmp_
         assert row["steps"] == int(np.ceil(row["epochs"] * 300 / row["batch_size"]))
     for r in rec["bn_rescaled_small_batch"]["per_seed"].values():
         assert r["max_output_diff"] < 1e-5  # the rescaled minimum computes the same function
+        assert r["max_output_diff_float64"] < 1e-12  # exactly, up to float64 rounding of the rescaling itself
     assert (tmp_path / "out" / "keskar-f1.png").exists()
     # rerunning resumes from the cached trainings and measures: the same record
     again = json.loads(run_study(cfg, synthetic_data_dir, tmp_path / "runs", tmp_path / "out", "test",

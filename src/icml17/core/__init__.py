@@ -8,10 +8,20 @@ importing torch.
 from importlib import import_module
 
 _EXPORTS = {
-    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "ConfigError": "config", "config_from_dict": "config", "config_to_dict": "config", "override_config": "config",
-    "GeneratorState": "loop", "LoopResult": "loop", "NonFiniteError": "loop", "run_loop": "loop",
-    "bits_per_dim": "stats", "mean_ci95": "stats", "UserError": "errors",
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "ConfigError": "config",
+    "config_from_dict": "config",
+    "config_to_dict": "config",
+    "override_config": "config",
+    "GeneratorState": "loop",
+    "LoopResult": "loop",
+    "NonFiniteError": "loop",
+    "run_loop": "loop",
+    "bits_per_dim": "stats",
+    "mean_ci95": "stats",
+    "UserError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -27,10 +27,20 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
+    """Write ``payload`` atomically to ``path``: a kill at any moment leaves the old file or the new one, whole.
 
     Tensors are stored from the CPU whatever device they live on, so a checkpoint written on a GPU resumes or
     evaluates on any machine (optimizers move their state to their parameters' device when loaded).
+
+    Args:
+        path: the checkpoint file (its folder is created).
+        payload: tensors, numbers, strings, lists and dicts only (what ``weights_only`` loading accepts).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        CheckpointError: the folder cannot be written or the disk is full (the previous checkpoint is intact).
     """
     path = Path(path)
     payload = _on_cpu(payload)
@@ -46,8 +56,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         kept = f"the previous checkpoint {path} is intact" if path.exists() else "no earlier checkpoint exists"
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CheckpointError(f"disk full while writing a checkpoint to {path.parent}; {kept}. Free some space "
-                                  f"and rerun the same command to resume") from e
+            raise CheckpointError(
+                f"disk full while writing a checkpoint to {path.parent}; {kept}. Free some space "
+                f"and rerun the same command to resume"
+            ) from e
         raise CheckpointError(f"cannot write a checkpoint to {path.parent} ({e.strerror or e}); {kept}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,19 +86,36 @@ def _is_torch_file(path: Path) -> bool:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`; refuse anything else with a clear message."""
+    """Load a checkpoint written by :func:`save_checkpoint`; refuse anything else with a clear message.
+
+    Only tensors and plain containers are read (``torch.load(weights_only=True)``): a file holding pickled
+    objects is refused, never executed.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where to put its tensors.
+
+    Returns:
+        The payload.
+
+    Raises:
+        CheckpointError: missing, not a checkpoint, truncated or damaged, or holding Python objects.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if not _is_torch_file(path):
-        raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save); "
-                              f"point to checkpoints/last.pt of a run directory")
+        raise CheckpointError(
+            f"{path} is not a checkpoint (not a file written by torch.save); "
+            f"point to checkpoints/last.pt of a run directory"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refusing to load {path}: it holds Python objects other than tensors and plain containers, which "
-            f"could run code when loaded. Only checkpoints written by icml17 are accepted") from e
+            f"could run code when loaded. Only checkpoints written by icml17 are accepted"
+        ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or damaged): {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -19,6 +19,8 @@ T = TypeVar("T")
 class ConfigError(UserError, ValueError):
     """A configuration value is unknown, mistyped or impossible; the message says what to change."""
 
+    same_on_every_rank = True  # every process reads the same config: under torchrun, rank 0 alone reports it
+
 
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
@@ -85,7 +87,7 @@ def check_lr_schedule(lr: float, lr_final: float, grad_clip: float) -> None:
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value}")
     if not lr > 0:
-        raise ConfigError(f"lr must be > 0, got {lr} (e.g. --set lr=1e-3)")
+        raise ConfigError(f"lr must be > 0 (e.g. 1e-3), got {lr}", param="lr")
     if not 0 <= lr_final <= lr:
         raise ConfigError(f"lr_final must lie in [0, lr={lr}] (the rate decays linearly from lr to it), got {lr_final}")
     if not grad_clip > 0:
@@ -93,7 +95,18 @@ def check_lr_schedule(lr: float, lr_final: float, grad_clip: float) -> None:
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build ``cls`` from ``data``: unknown keys and wrong types raise :class:`ConfigError`; then validate."""
+    """Build ``cls`` from ``data``, converting values to the declared field types, then validate it.
+
+    Args:
+        cls: a config dataclass (its ``validate()`` method, if any, is called).
+        data: field -> value; strings are read as the field's type (``"0.1"``, ``"true"``, ``"40,40"``).
+
+    Returns:
+        The config.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or what ``validate()`` refuses.
+    """
     types = _field_types(cls)
     unknown = sorted(set(data) - set(types))
     if unknown:
@@ -106,7 +119,21 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def override_config(cfg: T, overrides: dict[str, Any] | None = None, **kwargs: Any) -> T:
-    """Return ``cfg`` with fields replaced (strings are parsed to the field's type), validated again."""
+    """``cfg`` with some fields replaced, converted and validated as :func:`config_from_dict` does.
+
+    Unlike ``dataclasses.replace``, a typo in a key is an error and the result is validated.
+
+    Args:
+        cfg: a config dataclass.
+        overrides: field -> value (strings are read as the field's type).
+        **kwargs: more fields as keywords; those whose value is None are ignored (unset command-line flags).
+
+    Returns:
+        A new config of the same class.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type, or an impossible value.
+    """
     merged = {**config_to_dict(cfg), **(overrides or {}), **{k: v for k, v in kwargs.items() if v is not None}}
     return config_from_dict(type(cfg), merged)
 
@@ -117,4 +144,12 @@ def config_value(v: Any) -> Any:
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A config's fields as JSON holds them (tuples as lists); :func:`config_from_dict` reads it back.
+
+    Args:
+        cfg: a config dataclass.
+
+    Returns:
+        Field -> value.
+    """
     return {k: config_value(v) for k, v in dataclasses.asdict(cfg).items()}

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 from collections.abc import Iterator
 
 import torch
 
+from icml17.core.config import ConfigError
 from icml17.core.errors import UserError
 
 DEVICE_ENV = "ICML17_DEVICE"
+THREADS_ENV = "ICML17_THREADS"  # named again in icml17.cli_args, which must not import torch
 PRECISIONS = ("fp32", "bf16", "fp16")
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -30,14 +34,14 @@ class DeviceError(UserError):
 
 
 def resolve(spec: str | torch.device | None = None) -> torch.device:
-    """The device named by ``spec`` (``--device``), else ``$ICML17_DEVICE``, else ``auto``; checked to exist.
+    """The device named by ``spec`` (the CLI's ``--device``), else ``$ICML17_DEVICE``, else ``auto``; checked to exist.
 
     Raises:
         DeviceError: the name is not a device, or the device is not present on this machine.
     """
     from icml17.core import distributed
 
-    source = "--device"
+    source = "device"
     if spec is None or spec == "":
         spec, source = os.environ.get(DEVICE_ENV) or "auto", DEVICE_ENV
     if distributed.context().backend == "nccl":
@@ -50,27 +54,92 @@ def resolve(spec: str | torch.device | None = None) -> torch.device:
         try:
             device = torch.device(spec)
         except RuntimeError:
-            raise DeviceError(f"{source}={spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+            raise DeviceError(
+                f"{source}={spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps", param="device"
+            ) from None
     return _check_present(device, source)
 
 
 def _check_present(device: torch.device, source: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{source}={device}: CUDA is not available here (this torch is "
-                              f"{torch.__version__}); install a CUDA build of torch or use --device cpu")
+            raise DeviceError(
+                f"{source}={device}: CUDA is not available here (this torch is "
+                f"{torch.__version__}); install a CUDA build of torch or use device='cpu'",
+                param="device",
+            )
         count = torch.cuda.device_count()
         index = 0 if device.index is None else device.index
         if index >= count:
-            raise DeviceError(f"{source}={device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+            raise DeviceError(
+                f"{source}={device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}", param="device"
+            )
         return torch.device("cuda", index)
     if device.type == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceError(f"{source}=mps: Apple's MPS backend is not available here; use --device cpu")
+            raise DeviceError(
+                f"{source}=mps: Apple's MPS backend is not available here; use device='cpu'", param="device"
+            )
         return device
     if device.type not in ("cpu", "meta"):
         raise DeviceError(f"{source}={device}: icml17 runs on cpu, cuda and mps devices")
     return device
+
+
+def configure(
+    spec: str | torch.device | None = None, threads: int | str | None = None, *, tf32: bool = False
+) -> torch.device:
+    """Set up a command's compute: the thread count (:func:`apply_threads`), the device (:func:`resolve`, checked
+    to exist before any work starts) and, on CUDA, TF32 (``tf32``: on for training unless asked off, off for every
+    command that reports a number). Returns the device.
+    """
+    apply_threads(threads)
+    dev = resolve(spec)
+    if dev.type == "cuda":
+        set_tf32(tf32)
+    return dev
+
+
+# ----------------------------------------------------------------------------------------------- threads
+def resolve_threads(value: int | str | None = None) -> int:
+    """The intra-op thread count: ``value`` (``--threads``), else ``$ICML17_THREADS``, else 1.
+
+    One thread per process is the default because small convolutions run many times slower when two jobs
+    share two cores with several threads each; ask for more with ``--threads N``.
+
+    Raises:
+        ConfigError: the count is not a whole number >= 1.
+    """
+    source = "threads"
+    if value is None:
+        value, source = os.environ.get(THREADS_ENV), THREADS_ENV
+        if value is None or value == "":
+            return 1
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}={value!r} is not a whole number; give a thread count >= 1 (for example {source}=1)",
+            param="threads",
+        ) from None
+    if n < 1:
+        raise ConfigError(
+            f"{source}={n} is not a valid thread count; give 1 or more (cores here: {os.cpu_count()})", param="threads"
+        )
+    return n
+
+
+def apply_threads(value: int | str | None = None) -> int:
+    """Resolve the thread count and hand it to torch (warning when it exceeds the cores); returns it."""
+    n = resolve_threads(value)
+    cores = os.cpu_count() or 1
+    if n > cores:
+        print(
+            f"warning: {n} threads on a machine with {cores} cores; threads beyond the cores slow the work down",
+            file=sys.stderr,
+        )
+    torch.set_num_threads(n)
+    return n
 
 
 def describe(device: str | torch.device = "cpu") -> str:
@@ -115,8 +184,9 @@ def pin(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- precision
-def check_precision(precision: str, device: torch.device, *, allowed: tuple[str, ...] = PRECISIONS,
-                    why_not: str = "") -> None:
+def check_precision(
+    precision: str, device: torch.device, *, allowed: tuple[str, ...] = PRECISIONS, why_not: str = ""
+) -> None:
     """Refuse a training precision that the device or the method does not support, naming the alternative.
 
     Raises:
@@ -125,8 +195,10 @@ def check_precision(precision: str, device: torch.device, *, allowed: tuple[str,
     if precision not in PRECISIONS:
         raise DeviceError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision not in allowed:
-        raise DeviceError(f"precision {precision} is not available here{': ' + why_not if why_not else ''}; "
-                          f"use {' or '.join(allowed)}")
+        raise DeviceError(
+            f"precision {precision} is not available here{': ' + why_not if why_not else ''}; "
+            f"use {' or '.join(allowed)}"
+        )
     dev = torch.device(device)
     if precision == "fp16" and dev.type == "cpu":
         raise DeviceError("precision fp16 needs a GPU (CPU autocast computes in bfloat16); use bf16 or fp32")
@@ -155,8 +227,9 @@ def autocast(device: torch.device, precision: str = "fp32"):
 def grad_scaler(device: torch.device, precision: str = "fp32") -> torch.amp.GradScaler:
     """A gradient scaler, enabled only for fp16 (bf16 has fp32's exponent range and needs none)."""
     dev = torch.device(device)
-    return torch.amp.GradScaler(dev.type if dev.type in ("cuda", "cpu") else "cpu",
-                                enabled=precision == "fp16" and dev.type == "cuda")
+    return torch.amp.GradScaler(
+        dev.type if dev.type in ("cuda", "cpu") else "cpu", enabled=precision == "fp16" and dev.type == "cuda"
+    )
 
 
 def set_tf32(enabled: bool = True) -> bool:
@@ -187,16 +260,27 @@ class OutOfMemory(UserError):
 
 
 @contextlib.contextmanager
-def explain_out_of_memory(knobs: str, device: torch.device | str | None = None) -> Iterator[None]:
+def explain_out_of_memory(
+    knobs: str, device: torch.device | str | None = None, param: str | tuple[str, ...] | None = None
+) -> Iterator[None]:
     """Turn a device out-of-memory error into one line that names ``knobs`` (what to lower).
 
-    The training loop checkpoints only after a finished step, so the last checkpoint on disk is the one from before
-    the failing step and stays intact.
+    Also a CPU allocation that cannot succeed (torch's CPU allocator refusing, numpy's ``MemoryError``): a size
+    asked for (``meta_batch=1e9``) that no memory holds. ``param`` names the knobs' parameters (for the CLI's
+    flags). The training loop checkpoints only after a finished step, so the last checkpoint on disk is the one
+    from before the failing step and stays intact.
     """
     try:
         yield
-    except torch.OutOfMemoryError as e:
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        asked = re.search(r"tried to allocate (\d+) bytes", str(e))
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(e):
+            raise  # another RuntimeError: a bug, with its traceback
         where = f" on {device}" if device is not None else ""
         first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
-        raise OutOfMemory(f"out of memory{where} ({first[:120]}); lower {knobs}; the last checkpoint is "
-                          f"intact, rerun the same command to resume") from None
+        if asked:
+            first = f"{int(asked.group(1)) / 1e9:.3g} GB asked for at once"
+        raise OutOfMemory(
+            f"out of memory{where} ({first[:120]}); lower {knobs} (a training run's last checkpoint is intact)",
+            param=param,
+        ) from None

@@ -15,7 +15,7 @@ Transfers stay legal as on a GPU: ``.to(device)``, ``.cpu()``, ``copy_`` between
 tensors (CUDA accepts CPU scalars). :attr:`StandInDevice.transfers_to_cpu` counts the copies back to the CPU
 (``.cpu()``, ``.item()``, ``.tolist()``), so a test can bound the round trips an inner loop makes.
 
-Example:
+Examples:
     >>> import torch
     >>> from icml17.core.devicecheck import STAND_IN, WrongDeviceError, stand_in_device
     >>> with stand_in_device():
@@ -54,9 +54,15 @@ class _Elsewhere(torch.Tensor):
 
     @staticmethod
     def __new__(cls, inner: torch.Tensor):
-        t = torch.Tensor._make_wrapper_subclass(cls, inner.shape, strides=inner.stride(),
-                                                storage_offset=inner.storage_offset(), dtype=inner.dtype,
-                                                device=STAND_IN, requires_grad=False)
+        t = torch.Tensor._make_wrapper_subclass(
+            cls,
+            inner.shape,
+            strides=inner.stride(),
+            storage_offset=inner.storage_offset(),
+            dtype=inner.dtype,
+            device=STAND_IN,
+            requires_grad=False,
+        )
         t.inner = inner
         return t
 
@@ -73,7 +79,7 @@ class _Elsewhere(torch.Tensor):
         raise WrongDeviceError(f"{func} used a stand-in tensor outside stand_in_device(); keep the work inside it")
 
 
-_ACTIVE: list["StandInDevice"] = []  # the modes in force (innermost last), for the methods that bypass dispatch
+_ACTIVE: list[StandInDevice] = []  # the modes in force (innermost last), for the methods that bypass dispatch
 
 
 def _on_stand_in(device) -> bool:
@@ -85,7 +91,9 @@ class StandInDevice(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.generators: set[int] = set()  # C++ addresses (the Python wrapper changes) of generators made for the stand-in device
+        self.generators: set[int] = (
+            set()
+        )  # C++ addresses (the Python wrapper changes) of generators made for the stand-in device
         self.transfers_to_cpu = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -95,9 +103,11 @@ class StandInDevice(TorchDispatchMode):
         to_stand_in = _on_stand_in(kwargs.get("device"))
         for a in flat:
             if isinstance(a, torch.Tensor) and not isinstance(a, _Elsewhere) and a.device == STAND_IN:
-                raise WrongDeviceError(f"{func}: a tensor was made on the stand-in device without data "
-                                       f"(torch.tensor/new_tensor with device= bypass the check; make it on the "
-                                       f"CPU and move it with .to(device))")
+                raise WrongDeviceError(
+                    f"{func}: a tensor was made on the stand-in device without data "
+                    f"(torch.tensor/new_tensor with device= bypass the check; make it on the "
+                    f"CPU and move it with .to(device))"
+                )
         if func is torch.ops.aten._efficientzerotensor.default and to_stand_in:
             # forward-mode AD's symbolic zeros hold no storage; real zeros behave the same
             return _Elsewhere(torch.zeros(*args, **{**kwargs, "device": torch.device("cpu")}))
@@ -108,8 +118,10 @@ class StandInDevice(TorchDispatchMode):
             return func(*args, **kwargs)
         for a in flat:
             if isinstance(a, torch.Tensor) and not isinstance(a, _Elsewhere) and a.dim() > 0:
-                raise WrongDeviceError(f"{func}: a {a.device} tensor of shape {tuple(a.shape)} was used beside "
-                                       f"tensors on the model's device; make it with device= or move it with .to()")
+                raise WrongDeviceError(
+                    f"{func}: a {a.device} tensor of shape {tuple(a.shape)} was used beside "
+                    f"tensors on the model's device; make it with device= or move it with .to()"
+                )
         self._check_generator(func, kwargs, stand_in=True)
         out = func(*_unwrap(args), **_unwrap(kwargs))
         if torch.Tag.inplace_view in func.tags and isinstance(args[0], _Elsewhere):
@@ -146,8 +158,10 @@ class StandInDevice(TorchDispatchMode):
             return
         if (g._cdata in self.generators) != stand_in:
             where = "the model's device" if stand_in else "the CPU"
-            raise WrongDeviceError(f"{func}: a generator made for another device draws numbers on {where}; make "
-                                   f"it with torch.Generator(device=...) of the tensors it fills")
+            raise WrongDeviceError(
+                f"{func}: a generator made for another device draws numbers on {where}; make "
+                f"it with torch.Generator(device=...) of the tensors it fills"
+            )
 
 
 def _unwrap(tree):

@@ -29,6 +29,8 @@ TIMEOUT_S = float(os.environ.get("ICML17_DIST_TIMEOUT", "120"))
 class DistributedError(UserError):
     """A distributed run cannot start or a peer process failed; the message says what to do."""
 
+    same_on_every_rank = True  # rank 0 alone reports it (:func:`icml17.core.errors.defer_to_rank0`)
+
 
 @dataclass(frozen=True)
 class Context:
@@ -65,12 +67,15 @@ def setup(backend: str | None = None) -> Context:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl" and not torch.cuda.is_available():
-        raise DistributedError("the nccl backend needs GPUs and none is visible; on CPU use gloo "
-                               "(the default without GPUs)")
+        raise DistributedError(
+            "the nccl backend needs GPUs and none is visible; on CPU use gloo (the default without GPUs)"
+        )
     if backend == "nccl":
         if local >= torch.cuda.device_count():
-            raise DistributedError(f"local rank {local} has no GPU (this node has {torch.cuda.device_count()}); "
-                                   f"start at most that many processes per node")
+            raise DistributedError(
+                f"local rank {local} has no GPU (this node has {torch.cuda.device_count()}); "
+                f"start at most that many processes per node"
+            )
         torch.cuda.set_device(local)
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=_dt.timedelta(seconds=TIMEOUT_S))
     _CONTEXT = Context(rank, world, local, backend)
@@ -104,8 +109,10 @@ def shard(n: int, ctx: Context | None = None) -> slice:
     """This rank's slice of ``n`` items (ranks get equal shares; ``n`` must divide evenly)."""
     ctx = ctx or _CONTEXT
     if n % ctx.world_size:
-        raise DistributedError(f"{n} items cannot be split evenly over {ctx.world_size} processes; choose a "
-                               f"batch divisible by the number of processes")
+        raise DistributedError(
+            f"{n} items cannot be split evenly over {ctx.world_size} processes; choose a "
+            f"batch divisible by the number of processes"
+        )
     per = n // ctx.world_size
     return slice(ctx.rank * per, (ctx.rank + 1) * per)
 
@@ -115,8 +122,11 @@ def check_divisible(name: str, n: int, ctx: Context | None = None) -> None:
     ctx = ctx or _CONTEXT
     if n % ctx.world_size:
         lower = n - n % ctx.world_size
-        raise DistributedError(f"{name}={n} is not divisible by the {ctx.world_size} processes; use --set "
-                               f"{name}={lower or ctx.world_size} or a number of processes that divides {n}")
+        raise DistributedError(
+            f"{name}={n} is not divisible by the {ctx.world_size} processes; use "
+            f"{name}={lower or ctx.world_size} or a number of processes that divides {n}",
+            param=name,
+        )
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
@@ -131,7 +141,7 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     flat /= _CONTEXT.world_size
     i = 0
     for g in grads:
-        g.copy_(flat[i:i + g.numel()].view_as(g))
+        g.copy_(flat[i : i + g.numel()].view_as(g))
         i += g.numel()
 
 
@@ -170,5 +180,6 @@ def same_on_all_ranks(text: str, what: str) -> None:
     dist.all_gather_object(objs, text)
     bad = [r for r, o in enumerate(objs) if o != objs[0]]
     if bad:
-        raise DistributedError(f"ranks {bad} were started with a different {what} from rank 0; start every "
-                               f"process with the same command")
+        raise DistributedError(
+            f"ranks {bad} were started with a different {what} from rank 0; start every process with the same command"
+        )

@@ -20,7 +20,7 @@ def flatten(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
 def unflatten(vector: torch.Tensor, like: Mapping[str, torch.Tensor]) -> Params:
     out, i = {}, 0
     for name, p in like.items():
-        out[name] = vector[i:i + p.numel()].view_as(p)
+        out[name] = vector[i : i + p.numel()].view_as(p)
         i += p.numel()
     if i != vector.numel():
         raise ValueError(f"vector has {vector.numel()} entries, parameters need {i}")

@@ -15,6 +15,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -35,9 +36,16 @@ from tqdm.auto import tqdm
 from icml17.core import distributed
 from icml17.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from icml17.core.errors import UserError
-from icml17.core.run import (CHECKPOINT_FILE, METRICS_FILE, TENSORBOARD_DIR, check_resume, check_run_dir,
-                             config_values, set_aside_previous, write_config)
-
+from icml17.core.runs import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    check_resume,
+    check_run_dir,
+    config_values,
+    set_aside_previous,
+    write_config,
+)
 
 
 class Stateful(Protocol):
@@ -50,18 +58,31 @@ class NonFiniteError(UserError, FloatingPointError):
 
 
 class GeneratorState:
-    """Adapts a ``torch.Generator`` or ``numpy.random.Generator`` to the state_dict protocol."""
+    """Adapts a ``torch.Generator`` or ``numpy.random.Generator`` to the state_dict protocol.
+
+    Register every explicit random stream of a run in :func:`run_loop`'s ``state`` through it, so that a resumed
+    run draws what an uninterrupted one would.
+
+    Args:
+        generator: the stream to checkpoint (it is read and restored in place).
+    """
 
     def __init__(self, generator: torch.Generator | np.random.Generator):
         self.generator = generator
 
     def state_dict(self) -> dict[str, Any]:
+        """The generator's state: a tensor for torch, a JSON string for numpy (loadable with ``weights_only``)."""
         if isinstance(self.generator, torch.Generator):
             return {"torch": self.generator.get_state()}
         # numpy states hold 128-bit ints; JSON keeps the checkpoint loadable with weights_only=True
         return {"numpy": json.dumps(self.generator.bit_generator.state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator in place.
+
+        Args:
+            state: what :meth:`state_dict` returned.
+        """
         if isinstance(self.generator, torch.Generator):
             self.generator.set_state(state["torch"])
         else:
@@ -85,14 +106,34 @@ def _np_default(obj: Any) -> Any:
 def _set_global_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np_state = json.loads(state["numpy"])
-    np.random.set_state((np_state["bit_generator"], np.array(np_state["state"]["key"], dtype=np.uint32),
-                         np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]))
+    np.random.set_state(
+        (
+            np_state["bit_generator"],
+            np.array(np_state["state"]["key"], dtype=np.uint32),
+            np_state["state"]["pos"],
+            np_state["has_gauss"],
+            np_state["gauss"],
+        )
+    )
     py = json.loads(state["python"])
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
 @dataclass
 class LoopResult:
+    """What :func:`run_loop` did.
+
+    Attributes:
+        steps_done: the last step trained (equal to ``total_steps`` unless stopped early).
+        resumed_from: the checkpoint's step this attempt started from (0 for a fresh run).
+        wall_time_s: seconds of training over all attempts of the run, resumed ones included.
+        last_metrics: the last step's metrics.
+        first_metrics: this attempt's first step's metrics.
+        last_eval: the last periodic evaluation's metrics.
+        run_dir: the run directory.
+        interrupted: stopped by SIGINT or SIGTERM after saving a checkpoint.
+    """
+
     steps_done: int
     resumed_from: int
     wall_time_s: float  # over all attempts of this run, resumed ones included
@@ -124,6 +165,21 @@ def _truncate_log(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _unwritable(run_dir: Path, e: OSError, kept: str) -> UserError:
+    """One line for a run directory that cannot be written, saying what survived and what to do."""
+    what = e.strerror or str(e)
+    where = f" ({e.filename})" if e.filename else ""
+    fix = (
+        "free some space and rerun the same command, or pass another run_dir"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "pass a run_dir on a writable disk"
+    )
+    return UserError(f"cannot write the run directory {run_dir}: {what}{where}; {kept}; {fix}", param="run_dir")
+
+
 def _scalar(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return v.item()
@@ -142,7 +198,7 @@ class _StopSignals:
         self.received: int | None = None
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopSignals":
+    def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -158,12 +214,14 @@ class _StopSignals:
             signal.signal(sig, old)
 
 
-def _agree(metrics: dict[str, Any], received: int | None, out_of_time: bool
-           ) -> tuple[dict[str, Any], int | None, bool]:
+def _agree(metrics: dict[str, Any], received: int | None, out_of_time: bool) -> tuple[dict[str, Any], int | None, bool]:
     """All-reduce the step's numeric metrics (mean over ranks) and the stop flags (any rank)."""
     keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    t = torch.tensor([float(metrics[k]) for k in keys] + [float(received or 0), float(out_of_time)],
-                     dtype=torch.float64, device=distributed.device())
+    t = torch.tensor(
+        [float(metrics[k]) for k in keys] + [float(received or 0), float(out_of_time)],
+        dtype=torch.float64,
+        device=distributed.device(),
+    )
     distributed.all_reduce_sum(t)
     n = distributed.context().world_size
     merged = {**metrics, **{k: (t[i] / n).item() for i, k in enumerate(keys)}}
@@ -175,8 +233,11 @@ def _tensorboard_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
-        raise UserError("--tensorboard needs the tensorboard package: pip install 'icml17[tensorboard]' "
-                        "(or pip install tensorboard)") from e
+        raise UserError(
+            "tensorboard=True needs the tensorboard package: pip install 'icml17[tensorboard]' "
+            "(or pip install tensorboard)",
+            param="tensorboard",
+        ) from e
     return SummaryWriter
 
 
@@ -200,14 +261,63 @@ def run_loop(
 ) -> LoopResult:
     """Run ``train_step(step)`` for steps ``[start, total_steps)`` with logging, eval and checkpoints.
 
-    ``config`` (a config dataclass or a dict) is stored in every checkpoint. Resuming is checked against it
-    before anything is written (:func:`icml17.core.run.check_resume`); ``resume=False`` moves an earlier run
-    aside instead of mixing with it. ``time_budget_s`` stops early (after a checkpoint); so does SIGINT or
-    SIGTERM (``result.interrupted``). ``config.json`` is written only once the run is accepted.
+    The way to train your own model with what every ``icml17`` command gets: resume from the last checkpoint
+    (rerun the same call), ``metrics.jsonl``, periodic evaluation, a NaN guard, SIGINT/SIGTERM handling and a
+    time budget. Resuming is checked against ``config`` before anything is written
+    (:func:`icml17.core.runs.check_resume`); ``config.json`` is written only once the run is accepted. Under
+    torchrun (:mod:`icml17.core.distributed`) every rank runs this loop: all resume from the same checkpoint; the
+    step's metrics are averaged over ranks (so the NaN guard and stops agree); rank 0 alone writes the log,
+    config, checkpoints, TensorBoard events and progress bar, and the others wait for each checkpoint.
 
-    Under torchrun (:mod:`icml17.core.distributed`) every rank runs this loop: all resume from the same
-    checkpoint; the step's metrics are averaged over ranks (so the NaN guard and stops agree); rank 0 alone writes
-    the log, config, checkpoints, TensorBoard events and progress bar, and the others wait for each checkpoint.
+    Args:
+        run_dir: the run directory (created): ``metrics.jsonl``, ``checkpoints/last.pt``, ``config.json``.
+        total_steps: train until this step; a resumed run starts at its checkpoint's step.
+        train_step: ``train_step(step) -> {name: number}``, one optimisation step; tensors are read with ``item``.
+        state: everything that must survive a restart, by name: objects with ``state_dict`` and
+            ``load_state_dict`` (model, optimizer, :class:`GeneratorState` for each explicit random stream).
+            The global torch, numpy and Python generators are checkpointed too.
+        config: a config dataclass or dict, stored in every checkpoint; a resume with another config is refused.
+        argv: the command line, stored in ``config.json``.
+        eval_fn: ``eval_fn(step) -> {name: number}``, logged with ``split="eval"``.
+        eval_every: steps between evaluations (0: none; the last step is always evaluated when > 0).
+        checkpoint_every: steps between checkpoints (the last step always gets one).
+        log_every: steps between metric lines.
+        resume: resume from ``run_dir``'s checkpoint; False moves an earlier run aside (to ``previous/``).
+        progress: show a progress bar.
+        desc: the progress bar's label.
+        time_budget_s: stop after this many seconds of this attempt, with a checkpoint.
+        tensorboard: also write TensorBoard event files.
+
+    Returns:
+        A :class:`LoopResult`.
+
+    Raises:
+        NonFiniteError: a metric became NaN or infinite (the last good checkpoint is kept).
+        CheckpointError: the checkpoint is damaged (the message says how to start afresh), of another config, or
+            lacks some of ``state``.
+        ConfigError: ``run_dir`` cannot be used.
+        UserError: ``run_dir`` cannot be written (a read-only file system, a full disk), saying what was kept.
+
+    Examples:
+        Three steps, then a rerun asked for five resumes at step 3:
+
+        >>> import tempfile, torch
+        >>> from icml17.core import run_loop
+        >>> from icml17.core.loop import read_metrics
+        >>> model = torch.nn.Linear(2, 1)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> x, y = torch.randn(16, 2), torch.randn(16, 1)
+        >>> def train_step(step):
+        ...     loss = ((model(x) - y) ** 2).mean()
+        ...     opt.zero_grad(); loss.backward(); opt.step()
+        ...     return {"loss": loss}
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> run_loop(tmp.name, 3, train_step, {"model": model, "opt": opt}, progress=False).steps_done
+        3
+        >>> result = run_loop(tmp.name, 5, train_step, {"model": model, "opt": opt}, progress=False)
+        >>> result.resumed_from, result.steps_done, [r["step"] for r in read_metrics(tmp.name)]
+        (3, 5, [1, 2, 3, 4, 5])
+        >>> tmp.cleanup()
     """
     if total_steps < 0:
         raise ValueError(f"total_steps must be >= 0, got {total_steps}")
@@ -221,7 +331,14 @@ def run_loop(
 
     ckpt = None
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
+        try:
+            ckpt = load_checkpoint(ckpt_path)
+        except CheckpointError as e:  # a damaged checkpoint need not end the run for good: say how to restart
+            raise CheckpointError(
+                f"{e}; to start this run afresh instead, pass resume=False (the old files are "
+                f"set aside in {run_dir / 'previous'}, nothing is deleted)",
+                param="resume",
+            ) from e
         check_resume(run_dir, ckpt, config if config is not None else {})
         missing = sorted(set(state) - set(ckpt["state"]))
         if missing:
@@ -230,14 +347,20 @@ def run_loop(
     distributed.barrier()  # every rank has read the checkpoint before rank 0 may move it aside
     done_before = ckpt is not None and int(ckpt["step"]) >= total_steps  # nothing left to train
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
-        if done_before:  # config.json keeps describing the command that trained the run
-            print(f"{run_dir} is already trained to step {int(ckpt['step'])} (>= {total_steps}): nothing to do; "
-                  f"pass more iterations to train on", file=sys.stderr)
-        elif config is not None:
-            write_config(run_dir, config, argv)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if ckpt is None:
+                set_aside_previous(run_dir)  # a fresh run owns its directory; nothing earlier is deleted
+            if done_before:  # config.json keeps describing the command that trained the run
+                print(
+                    f"{run_dir} is already trained to step {int(ckpt['step'])} (>= {total_steps}): nothing to "
+                    f"do; pass more iterations to train on",
+                    file=sys.stderr,
+                )
+            elif config is not None:
+                write_config(run_dir, config, argv)
+        except OSError as e:  # a read-only file system, a full disk, no permission
+            raise _unwritable(run_dir, e, "nothing was trained") from e
     writer = writer_class(str(run_dir / TENSORBOARD_DIR)) if writer_class is not None else None
 
     start = 0
@@ -251,22 +374,27 @@ def run_loop(
         if main:
             _truncate_log(log_path, start)
         if int(ckpt.get("world_size", 1)) != ctx.world_size:
-            raise CheckpointError(f"{ckpt_path} was written by a run of {ckpt.get('world_size', 1)} processes; "
-                                  f"resume it with the same number (it has {ctx.world_size})")
+            raise CheckpointError(
+                f"{ckpt_path} was written by a run of {ckpt.get('world_size', 1)} processes; "
+                f"resume it with the same number (it has {ctx.world_size})"
+            )
 
     def checkpoint(step: int) -> None:
         if not main:
             distributed.barrier()  # wait until rank 0's checkpoint is complete
             return
-        save_checkpoint(ckpt_path, {
-            "step": step,
-            "config": config_json,
-            "config_class": type(config).__name__ if config is not None else None,
-            "state": {name: obj.state_dict() for name, obj in state.items()},
-            "rng": _global_rng_state(),
-            "wall_time_s": prior_wall + time.perf_counter() - t0,
-            "world_size": ctx.world_size,
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "step": step,
+                "config": config_json,
+                "config_class": type(config).__name__ if config is not None else None,
+                "state": {name: obj.state_dict() for name, obj in state.items()},
+                "rng": _global_rng_state(),
+                "wall_time_s": prior_wall + time.perf_counter() - t0,
+                "world_size": ctx.world_size,
+            },
+        )
         distributed.barrier()
 
     def log_line(record: dict[str, Any]) -> None:
@@ -278,18 +406,27 @@ def run_loop(
 
     result = LoopResult(steps_done=start, resumed_from=start, wall_time_s=0.0, run_dir=run_dir)
     t0 = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not (progress and main), dynamic_ncols=True,
-               mininterval=0.5)
+    bar = tqdm(
+        total=total_steps,
+        initial=start,
+        desc=desc,
+        disable=not (progress and main),
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
     say = bar.write if main else (lambda _: None)  # tqdm.write prints even from a disabled bar: rank 0 alone
     last_saved = start if ckpt is not None else None
     try:
         with open(log_path if main else os.devnull, "a", buffering=1) as log, _StopSignals() as stop:
-            for step in range(start, total_steps):
-                def kept() -> str:
-                    return (f"the last good checkpoint (step {last_saved}) is kept at {ckpt_path}"
-                            if last_saved is not None else f"no checkpoint was written yet (the first comes at "
-                            f"step {min(checkpoint_every, total_steps)})")
 
+            def kept() -> str:  # reads last_saved when a step fails
+                return (
+                    f"the last good checkpoint (step {last_saved}) is kept at {ckpt_path}"
+                    if last_saved is not None
+                    else f"no checkpoint was written yet (the first comes at step {min(checkpoint_every, total_steps)})"
+                )
+
+            for step in range(start, total_steps):
                 try:
                     metrics = {k: _scalar(v) for k, v in train_step(step).items()}
                 except FloatingPointError as e:  # e.g. a simulator's NaN: say where the run stands
@@ -304,7 +441,8 @@ def run_loop(
                 if not _is_finite(metrics):
                     raise NonFiniteError(
                         f"non-finite metric at step {done}: {metrics}. Training stopped; {kept()}. Lower the "
-                        f"learning rate or clip gradients, then resume or restart.")
+                        f"learning rate or clip gradients, then resume or restart."
+                    )
                 result.last_metrics = metrics
                 if step == start:
                     result.first_metrics = metrics
@@ -314,26 +452,43 @@ def run_loop(
                     ev = {k: _scalar(v) for k, v in eval_fn(done).items()}
                     result.last_eval = ev
                     log_line({"step": done, "split": "eval", **ev})
-                    say(f"[{desc}] step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()
-                                                              if isinstance(v, (int, float))))
+                    say(
+                        f"[{desc}] step {done}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in ev.items() if isinstance(v, (int, float)))
+                    )
                 stopping = out_of_time or stop.received is not None
                 if done % checkpoint_every == 0 or done == total_steps or stopping:
                     log.flush()
                     checkpoint(done)
                     last_saved = done
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:4]
-                                 if isinstance(v, (int, float))}, refresh=False)
+                bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float))}, refresh=False
+                )
                 bar.update(1)
                 result.steps_done = done
                 if stop.received is not None:
                     result.interrupted = True
-                    say(f"[{desc}] {signal.Signals(stop.received).name} received: checkpoint saved at step "
-                        f"{done}; rerun the same command to resume")
+                    say(
+                        f"[{desc}] {signal.Signals(stop.received).name} received: checkpoint saved at step "
+                        f"{done}; rerun the same command to resume"
+                    )
                     break
                 if out_of_time:
-                    say(f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
-                        f"checkpoint saved, resume with the same command")
+                    say(
+                        f"[{desc}] time budget of {time_budget_s:.0f}s spent at step {done}; "
+                        f"checkpoint saved, resume with the same command"
+                    )
                     break
+    except OSError as e:  # metrics.jsonl could not be written: a full disk, or one remounted read-only
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        kept = (
+            f"the checkpoint of step {last_saved} is intact (metric lines after it, a torn one included, "
+            f"are dropped on resume)"
+            if last_saved is not None
+            else "no checkpoint was written yet"
+        )
+        raise _unwritable(run_dir, e, kept) from e
     finally:
         bar.close()
         if writer is not None:
@@ -343,9 +498,37 @@ def run_loop(
 
 
 def read_metrics(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
-    """Parse ``run_dir/metrics.jsonl`` (optionally only one split)."""
+    """The metric lines of a run, parsed.
+
+    Args:
+        run_dir: the run directory.
+        split: ``"train"`` or ``"eval"`` to keep only those lines (None: all).
+
+    Returns:
+        One dict per line of ``metrics.jsonl`` (empty when there is none). A torn last line (a write cut short by
+        a full disk or a kill, which a resume drops anyway) is left out.
+
+    Raises:
+        UserError: a line before the last is not JSON (the file was edited or damaged), named by its number.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise json.JSONDecodeError("not an object", line, 0)
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                break  # torn by an interrupted write
+            raise UserError(
+                f"{path}, line {number}, is not a JSON metric line ({e.msg}): the log was edited or "
+                f"damaged; delete that line, or retrain the run"
+            ) from e
+        rows.append(row)
     return [r for r in rows if split is None or r.get("split") == split]

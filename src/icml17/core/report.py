@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
@@ -36,7 +36,7 @@ def image_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, pa
     grid = np.full((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), 255, dtype=np.uint8)
     for i in range(n):
         r, q = divmod(i, nrow)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i]
     img = grid[0] if c == 1 else grid.transpose(1, 2, 0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,8 @@ class Report:
     """Collects sections (Markdown text and figures) and writes ``report.md`` and ``report.html`` into ``root``.
 
     The HTML page is rendered from the same Markdown by the ``markdown`` package (tables, headings, code), with
-    figures at a readable size and their captions.
+    figures at a readable size and their captions. Raw HTML in the text is escaped, not passed through, so text in
+    angle brackets (``<data-dir>``, ``<Alphabet>``, an error message) shows as written.
     """
 
     root: Path
@@ -78,8 +79,15 @@ class Report:
     intro: str = ""
     sections: list[Section] = field(default_factory=list)
 
-    def add(self, title: str, text: str = "", images: list[tuple[str | Path, str]] | None = None, *,
-            failed: bool = False, seconds: float | None = None) -> Section:
+    def add(
+        self,
+        title: str,
+        text: str = "",
+        images: list[tuple[str | Path, str]] | None = None,
+        *,
+        failed: bool = False,
+        seconds: float | None = None,
+    ) -> Section:
         rel = [(str(Path(p).resolve().relative_to(self.root.resolve())), cap) for p, cap in images or []]
         section = Section(title, text, rel, failed, seconds)
         self.sections.append(section)
@@ -105,22 +113,29 @@ class Report:
 
         body = []
         md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+        md.preprocessors.deregister("html_block")  # text, not markup: "<data-dir>" is escaped, never swallowed
+        md.inlinePatterns.deregister("html")
         body.append(f"<h1>{html.escape(self.title)}</h1>")
         if self.intro:
             body.append(md.reset().convert(self.intro))
         if self.failures:
-            body.append(f"<p class='failed'><strong>Failed sections: {html.escape(', '.join(self.failures))}"
-                        f"</strong></p>")
+            body.append(
+                f"<p class='failed'><strong>Failed sections: {html.escape(', '.join(self.failures))}</strong></p>"
+            )
         for s in self.sections:
             took = f" <small>({s.seconds:.0f} s)</small>" if s.seconds is not None else ""
             status = "<span class='failed'>FAILED: </span>" if s.failed else ""
             body.append(f"<h2>{status}{html.escape(s.title)}{took}</h2>")
             body.append(md.reset().convert(s.text))
             for p, cap in s.images:
-                body.append(f"<figure><img src='{html.escape(p)}' alt='{html.escape(cap)}'>"
-                            f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-        return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}"
-                f"</title><style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+                body.append(
+                    f"<figure><img src='{html.escape(p)}' alt='{html.escape(cap)}'>"
+                    f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+                )
+        return (
+            f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+            f"</title><style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
 
     def write(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError, how_to_get
+from .errors import DatasetError, how_to_get, not_found
 from .paths import resolve_data_dir
 
 CIFAR10_CLASSES = (
@@ -40,9 +40,7 @@ def cifar10_dir(data_dir: str | Path | None = None, variant: str | None = None) 
     return root / VARIANTS[variant] / "cifar-10-batches-bin"
 
 
-def cifar10_files(
-    data_dir: str | Path | None = None, split: str = "train", variant: str | None = None
-) -> list[Path]:
+def cifar10_files(data_dir: str | Path | None = None, split: str = "train", variant: str | None = None) -> list[Path]:
     """The batch files of ``split``: every ``data_batch_<i>.bin`` (numbered 1..n) or ``test_batch.bin``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -50,15 +48,15 @@ def cifar10_files(
     full = folder.parent.name == VARIANTS["full"]
     where = how_to_get("cifar10", folder.parent.parent)
     if not folder.is_dir():
-        raise DatasetError(
-            f"CIFAR-10 folder {folder} not found: expected the binary batches of cifar-10-binary.tar.gz "
-            f"under <data-dir>/cifar10/cifar-10-batches-bin/ (or a subset under cifar10-subset/); {where}"
+        raise not_found(
+            "CIFAR-10 folder (the binary batches of cifar-10-binary.tar.gz)",
+            folder,
+            folder.parent.name,
+            folder.parent.parent,
         )
     if split == "test":
         return [folder / "test_batch.bin"]
-    numbers = sorted(
-        int(m.group(1)) for p in folder.iterdir() if (m := re.fullmatch(r"data_batch_(\d+)\.bin", p.name))
-    )
+    numbers = sorted(int(m.group(1)) for p in folder.iterdir() if (m := re.fullmatch(r"data_batch_(\d+)\.bin", p.name)))
     expected = list(range(1, (FULL_BATCHES if full else max(numbers, default=1)) + 1))
     if numbers != expected:
         raise DatasetError(
@@ -89,7 +87,7 @@ def read_batch(path: Path, n_records: int | None) -> np.ndarray:
     try:
         data = path.read_bytes()
     except FileNotFoundError as e:
-        raise DatasetError(f"CIFAR-10 file {path} not found; {where}") from e
+        raise not_found("CIFAR-10 file", path, path.parent.parent.name, path.parent.parent.parent) from e
     except OSError as e:
         raise DatasetError(f"CIFAR-10 file {path} cannot be read ({e}); {where}") from e
     if len(data) == 0 or len(data) % RECORD_BYTES:

@@ -39,8 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     dl = actions.add_parser("download", help="download a dataset from its official home and check it")
     dl.add_argument("name", choices=DATASETS)
     dl.add_argument("--data-dir", type=Path, default=None, help=_DATA_DIR_HELP)
-    dl.add_argument("--base-url", type=_folder_url, default=None,
-                    help="folder URL of a mirror holding the same files (a local folder works too)")
+    dl.add_argument(
+        "--base-url",
+        type=_folder_url,
+        default=None,
+        help="folder URL of a mirror holding the same files (a local folder works too)",
+    )
     dl.set_defaults(func=_download)
 
 

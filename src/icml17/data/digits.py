@@ -23,7 +23,7 @@ def load_digits_fallback() -> tuple[np.ndarray, np.ndarray]:
     except ImportError as e:
         raise DatasetError(
             "the digits fallback needs scikit-learn (`pip install scikit-learn`); "
-            "or get MNIST with `icml17 data download mnist --data-dir DIR`"
+            "or get MNIST with `icml17 data download mnist`"
         ) from e
     bunch = load_digits()
     small = np.rint(bunch.images * (255 / 16)).astype(np.uint8)  # values 0..16 -> 0..255

@@ -100,10 +100,7 @@ def _fetch(url: str, dest: Path, check: Callable[[Path], None], timeout: float) 
 
 
 def _stream(url: str, out: BinaryIO, dest: Path, timeout: float) -> None:
-    manual = (
-        f"download it by hand and save it as {dest}, "
-        "or pass --data-dir / set ICML17_DATA to a folder that has it"
-    )
+    manual = f"download it by hand and save it as {dest}, or point data_dir (or $ICML17_DATA) at a folder that has it"
     request = urllib.request.Request(url, headers={"User-Agent": "icml17-data"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -140,9 +137,7 @@ def _mnist_check(raw: str) -> Callable[[Path], None]:
         except (OSError, EOFError, zlib.error) as e:
             raise DatasetError(f"MNIST file {path} is not a readable gzip file ({e})") from e
         if digest != MNIST_MD5[raw]:
-            raise DatasetError(
-                f"MNIST file {path} decompresses to MD5 {digest}, expected {MNIST_MD5[raw]} for {raw}"
-            )
+            raise DatasetError(f"MNIST file {path} decompresses to MD5 {digest}, expected {MNIST_MD5[raw]} for {raw}")
 
     return check
 

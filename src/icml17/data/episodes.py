@@ -32,10 +32,28 @@ OMNIGLOT_TRAIN, OMNIGLOT_VAL = 1100, 100
 
 @dataclass
 class TaskBatch:
-    """A meta-batch of T tasks: support (T, S, ...) / (T, S) and query (T, Q, ...) / (T, Q).
+    """A meta-batch of T tasks, each with a support set (to adapt on) and a query set (to score on).
 
-    ``info`` carries per-task extras (class ids and rotations for episodes, amplitude and phase for
-    sinusoids), each with the leading task axis.
+    The leading axis is the task axis, which :class:`icml17.maml.MAML` maps over with ``vmap``. Slicing
+    (``batch[2:4]``) slices every tensor along it.
+
+    Attributes:
+        support_x: support inputs, (T, S, ...): S = N * K examples for N-way K-shot, K points for sinusoids.
+        support_y: support targets, (T, S) class indices in [0, N), or (T, S, 1) regression targets.
+        query_x: query inputs, (T, Q, ...).
+        query_y: query targets, (T, Q) or (T, Q, 1).
+        info: per-task extras, each with the leading task axis (class ids and rotations for episodes, amplitude
+            and phase for sinusoids); not read by the engine.
+
+    Examples:
+        Three 2-way 1-shot tasks of 4x4 images, from your own tensors:
+
+        >>> import torch
+        >>> x = torch.rand(3, 4, 1, 4, 4)                       # (T, examples, C, H, W)
+        >>> y = torch.tensor([0, 1, 0, 1]).expand(3, 4)         # (T, examples)
+        >>> batch = TaskBatch(x[:, :2], y[:, :2], x[:, 2:], y[:, 2:])
+        >>> batch.num_tasks, batch[1:].support_x.shape
+        (3, torch.Size([2, 2, 1, 4, 4]))
     """
 
     support_x: torch.Tensor
@@ -46,21 +64,42 @@ class TaskBatch:
 
     @property
     def num_tasks(self) -> int:
+        """T, the number of tasks."""
         return self.support_x.shape[0]
 
-    def __getitem__(self, index: slice) -> "TaskBatch":
+    def __getitem__(self, index: slice) -> TaskBatch:
         if not isinstance(index, slice):
             index = slice(index, index + 1)
-        return TaskBatch(self.support_x[index], self.support_y[index], self.query_x[index], self.query_y[index],
-                         {k: v[index] for k, v in self.info.items()})
+        return TaskBatch(
+            self.support_x[index],
+            self.support_y[index],
+            self.query_x[index],
+            self.query_y[index],
+            {k: v[index] for k, v in self.info.items()},
+        )
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TaskBatch":
-        """Move to ``device``; ``dtype`` converts the floating-point tensors only (labels stay int64)."""
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TaskBatch:
+        """The batch on ``device`` and/or in ``dtype``.
+
+        Args:
+            device: where to move every tensor (None: where it is).
+            dtype: converts the floating-point tensors only, so class labels stay int64 (None: unchanged).
+
+        Returns:
+            A new :class:`TaskBatch`.
+        """
+
         def conv(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else None)
-        return replace(self, support_x=conv(self.support_x), support_y=conv(self.support_y),
-                       query_x=conv(self.query_x), query_y=conv(self.query_y),
-                       info={k: conv(v) for k, v in self.info.items()})
+
+        return replace(
+            self,
+            support_x=conv(self.support_x),
+            support_y=conv(self.support_y),
+            query_x=conv(self.query_x),
+            query_y=conv(self.query_y),
+            info={k: conv(v) for k, v in self.info.items()},
+        )
 
 
 class EpisodeSampler:
@@ -70,20 +109,36 @@ class EpisodeSampler:
     the whole pool is converted to float once, so sampling is an index draw plus one gather.
     """
 
-    def __init__(self, pool: torch.Tensor | np.ndarray, *, ways: int, shots: int, queries: int,
-                 rotate: bool = False, preconvert: bool = True, name: str = "pool"):
+    def __init__(
+        self,
+        pool: torch.Tensor | np.ndarray,
+        *,
+        ways: int,
+        shots: int,
+        queries: int,
+        rotate: bool = False,
+        preconvert: bool = True,
+        name: str = "pool",
+    ):
         pool = torch.as_tensor(pool)
         if pool.ndim != 5:
-            raise ConfigError(f"{name}: expected a pool shaped (classes, examples, channels, H, W), got {tuple(pool.shape)}")
+            raise ConfigError(
+                f"{name}: expected a pool shaped (classes, examples, channels, H, W), got {tuple(pool.shape)}"
+            )
         classes, per_class = pool.shape[:2]
         if ways < 1 or shots < 1 or queries < 1:
             raise ConfigError(f"{name}: ways, shots and queries must be >= 1, got {ways}, {shots}, {queries}")
         if ways > classes:
-            raise ConfigError(f"{name}: {ways}-way tasks need {ways} classes but the split has only {classes}; "
-                              f"lower --set ways=... or use a larger split")
+            raise ConfigError(
+                f"{name}: {ways}-way tasks need {ways} classes but the split has only {classes}; "
+                f"lower ways or use a larger split",
+                param="ways",
+            )
         if shots + queries > per_class:
-            raise ConfigError(f"{name}: {shots} shots + {queries} queries = {shots + queries} examples per class, "
-                              f"but each class has only {per_class}; lower shots or queries")
+            raise ConfigError(
+                f"{name}: {shots} shots + {queries} queries = {shots + queries} examples per class, "
+                f"but each class has only {per_class}; lower shots or queries"
+            )
         if rotate and pool.shape[-1] != pool.shape[-2]:
             raise ConfigError(f"{name}: rotations need square images, got {tuple(pool.shape[-2:])}")
         self.scale = 1.0 / 255.0 if pool.dtype == torch.uint8 else 1.0
@@ -106,9 +161,9 @@ class EpisodeSampler:
         """
         T, N, K, Q = num_tasks, self.ways, self.shots, self.queries
         C, M = self.pool.shape[:2]
-        classes = torch.rand(T, C, generator=generator).argsort(dim=1)[:, :N]              # (T, N) distinct
-        examples = torch.rand(T, N, M, generator=generator).argsort(dim=2)[:, :, :K + Q]   # (T, N, K+Q)
-        x = self.pool[classes.unsqueeze(-1), examples]                                    # (T, N, K+Q, c, H, W)
+        classes = torch.rand(T, C, generator=generator).argsort(dim=1)[:, :N]  # (T, N) distinct
+        examples = torch.rand(T, N, M, generator=generator).argsort(dim=2)[:, :, : K + Q]  # (T, N, K+Q)
+        x = self.pool[classes.unsqueeze(-1), examples]  # (T, N, K+Q, c, H, W)
         if not x.is_floating_point():
             x = x.to(torch.float32) * self.scale
         rotations = torch.zeros(T, N, dtype=torch.int64)
@@ -138,8 +193,11 @@ def omniglot_split(background: np.ndarray, split: str = "seeded", seed: int = 0)
     rng = np.random.default_rng(seed)
     if split == "seeded":
         order = rng.permutation(n)
-        parts = order[:OMNIGLOT_TRAIN], order[OMNIGLOT_TRAIN:OMNIGLOT_TRAIN + OMNIGLOT_VAL], \
-            order[OMNIGLOT_TRAIN + OMNIGLOT_VAL:]
+        parts = (
+            order[:OMNIGLOT_TRAIN],
+            order[OMNIGLOT_TRAIN : OMNIGLOT_TRAIN + OMNIGLOT_VAL],
+            order[OMNIGLOT_TRAIN + OMNIGLOT_VAL :],
+        )
     elif split == "background":
         bg = rng.permutation(np.flatnonzero(background))
         parts = bg[:-OMNIGLOT_VAL], bg[-OMNIGLOT_VAL:], np.flatnonzero(~np.asarray(background))

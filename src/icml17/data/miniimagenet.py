@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError, how_to_get
+from .errors import DatasetError, diagnose, how_to_get
 from .paths import load_cached, resolve_data_dir, save_cached, source_key
 
 SPLITS = ("train", "val", "test")
@@ -102,8 +102,9 @@ def read_split_csv(path: Path, where: str) -> dict[str, list[str]]:
             rows = [r for r in csv.reader(f) if r]
     except FileNotFoundError as e:
         raise DatasetError(
-            f"Mini-ImageNet split file {path} not found: expected <data-dir>/miniimagenet/{path.name} "
-            f"with header 'filename,label'; {where}"
+            f"Mini-ImageNet split file {path} not found: expected {path.name} with header 'filename,label' in "
+            f"the data folder's miniimagenet/; {diagnose('miniimagenet', path, path.parent.parent) or where}",
+            param="data_dir",
         ) from e
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"Mini-ImageNet split file {path} cannot be read ({e}); {where}") from e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError, how_to_get
+from .errors import DatasetError, how_to_get, not_found
 from .paths import resolve_data_dir
 
 FILES = {
@@ -40,8 +40,7 @@ def load_mnist(data_dir: str | Path | None = None, split: str = "train") -> tupl
     where = how_to_get("mnist", images_path.parent.parent)
     if images.shape != (SIZES[split], 28, 28):
         raise DatasetError(
-            f"MNIST file {images_path} holds images of shape {images.shape}, "
-            f"expected ({SIZES[split]}, 28, 28); {where}"
+            f"MNIST file {images_path} holds images of shape {images.shape}, expected ({SIZES[split]}, 28, 28); {where}"
         )
     if labels.shape != (SIZES[split],) or labels.max(initial=0) > 9:
         raise DatasetError(
@@ -58,7 +57,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         with gzip.open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError as e:
-        raise DatasetError(f"MNIST file {path} not found; {where}") from e
+        raise not_found("MNIST file", path, "mnist", path.parent.parent) from e
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DatasetError(
             f"MNIST file {path} is not a readable gzip file ({e}); it may be truncated; download it again: {where}"

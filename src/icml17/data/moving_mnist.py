@@ -4,7 +4,8 @@ section 4.3) and the classic passive one (Srivastava et al. 2015: two digits bou
 Dynamics, per digit, in pixels of the frame (``d`` = digit size, 28 at 64x64, scaled with the frame):
 
     frame t is drawn with the digit's top-left corner at round(p_t); state s_t records those corners
-    action a_t (drawn after frame t):  v_{t+1} = clip(brake_t ? v_t / 2 : v_t  +  accel * ((ax, ay) + e_t),  -vmax, vmax)
+    action a_t (drawn after frame t):
+        v_{t+1} = clip(brake_t ? v_t / 2 : v_t  +  accel * ((ax, ay) + e_t),  -vmax, vmax)
     p_{t+1} = p_t + v_{t+1}, reflected at the walls [0, S - d] (the velocity flips)
 
 The 5-dimensional vectors (the robot data's action and state are 5-d too):
@@ -15,7 +16,8 @@ The 5-dimensional vectors (the robot data's action and state are 5-d too):
 Actuator noise e_t (not recorded): with probability ``noise`` per digit and axis, an extra push of -1 or +1.
 It makes the next frame uncertain given everything the model sees, as a robot's commands are executed
 imperfectly; without it the frames would be a deterministic function of the context and the actions, and a
-model without spatial dependencies would lose nothing in principle. Passive mode: constant speed from a random direction, bouncing, all actions zero (states still recorded).
+model without spatial dependencies would lose nothing in principle. Passive mode: constant speed from a random
+direction, bouncing, all actions zero (states still recorded).
 
 Splits, after the paper's Table 2 columns (val, test seen, test novel):
 - ``train``: digits drawn from MNIST train;
@@ -75,8 +77,9 @@ def resize_digits(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BOX)) for im in images])
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, size: int, d: int, two: np.ndarray, mode: str,
-             noise: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate(
+    rng: np.random.Generator, n: int, frames: int, size: int, d: int, two: np.ndarray, mode: str, noise: float = 0.3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Trajectories of ``n`` sequences: (corners int64 (n, T, 2, 2), actions (n, T, 5), states (n, T, 5))."""
     room = size - d
     scale = size / 64
@@ -121,14 +124,23 @@ def render(glyphs: np.ndarray, corners: np.ndarray, two: np.ndarray, size: int) 
         for k in range(1 + int(two[i])):
             for t in range(frames):
                 x, y = corners[i, t, k]
-                view = out[i, t, y:y + d, x:x + d]
+                view = out[i, t, y : y + d, x : x + d]
                 np.maximum(view, glyphs[i, k], out=view)
     return out
 
 
-def generate_moving_mnist(pool: np.ndarray, n: int, *, size: int = 64, frames: int = 20, max_digits: int = 2,
-                          mode: str = "action", seed: int = 0, choose_from: np.ndarray | None = None,
-                          noise: float = 0.3) -> MovingMnist:
+def generate_moving_mnist(
+    pool: np.ndarray,
+    n: int,
+    *,
+    size: int = 64,
+    frames: int = 20,
+    max_digits: int = 2,
+    mode: str = "action",
+    seed: int = 0,
+    choose_from: np.ndarray | None = None,
+    noise: float = 0.3,
+) -> MovingMnist:
     """``n`` sequences from the digit images ``pool`` (M, 28, 28) uint8, reproducible from ``seed``. Digits are
     drawn from ``choose_from`` (indices into ``pool``; default all); ``digits`` holds the pool indices."""
     check_video_args(size=size, frames=frames, max_digits=max_digits, mode=mode, n=n, noise=noise)
@@ -141,8 +153,9 @@ def generate_moving_mnist(pool: np.ndarray, n: int, *, size: int = 64, frames: i
     return MovingMnist(render(glyphs, corners, two, size), actions, states, ids.astype(np.int64), corners, d)
 
 
-def _draw_digits(rng: np.random.Generator, candidates: np.ndarray, n: int, max_digits: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _draw_digits(
+    rng: np.random.Generator, candidates: np.ndarray, n: int, max_digits: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(ids (n, 2) with -1 for a missing second digit, two (n,) bool): the generator's first draws."""
     ids = candidates[rng.integers(0, len(candidates), (n, 2))]
     two = rng.random(n) < 0.5 if max_digits == 2 else np.zeros(n, bool)
@@ -164,9 +177,19 @@ def check_video_args(*, size: int, frames: int, max_digits: int, mode: str, n: i
         raise DatasetError(f"actuator noise is a probability in [0, 1], got {noise}")
 
 
-def load_moving_mnist(data_dir: str | Path | None, split: str, *, size: int = 64, frames: int = 20,
-                      n_sequences: int = 1000, train_sequences: int = 10000, max_digits: int = 2,
-                      mode: str = "action", seed: int = 0, noise: float = 0.3) -> MovingMnist:
+def load_moving_mnist(
+    data_dir: str | Path | None,
+    split: str,
+    *,
+    size: int = 64,
+    frames: int = 20,
+    n_sequences: int = 1000,
+    train_sequences: int = 10000,
+    max_digits: int = 2,
+    mode: str = "action",
+    seed: int = 0,
+    noise: float = 0.3,
+) -> MovingMnist:
     """The ``split`` (one of :data:`SPLITS`) of ``n_sequences`` videos, generated once and cached.
 
     ``train`` holds ``train_sequences`` videos (``n_sequences`` is for the other splits); ``train_sequences`` also
@@ -176,26 +199,47 @@ def load_moving_mnist(data_dir: str | Path | None, split: str, *, size: int = 64
     check_video_args(size=size, frames=frames, max_digits=max_digits, mode=mode, n=n_sequences, noise=noise)
     source = "test" if split == "test_novel" else "train"
     params = (split, size, frames, n_sequences, train_sequences, max_digits, mode, seed, noise)
-    key = source_key(mnist_files(data_dir, source), *params) if all(
-        p.is_file() for p in mnist_files(data_dir, source)) else None
+    key = (
+        source_key(mnist_files(data_dir, source), *params)
+        if all(p.is_file() for p in mnist_files(data_dir, source))
+        else None
+    )
     stem = f"moving-mnist-{mode}-{size}px-{frames}f-{split}"
     if key is not None:
         cached = load_cached(stem, key)
         if cached is not None:
-            return MovingMnist(**{k: v for k, v in cached.items() if k != "digit_size"},
-                               digit_size=int(cached["digit_size"]))
+            return MovingMnist(
+                **{k: v for k, v in cached.items() if k != "digit_size"}, digit_size=int(cached["digit_size"])
+            )
     pool, _ = load_mnist(data_dir, source)
     stream = lambda k: int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
     choose = None
     if split in ("val", "test_seen"):  # seen objects: the digits the training sequences draw
-        train_ids, _ = _draw_digits(np.random.default_rng(stream(0)), np.arange(len(pool)), train_sequences,
-                                    max_digits)
+        train_ids, _ = _draw_digits(np.random.default_rng(stream(0)), np.arange(len(pool)), train_sequences, max_digits)
         choose = np.unique(train_ids[train_ids >= 0])
     n = train_sequences if split == "train" else n_sequences
-    data = generate_moving_mnist(pool, n, size=size, frames=frames, max_digits=max_digits, mode=mode,
-                                 seed=stream(_SPLIT_STREAM[split]), choose_from=choose, noise=noise)
+    data = generate_moving_mnist(
+        pool,
+        n,
+        size=size,
+        frames=frames,
+        max_digits=max_digits,
+        mode=mode,
+        seed=stream(_SPLIT_STREAM[split]),
+        choose_from=choose,
+        noise=noise,
+    )
     if key is not None:
-        save_cached(stem, key, {"frames": data.frames, "actions": data.actions, "states": data.states,
-                                "digits": data.digits, "corners": data.corners,
-                                "digit_size": np.asarray(data.digit_size)})
+        save_cached(
+            stem,
+            key,
+            {
+                "frames": data.frames,
+                "actions": data.actions,
+                "states": data.states,
+                "digits": data.digits,
+                "corners": data.corners,
+                "digit_size": np.asarray(data.digit_size),
+            },
+        )
     return data

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError, how_to_get
+from .errors import DatasetError, how_to_get, not_found
 from .paths import load_cached, resolve_data_dir, save_cached, source_key
 
 ORIGINAL_SIZE = 105
@@ -92,10 +92,7 @@ def load_omniglot(data_dir: str | Path | None = None, image_size: int = 28) -> O
     files = omniglot_files(data_dir)
     for f in files:
         if not f.is_file():
-            raise DatasetError(
-                f"Omniglot file {f} not found: expected the official {f.name} "
-                f"(images_background/<Alphabet>/characterNN/*.png); {how_to_get('omniglot', f.parent.parent)}"
-            )
+            raise not_found("Omniglot file", f, "omniglot", f.parent.parent)
     key = source_key(files)
     cached = load_cached(f"omniglot-{image_size}", key)
     if cached is not None:

@@ -23,20 +23,21 @@ def sinusoid(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> t
     return amplitude * torch.sin(x - phase)
 
 
-def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator,
-             dtype: torch.dtype) -> torch.Tensor:
+def _uniform(
+    shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator, dtype: torch.dtype
+) -> torch.Tensor:
     lo, hi = bounds
     return lo + (hi - lo) * torch.rand(shape, generator=generator, dtype=dtype)
 
 
-def sample_sinusoid_tasks(num_tasks: int, shots: int, queries: int, generator: torch.Generator,
-                          dtype: torch.dtype = torch.float32) -> TaskBatch:
+def sample_sinusoid_tasks(
+    num_tasks: int, shots: int, queries: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> TaskBatch:
     """T fresh tasks: support (T, K, 1) inputs and targets, query (T, Q, 1); ``info`` has amplitude and phase (T,)."""
     if num_tasks < 1 or shots < 1 or queries < 1:
         raise ValueError(f"num_tasks, shots and queries must be >= 1, got {num_tasks}, {shots}, {queries}")
     amplitude = _uniform((num_tasks,), AMPLITUDE, generator, dtype)
     phase = _uniform((num_tasks,), PHASE, generator, dtype)
-    x = _uniform((num_tasks, shots + queries, 1), X_RANGE, generator, dtype)      # (T, K+Q, 1)
-    y = sinusoid(x, amplitude.view(-1, 1, 1), phase.view(-1, 1, 1))              # (T, K+Q, 1)
-    return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:],
-                     {"amplitude": amplitude, "phase": phase})
+    x = _uniform((num_tasks, shots + queries, 1), X_RANGE, generator, dtype)  # (T, K+Q, 1)
+    y = sinusoid(x, amplitude.view(-1, 1, 1), phase.view(-1, 1, 1))  # (T, K+Q, 1)
+    return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], {"amplitude": amplitude, "phase": phase})

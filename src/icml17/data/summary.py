@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import cifar10, miniimagenet, mnist, omniglot
-from .errors import DatasetError, how_to_get
+from .errors import DatasetError, diagnose, how_to_get, not_found
 from .paths import resolve_data_dir
 
 
@@ -43,7 +43,8 @@ def describe_datasets(data_dir: str | Path | None = None) -> list[dict]:
                 status, summary = "found", check(path)
             except DatasetError as e:
                 status, summary = "invalid", str(e)
-        report.append(_entry(name, str(path), status, _size(path), summary, how_to_get(name, root)))
+        how = (diagnose(name, path / PROBE[name], root) if status == "missing" else None) or how_to_get(name, root)
+        report.append(_entry(name, str(path), status, _size(path), summary, how))
     sklearn = importlib.util.find_spec("sklearn") is not None
     report.append(
         _entry(
@@ -56,6 +57,16 @@ def describe_datasets(data_dir: str | Path | None = None) -> list[dict]:
         )
     )
     return report
+
+
+# one file each dataset's folder holds: where it is found instead tells what went wrong (see errors.diagnose)
+PROBE = {
+    "omniglot": "images_background.zip",
+    "mnist": "train-images-idx3-ubyte.gz",
+    "cifar10": "test_batch.bin",
+    "cifar10-subset": "test_batch.bin",
+    "miniimagenet": "train.csv",
+}
 
 
 def _entry(name: str, path: str, status: str, size: int, summary: str | None, how: str) -> dict:
@@ -83,7 +94,7 @@ def _omniglot(folder: Path) -> str:
     files = omniglot.omniglot_files(folder.parent)
     for (stem, n_chars, n_alphabets), path in zip(omniglot.SPLITS, files, strict=True):
         if not path.is_file():
-            raise DatasetError(f"Omniglot file {path} not found; {how_to_get('omniglot', folder.parent)}")
+            raise not_found("Omniglot file", path, "omniglot", folder.parent)
         with omniglot.open_zip(path) as zf:
             omniglot.index_zip(zf, path, stem, n_chars, n_alphabets)
         counts.append(f"{n_chars} {stem.removeprefix('images_')}")
@@ -96,11 +107,15 @@ def _mnist(folder: Path) -> str:
         images, labels = mnist.mnist_files(folder.parent, split)
         n = _idx_length(images, mnist.IMAGES_MAGIC, (28, 28))
         if n != _idx_length(labels, mnist.LABELS_MAGIC, ()):
-            raise DatasetError(f"MNIST files {images} and {labels} disagree on the number of examples; "
-                               f"{how_to_get('mnist', folder.parent)}")
+            raise DatasetError(
+                f"MNIST files {images} and {labels} disagree on the number of examples; "
+                f"{how_to_get('mnist', folder.parent)}"
+            )
         if n != mnist.SIZES[split]:
-            raise DatasetError(f"MNIST file {images} holds {n:,} images, expected the official {mnist.SIZES[split]:,}; "
-                               f"{how_to_get('mnist', folder.parent)}")
+            raise DatasetError(
+                f"MNIST file {images} holds {n:,} images, expected the official {mnist.SIZES[split]:,}; "
+                f"{how_to_get('mnist', folder.parent)}"
+            )
         parts.append(f"{n:,} {split}")
     return " / ".join(parts) + " images of 28x28"
 
@@ -118,27 +133,32 @@ def _idx_length(path: Path, magic: int, item_shape: tuple[int, ...]) -> int:
         with gzip.open(path, "rb") as f:
             head = f.read(header_bytes)
             if len(head) < header_bytes or struct.unpack(">I", head[:4])[0] != magic:
-                raise DatasetError(f"MNIST file {path} does not start with an IDX header of {what} "
-                                   f"(magic number {magic}); is it the right file? {where}")
+                raise DatasetError(
+                    f"MNIST file {path} does not start with an IDX header of {what} "
+                    f"(magic number {magic}); is it the right file? {where}"
+                )
             n, *shape = struct.unpack(f">{1 + len(item_shape)}I", head[4:])
             if tuple(shape) != item_shape:
-                raise DatasetError(f"MNIST file {path} holds {what} of shape {tuple(shape)}, expected {item_shape}; "
-                                   f"{where}")
+                raise DatasetError(
+                    f"MNIST file {path} holds {what} of shape {tuple(shape)}, expected {item_shape}; {where}"
+                )
             payload = 0
             while chunk := f.read(_CHUNK):
                 payload += len(chunk)
     except FileNotFoundError as e:
-        raise DatasetError(f"MNIST file {path} not found; {where}") from e
+        raise not_found("MNIST file", path, "mnist", path.parent.parent) from e
     except EOFError as e:  # the gzip stream stops before its end: a cut download
-        raise DatasetError(f"MNIST file {path} is truncated (its gzip stream ends early: {e}); "
-                           f"download it again: {where}") from e
+        raise DatasetError(
+            f"MNIST file {path} is truncated (its gzip stream ends early: {e}); download it again: {where}"
+        ) from e
     except (OSError, zlib.error) as e:  # gzip.BadGzipFile (an OSError), or a CRC mismatch
         raise DatasetError(f"MNIST file {path} is not a readable gzip file ({e}); download it again: {where}") from e
     expected = n * math.prod(item_shape)
     if payload != expected:
         raise DatasetError(
             f"MNIST file {path} is damaged: its IDX header promises {n:,} {what} ({expected:,} bytes after the "
-            f"header) but it holds {payload:,}; it is probably a truncated download. Download it again: {where}")
+            f"header) but it holds {payload:,}; it is probably a truncated download. Download it again: {where}"
+        )
     return n
 
 

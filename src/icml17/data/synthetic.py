@@ -48,7 +48,6 @@ MINIIMAGENET_CLASSES = (8, 5, 5)
 MINIIMAGENET_IMAGES_PER_CLASS = 25
 
 
-
 def write_synthetic_datasets(root: str | Path, seed: int = 0, *, only: Iterable[str] | None = None) -> Path:
     """Write the synthetic datasets under the data root ``root`` (created if needed) and return it.
 
@@ -94,8 +93,15 @@ def write_synthetic_omniglot(root: Path, rng: np.random.Generator) -> Path:
     return folder
 
 
-def write_omniglot_zip(path: str | Path, stem: str, alphabets: Mapping[str, int], *, seed: int = 0,
-                       drawings: int = omniglot.N_DRAWINGS, first_id: int = 1) -> Path:
+def write_omniglot_zip(
+    path: str | Path,
+    stem: str,
+    alphabets: Mapping[str, int],
+    *,
+    seed: int = 0,
+    drawings: int = omniglot.N_DRAWINGS,
+    first_id: int = 1,
+) -> Path:
     """One zip in the official layout with any counts (for tests of the loader's checks): ``stem`` is
     'images_background' or 'images_evaluation', ``alphabets`` maps alphabet name -> number of characters, each
     with ``drawings`` drawings; global character ids start at ``first_id``."""
@@ -104,8 +110,9 @@ def write_omniglot_zip(path: str | Path, stem: str, alphabets: Mapping[str, int]
     return path
 
 
-def _omniglot_members(stem: str, alphabets: Mapping[str, int], rng: np.random.Generator, drawings: int,
-                      first_id: int) -> list[tuple[str, bytes]]:
+def _omniglot_members(
+    stem: str, alphabets: Mapping[str, int], rng: np.random.Generator, drawings: int, first_id: int
+) -> list[tuple[str, bytes]]:
     """(name, PNG bytes) of every drawing: ``stem/<alphabet>/characterNN/XXXX_YY.png``, XXXX the global id."""
     members = []
     global_id = first_id
@@ -123,7 +130,7 @@ def _character_drawings(rng: np.random.Generator, characters: int, drawings: int
     """bool (characters * drawings, 105, 105), True = ink: each character's strokes drawn ``drawings`` times,
     each time with small variations."""
     size, n, m = omniglot.ORIGINAL_SIZE, drawings, characters * drawings
-    control = rng.uniform(22, 83, size=(characters, 1, _STROKES, 3, 2))           # the characters
+    control = rng.uniform(22, 83, size=(characters, 1, _STROKES, 3, 2))  # the characters
     control = control + rng.normal(0, 1.2, size=(characters, n, _STROKES, 3, 2))  # per drawing: wobble
     control = control.reshape(m, _STROKES, 3, 1, 2)
     t = np.linspace(0, 1, _POINTS_PER_STROKE)[:, None]
@@ -154,7 +161,7 @@ def _png_1bit(ink: np.ndarray) -> list[bytes]:
     """One 1-bit greyscale PNG per image of ink (N, H, W): white (1) background, black ink, as in the
     official Omniglot release."""
     n, height, width = ink.shape
-    rows = np.packbits(~ink, axis=2)                                      # 1 = white; rows padded to bytes
+    rows = np.packbits(~ink, axis=2)  # 1 = white; rows padded to bytes
     raw = np.concatenate([np.zeros((n, height, 1), np.uint8), rows], axis=2)  # filter type 0 before each row
     head = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
     tail = _png_chunk(b"IEND", b"")
@@ -204,7 +211,7 @@ def _digit_templates() -> np.ndarray:
             top, height = 6, 16
             x0 = 14 - width / 2
 
-            def at(u: float, v: float) -> tuple[float, float]:
+            def at(u: float, v: float, top=top, height=height, x0=x0, width=width, slant=slant) -> tuple[float, float]:
                 y = top + v * height / 2
                 return x0 + u * width + slant * (top + height / 2 - y), y
 

@@ -22,8 +22,8 @@ import torch
 from icml17.core import device as devices
 from icml17.core.checkpoint import load_checkpoint
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
-from icml17.core.run import CHECKPOINT_FILE
 from icml17.core.results import write_record
+from icml17.core.runs import CHECKPOINT_FILE
 from icml17.core.stats import mean_ci95
 from icml17.data.sinusoid import sample_sinusoid_tasks
 from icml17.maml.engine import MAML, model_device
@@ -49,8 +49,16 @@ def _moved(*tensors: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
     return [devices.to_device(devices.pin(t, device), device) for t in tensors]
 
 
-def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0, progress: bool = True,
-                   resume: bool = True, device: torch.device | str | None = None) -> tuple[MLP, LoopResult]:
+def train_baseline(
+    kind: str,
+    run_dir: Path,
+    *,
+    iterations: int,
+    seed: int = 0,
+    progress: bool = True,
+    resume: bool = True,
+    device: torch.device | str | None = None,
+) -> tuple[MLP, LoopResult]:
     """Train the pretrained (1 input) or oracle (3 inputs) network with ``run_loop`` on ``device`` (default CPU)."""
     if kind not in ("pretrained", "oracle"):
         raise ValueError(f"unknown baseline {kind!r}")
@@ -70,9 +78,18 @@ def train_baseline(kind: str, run_dir: Path, *, iterations: int, seed: int = 0, 
         optimizer.step()
         return {"mse": loss.item()}
 
-    result = run_loop(run_dir, iterations, step, {"model": model, "optimizer": optimizer, "tasks": GeneratorState(gen)},
-             config={"baseline": kind, "seed": seed, "batch": [BATCH_TASKS, BATCH_POINTS]}, log_every=100,
-             checkpoint_every=5000, progress=progress, desc=kind, resume=resume)
+    result = run_loop(
+        run_dir,
+        iterations,
+        step,
+        {"model": model, "optimizer": optimizer, "tasks": GeneratorState(gen)},
+        config={"baseline": kind, "seed": seed, "batch": [BATCH_TASKS, BATCH_POINTS]},
+        log_every=100,
+        checkpoint_every=5000,
+        progress=progress,
+        desc=kind,
+        resume=resume,
+    )
     return model, result
 
 
@@ -89,15 +106,22 @@ def finetune_curve(model: MLP, shots: int, lr: float, steps: int, split_seed: in
     if cfg is None:
         raise ValueError(f"no sinusoid preset for K={shots}")
     engine = MAML(model, loss_fn=mse, score_fn=mse, inner_lr=lr)
-    return evaluate_tasks(engine, make_task_source(cfg), "test", tasks, steps,
-                          torch.Generator().manual_seed(split_seed)).score
+    return evaluate_tasks(
+        engine, make_task_source(cfg), "test", tasks, steps, torch.Generator().manual_seed(split_seed)
+    ).score
 
 
 def evaluate_pretrained(model: MLP, shots: int, steps: int = 10, tasks: int = 600) -> dict:
     """Tune the step size on validation tasks for each step count, then score the test tasks."""
     val = {lr: finetune_curve(model, shots, lr, steps, VALIDATION_SEED, 200).mean(0) for lr in STEP_SIZES}
-    out = {"shots": shots, "steps": list(range(steps + 1)), "mean": [], "ci95": [], "step_size": [],
-           "validation": {str(lr): v.cpu().tolist() for lr, v in val.items()}}
+    out = {
+        "shots": shots,
+        "steps": list(range(steps + 1)),
+        "mean": [],
+        "ci95": [],
+        "step_size": [],
+        "validation": {str(lr): v.cpu().tolist() for lr, v in val.items()},
+    }
     test = {}
     for k in range(steps + 1):
         best = min(STEP_SIZES, key=lambda lr: val[lr][k].item())
@@ -128,14 +152,25 @@ def _write_json(path: Path, obj: dict) -> Path:
     return path
 
 
-def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations: int = 70000, seed: int = 0,
-                 record_dir: str | Path | None = None, command: str = "", progress: bool = True,
-                 resume: bool = True, device: torch.device | str | None = None) -> list[Path]:
+def run_baseline(
+    kind: str,
+    shots_list: list[int],
+    run_dir: Path,
+    *,
+    iterations: int = 70000,
+    seed: int = 0,
+    record_dir: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+    resume: bool = True,
+    device: torch.device | str | None = None,
+) -> list[Path]:
     """Train (or resume) a baseline on ``device`` (default CPU), evaluate it, print the results and write
     ``run_dir/eval*.json`` and optional result records; returns the files written."""
     device = torch.device("cpu") if device is None else torch.device(device)
-    model, trained = train_baseline(kind, run_dir, iterations=iterations, seed=seed, progress=progress,
-                                    resume=resume, device=device)
+    model, trained = train_baseline(
+        kind, run_dir, iterations=iterations, seed=seed, progress=progress, resume=resume, device=device
+    )
     written = []
     if kind == "oracle":
         res = evaluate_oracle(model)
@@ -147,18 +182,37 @@ def run_baseline(kind: str, shots_list: list[int], run_dir: Path, *, iterations:
         for shots in shots_list:
             res = evaluate_pretrained(model, shots)
             written.append(_write_json(run_dir / f"eval-k{shots}.json", res))
-            print(f"pretrained, K={shots}: query MSE after 1 step {res['mean'][1]:.4f} +- {res['ci95'][1]:.4f}, after "
-                  f"10 steps {res['mean'][10]:.4f} +- {res['ci95'][10]:.4f} (step sizes {res['step_size'][1]:g}, "
-                  f"{res['step_size'][10]:g})")
+            print(
+                f"pretrained, K={shots}: query MSE after 1 step {res['mean'][1]:.4f} +- {res['ci95'][1]:.4f}, after "
+                f"10 steps {res['mean'][10]:.4f} +- {res['ci95'][10]:.4f} (step sizes {res['step_size'][1]:g}, "
+                f"{res['step_size'][10]:g})"
+            )
             for k in (1, 10):
-                records.append((f"sinusoid-k{shots}-step{k}-pretrained", res["mean"][k], res["ci95"][k],
-                                res["step_size"][k]))
+                records.append(
+                    (f"sinusoid-k{shots}-step{k}-pretrained", res["mean"][k], res["ci95"][k], res["step_size"][k])
+                )
     if record_dir is not None:
         for name, value, ci, lr in records:
-            written.append(write_record(Path(record_dir) / f"{name}.json", {
-                "system": "maml", "experiment": name, "metric": "mse", "value": value, "ci95": ci,
-                "paper": None, "paper_ci95": None, "higher_is_better": False, "n_eval": 600,
-                "iterations": trained.steps_done, "wall_time_s": round(trained.wall_time_s, 1), "seed": seed, "command": command,
-                **({"finetune_step_size": lr} if lr is not None else {}),
-            }, device=device))
+            written.append(
+                write_record(
+                    Path(record_dir) / f"{name}.json",
+                    {
+                        "system": "maml",
+                        "experiment": name,
+                        "metric": "mse",
+                        "value": value,
+                        "ci95": ci,
+                        "paper": None,
+                        "paper_ci95": None,
+                        "higher_is_better": False,
+                        "n_eval": 600,
+                        "iterations": trained.steps_done,
+                        "wall_time_s": round(trained.wall_time_s, 1),
+                        "seed": seed,
+                        "command": command,
+                        **({"finetune_step_size": lr} if lr is not None else {}),
+                    },
+                    device=device,
+                )
+            )
     return written

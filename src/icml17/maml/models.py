@@ -83,11 +83,13 @@ class ConvBlock(nn.Module):
 class Conv4(nn.Module):
     """Four conv blocks and a linear head; ``pool='mean'`` (Omniglot) or ``'flatten'`` (MiniImagenet)."""
 
-    def __init__(self, in_channels: int, ways: int, *, filters: int, stride: int, max_pool: bool,
-                 features: str, image_size: int):
+    def __init__(
+        self, in_channels: int, ways: int, *, filters: int, stride: int, max_pool: bool, features: str, image_size: int
+    ):
         super().__init__()
-        self.blocks = nn.Sequential(*[ConvBlock(in_channels if i == 0 else filters, filters, stride=stride,
-                                                pool=max_pool) for i in range(4)])
+        self.blocks = nn.Sequential(
+            *[ConvBlock(in_channels if i == 0 else filters, filters, stride=stride, pool=max_pool) for i in range(4)]
+        )
         self.features = features
         side = image_size
         for _ in range(4):
@@ -126,18 +128,39 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
 
-def build_model(name: str, *, ways: int = 1, in_channels: int = 1, image_size: int = 28,
-                in_features: int = 1) -> nn.Module:
-    """Construct one of :data:`MODELS` (the output size of the classifiers is ``ways``)."""
+def build_maml_model(
+    name: str, *, ways: int = 1, in_channels: int = 1, image_size: int = 28, in_features: int = 1
+) -> nn.Module:
+    """One of the paper's networks (:data:`MODELS`), initialised as the reference code does.
+
+    Args:
+        name: ``"mlp"`` (sinusoids), ``"conv4-omniglot"`` or ``"conv4-miniimagenet"``.
+        ways: outputs of the classifiers (N of N-way); the MLP has one output.
+        in_channels: image channels of the conv networks (1 for Omniglot, 3 for MiniImagenet).
+        image_size: image side of the conv networks (sets the MiniImagenet head's input size).
+        in_features: inputs of the MLP.
+
+    Returns:
+        A plain ``nn.Module`` (float32, CPU).
+
+    Raises:
+        ValueError: an unknown ``name``, or an image too small for four blocks.
+
+    Examples:
+        >>> import torch
+        >>> build_maml_model("conv4-omniglot", ways=5)(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 5])
+    """
     if name == "mlp":
         return MLP(in_features, (40, 40), 1)
     if name == "conv4-omniglot":
-        return Conv4(in_channels, ways, filters=64, stride=2, max_pool=False, features="mean",
-                     image_size=image_size)
+        return Conv4(in_channels, ways, filters=64, stride=2, max_pool=False, features="mean", image_size=image_size)
     if name == "conv4-miniimagenet":
-        return Conv4(in_channels, ways, filters=32, stride=1, max_pool=True, features="flatten",
-                     image_size=image_size)
+        return Conv4(in_channels, ways, filters=32, stride=1, max_pool=True, features="flatten", image_size=image_size)
     raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+
+
+build_model = build_maml_model  # the former name, still used by the command-line modules
 
 
 def is_norm_parameter(name: str, module: nn.Module) -> bool:

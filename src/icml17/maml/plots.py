@@ -19,17 +19,34 @@ from icml17.maml.losses import mse
 FIG2_STEPS = (0, 1, 10)
 
 
-def adaptation_predictions(model: torch.nn.Module, support_x: torch.Tensor, support_y: torch.Tensor,
-                           grid: torch.Tensor, lr: float, steps: tuple[int, ...] = FIG2_STEPS) -> dict[int, np.ndarray]:
+def adaptation_predictions(
+    model: torch.nn.Module,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    grid: torch.Tensor,
+    lr: float,
+    steps: tuple[int, ...] = FIG2_STEPS,
+) -> dict[int, np.ndarray]:
     """Predictions on ``grid`` (G, 1) after each number of gradient steps in ``steps`` on the support set (computed
     on the model's device; the inputs may be on the CPU)."""
     params = {n: p.detach() for n, p in model.named_parameters()}
     device = next(iter(params.values())).device
     support_x, support_y, grid = support_x.to(device), support_y.to(device), grid.to(device)
+
     def forward(p, x):
         return torch.func.functional_call(model, p, (x,))
-    path = adapt(params, support_x, support_y, forward=forward, loss_fn=mse, steps=max(steps), lr=lr,
-                 first_order=True, trajectory=True)
+
+    path = adapt(
+        params,
+        support_x,
+        support_y,
+        forward=forward,
+        loss_fn=mse,
+        steps=max(steps),
+        lr=lr,
+        first_order=True,
+        trajectory=True,
+    )
     with torch.no_grad():
         return {k: forward(path[k], grid)[:, 0].cpu().numpy() for k in steps}
 
@@ -49,8 +66,14 @@ def plot_fig2(models: dict[str, tuple[torch.nn.Module, float]], shots: int, path
         for k, style in zip(FIG2_STEPS, (":", "--", "-")):
             label = "pre-update" if k == 0 else f"{k} grad step{'s' if k > 1 else ''}"
             ax.plot(grid[:, 0], preds[k], style, color="tab:green", lw=1.5, label=label)
-        ax.scatter(task.support_x[0, :, 0], task.support_y[0, :, 0], marker="^", color="purple", zorder=3,
-                   label="used for grad")
+        ax.scatter(
+            task.support_x[0, :, 0],
+            task.support_y[0, :, 0],
+            marker="^",
+            color="purple",
+            zorder=3,
+            label="used for grad",
+        )
         ax.set_title(f"{name}, K={shots}, step size={lr:g}")
         ax.set_xlim(*X_RANGE)
     axes[0, 0].legend(fontsize=7, loc="lower left")
@@ -85,10 +108,15 @@ def plot_learning_curves(run_dir: str | Path, path: str | Path) -> Path:
         window = max(1, len(train) // 100)
         for key, ax in (("loss", a), (score, b)):
             y = _smooth(np.array([r[key] for r in train]), window)
-            ax.plot(steps[len(steps) - len(y):], y, lw=1, label=f"train {key} (meta-batch)")
+            ax.plot(steps[len(steps) - len(y) :], y, lw=1, label=f"train {key} (meta-batch)")
     for key in sorted({k for r in evals for k in r if k.startswith(score)}):
-        b.plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", ms=3,
-               label=f"validation, {key.removeprefix(score + '_').replace('step', '')} steps")
+        b.plot(
+            [r["step"] for r in evals],
+            [r[key] for r in evals],
+            marker="o",
+            ms=3,
+            label=f"validation, {key.removeprefix(score + '_').replace('step', '')} steps",
+        )
     a.set_xlabel("meta-iteration")
     b.set_xlabel("meta-iteration")
     a.set_ylabel("query loss")
@@ -105,8 +133,11 @@ def plot_run(run_dir: Path, baselines_dir: Path | None = None, out_dir: Path | N
 
     trained = load_run(run_dir)  # first: a missing run is an error before anything is written
     if baselines_dir is not None and not Path(baselines_dir).is_dir():
-        raise ConfigError(f"--baselines {baselines_dir} is not a folder; pass the folder of `icml17 maml baseline` "
-                          f"runs (default runs/maml/baselines) or leave it out")
+        raise ConfigError(
+            f"baselines_dir {baselines_dir} is not a folder; pass the folder of `icml17 maml baseline` "
+            f"runs (default runs/maml/baselines) or leave it out",
+            param="baselines_dir",
+        )
     out_dir = out_dir or run_dir
     written = [plot_learning_curves(run_dir, out_dir / "learning-curves.png")]
     cfg, engine = trained.cfg, trained.engine

@@ -19,6 +19,7 @@ can be extended with a larger ``--iterations`` or resumed with another chunking.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,8 +35,7 @@ from icml17.maml.presets import MAMLConfig
 from icml17.maml.tasks import TaskSource, make_task_source
 
 EVAL_SEED_OFFSET = 1_000_003  # validation tasks come from their own stream, never the training one
-MEMORY_KNOBS = ("chunk_size (--set chunk_size=N: tasks meta-differentiated at once, 0 = all) or meta_batch "
-                "(--set meta_batch=N)")
+MEMORY_KNOBS = "chunk_size (tasks meta-differentiated at once, 0 = all) or meta_batch"
 
 
 def adapt_names(cfg: MAMLConfig, model: torch.nn.Module) -> list[str]:
@@ -55,9 +55,19 @@ def build_engine(cfg: MAMLConfig, input_shape: tuple[int, ...], device: torch.de
     channels = input_shape[0] if len(input_shape) == 3 else 1
     model = build_model(cfg.model, ways=cfg.ways, in_channels=channels, image_size=cfg.image_size)
     loss_fn, score_fn, _ = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
-    engine = MAML(model, loss_fn=loss_fn, score_fn=score_fn, inner_steps=cfg.inner_steps, inner_lr=cfg.inner_lr,
-                  lr_mode=cfg.inner_lr_mode, first_order=cfg.first_order, adapt_names=adapt_names(cfg, model),
-                  bn_policy=cfg.bn_policy, vectorize=cfg.vectorize, chunk_size=cfg.chunk_size)
+    engine = MAML(
+        model,
+        loss_fn=loss_fn,
+        score_fn=score_fn,
+        inner_steps=cfg.inner_steps,
+        inner_lr=cfg.inner_lr,
+        lr_mode=cfg.inner_lr_mode,
+        first_order=cfg.first_order,
+        adapt_names=adapt_names(cfg, model),
+        bn_policy=cfg.bn_policy,
+        vectorize=cfg.vectorize,
+        chunk_size=cfg.chunk_size,
+    )
     return engine if device is None else engine.to(device)
 
 
@@ -67,18 +77,36 @@ def summarize(metrics: TaskMetrics, score_name: str, prefix: str = "") -> dict[s
     return {f"{prefix}loss": loss, f"{prefix}{score_name}": score}
 
 
-def iter_tasks(source: TaskSource, split: str, tasks: int, generator: torch.Generator, *,
-               queries: int | None = None, chunk: int = 50):
+def iter_tasks(
+    source: TaskSource,
+    split: str,
+    tasks: int,
+    generator: torch.Generator,
+    *,
+    queries: int | None = None,
+    chunk: int = 50,
+):
     """The ``tasks`` evaluation tasks of a split, in TaskBatches of at most ``chunk`` (the same tasks for the
     same generator state, whoever asks: MAML evaluation and the baselines see identical tasks)."""
     for start in range(0, tasks, chunk):
         yield source.eval(split, min(chunk, tasks - start), generator, queries)
 
 
-def evaluate_tasks(engine: MAML, source: TaskSource, split: str, tasks: int, steps: int, generator: torch.Generator,
-                   *, queries: int | None = None, chunk: int = 50) -> TaskMetrics:
+def evaluate_tasks(
+    engine: MAML,
+    source: TaskSource,
+    split: str,
+    tasks: int,
+    steps: int,
+    generator: torch.Generator,
+    *,
+    queries: int | None = None,
+    chunk: int = 50,
+    done: Callable[[int], object] | None = None,
+) -> TaskMetrics:
     """Query loss/score after 0..steps inner steps on ``tasks`` fresh tasks: each (tasks, steps + 1), on the
-    engine's device (tasks are drawn on the CPU with ``generator`` and moved).
+    engine's device (tasks are drawn on the CPU with ``generator`` and moved). ``done(n)`` is called after each
+    chunk of ``n`` tasks (a progress bar's ``update``).
 
     Under torchrun every rank draws the same tasks and scores its share of each chunk; the scores are gathered
     back in task order, so the result is the single-process one."""
@@ -92,13 +120,24 @@ def evaluate_tasks(engine: MAML, source: TaskSource, split: str, tasks: int, ste
             m = engine.evaluate(batch, steps)
         losses.append(m.loss)
         scores.append(m.score)
+        if done is not None:
+            done(batch.num_tasks)
     return TaskMetrics(torch.cat(losses), torch.cat(scores))
 
 
-def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = None, *, resume: bool = True,
-          time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None,
-          tensorboard: bool = False, device: torch.device | str | None = None,
-          precision: str = "fp32") -> LoopResult:
+def train(
+    cfg: MAMLConfig,
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    *,
+    resume: bool = True,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    argv: list[str] | None = None,
+    tensorboard: bool = False,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> LoopResult:
     """Meta-train ``cfg`` into ``run_dir`` (config.json, metrics.jsonl, checkpoints/last.pt) on ``device``
     (default: the CPU; under torchrun with NCCL, this process's GPU) in ``precision`` (fp32, or bf16/fp16 autocast
     for first-order MAML).
@@ -114,8 +153,12 @@ def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = No
     source = make_task_source(cfg, data_dir)  # raises ConfigError if the episodes do not fit the data
     engine = build_engine(cfg, source.input_shape, device)
     probe = source.train(1, torch.Generator().manual_seed(0))
-    check_output_size(engine.model, probe.support_x[0], 1 if cfg.task == "sinusoid" else cfg.ways,
-                      "outputs" if cfg.task == "sinusoid" else "ways")
+    check_output_size(
+        engine.model,
+        probe.support_x[0],
+        1 if cfg.task == "sinusoid" else cfg.ways,
+        "outputs" if cfg.task == "sinusoid" else "ways",
+    )
     optimizer = torch.optim.Adam(engine.parameters(), lr=cfg.meta_lr)
     scaler = devices.grad_scaler(device, precision)
     scaler = scaler if scaler.is_enabled() else None
@@ -123,10 +166,11 @@ def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = No
     _, _, score_name = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
 
     def train_step(step: int) -> dict[str, float]:
-        batch = source.train(cfg.meta_batch, task_gen)  # drawn on the CPU: the same tasks on every device
+        with devices.explain_out_of_memory("meta_batch (the tasks drawn at each step)", "cpu", param="meta_batch"):
+            batch = source.train(cfg.meta_batch, task_gen)  # drawn on the CPU: the same tasks on every device
         local = engine.place(batch[distributed.shard(batch.num_tasks)])  # one (pinned, async) copy per step
         optimizer.zero_grad(set_to_none=True)
-        with devices.explain_out_of_memory(MEMORY_KNOBS, device):
+        with devices.explain_out_of_memory(MEMORY_KNOBS, device, param=("chunk_size", "meta_batch")):
             metrics = engine.meta_backward(local, precision=precision, scaler=scaler)
         distributed.average_gradients(engine.parameters())
         if scaler is not None:
@@ -148,8 +192,20 @@ def train(cfg: MAMLConfig, run_dir: str | Path, data_dir: str | Path | None = No
         means = torch.stack([m.score[:, k].mean() for k in keys]).cpu().tolist()  # one copy back
         return {f"{score_name}_step{k}": v for k, v in zip(keys, means)}
 
-    return run_loop(run_dir, cfg.iterations, train_step,
-                    {"engine": engine, "optimizer": optimizer, "tasks": GeneratorState(task_gen)},
-                    config=cfg, argv=argv, eval_fn=eval_fn, eval_every=cfg.eval_every,
-                    checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, resume=resume,
-                    progress=progress, desc=cfg.preset, time_budget_s=time_budget_s, tensorboard=tensorboard)
+    return run_loop(
+        run_dir,
+        cfg.iterations,
+        train_step,
+        {"engine": engine, "optimizer": optimizer, "tasks": GeneratorState(task_gen)},
+        config=cfg,
+        argv=argv,
+        eval_fn=eval_fn,
+        eval_every=cfg.eval_every,
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+        resume=resume,
+        progress=progress,
+        desc=cfg.preset,
+        time_budget_s=time_budget_s,
+        tensorboard=tensorboard,
+    )

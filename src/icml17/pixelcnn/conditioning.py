@@ -49,8 +49,9 @@ def resize_map(features: Tensor | None, size: int) -> Tensor | None:
     """(B, D, S, S) -> (B, D, size, size), bilinear (antialiased when shrinking)."""
     if features is None or features.shape[-1] == size:
         return features
-    return F.interpolate(features, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=size < features.shape[-1])
+    return F.interpolate(
+        features, size=(size, size), mode="bilinear", align_corners=False, antialias=size < features.shape[-1]
+    )
 
 
 class TextEncoder(nn.Module):
@@ -76,8 +77,16 @@ class TextEncoder(nn.Module):
 class ContextEncoder(nn.Module):
     """Raw context -> ``(vec (B, D) | None, map (B, D, S, S) | None)``, validating shapes and ranges."""
 
-    def __init__(self, kind: str = "none", dim: int = 32, n_classes: int = 10, text_len: int = 32,
-                 map_channels: int = 1, map_size: int = 28, map_blocks: int = 2):
+    def __init__(
+        self,
+        kind: str = "none",
+        dim: int = 32,
+        n_classes: int = 10,
+        text_len: int = 32,
+        map_channels: int = 1,
+        map_size: int = 28,
+        map_blocks: int = 2,
+    ):
         super().__init__()
         if kind not in KINDS:
             raise ConfigError(f"condition must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -103,11 +112,13 @@ class ContextEncoder(nn.Module):
     def expected(self) -> str:
         text = f"captions: a list of B strings or an int64 tensor of shape (B, {self.text_len})"
         spatial = f"a float tensor of shape (B, {self.map_channels}, {self.map_size}, {self.map_size})"
-        return {"none": "no context (None)",
-                "class": f"class labels: int64 tensor of shape (B,) with values in [0, {self.n_classes})",
-                "text": text, "spatial": spatial,
-                "text+spatial": f"a pair (captions, map): {text}, and {spatial}",
-                }[self.kind]
+        return {
+            "none": "no context (None)",
+            "class": f"class labels: int64 tensor of shape (B,) with values in [0, {self.n_classes})",
+            "text": text,
+            "spatial": spatial,
+            "text+spatial": f"a pair (captions, map): {text}, and {spatial}",
+        }[self.kind]
 
     def forward(self, context: object, batch: int) -> tuple[Tensor | None, Tensor | None]:
         if self.kind == "none":

@@ -35,8 +35,11 @@ def load_split(cfg: PixelCNNConfig, data_dir: str | Path | None, split: str) -> 
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if split == "val" and not cfg.val_images:
-        raise ConfigError("this model held out no validation images: train it with --set val_images=N (e.g. 5000) "
-                          "to score a validation split")
+        raise ConfigError(
+            "this model held out no validation images: train it with val_images=N (e.g. 5000) "
+            "to score a validation split",
+            param="val_images",
+        )
     if split == "test":
         return _load(cfg, data_dir, "test")
     images, labels = _load(cfg, data_dir, "train")
@@ -99,6 +102,7 @@ def to_model_device(batch, device: torch.device | str):
     """``batch`` (a tensor, a context, or a tuple/list/dict of them; None stays None) moved to ``device`` in one
     pass, from page-locked memory and asynchronously on CUDA. Data is drawn and quantized on the CPU (the same
     images on every device); this is the one copy per step or per scored batch."""
+
     def pinned(t):
         if isinstance(t, Tensor):
             return pin(t, device) if t.device.type == "cpu" else t
@@ -113,6 +117,4 @@ def to_model_device(batch, device: torch.device | str):
 
 def raw_levels(x: Tensor, cfg: PixelCNNConfig) -> Tensor:
     """Quantized images back on the 0..255 scale (for the spatial condition)."""
-    return x * 255 // (2 ** cfg.bits - 1)
-
-
+    return x * 255 // (2**cfg.bits - 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +20,32 @@ import torch
 from torch import Tensor, nn
 
 from icml17.core import distributed
-from icml17.core.config import ConfigError, config_from_dict
+from icml17.core.config import ConfigError
 from icml17.core.device import explain_out_of_memory, synchronize
 from icml17.core.results import write_record
-from icml17.core.run import load_trained_run
+from icml17.core.runs import TrainedRun, load_trained_run, trained_from_weights
 from icml17.core.stats import bits_per_dim
 from icml17.pixelcnn.data import load_split, make_context, raw_levels, test_images, to_model_device
 from icml17.pixelcnn.presets import PixelCNNConfig, build_model
 
-
-@dataclass
-class Trained:
-    cfg: PixelCNNConfig
-    model: nn.Module
-    iterations: int
-    wall_time_s: float
-    train_command: str
-    weights: str | None = None
+Trained = TrainedRun[PixelCNNConfig, nn.Module]  # a trained PixelCNN and where it came from
 
 
 def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> Trained:
     """The model of a run directory's last checkpoint, rebuilt from the checkpoint's own config, on ``device``
     (default the CPU; the checkpoint is read on the CPU whatever device wrote it)."""
-    run = load_trained_run(run_dir, PixelCNNConfig, "model", "pixelcnn")
-    model = build_model(run.cfg)
-    model.load_state_dict(run.state)
-    return Trained(run.cfg, _on(model.eval(), device), run.iterations, run.wall_time_s, run.train_command)
+    return load_trained_run(run_dir, PixelCNNConfig, "model", "pixelcnn", _build, device=device)
 
 
 def load_shipped(name: str, device: torch.device | str | None = None) -> Trained:
     """The model of the shipped weights ``name`` (``icml17.weights``), on ``device`` (default the CPU)."""
     from icml17.weights import load_weights
 
-    w = load_weights(name, "pixelcnn")
-    cfg = config_from_dict(PixelCNNConfig, w.config)
-    model = build_model(cfg)
-    model.load_state_dict(w.state)
-    return Trained(cfg, _on(model.eval(), device), w.iterations, w.wall_time_s, w.train_command, weights=name)
+    return trained_from_weights(load_weights(name, "pixelcnn"), PixelCNNConfig, _build, device=device)
 
 
-def _on(model: nn.Module, device: torch.device | str | None) -> nn.Module:
-    return model if device is None else model.to(device)
+def _build(cfg: PixelCNNConfig) -> nn.Module:
+    return build_model(cfg).eval()
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -85,7 +69,7 @@ def likelihood(model, cfg: PixelCNNConfig, images: Tensor, labels: Tensor, batch
     lo, hi = ctx.rank * n // ctx.world_size, (ctx.rank + 1) * n // ctx.world_size
     total, terms = torch.zeros((), dtype=torch.float64, device=device), {}
     for i in range(lo, hi, batch_size):
-        x, y = images[i:min(i + batch_size, hi)], labels[i:min(i + batch_size, hi)]
+        x, y = images[i : min(i + batch_size, hi)], labels[i : min(i + batch_size, hi)]
         x, y = x.cpu(), y.cpu()  # contexts (captions, occupancy maps) are built on the CPU, as in training
         x, context = to_model_device((x, make_context(cfg, y, raw_levels(x, cfg))), device)
         with _no_autocast(device):
@@ -94,8 +78,9 @@ def likelihood(model, cfg: PixelCNNConfig, images: Tensor, labels: Tensor, batch
         for k, v in lp.terms.items():
             terms[k] = terms.get(k, 0.0) + v.double().sum()
     keys = sorted(terms)  # the same factors on every rank: each scores at least one image (checked above)
-    sums = distributed.all_reduce_sum(torch.stack(
-        [total] + [torch.as_tensor(terms.get(k, 0.0), dtype=torch.float64, device=device) for k in keys]))
+    sums = distributed.all_reduce_sum(
+        torch.stack([total] + [torch.as_tensor(terms.get(k, 0.0), dtype=torch.float64, device=device) for k in keys])
+    )
     sums = sums.cpu().tolist()  # one copy to the host
     total, terms = sums[0], dict(zip(keys, sums[1:]))
     dims = model.dims
@@ -122,8 +107,9 @@ def timed(fn, *args, device: torch.device | str | None = None, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def evaluate(trained: Trained, data_dir: str | Path | None = None, n_eval: int = 0,
-             split: str = "test", batch_size: int = 100) -> dict[str, Any]:
+def evaluate(
+    trained: Trained, data_dir: str | Path | None = None, n_eval: int = 0, split: str = "test", batch_size: int = 100
+) -> dict[str, Any]:
     """Exact likelihood on ``split`` (train, val or test; its first ``n_eval`` images, 0 = all), ``batch_size``
     images at a time on the model's device."""
     cfg = trained.cfg
@@ -132,13 +118,13 @@ def evaluate(trained: Trained, data_dir: str | Path | None = None, n_eval: int =
         images, labels = images[:n_eval], labels[:n_eval]
     device = model_device(trained.model)
     with explain_out_of_memory("batch_size (images scored at once)", device):
-        ev, seconds = timed(likelihood, trained.model, cfg, test_images(cfg, images), labels, batch_size,
-                            device=device)
+        ev, seconds = timed(likelihood, trained.model, cfg, test_images(cfg, images), labels, batch_size, device=device)
     return {**ev, "eval_wall_time_s": seconds}
 
 
-def evaluate_splits(trained: Trained, data_dir: str | Path | None, n_eval: int,
-                    splits: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+def evaluate_splits(
+    trained: Trained, data_dir: str | Path | None, n_eval: int, splits: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The test evaluation (or the last split's if test is not asked for) and, per split, bits/dim, nats per
     sub-pixel (Table 1's unit) and the number of images scored. Checks every split exists before scoring."""
     for split in splits:  # a missing validation split fails here, before minutes of scoring
@@ -146,33 +132,57 @@ def evaluate_splits(trained: Trained, data_dir: str | Path | None, n_eval: int,
     by_split, main = {}, None
     for split in splits:
         ev = evaluate(trained, data_dir, n_eval, split)
-        by_split[split] = {"bits_per_dim": round(ev["bits_per_dim"], 4),
-                           "nats_per_subpixel": round(ev["bits_per_dim"] * math.log(2), 4), "n": ev["n"]}
+        by_split[split] = {
+            "bits_per_dim": round(ev["bits_per_dim"], 4),
+            "nats_per_subpixel": round(ev["bits_per_dim"] * math.log(2), 4),
+            "n": ev["n"],
+        }
         if main is None or split == "test":
             main = ev
     return main, by_split
 
 
-def write_result(trained: Trained, ev: dict[str, Any], out_dir: str | Path, command: str,
-                 name: str | None = None, by_split: dict[str, dict[str, float]] | None = None) -> Path:
+def write_result(
+    trained: Trained,
+    ev: dict[str, Any],
+    out_dir: str | Path,
+    command: str,
+    name: str | None = None,
+    by_split: dict[str, dict[str, float]] | None = None,
+) -> Path:
     """``out_dir/<experiment>.json`` (experiment: ``name`` or the config's, e.g. ``mnist-typeB``); ``by_split``
     (from :func:`evaluate_splits`) adds every scored split."""
     cfg, model = trained.cfg, trained.model
     binarized = cfg.dataset == "binarized-mnist"
     experiment = name or cfg.experiment
-    return write_record(Path(out_dir) / f"{experiment}.json", device=model_device(model), record={
-        "system": "pixelcnn", "experiment": experiment,
-        "metric": "nats" if binarized else "bits_per_dim",
-        "value": round(ev["nats"] if binarized else ev["bits_per_dim"], 4),
-        "paper": None, "higher_is_better": False, "n_eval": ev["n"],
-        "iterations": trained.iterations, "wall_time_s": round(trained.wall_time_s, 1), "seed": cfg.seed,
-        "weights": trained.weights, "command": command,
-        "bits_per_dim": round(ev["bits_per_dim"], 4), "nats_per_image": round(ev["nats"], 2),
-        "bits_per_dim_by_factor": {k[4:]: round(v, 4) for k, v in ev.items() if k.startswith("bpd/")},
-        "model": cfg.model, "hidden": cfg.hidden, "layers": cfg.layers, "batch_size": cfg.batch_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "binarization": "dynamic (train), fixed seed 0 (test)" if binarized else None,
-        "eval_wall_time_s": round(ev["eval_wall_time_s"], 1),
-        "condition": cfg.condition, "val_images": cfg.val_images,
-        **({"by_split": by_split} if by_split else {}),
-    })
+    return write_record(
+        Path(out_dir) / f"{experiment}.json",
+        device=model_device(model),
+        record={
+            "system": "pixelcnn",
+            "experiment": experiment,
+            "metric": "nats" if binarized else "bits_per_dim",
+            "value": round(ev["nats"] if binarized else ev["bits_per_dim"], 4),
+            "paper": None,
+            "higher_is_better": False,
+            "n_eval": ev["n"],
+            "iterations": trained.iterations,
+            "wall_time_s": round(trained.wall_time_s, 1),
+            "seed": cfg.seed,
+            "weights": trained.weights,
+            "command": command,
+            "bits_per_dim": round(ev["bits_per_dim"], 4),
+            "nats_per_image": round(ev["nats"], 2),
+            "bits_per_dim_by_factor": {k[4:]: round(v, 4) for k, v in ev.items() if k.startswith("bpd/")},
+            "model": cfg.model,
+            "hidden": cfg.hidden,
+            "layers": cfg.layers,
+            "batch_size": cfg.batch_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "binarization": "dynamic (train), fixed seed 0 (test)" if binarized else None,
+            "eval_wall_time_s": round(ev["eval_wall_time_s"], 1),
+            "condition": cfg.condition,
+            "val_images": cfg.val_images,
+            **({"by_split": by_split} if by_split else {}),
+        },
+    )

@@ -24,7 +24,14 @@ GROUP_OFFSETS = {1: (0, 0), 2: (0, 1), 3: (1, 0), 4: (1, 1)}  # (row, col) insid
 
 @dataclass
 class LogProb:
-    """Exact log-likelihood in nats: ``total`` (B,) and its factors ``terms`` (name -> (B,))."""
+    """Exact log-likelihood in nats, with the factors it is the sum of.
+
+    Attributes:
+        total: ``log p(x | c)`` of each image, (B,).
+        terms: each factor's share, name -> (B,) (``"base"``, ``"scale1/group2"``, ...; ``"pixels"`` for the full
+            model); they sum to ``total``.
+        dims: sub-pixels per image, C * H * W.
+    """
 
     total: Tensor
     terms: dict[str, Tensor] = field(default_factory=dict)
@@ -48,16 +55,19 @@ class Factor:
 def check_images(x: Tensor, n_channels: int, size: int, levels: int) -> None:
     """Raise ValueError unless ``x`` is an integer tensor (B, C, size, size) with values in ``[0, levels)``."""
     if not isinstance(x, Tensor) or x.is_floating_point() or x.dtype == torch.bool:
-        raise ValueError(f"images must be an integer tensor of shape (B, {n_channels}, {size}, {size}) with values "
-                         f"in [0, {levels}), got {getattr(x, 'dtype', type(x))}")
+        raise ValueError(
+            f"images must be an integer tensor of shape (B, {n_channels}, {size}, {size}) with values "
+            f"in [0, {levels}), got {getattr(x, 'dtype', type(x))}"
+        )
     if x.dim() != 4 or tuple(x.shape[1:]) != (n_channels, size, size):
         raise ValueError(f"images must have shape (B, {n_channels}, {size}, {size}), got {tuple(x.shape)}")
     if not x.numel():
         return
     lo, hi = torch.stack(torch.aminmax(x)).cpu().tolist()  # one copy to the host when x lives on a GPU
     if lo < 0 or hi >= levels:
-        raise ValueError(f"pixel values must lie in [0, {levels}) ({int(math.log2(levels))}-bit), got range "
-                         f"[{lo}, {hi}]")
+        raise ValueError(
+            f"pixel values must lie in [0, {levels}) ({int(math.log2(levels))}-bit), got range [{lo}, {hi}]"
+        )
 
 
 def factored_log_prob(model: nn.Module, x: Tensor, context: object = None) -> LogProb:
@@ -68,8 +78,10 @@ def factored_log_prob(model: nn.Module, x: Tensor, context: object = None) -> Lo
     own dtype: a discretized logistic's bins (2/255 wide) are below bf16's resolution near 1."""
     check_images(x, model.n_channels, model.image_size, model.levels)
     dtype = next(model.parameters()).dtype
-    terms = {f.name: model.head.log_prob(f.params.to(dtype), x[:, :, f.rows, f.cols]).sum((1, 2))
-             for f in model.factors(to_unit(x, model.levels, dtype), context)}
+    terms = {
+        f.name: model.head.log_prob(f.params.to(dtype), x[:, :, f.rows, f.cols]).sum((1, 2))
+        for f in model.factors(to_unit(x, model.levels, dtype), context)
+    }
     return LogProb(sum(terms.values()), terms, model.dims)
 
 

@@ -42,7 +42,21 @@ def to_unit(x: Tensor, levels: int, dtype: torch.dtype | None = None) -> Tensor:
 
 
 class Head(abc.ABC):
-    """Interface of an output distribution; ``out_groups`` gives each of the P outputs its colour group."""
+    """Interface of an output distribution over discrete sub-pixels; see the module docstring for the three.
+
+    Attributes:
+        n_params: P, the network outputs the head reads per pixel.
+        color_groups: how many colour groups the network's channel masks must keep apart (C, or 1 when one
+            evaluation predicts every channel).
+        sequential_channels: sampling a pixel needs one evaluation per channel.
+
+    Args:
+        n_channels: C, channels per pixel.
+        levels: L, values per sub-pixel (2^bits).
+
+    Raises:
+        ValueError: fewer than 2 levels.
+    """
 
     n_params: int
     color_groups: int
@@ -55,7 +69,7 @@ class Head(abc.ABC):
 
     @abc.abstractmethod
     def out_groups(self) -> Tensor:
-        """Implemented by each head."""
+        """The colour group of each of the P outputs, (P,) int64: output p may see channels below its group."""
 
     def output_color(self) -> Tensor:
         """Sub-pixel channel each output predicts first (for causality checks): ``(P,)``."""
@@ -63,14 +77,47 @@ class Head(abc.ABC):
 
     @abc.abstractmethod
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        """Implemented by each head."""
+        """Log-probability of every pixel, its channels summed.
+
+        Args:
+            params: network outputs, (B, P, H, W).
+            x: integer images, (B, C, H, W) in [0, L).
+
+        Returns:
+            (B, H, W) log-probabilities in nats.
+        """
 
     @abc.abstractmethod
     def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """Implemented by each head."""
+        """Integer sub-pixels drawn from the distribution ``params`` describe.
+
+        With per-channel heads (``sequential_channels``) only the channels the outputs could see are valid;
+        samplers call it once per channel.
+
+        Args:
+            params: network outputs, (B, P, H, W).
+            temperature: 1 samples the model exactly; lower is greedier.
+            generator: the random stream (None: the global one).
+
+        Returns:
+            (B, C, H, W) int64 in [0, L).
+        """
 
 
 class SoftmaxHead(Head):
+    """An L-way softmax per channel (PixelCNN, van den Oord et al. 2016a); P = C * L logits laid out (C, L).
+
+    Args:
+        n_channels: C, channels per pixel.
+        levels: L, values per sub-pixel.
+
+    Examples:
+        >>> import torch
+        >>> head = SoftmaxHead(n_channels=1, levels=4)
+        >>> head.log_prob(torch.zeros(1, 4, 1, 1), torch.tensor([[[[2]]]])).exp()   # uniform logits: 1/4
+        tensor([[[0.2500]]])
+    """
+
     sequential_channels = True
 
     def __init__(self, n_channels: int, levels: int = 256):
@@ -93,6 +140,16 @@ class SoftmaxHead(Head):
 
 
 class BernoulliHead(Head):
+    """Binary images (L = 2): one logit per channel.
+
+    Args:
+        n_channels: C, channels per pixel.
+        levels: must be 2.
+
+    Raises:
+        ValueError: ``levels`` is not 2.
+    """
+
     sequential_channels = True
 
     def __init__(self, n_channels: int, levels: int = 2):
@@ -121,7 +178,15 @@ def _log_one_minus_exp_neg(log_d: Tensor) -> Tensor:
 
 
 class LogisticMixtureHead(Head):
-    """Discretized logistic mixture; params layout ``[logits K | means K*C | log_scales K*C | coeffs K*C(C-1)/2]``."""
+    """Discretized logistic mixture (PixelCNN++); one evaluation samples every channel of a pixel.
+
+    The params layout is ``[logits K | means K*C | log_scales K*C | coeffs K*C(C-1)/2]``.
+
+    Args:
+        n_channels: C, channels per pixel.
+        levels: L, values per sub-pixel.
+        n_mix: K, mixture components.
+    """
 
     sequential_channels = False
     color_groups = 1
@@ -192,6 +257,20 @@ class LogisticMixtureHead(Head):
 
 
 def make_head(kind: str, n_channels: int, levels: int, n_mix: int = 5) -> Head:
+    """The head named ``kind``.
+
+    Args:
+        kind: ``"softmax"``, ``"logistic"`` or ``"bernoulli"``.
+        n_channels: C, channels per pixel.
+        levels: L, values per sub-pixel.
+        n_mix: mixture components of the logistic head.
+
+    Returns:
+        A :class:`Head`.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
     if kind == "softmax":
         return SoftmaxHead(n_channels, levels)
     if kind == "logistic":

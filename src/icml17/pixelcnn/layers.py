@@ -55,8 +55,7 @@ class GatedBlock(nn.Module):
     ``in_groups``); ``cond``: (B, 2F, 1, 1) or (B, 2F, H, W) bias or None. Returns new ``(v, h)``.
     """
 
-    def __init__(self, hidden: int, n_colors: int, kernel: int, first: bool = False,
-                 in_groups: Tensor | None = None):
+    def __init__(self, hidden: int, n_colors: int, kernel: int, first: bool = False, in_groups: Tensor | None = None):
         super().__init__()
         self.first = first
         feat_groups = channel_groups(hidden, n_colors)
@@ -65,8 +64,9 @@ class GatedBlock(nn.Module):
         n_in = len(in_groups)
         p = kernel // 2
         self.v_conv = MaskedConv2d(n_in, 2 * hidden, vertical_mask(2 * hidden, n_in, kernel, not first), (p, p))
-        self.h_conv = MaskedConv2d(n_in, 2 * hidden, horizontal_mask(in_groups, gate_groups, kernel,
-                                                                     "A" if first else "B"), (0, p))
+        self.h_conv = MaskedConv2d(
+            n_in, 2 * hidden, horizontal_mask(in_groups, gate_groups, kernel, "A" if first else "B"), (0, p)
+        )
         # the vertical pre-activation at (i, j) only sees rows < i: visible to every colour group
         self.link = nn.Conv2d(2 * hidden, 2 * hidden, 1)
         self.h_out = masked_pointwise(feat_groups, feat_groups, "B")

@@ -33,10 +33,18 @@ class _LogProb(torch.nn.Module):
         return self.model.log_prob(x, context).total
 
 
-def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None = None, resume: bool = True,
-          time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None,
-          tensorboard: bool = False, device: torch.device | str | None = None,
-          precision: str = "fp32") -> LoopResult:
+def train(
+    cfg: PixelCNNConfig,
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    resume: bool = True,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    argv: list[str] | None = None,
+    tensorboard: bool = False,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> LoopResult:
     """Train ``cfg`` into ``run_dir`` (resumable) on ``device`` (default the CPU) in ``precision`` (fp32, bf16 or
     fp16 autocast); returns the loop result. Writes ``config.json``.
 
@@ -50,10 +58,10 @@ def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None 
     torch.manual_seed(cfg.seed)
     train_x, train_y = load_split(cfg, data_dir, "train")
     if cfg.train_images:
-        train_x, train_y = train_x[:cfg.train_images], train_y[:cfg.train_images]
+        train_x, train_y = train_x[: cfg.train_images], train_y[: cfg.train_images]
     # periodic scores on the held-out validation images when there are some, else on the first test images
     held_x, held_y = load_split(cfg, data_dir, "val" if cfg.val_images else "test")
-    val_x, val_y = test_images(cfg, held_x[:cfg.eval_images]), held_y[:cfg.eval_images]
+    val_x, val_y = test_images(cfg, held_x[: cfg.eval_images]), held_y[: cfg.eval_images]
     model = build_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     decay = lambda step: 1.0 - (1.0 - cfg.lr_final / cfg.lr) * min(step, cfg.iterations) / cfg.iterations  # noqa: E731
@@ -66,13 +74,14 @@ def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None 
 
     def train_step(step: int) -> dict[str, float]:
         model.train()
-        idx = torch.randint(len(train_x), (cfg.batch_size,), generator=gen)
-        raw, y = train_x[idx], train_y[idx]
-        x = quantize(cfg, raw, gen)
+        with explain_out_of_memory("batch_size (the images drawn at each step)", "cpu", param="batch_size"):
+            idx = torch.randint(len(train_x), (cfg.batch_size,), generator=gen)
+            raw, y = train_x[idx], train_y[idx]
+            x = quantize(cfg, raw, gen)
         mine = distributed.shard(cfg.batch_size)  # this rank's share of the global batch
         x, y = x[mine], y[mine]
         x, context = to_model_device((x, make_context(cfg, y, raw_levels(x, cfg))), device)
-        with explain_out_of_memory("batch_size (--set batch_size=...) or hidden", device):
+        with explain_out_of_memory("batch_size or hidden", device, param=("batch_size", "hidden")):
             with autocast(device, precision):
                 total = net(x, context)
             loss = bits_per_dim(-total.float().mean(), model.dims)  # of the batch; differentiable
@@ -92,12 +101,24 @@ def train(cfg: PixelCNNConfig, run_dir: str | Path, data_dir: str | Path | None 
         return metrics
 
     def eval_fn(step: int) -> dict[str, float]:
-        with explain_out_of_memory("hidden (--set hidden=...); the likelihood scores 100 images per batch", device):
+        with explain_out_of_memory("hidden (the likelihood scores 100 images per batch)", device):
             ev = likelihood(model, cfg, val_x, val_y)
         return {"bits_per_dim": ev["bits_per_dim"], "nats": ev["nats"]}
 
     state = {"model": model, "optimizer": opt, "scheduler": sched, "generator": GeneratorState(gen)}
-    return run_loop(run_dir, cfg.iterations, train_step, state, config=cfg, argv=argv, eval_fn=eval_fn,
-                    eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every, resume=resume,
-                    progress=progress, desc=f"pixelcnn {cfg.experiment}", time_budget_s=time_budget_s,
-                    tensorboard=tensorboard)
+    return run_loop(
+        run_dir,
+        cfg.iterations,
+        train_step,
+        state,
+        config=cfg,
+        argv=argv,
+        eval_fn=eval_fn,
+        eval_every=cfg.eval_every,
+        checkpoint_every=cfg.checkpoint_every,
+        resume=resume,
+        progress=progress,
+        desc=f"pixelcnn {cfg.experiment}",
+        time_budget_s=time_budget_s,
+        tensorboard=tensorboard,
+    )

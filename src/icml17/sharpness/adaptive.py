@@ -15,7 +15,19 @@ from icml17.core.functional import flatten
 
 
 class AdaptiveHessian:
-    """The operator v -> d * H (d * v) with d = |theta| + eta, on the same flat layout as ``op``."""
+    """The operator v -> d * H (d * v) with d = |theta| + eta, on the same flat layout as ``op``.
+
+    Its spectrum is what the estimators of :mod:`icml17.core.curvature` read (``lanczos(AdaptiveHessian(op), 1)``
+    is ``adaptive_lambda_max``).
+
+    Args:
+        op: the Hessian at theta.
+        eta: added to |theta| so that zero parameters still count (0: exactly invariant under diagonal
+            rescalings).
+
+    Raises:
+        ValueError: ``eta`` < 0.
+    """
 
     def __init__(self, op: HessianOperator, eta: float = 0.0):
         if eta < 0:
@@ -26,8 +38,17 @@ class AdaptiveHessian:
 
     @property
     def n_hvp(self) -> int:
+        """Hessian-vector products computed so far (those of ``op``)."""
         return self.op.n_hvp
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The operator applied to each column.
+
+        Args:
+            vectors: (n, k) on the operator's device and dtype.
+
+        Returns:
+            (n, k): ``d * H (d * vectors)``.
+        """
         d = self.scale[:, None]
         return d * self.op.matmat(d * vectors)

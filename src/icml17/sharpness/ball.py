@@ -29,6 +29,18 @@ from icml17.core.functional import flatten, unflatten
 
 @dataclass
 class BallSharpness:
+    """What :func:`ball_sharpness` found: a lower bound on the largest loss in the ball.
+
+    Attributes:
+        value: (max loss - loss) / (1 + loss), a fraction.
+        loss: the loss at theta.
+        max_loss: the largest loss found in the ball.
+        radius: the ball's radius.
+        steps: ascent steps per start.
+        starts: starting points tried.
+        loss_evaluations: losses (with gradients) computed.
+    """
+
     value: float  # (max loss - loss) / (1 + loss)
     loss: float
     max_loss: float
@@ -43,8 +55,21 @@ def ball_sharpness(loss: ModelLoss, radius: float, *, scale: torch.Tensor | None
                    seed: int = 0) -> BallSharpness:
     """max over |u| <= radius of L(theta + scale * u) by projected normalised gradient ascent on u.
 
-    ``scale`` (flat, default ones) gives the adaptive version; ``directions`` are extra starts (scaled to the
-    sphere); ``step_size`` is the ascent step as a fraction of ``radius``.
+    Args:
+        loss: the model's loss as a function of its parameters (``HessianOperator(...).loss``).
+        radius: eps (or rho for the adaptive version), > 0.
+        scale: flat per-parameter scale (default ones: epsilon-sharpness; ``|theta| + eta``: adaptive).
+        steps: ascent steps per start.
+        random_starts: random directions on the sphere to start from (seeded).
+        directions: extra starts, scaled to the sphere (e.g. +-the top Hessian eigenvector).
+        step_size: the ascent step as a fraction of ``radius``.
+        seed: the seed of the random starts.
+
+    Returns:
+        A :class:`BallSharpness`.
+
+    Raises:
+        ValueError: ``radius`` <= 0.
     """
     if radius <= 0:
         raise ValueError(f"radius must be > 0, got {radius}")
@@ -73,5 +98,14 @@ def ball_sharpness(loss: ModelLoss, radius: float, *, scale: torch.Tensor | None
 
 
 def second_order_sharpness(lambda_max: float, loss: float, radius: float) -> float:
-    """lambda_max eps^2 / (2 (1 + L)): epsilon-sharpness of the quadratic model at a critical point."""
+    """lambda_max eps^2 / (2 (1 + L)): epsilon-sharpness of the quadratic model at a critical point.
+
+    Args:
+        lambda_max: the Hessian's largest eigenvalue.
+        loss: the loss L at the point.
+        radius: eps.
+
+    Returns:
+        The second-order value, a fraction like :func:`ball_sharpness`'s.
+    """
     return lambda_max * radius ** 2 / (2 * (1 + loss))

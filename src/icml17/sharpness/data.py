@@ -19,8 +19,8 @@ def mnist_subset(data_dir: str | Path | None, split: str = "train", n: int = 200
     """``n`` examples of ``split`` drawn without replacement with ``seed``: (x (n, 1, 28, 28), y (n,))."""
     images, labels = load_mnist(data_dir, split)
     if not 0 < n <= len(labels):
-        raise ConfigError(f"asked for {n} examples of MNIST {split}, which has {len(labels)}: pass --examples "
-                          f"between 1 and {len(labels)}")
+        raise ConfigError(f"asked for n={n} examples of MNIST {split}, which has {len(labels)}: ask for between 1 "
+                          f"and {len(labels)}", param="n")
     idx = np.random.default_rng(seed).choice(len(labels), size=n, replace=False)
     x = torch.from_numpy(images[idx]).float().div_(255.0).unsqueeze(1)
     return x, torch.from_numpy(labels[idx])

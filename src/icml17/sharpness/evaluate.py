@@ -11,7 +11,6 @@ protocol's data is moved there once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import torch
 from torch import nn
 
 from icml17.core.checkpoint import CheckpointError
-from icml17.core.config import ConfigError, config_from_dict
+from icml17.core.config import ConfigError
 from icml17.core.device import explain_out_of_memory, to_device
-from icml17.core.run import load_trained_run
+from icml17.core.runs import TrainedRun, read_trained_run, trained_from_weights, with_model
 from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.measures import measure
 from icml17.sharpness.presets import PRESETS, ReproConfig, build_model
@@ -30,24 +29,28 @@ from icml17.sharpness.train import TrainConfig, accuracy, model_device
 CE = nn.functional.cross_entropy
 
 
-def mse_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Squared error; class labels (integers) are compared as one-hot vectors, the usual MSE of a classifier."""
-    if not targets.is_floating_point():
-        targets = nn.functional.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
-    return nn.functional.mse_loss(outputs, targets)
+class OneHotMSELoss(nn.MSELoss):
+    """Mean squared error; class labels (integers) are compared as one-hot vectors, the usual MSE of a classifier.
+
+    An ``nn.MSELoss`` so that the curvature engine knows it for one: forward mode cannot differentiate torch's MSE
+    backward ("ZeroTensors are immutable"), and the engine takes reverse-over-reverse products for MSE losses on
+    every model the layerwise products do not cover (batch norm, pooling, dropout, nested modules).
+    """
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not targets.is_floating_point():
+            targets = nn.functional.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
+        return super().forward(outputs, targets)
+
+
+mse_loss = OneHotMSELoss()  # the loss of ``icml17 sharpness measure --loss mse``
 
 
 PROTOCOL = ReproConfig()  # the reproductions' (radial-ranking's minima were measured so)
 RECORD_MEASURES = ("lambda_max", "trace", "epsilon", "loss")
 
 
-@dataclass
-class Trained:
-    model: nn.Module
-    cfg: TrainConfig
-    iterations: int
-    weights: str | None = None
-    record: str | None = None
+Trained = TrainedRun[TrainConfig, nn.Module]  # a trained network and where it came from
 
 
 # sharpness has no train command: its runs come from the reproductions
@@ -61,27 +64,25 @@ def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> T
     if run_dir.is_file():
         run_dir = run_dir.parent.parent
     try:
-        run = load_trained_run(run_dir, TrainConfig, "model", "sharpness",
-                               how_to_train=f"{TRAINED_BY}; or pass --weights NAME")
+        run = read_trained_run(run_dir, TrainConfig, "model", "sharpness",
+                               how_to_train=f"{TRAINED_BY}; or use shipped weights (load_shipped, `--weights NAME`)")
     except ConfigError as e:
         raise CheckpointError(str(e)) from e
     if run.cfg.model not in PRESETS:
         raise CheckpointError(f"{run_dir} is not a sharpness training run (its config names no preset of "
                               f"{sorted(PRESETS)})")
-    model = build_model(run.cfg.model)
-    model.load_state_dict(run.state)
-    return Trained(model.to(device or "cpu").eval(), run.cfg, run.iterations)
+    return with_model(run, _build, device)
 
 
 def load_shipped(name: str, device: torch.device | str | None = None) -> Trained:
     """Shipped weights ``name`` (read on the CPU) as a model on ``device`` (default the CPU)."""
     from icml17.weights import load_weights
 
-    w = load_weights(name, "sharpness")
-    cfg = config_from_dict(TrainConfig, w.config)
-    model = build_model(cfg.model)
-    model.load_state_dict(w.state)
-    return Trained(model.to(device or "cpu").eval(), cfg, w.iterations, weights=name, record=w.record)
+    return trained_from_weights(load_weights(name, "sharpness"), TrainConfig, _build, device=device)
+
+
+def _build(cfg: TrainConfig) -> nn.Module:
+    return build_model(cfg.model).eval()
 
 
 def protocol_data(data_dir: str | Path | None, protocol: ReproConfig = PROTOCOL):
@@ -96,8 +97,8 @@ def evaluate(trained: Trained, data_dir: str | Path | None, names: tuple[str, ..
     """The measures of ``trained.model`` under ``protocol``, with train and test accuracy, on the model's device."""
     device = model_device(trained.model)
     batch, train, test = to_device(protocol_data(data_dir, protocol), device)
-    with explain_out_of_memory("the batch: `icml17 sharpness measure --weights NAME --batch-size B` measures "
-                               "the same minimum in smaller batches", device):
+    with explain_out_of_memory("the batch: measure() given the data as an iterable of smaller batches (`icml17 "
+                               "sharpness measure --weights NAME --batch-size B`) measures the same minimum", device):
         out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.measure_options)
     out.pop("options", None)
     return {**out, "train_accuracy": accuracy(trained.model, *train), "test_accuracy": accuracy(trained.model, *test)}
@@ -111,7 +112,7 @@ def load_factory(spec: str, state: str | Path | None = None) -> nn.Module:
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError(f"--factory expects MODULE:FUNCTION (e.g. mymodels:build), got {spec!r}")
+        raise ConfigError(f"factory expects 'MODULE:FUNCTION' (e.g. 'mymodels:build'), got {spec!r}", param="spec")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
@@ -122,8 +123,69 @@ def load_factory(spec: str, state: str | Path | None = None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     if state is not None:
-        model.load_state_dict(_read_state(Path(state)))
+        weights = _read_state(Path(state))
+        _check_state(weights, model.state_dict(), f"--state {state} does not fit {spec}")
+        model.load_state_dict(weights)
     return model.eval()
+
+
+def _check_state(weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor], what: str) -> None:
+    """One line naming the keys and shapes where ``weights`` differ from the model's ``own`` state dict
+    (``load_state_dict`` would raise a many-line error)."""
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:5]) + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
+
+    missing = sorted(set(own) - set(weights))
+    unknown = sorted(set(weights) - set(own))
+    shapes = [f"{k} {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} in the model" for k in own
+              if k in weights and weights[k].shape != own[k].shape]
+    parts = ([f"missing {names(missing)}"] if missing else []) + ([f"unknown {names(unknown)}"] if unknown else [])
+    parts += [f"other shapes: {names(shapes)}"] if shapes else []
+    if parts:
+        raise ConfigError(f"{what}: {'; '.join(parts)}; pass the state_dict() saved from the network this factory "
+                          "builds")
+
+
+def check_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Refuse data that ``model`` or the loss cannot take, in one line each, before any measure runs (torch would
+    fail deep inside the curvature engine). ``loss`` is ``"cross_entropy"`` (integer class labels within the
+    model's outputs) or ``"mse"`` (such labels, compared as one-hot vectors, or float targets of the outputs'
+    shape). Returns ``y``, float targets of shape (N,) reshaped to (N, 1) for a model with one output.
+
+    Raises:
+        ConfigError: the inputs do not fit the model, or the labels do not fit the loss and the model's outputs.
+    """
+    first = next(model.parameters(), None)
+    probe = x[:2].to(first.dtype if first is not None and first.is_floating_point() else x.dtype)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(probe)
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"the model cannot take the data's inputs (x of shape {tuple(x.shape)}): {reason}; pass "
+                          "inputs shaped as the model expects") from e
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() < 2:
+        raise ConfigError(f"the model returns {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}; "
+                          "measures need outputs of shape (N, C)")
+    classes = out.shape[1]
+    if y.is_floating_point():
+        if loss == "cross_entropy":
+            raise ConfigError(f"cross-entropy needs integer class labels in y, got {str(y.dtype).replace('torch.', '')} "
+                              "values; store y as integers, or use loss='mse' for float targets", param="loss")
+        if y.dim() == 1 and out.shape[1:] == (1,):
+            return y[:, None]
+        if y.shape[1:] != out.shape[1:]:
+            raise ConfigError(f"float targets y have shape {tuple(y.shape)}, the model's outputs "
+                              f"{('N', *out.shape[1:])}; loss='mse' compares them element by element: store y with "
+                              "the outputs' shape (or integer class labels)", param="loss")
+        return y
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ConfigError(f"y holds class labels {int(y.min())}..{int(y.max())}, but the model has {classes} outputs "
+                          f"(classes 0..{classes - 1}); relabel y or measure a model with more outputs")
+    return y
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:

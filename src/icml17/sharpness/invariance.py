@@ -35,6 +35,17 @@ class Transform(Protocol):
 
 @dataclass
 class InvarianceRow:
+    """One transform's line of an :class:`InvarianceReport`.
+
+    Attributes:
+        transform: the transform's name.
+        max_output_diff: max |f'(x') - f(x)| / max(1, max |f(x)|) on the probe inputs.
+        outputs_preserved: ``max_output_diff`` is within the report's tolerance.
+        value: the measure on the transformed model.
+        ratio: ``value`` / the original's.
+        expected_ratio: the ratio the theory predicts, None where it predicts none.
+    """
+
     transform: str
     max_output_diff: float  # max |f'(x') - f(x)| / max(1, max |f(x)|) on the probe inputs
     outputs_preserved: bool
@@ -45,6 +56,15 @@ class InvarianceRow:
 
 @dataclass
 class InvarianceReport:
+    """What :func:`check_invariance` found: the measure on the original model and on each transform.
+
+    Attributes:
+        measure: the measure's name.
+        original: its value on the original model.
+        rows: one :class:`InvarianceRow` per transform.
+        tolerance: the relative output difference above which a transform does not preserve the function.
+    """
+
     measure: str
     original: float
     rows: list[InvarianceRow] = field(default_factory=list)
@@ -52,10 +72,12 @@ class InvarianceReport:
 
     @property
     def spread(self) -> float:
+        """max |value| / min |value| over the original and every transform: 1 means invariant."""
         values = [abs(self.original)] + [abs(r.value) for r in self.rows]
         return max(values) / min(values) if min(values) > 0 else float("inf")
 
     def table(self) -> str:
+        """The report as a text table: one line per transform with its output difference, value and ratios."""
         lines = [f"measure {self.measure}: original {self.original:.6g}, spread (max/min) {self.spread:.4g}",
                  f"{'transform':<40} {'out diff':>10} {'value':>12} {'ratio':>10} {'expected':>10}"]
         for r in self.rows:
@@ -64,6 +86,7 @@ class InvarianceReport:
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready numbers (for records)."""
         return {"measure": self.measure, "original": self.original, "spread": self.spread,
                 "tolerance": self.tolerance, "rows": [r.__dict__ for r in self.rows]}
 
@@ -96,8 +119,24 @@ def check_invariance(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[B
                      tolerance: float | None = None) -> InvarianceReport:
     """Measure ``measure_name`` on ``model`` and on every transformed model; see the module docstring.
 
-    ``probe`` defaults to the first batch's inputs; ``tolerance`` (default 1e-5, or 1e-10 in float64) is the
-    relative output difference above which a transform counts as not function-preserving.
+    Args:
+        model: the network (not changed: each transform makes a copy).
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over the batch.
+        data: one ``(inputs, targets)`` batch or an iterable of them; each transform maps the inputs it needs to.
+        transforms: function-preserving transforms (:class:`AlphaScaling`, :class:`PerNeuronScaling`, ...).
+        measure_name: one of :data:`MEASURES`.
+        probe: inputs on which outputs are compared (default: the first batch's).
+        dtype: compute in this dtype (default: the model's).
+        options: how the measure is computed.
+        tolerance: the relative output difference above which a transform counts as not function-preserving
+            (default 1e-5, or 1e-10 in float64).
+
+    Returns:
+        An :class:`InvarianceReport`.
+
+    Raises:
+        ConfigError: an unknown measure.
+        TransformError: a transform that does not apply to ``model``.
     """
     check_names([measure_name])
     batches = _map_data(data, lambda x: x)

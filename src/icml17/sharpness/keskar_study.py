@@ -19,6 +19,7 @@ Everything runs on ``device`` (MNIST is moved there once); the record names the 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -186,9 +187,10 @@ def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out
             sb = models[seed, "small-batch"]
             rep = BatchNormScaling([chosen] * n_norms)(sb)
             m = study.measured(seed, "small-batch", rep.model, tag=f"-bnscale{chosen:g}")
+            sb64 = copy.deepcopy(sb).double()  # rescaled in float64: function preservation, not float32 rounding
             reversed_rows[seed] = {**m, "max_output_diff": output_difference(sb, rep, study.x_test[:1000]),
-                                   "max_output_diff_float64": output_difference(sb, rep, study.x_test[:1000],
-                                                                                torch.float64),
+                                   "max_output_diff_float64": output_difference(
+                                       sb64, BatchNormScaling([chosen] * n_norms)(sb64), study.x_test[:1000].double()),
                                    "test_accuracy": accuracy(rep.model, study.x_test, study.y_test)}
     reversed_everywhere = bool(reversed_rows) and all(
         reversed_rows[s][main_key] > rows[s]["large-batch"][main_key] for s in cfg.seeds)

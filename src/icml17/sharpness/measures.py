@@ -37,6 +37,21 @@ UNITS = "fraction: (max nearby loss - loss) / (1 + loss)"
 
 @dataclass(frozen=True)
 class MeasureOptions:
+    """How :func:`measure` computes each measure.
+
+    Attributes:
+        lanczos_tol: Lanczos's stopping rule, the relative Ritz residual.
+        max_iter: Lanczos iterations at most.
+        k: eigenvalues of ``topk``.
+        probes: Hutchinson probes, or Hutch++ matrix-vector products.
+        eps: the epsilon-sharpness radius (Euclidean).
+        keskar_eps: the Keskar box's relative size.
+        keskar_p: the random subspace's dimension of ``keskar_random``.
+        adaptive_rho: the adaptive sharpness radius.
+        ascent_steps: gradient-ascent steps of the ball measures.
+        seed: the seed of every random probe and start.
+    """
+
     lanczos_tol: float = 1e-3  # relative Ritz residual
     max_iter: int = 100
     k: int = 5  # for topk
@@ -62,11 +77,48 @@ def check_names(names: Iterable[str]) -> list[str]:
 def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], names: Sequence[str], *,
             dtype: torch.dtype | None = None, mode: str = "eval", options: MeasureOptions = MeasureOptions(),
             sharded: bool = False) -> dict[str, Any]:
-    """The requested measures plus ``mode``, ``dtype``, ``n_params`` and ``n_hvp`` (Hessian-vector products).
+    """The requested flatness measures of ``model`` at its current parameters, on ``data``.
 
-    ``sharded``: ``data`` is this process's share of a dataset split over torch.distributed ranks; every loss,
-    gradient and Hessian product is then the whole dataset's (all ranks must call with the same options)."""
+    Every Hessian product is exact (forward-over-reverse, no finite differences); the curvature is never
+    computed under autocast.
+
+    Args:
+        model: the network, measured as it is (not changed).
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over the batch.
+        data: one ``(inputs, targets)`` batch or an iterable of them; the loss is their mean.
+        names: names from :data:`MEASURES` (``"lambda_max"``, ``"trace"``, ``"epsilon"``, ...).
+        dtype: compute in this dtype (default: the model's; float64 for tight comparisons).
+        mode: ``"eval"`` (default) or ``"train"``: the model's mode while measuring (batch norm, dropout).
+        options: how each measure is computed (probes, radii, tolerances, seed).
+        sharded: ``data`` is this process's share of a dataset split over torch.distributed ranks; every loss,
+            gradient and Hessian product is then the whole dataset's (all ranks must call with the same options).
+
+    Returns:
+        The measures by name, plus ``mode``, ``dtype``, ``n_params``, ``n_hvp`` (Hessian-vector products),
+        ``hvp_method`` and ``options``; ``trace`` comes with ``trace_stderr``, the ball measures with ``units``.
+
+    Raises:
+        ConfigError: an unknown measure name, or none; parameters holding NaN or infinite values (named).
+
+    Examples:
+        For a linear least-squares model the Hessian is 2 X^T X / n, whatever the weights:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Linear(3, 1, bias=False).double()
+        >>> x, y = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, 1, dtype=torch.float64)
+        >>> out = measure(model, nn.functional.mse_loss, (x, y), ["lambda_max", "loss"])
+        >>> top = torch.linalg.eigvalsh(2 * x.T @ x / 50)[-1].item()
+        >>> abs(out["lambda_max"] - top) / top < 1e-6, out["mode"], out["n_params"]
+        (True, 'eval', 3)
+    """
     names = check_names(names)
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:  # else the solver fails deep inside, naming no parameter
+        raise ConfigError(f"the model's parameter{'s' if len(bad) > 1 else ''} {', '.join(bad[:5])}"
+                          f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''} hold{'' if len(bad) > 1 else 's'} "
+                          f"NaN or infinite values: no curvature is defined there; measure finite weights")
     op = HessianOperator(model, loss_fn, data, dtype=dtype, mode=mode, sharded=sharded)
     o = options
     out: dict[str, Any] = {"mode": mode, "dtype": str(op.dtype).replace("torch.", ""), "n_params": op.size}

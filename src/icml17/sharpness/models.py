@@ -16,7 +16,18 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "tanh": nn.T
 
 
 def mlp(widths: Sequence[int] = (784, 100, 100, 10), activation: str = "relu") -> nn.Sequential:
-    """Flatten -> Linear -> act -> ... -> Linear; ``widths`` lists input, hidden and output sizes."""
+    """Flatten -> Linear -> act -> ... -> Linear, PyTorch's default initialisation.
+
+    Args:
+        widths: input, hidden and output sizes.
+        activation: ``"relu"`` (the transforms need it), ``"tanh"`` or ``"gelu"``.
+
+    Returns:
+        An ``nn.Sequential``.
+
+    Raises:
+        ValueError: fewer than two widths, or an unknown activation.
+    """
     if len(widths) < 2:
         raise ValueError(f"an MLP needs at least input and output widths, got {list(widths)}")
     if activation not in ACTIVATIONS:
@@ -30,7 +41,15 @@ def mlp(widths: Sequence[int] = (784, 100, 100, 10), activation: str = "relu") -
 
 
 def small_cnn(channels: Sequence[int] = (8, 16), classes: int = 10) -> nn.Sequential:
-    """Two stride-2 5x5 convolutions with ReLU, then a linear classifier: 28 -> 12 -> 4 spatially."""
+    """Two stride-2 5x5 convolutions with ReLU, then a linear classifier: 28 -> 12 -> 4 spatially.
+
+    Args:
+        channels: the two convolutions' output channels.
+        classes: outputs.
+
+    Returns:
+        An ``nn.Sequential`` for (N, 1, 28, 28) images.
+    """
     c1, c2 = channels
     return nn.Sequential(
         nn.Conv2d(1, c1, 5, stride=2), nn.ReLU(),   # (N, c1, 12, 12)

@@ -73,6 +73,16 @@ class RadialReparam(nn.Module):
 
     The wrapped model is a frozen copy; ``eta`` starts at g(theta) for the model's current parameters, so the
     wrapper computes exactly the model's function until it is trained.
+
+    Args:
+        model: the network to wrap (copied).
+        center: theta_hat, the minimum the map is centred on (name -> tensor, every trainable parameter).
+        delta: the radius outside which the map is the identity.
+        rho: the image of ``r_hat``, in ]0, delta[.
+        r_hat: the radius inside which the map is a uniform scaling by rho / r_hat, in ]0, delta[.
+
+    Raises:
+        TransformError: radii out of range, or a centre that lacks some parameter.
     """
 
     def __init__(self, model: nn.Module, center: Params, delta: float, rho: float, r_hat: float):
@@ -94,11 +104,29 @@ class RadialReparam(nn.Module):
         return unflatten(radial_map(self.eta, self.center, self.delta, self.rho, self.r_hat), like)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The original network with parameters g^-1(eta).
+
+        Args:
+            x: its inputs.
+
+        Returns:
+            Its outputs.
+        """
         return functional_call(self.base, self.theta(), (x,), strict=False)
 
 
 class Radial:
-    """The radial transform around ``center`` (default: the transformed model's own parameters)."""
+    """The radial transform of appendix A as a transform for :func:`check_invariance`.
+
+    Args:
+        delta: the radius outside which the map is the identity.
+        rho: the image of ``r_hat``, in ]0, delta[; rho > r_hat makes the minimum sharper.
+        r_hat: the radius of uniform scaling by rho / r_hat, in ]0, delta[.
+        center: theta_hat (default: the transformed model's own parameters).
+
+    Raises:
+        TransformError: radii out of range.
+    """
 
     def __init__(self, delta: float, rho: float, r_hat: float, center: Params | None = None):
         check_radii(delta, rho, r_hat)
@@ -114,7 +142,14 @@ class Radial:
         return Reparametrized(wrapped, self.name, None, None)
 
     def expected_ratio(self, measure: str) -> float | None:
-        """Exact ratios at a point inside r_hat (g^-1 is linear there) or beyond delta (identity)."""
+        """Exact ratios at a point inside r_hat (g^-1 is linear there) or beyond delta (identity).
+
+        Args:
+            measure: a name of :data:`icml17.sharpness.MEASURES`.
+
+        Returns:
+            The ratio, or None where the map is not linear at the point (or before a model was transformed).
+        """
         if measure == "loss":
             return 1.0
         if self.distance is None:

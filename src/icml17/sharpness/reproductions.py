@@ -56,8 +56,11 @@ from icml17.sharpness.transforms import AlphaScaling, InputMap, Reparametrized
 
 CE = nn.functional.cross_entropy
 GAP_MARGIN = 1.5  # a ratio between the minima's sharpness this far from 1 counts as a gap
-WHICH = ("alpha-scaling", "theorem6", "radial-ranking", "whitening", "keskar-gap", "keskar-f1")
-# "all" runs the five subset reproductions (minutes); keskar-f1 trains Keskar's F1 on all of MNIST (an hour)
+WHICH = ("alpha-scaling", "theorem6", "radial-ranking", "whitening", "keskar-gap", "keskar-f1", "invariance",
+         "correlation")
+# "all" runs the five subset reproductions (minutes); keskar-f1 trains Keskar's F1 on all of MNIST (an hour);
+# invariance puts every measure through every transform (about an hour); correlation trains and measures a grid of
+# 96 networks (see icml17.sharpness.correlation.ESTIMATE)
 ALL = WHICH[:5]
 
 
@@ -399,15 +402,36 @@ REPRODUCTIONS: dict[str, Callable[[Context], Path]] = {
 
 
 def reproduce(which: str, out_dir: Path, data_dir: Path | None, run_root: Path, *, quick: bool = False,
-              command: str = "", seed: int = 0, device: torch.device | str | None = None) -> list[Path]:
+              command: str = "", seed: int = 0, device: torch.device | str | None = None,
+              time_subset: bool = False) -> list[Path]:
     """Run one reproduction (or ``"all"``) on ``device`` (default the CPU); returns the figure paths (records are
-    written beside them)."""
+    written beside them). ``time_subset`` (correlation only): time the grid's corners and write
+    ``correlation-timing.json`` instead of running the grid."""
     if which == "keskar-f1":
         from icml17.sharpness.keskar_study import run_study, study_config
 
         record = run_study(study_config(quick, seed), data_dir, Path(run_root), Path(out_dir), command, quick,
                            device=device)
         return [record.with_suffix(".png")]
+    if which == "invariance":
+        from icml17.sharpness.invariance_study import run_invariance_study
+
+        return [run_invariance_study(Path(out_dir), data_dir, Path(run_root), quick=quick, command=command,
+                                     seed=seed, device=device)]
+    if which == "correlation":
+        from icml17.sharpness.correlation import (
+            GridConfig,
+            estimate_wall_time,
+            run_correlation,
+        )
+
+        if time_subset:
+            path = Path(out_dir) / "correlation-timing.json"
+            estimate_wall_time(data_dir, Path(run_root) / "correlation", path,
+                               cfg=GridConfig.quick() if quick else None, command=command)
+            return [path]
+        return [run_correlation(Path(out_dir), data_dir, Path(run_root) / "correlation", quick=quick, command=command,
+                                seed=seed)]
     names = list(ALL) if which == "all" else [which]
     unknown = [n for n in names if n not in REPRODUCTIONS]
     if unknown:

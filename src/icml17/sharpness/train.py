@@ -80,7 +80,7 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
         return {"loss": float(nn.functional.cross_entropy(out, y)),
                 "accuracy": float((out.argmax(1) == y).float().mean())}
 
-    with explain_out_of_memory("the training set (--examples) or the batch size", device):
+    with explain_out_of_memory("the training set (n_train) or the batch size", device):
         return run_loop(run_dir, cfg.steps, step, {"model": model, "optimizer": opt, "generator": GeneratorState(gen)},
                         config=cfg, eval_fn=evaluate, eval_every=max(cfg.steps, 1),
                         checkpoint_every=max(cfg.steps, 1), log_every=max(cfg.steps // 20, 1), progress=progress,

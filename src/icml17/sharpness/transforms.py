@@ -46,9 +46,14 @@ class TransformError(UserError, ValueError):
 
 @dataclass
 class Reparametrized:
-    """A model computing the same function as the original on ``input_map(x)`` (identity when None).
+    """What a transform returns: a model computing the same function as the original on ``inputs(x)``.
 
-    ``scale`` is the diagonal of D (theta' = D theta) per parameter name, for the diagonal transforms.
+    Attributes:
+        model: the transformed copy (the original is not changed).
+        name: the transform's name, for reports.
+        input_map: maps original inputs to the new model's (None: the identity).
+        scale: for the diagonal transforms, the diagonal of D (theta' = D theta) per parameter name, so that
+            H(D theta) = D^-1 H(theta) D^-1 can be checked; None otherwise.
     """
 
     model: nn.Module
@@ -57,6 +62,14 @@ class Reparametrized:
     scale: dict[str, torch.Tensor] | None = None
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The new model's inputs for original inputs ``x``.
+
+        Args:
+            x: inputs of the original model.
+
+        Returns:
+            ``input_map(x)``, or ``x`` itself.
+        """
         return x if self.input_map is None else self.input_map(x)
 
 
@@ -133,7 +146,30 @@ def scale_units(model: nn.Sequential, unit_scales: Sequence[torch.Tensor], name:
 
 
 class AlphaScaling:
-    """Layer-wise T_alpha: layer k's weights times a_k, its bias times a_1...a_k; needs prod a_k = 1."""
+    """Layer-wise T_alpha: layer k's weights times a_k, its bias times a_1...a_k; needs prod a_k = 1.
+
+    The paper's construction: the same function, any lambda_max you like (it grows like alpha^2 for the
+    pair (alpha, 1/alpha)).
+
+    Args:
+        alphas: one positive factor per Linear/Conv2d layer of an ``nn.Sequential`` ReLU chain, product 1.
+
+    Raises:
+        TransformError: a factor that is not positive; when applied, a model that is not such a chain, a
+            wrong number of factors, or a product other than 1.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> new = AlphaScaling.pair(10.0, 2)(net)          # alphas (10, 1/10)
+        >>> x = torch.randn(5, 4)
+        >>> torch.allclose(new.model(new.inputs(x)), net(x), atol=1e-5)   # the same function
+        True
+        >>> w0, w2 = new.model[0].weight, new.model[2].weight
+        >>> torch.allclose(w0, 10 * net[0].weight), torch.allclose(w2, net[2].weight / 10)
+        (True, True)
+    """
 
     def __init__(self, alphas: Sequence[float]):
         self.alphas = [float(a) for a in alphas]
@@ -143,7 +179,18 @@ class AlphaScaling:
 
     @classmethod
     def pair(cls, alpha: float, n_layers: int) -> AlphaScaling:
-        """(alpha, 1, ..., 1, 1/alpha): the paper's T_alpha for one hidden layer, extended to depth."""
+        """(alpha, 1, ..., 1, 1/alpha): the paper's T_alpha for one hidden layer, extended to depth.
+
+        Args:
+            alpha: the first layer's factor, > 0.
+            n_layers: the model's Linear/Conv2d layers (>= 2).
+
+        Returns:
+            The transform.
+
+        Raises:
+            TransformError: fewer than two layers.
+        """
         if n_layers < 2:
             raise TransformError("alpha-scaling needs at least two parametrized layers")
         return cls([alpha] + [1.0] * (n_layers - 2) + [1.0 / alpha])
@@ -162,6 +209,15 @@ class AlphaScaling:
                            self.name)
 
     def expected_ratio(self, measure: str) -> float | None:
+        """The ratio transformed / original that ``measure`` must show, where the theory gives one.
+
+        Args:
+            measure: a name of :data:`icml17.sharpness.MEASURES`.
+
+        Returns:
+            1 for the loss and the scale-aware (adaptive) measures; None for the Euclidean ones, which it changes
+            at will.
+        """
         return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
 
 
@@ -172,7 +228,23 @@ class BatchNormScaling:
     """gamma_k, beta_k of the k-th affine batch norm times a_k; the next Linear/Conv2d's weights times 1/a_k.
 
     Between the batch norm and that layer only positively homogeneous modules may stand (ReLU, pooling,
-    Flatten, ...); anything else is refused naming the module. One alpha per batch-norm layer."""
+    Flatten, ...); anything else is refused naming the module. The same function in eval and train mode.
+
+    Args:
+        alphas: one positive factor per batch-norm layer.
+
+    Raises:
+        TransformError: a factor that is not positive; when applied, a model it does not fit.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)).eval()
+        >>> new = BatchNormScaling([3.0])(net)
+        >>> x = torch.randn(5, 4)
+        >>> torch.allclose(new.model(x), net(x), atol=1e-5), torch.allclose(new.model[1].weight, 3 * net[1].weight)
+        (True, True)
+    """
 
     def __init__(self, alphas: Sequence[float]):
         self.alphas = [float(a) for a in alphas]
@@ -182,7 +254,18 @@ class BatchNormScaling:
 
     @staticmethod
     def pairs(model: nn.Module) -> list[tuple[int, int]]:
-        """(batch-norm index, index of the parametrized layer that reads it) for every batch norm of the chain."""
+        """(batch-norm index, index of the parametrized layer that reads it) for every batch norm of the chain.
+
+        Args:
+            model: an ``nn.Sequential`` with affine batch norms.
+
+        Returns:
+            One pair per batch norm, in order.
+
+        Raises:
+            TransformError: not a chain, a batch norm without affine parameters, a module between it and the
+                next layer that is not positively homogeneous, or no batch norm at all.
+        """
         if not isinstance(model, nn.Sequential):
             raise TransformError(f"batch-norm scaling needs an nn.Sequential chain; {type(model).__name__} is not one")
         out = []
@@ -224,12 +307,39 @@ class BatchNormScaling:
         return Reparametrized(new, self.name, None, scale)
 
     def expected_ratio(self, measure: str) -> float | None:
+        """The ratio transformed / original that ``measure`` must show, where the theory gives one.
+
+        Args:
+            measure: a name of :data:`icml17.sharpness.MEASURES`.
+
+        Returns:
+            1 for the loss and the scale-aware (adaptive) measures; None for the Euclidean ones.
+        """
         # diagonal in parameter space, like T_alpha: diag(|theta|) H diag(|theta|) does not change
         return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
 
 
 class PerNeuronScaling:
-    """Every hidden unit j gets its own positive factor s_j = exp(U(-log_range, log_range)) (seeded)."""
+    """Every hidden unit j gets its own positive factor s_j = exp(U(-log_range, log_range)) (seeded).
+
+    Unit j's incoming weights and bias are multiplied by s_j and the next layer's weights from it divided by s_j.
+
+    Args:
+        log_range: the factors' log spread (1: factors in [1/e, e]).
+        seed: the seed of the factors (a CPU generator: the same factors on every device).
+
+    Examples:
+        >>> import math, torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> new = PerNeuronScaling(log_range=1.0, seed=0)(net)
+        >>> x = torch.randn(5, 4)
+        >>> torch.allclose(new.model(x), net(x), atol=1e-5)
+        True
+        >>> s = new.scale["0.bias"]                       # one factor per hidden unit
+        >>> s.shape, bool(((s >= 1 / math.e) & (s <= math.e)).all())
+        (torch.Size([8]), True)
+    """
 
     def __init__(self, log_range: float = 1.0, seed: int = 0):
         self.log_range, self.seed = float(log_range), seed
@@ -243,11 +353,42 @@ class PerNeuronScaling:
         return scale_units(model, scales + [torch.tensor(1.0)], self.name)
 
     def expected_ratio(self, measure: str) -> float | None:
+        """The ratio transformed / original that ``measure`` must show, where the theory gives one.
+
+        Args:
+            measure: a name of :data:`icml17.sharpness.MEASURES`.
+
+        Returns:
+            1 for the loss and the scale-aware (adaptive) measures; None for the Euclidean ones.
+        """
         return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
 
 
 class InputMap:
-    """x' = A (x - mu) on flattened inputs, with the first Linear layer compensating (appendix D)."""
+    """x' = A (x - mu) on flattened inputs, with the first Linear layer compensating (appendix D).
+
+    A new representation of the same data (standardization, whitening) and a model that computes the same
+    function on it, with different curvature.
+
+    Args:
+        matrix: A, square and invertible, (d, d) for d input features.
+        shift: mu, (d,) (default: zeros).
+        name: the transform's name, for reports.
+
+    Raises:
+        TransformError: a matrix that is not square; when applied, a model whose first layer is not a Linear
+            layer on d flattened features.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).double()
+        >>> data = torch.randn(100, 4, dtype=torch.float64) * 5 + 3
+        >>> new = InputMap.standardize(data)(net)
+        >>> z = new.inputs(data)                          # mean 0, standard deviation 1 per feature
+        >>> torch.allclose(new.model(z), net(data)), torch.allclose(z.std(0), torch.ones(4, dtype=torch.float64))
+        (True, True)
+    """
 
     def __init__(self, matrix: torch.Tensor, shift: torch.Tensor | None = None, name: str = "input-map"):
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
@@ -259,14 +400,30 @@ class InputMap:
 
     @classmethod
     def standardize(cls, x: torch.Tensor, min_std: float = 1e-2) -> InputMap:
-        """Per-feature (x - mean) / max(std, min_std) from the examples ``x`` (N, ...)."""
+        """Per-feature (x - mean) / max(std, min_std).
+
+        Args:
+            x: examples, (N, ...), flattened per example.
+            min_std: the smallest standard deviation divided by (constant pixels would blow up otherwise).
+
+        Returns:
+            The transform.
+        """
         flat = x.reshape(len(x), -1).double()
         std = flat.std(0).clamp_min(min_std)
         return cls(torch.diag(1.0 / std), flat.mean(0), "standardize")
 
     @classmethod
     def whiten(cls, x: torch.Tensor, eps: float = 1e-2) -> InputMap:
-        """ZCA whitening (Sigma + eps I)^(-1/2) (x - mean) from the examples ``x`` (N, ...)."""
+        """ZCA whitening (Sigma + eps I)^(-1/2) (x - mean).
+
+        Args:
+            x: examples, (N, ...), flattened per example.
+            eps: added to the covariance's diagonal (keeps the map finite where features are constant).
+
+        Returns:
+            The transform.
+        """
         flat = x.reshape(len(x), -1).double()
         mean = flat.mean(0)
         cov = torch.cov((flat - mean).T)
@@ -313,4 +470,12 @@ class InputMap:
         return Reparametrized(new, self.name, input_map, None)
 
     def expected_ratio(self, measure: str) -> float | None:
+        """The ratio transformed / original that ``measure`` must show, where the theory gives one.
+
+        Args:
+            measure: a name of :data:`icml17.sharpness.MEASURES`.
+
+        Returns:
+            1 for the loss; None for every curvature measure (an input map is not a diagonal rescaling).
+        """
         return 1.0 if measure == "loss" else None

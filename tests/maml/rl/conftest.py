@@ -14,16 +14,20 @@ def tiny_problem(tasks: int = 3, rollouts: int = 4, horizon: int = 5, seed: int 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     policy = GaussianMLPPolicy(2, 2, hidden=(3,)).double()
-    theta = {k: v.detach() + 0.1 * torch.randn(v.shape, generator=g, dtype=torch.float64)
-             for k, v in params_of(policy).items()}
+    theta = {
+        k: v.detach() + 0.1 * torch.randn(v.shape, generator=g, dtype=torch.float64)
+        for k, v in params_of(policy).items()
+    }
 
     def batch():
         mask = torch.ones(tasks, rollouts, horizon, dtype=torch.float64)
         mask[:, 0, -2:] = 0
-        return {"obs": torch.randn(tasks, rollouts, horizon, 2, generator=g, dtype=torch.float64),
-                "actions": torch.randn(tasks, rollouts, horizon, 2, generator=g, dtype=torch.float64),
-                "adv": torch.randn(tasks, rollouts, horizon, generator=g, dtype=torch.float64) * mask,
-                "mask": mask}
+        return {
+            "obs": torch.randn(tasks, rollouts, horizon, 2, generator=g, dtype=torch.float64),
+            "actions": torch.randn(tasks, rollouts, horizon, 2, generator=g, dtype=torch.float64),
+            "adv": torch.randn(tasks, rollouts, horizon, generator=g, dtype=torch.float64) * mask,
+            "mask": mask,
+        }
 
     return policy, theta, batch(), batch()
 

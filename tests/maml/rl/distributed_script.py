@@ -33,8 +33,9 @@ def lanes(out: str) -> None:
     params["log_std"] = torch.full((2,), -30.0)
     tasks = np.array([[0.2, 0.0], [0.3, 0.0], [-0.3, 0.0], [0.5, 0.0]])
     shard = distributed.shard(len(tasks)) if ctx.enabled else None
-    r = Sampler("point-nav", horizon=10).sample_lanes(policy, params, tasks, 50, torch.Generator().manual_seed(0),
-                                                      np.random.default_rng(1), shard=shard)
+    r = Sampler("point-nav", horizon=10).sample_lanes(
+        policy, params, tasks, 50, torch.Generator().manual_seed(0), np.random.default_rng(1), shard=shard
+    )
     whole = [distributed.all_gather_cat(x) for x in (r.obs, r.actions, r.rewards, r.mask, r.starts)]
     if ctx.is_main:
         torch.save(whole, out)
@@ -53,9 +54,10 @@ def main() -> int:
     if args.float64:
         torch.set_default_dtype(torch.float64)
     if args.sleep:
+        import importlib
         import time
 
-        import icml17.maml.rl.train as rl_train
+        rl_train = importlib.import_module("icml17.maml.rl.train")  # the module; the package exports the function
 
         original = rl_train.run_loop
 
@@ -63,6 +65,7 @@ def main() -> int:
             def slow(i):
                 time.sleep(args.sleep)
                 return step_fn(i)
+
             return original(run_dir, total, slow, *a, **k)
 
         rl_train.run_loop = slow_loop
@@ -70,8 +73,21 @@ def main() -> int:
         lanes(args.lanes)
     from icml17.cli import main as cli
 
-    return cli(["maml-rl", "train", "--preset", "point-nav", "--run-dir", args.run_dir, "--no-progress",
-                "--iterations", str(args.iterations), "--set", *args.overrides])
+    return cli(
+        [
+            "maml-rl",
+            "train",
+            "--preset",
+            "point-nav",
+            "--run-dir",
+            args.run_dir,
+            "--no-progress",
+            "--iterations",
+            str(args.iterations),
+            "--set",
+            *args.overrides,
+        ]
+    )
 
 
 if __name__ == "__main__":

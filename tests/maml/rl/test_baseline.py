@@ -16,9 +16,12 @@ def _rollouts(seed=0, k=2, r=3, t=6, d=2):
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(k, r, t, dtype=torch.float64)
     mask[0, 1, 4:] = 0
-    return Rollouts(torch.randn(k, r, t, d, generator=g, dtype=torch.float64) * 8,
-                    torch.randn(k, r, t, 2, generator=g, dtype=torch.float64),
-                    torch.randn(k, r, t, generator=g, dtype=torch.float64) * mask, mask)
+    return Rollouts(
+        torch.randn(k, r, t, d, generator=g, dtype=torch.float64) * 8,
+        torch.randn(k, r, t, 2, generator=g, dtype=torch.float64),
+        torch.randn(k, r, t, generator=g, dtype=torch.float64) * mask,
+        mask,
+    )
 
 
 def test_discounted_returns_match_a_loop():
@@ -42,11 +45,11 @@ def test_linear_baseline_is_each_tasks_least_squares_fit_on_rllab_features():
             n = int(ro.mask[k, j].sum())
             o = np.clip(ro.obs[k, j, :n].numpy(), -10, 10)
             t = (np.arange(n) / 100.0)[:, None]
-            rows.append(np.concatenate([o, o ** 2, t, t ** 2, t ** 3, np.ones((n, 1))], 1))
+            rows.append(np.concatenate([o, o**2, t, t**2, t**3, np.ones((n, 1))], 1))
             targets.append(returns[k, j, :n].numpy())
         x, y = np.concatenate(rows), np.concatenate(targets)
         coef = np.linalg.solve(x.T @ x + 1e-5 * np.eye(x.shape[1]), x.T @ y)
-        fitted = np.concatenate([values[k, j, :int(ro.mask[k, j].sum())].numpy() for j in range(3)])
+        fitted = np.concatenate([values[k, j, : int(ro.mask[k, j].sum())].numpy() for j in range(3)])
         assert np.allclose(fitted, x @ coef, atol=1e-6)
     assert features(ro.obs).shape[-1] == 2 * 2 + 4
 
@@ -80,10 +83,13 @@ def _pack(ro: Rollouts, rows_per_lane: int) -> tuple[Rollouts, list[tuple]]:
     """The same paths laid end to end, ``rows_per_lane`` paths per lane; and where each path step went."""
     k, r, t = ro.mask.shape
     lanes, length = r // rows_per_lane, rows_per_lane * t
-    out = Rollouts(torch.zeros(k, lanes, length, ro.obs.shape[-1], dtype=ro.obs.dtype),
-                   torch.zeros(k, lanes, length, ro.actions.shape[-1], dtype=ro.obs.dtype),
-                   torch.zeros(k, lanes, length, dtype=ro.obs.dtype), torch.zeros(k, lanes, length, dtype=ro.obs.dtype),
-                   torch.zeros(k, lanes, length, dtype=ro.obs.dtype))
+    out = Rollouts(
+        torch.zeros(k, lanes, length, ro.obs.shape[-1], dtype=ro.obs.dtype),
+        torch.zeros(k, lanes, length, ro.actions.shape[-1], dtype=ro.obs.dtype),
+        torch.zeros(k, lanes, length, dtype=ro.obs.dtype),
+        torch.zeros(k, lanes, length, dtype=ro.obs.dtype),
+        torch.zeros(k, lanes, length, dtype=ro.obs.dtype),
+    )
     where = []
     for task in range(k):
         for lane in range(lanes):

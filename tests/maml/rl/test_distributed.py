@@ -25,8 +25,18 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "ICML17_DIST_TIMEOUT": "120"}
 # point-nav's preset (time-step batches of packed lanes, Gauss-Newton curvature) made small; curvature products on
 # one task of four, so that in every meta-iteration one rank computes none; evaluation tasks shared out too
-SETTINGS = ["meta_batch=4", "rollouts=4", "horizon=20", "hidden=16", "cg_iters=5", "hvp_tasks=1", "eval_every=2",
-            "eval_tasks=2", "eval_rollouts=3", "checkpoint_every=1"]
+SETTINGS = [
+    "meta_batch=4",
+    "rollouts=4",
+    "horizon=20",
+    "hidden=16",
+    "cg_iters=5",
+    "hvp_tasks=1",
+    "eval_every=2",
+    "eval_tasks=2",
+    "eval_rollouts=3",
+    "checkpoint_every=1",
+]
 ITERATIONS = 3
 TIMING = ("env_steps_per_s", "sample_s", "iteration_s")
 
@@ -41,15 +51,21 @@ def _port() -> str:
 
 
 def _single(run_dir, *args, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPT), str(run_dir), *map(str, args)], env=ENV,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(run_dir), *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _torchrun(run_dir, *args, wait=True, timeout=300):
-    cmd = [str(TORCHRUN), "--nproc_per_node=2", "--master_port", _port(), str(SCRIPT), str(run_dir),
-           *map(str, args)]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [str(TORCHRUN), "--nproc_per_node=2", "--master_port", _port(), str(SCRIPT), str(run_dir), *map(str, args)]
+    proc = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     if wait:
         proc.out, proc.err = proc.communicate(timeout=timeout)
     return proc
@@ -106,8 +122,10 @@ def test_a_meta_batch_the_processes_cannot_share_is_refused_in_one_line_before_w
     settings = [x for x in SETTINGS if not x.startswith("meta_batch=")] + ["meta_batch=3"]
     p = _torchrun(tmp_path / "run", "--iterations", 2, "--set", *settings, timeout=180)
     assert p.returncode != 0
-    expected = ("icml17 maml-rl: error: meta_batch=3 is not divisible by the 2 processes; use --set meta_batch=2 "
-                "or a number of processes that divides 3")
+    expected = (
+        "icml17 maml-rl: error: meta_batch=3 is not divisible by the 2 processes; use meta_batch=2 "
+        "or a number of processes that divides 3 (command line: --set meta_batch=...)"
+    )
     # a rank says it in one line and exits with the user-error status (torchrun may stop the other before it says
     # it too); the rest is torchrun's own report (its log lines and the launcher's traceback)
     before = p.err.split("Traceback (most recent call last)")[0].splitlines()
@@ -126,8 +144,9 @@ def test_a_killed_rank_ends_the_run_and_the_rerun_resumes_to_the_same_result(run
         time.sleep(0.05)
     time.sleep(0.3)
     # kill -9 the rank-1 worker (a child of torchrun running the script)
-    found = subprocess.run(["pgrep", "-f", f"{SCRIPT} {killed}"], capture_output=True, text=True,
-                           check=False).stdout.split()
+    found = subprocess.run(
+        ["pgrep", "-f", f"{SCRIPT} {killed}"], capture_output=True, text=True, check=False
+    ).stdout.split()
     ranks = {}
     for pid in (int(x) for x in found if int(x) != proc.pid):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -23,6 +23,7 @@ from icml17.maml.rl.envs import (
 RLLAB_TIMESTEP = {"cheetah": 0.01, "ant": 0.02}
 RLLAB_FRAME_SKIP = 1
 
+
 def rllab_normalized_move(a, lb=-0.1, ub=0.1):
     """rllab's ``normalize`` wrapper, as the reference scripts ran the point env: [-1, 1] onto [lb, ub], clipped."""
     return np.clip(lb + (np.asarray(a) + 1.0) * 0.5 * (ub - lb), lb, ub)
@@ -61,8 +62,10 @@ def test_task_distributions():
     assert set(np.unique(sample_tasks("cheetah-dir", 50, rng))) == {-1.0, 1.0}
     vel = sample_tasks("ant-vel", 1000, rng)
     assert vel.min() >= 0 and vel.max() <= 3 and vel.max() > 2.5
-    assert np.array_equal(sample_tasks("cheetah-vel", 5, np.random.default_rng(1)),
-                          sample_tasks("cheetah-vel", 5, np.random.default_rng(1)))
+    assert np.array_equal(
+        sample_tasks("cheetah-vel", 5, np.random.default_rng(1)),
+        sample_tasks("cheetah-vel", 5, np.random.default_rng(1)),
+    )
 
 
 def test_unknown_environment_names_the_choices():
@@ -98,15 +101,19 @@ def test_cheetah_rewards_follow_the_reference_formula_on_gymnasium_velocity(fram
 
 
 @pytest.mark.mujoco
-@pytest.mark.parametrize("env_name, task, progress", [
-    # cbfinn/maml_rl ant_env_rand_direc.py: d v_x; ant_env_rand.py: -|v_x - v_goal| + 1.0 (without the 1 a step
-    # alive is worth less than an ended episode); both then the same costs and the 0.05 survival reward
-    ("ant-dir", -1.0, lambda v: -v),
-    ("ant-vel", 2.0, lambda v: -abs(v - 2.0) + 1.0),
-])
+@pytest.mark.parametrize(
+    "env_name, task, progress",
+    [
+        # cbfinn/maml_rl ant_env_rand_direc.py: d v_x; ant_env_rand.py: -|v_x - v_goal| + 1.0 (without the 1 a step
+        # alive is worth less than an ended episode); both then the same costs and the 0.05 survival reward
+        ("ant-dir", -1.0, lambda v: -v),
+        ("ant-vel", 2.0, lambda v: -abs(v - 2.0) + 1.0),
+    ],
+)
 @pytest.mark.parametrize("frame_skip", ["v5", REFERENCE_FRAME_SKIP["ant"]])
-def test_ant_rewards_and_termination_follow_the_reference_formula_on_gymnasium_state(env_name, task, progress,
-                                                                                      frame_skip):
+def test_ant_rewards_and_termination_follow_the_reference_formula_on_gymnasium_state(
+    env_name, task, progress, frame_skip
+):
     import gymnasium as gym
 
     env = make_env(env_name, np.array([[task]]), frame_skip=frame_skip)
@@ -148,7 +155,8 @@ def test_reference_frame_skip_gives_the_reference_control_interval_and_velocity(
             assert reward[0] == pytest.approx(-abs(v - 1.0) - 0.05 * np.square(a).sum(), rel=1e-9)
         else:
             assert reward[0] - 0.05 + 0.005 * np.square(a).sum() + 5e-4 * np.square(
-                np.clip(data.cfrc_ext, -1, 1)).sum() == pytest.approx(-abs(v - 1.0) + 1.0, rel=1e-9)
+                np.clip(data.cfrc_ext, -1, 1)
+            ).sum() == pytest.approx(-abs(v - 1.0) + 1.0, rel=1e-9)
     assert env_spec(f"{robot}-vel").horizon == 200  # the reference's max_path_length
 
 

@@ -17,19 +17,25 @@ def test_policy_gradient_is_unbiased_on_a_linear_gaussian_bandit():
     The REINFORCE estimate (advantage = reward) must match within 4 standard errors (from 40 batch means)."""
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 1, hidden=()).double()
-    params = {"mean.0.weight": torch.tensor([[0.3, -0.5]], dtype=torch.float64),
-              "mean.0.bias": torch.tensor([0.2], dtype=torch.float64),
-              "log_std": torch.tensor([math.log(0.7)], dtype=torch.float64)}
+    params = {
+        "mean.0.weight": torch.tensor([[0.3, -0.5]], dtype=torch.float64),
+        "mean.0.bias": torch.tensor([0.2], dtype=torch.float64),
+        "log_std": torch.tensor([math.log(0.7)], dtype=torch.float64),
+    }
     s = torch.tensor([1.0, 2.0], dtype=torch.float64)
     c = 0.4
     mu, sigma = (params["mean.0.weight"] @ s + params["mean.0.bias"]).item(), 0.7
-    expected = torch.cat([-2 * (mu - c) * s, torch.tensor([-2 * (mu - c), -2 * sigma ** 2], dtype=torch.float64)])
+    expected = torch.cat([-2 * (mu - c) * s, torch.tensor([-2 * (mu - c), -2 * sigma**2], dtype=torch.float64)])
     g = torch.Generator().manual_seed(1)
     estimates = []
     for _ in range(40):
         a = mu + sigma * torch.randn(5000, 1, generator=g, dtype=torch.float64)
-        data = {"obs": s.expand(1, 5000, 2), "actions": a[None], "adv": -((a[:, 0] - c) ** 2)[None],
-                "mask": torch.ones(1, 5000, dtype=torch.float64)}
+        data = {
+            "obs": s.expand(1, 5000, 2),
+            "actions": a[None],
+            "adv": -((a[:, 0] - c) ** 2)[None],
+            "mask": torch.ones(1, 5000, dtype=torch.float64),
+        }
         gr = grad(lambda p, data=data: -pg_loss(policy, p, data))(params)  # the loss is minus the surrogate
         estimates.append(torch.cat([gr["mean.0.weight"].ravel(), gr["mean.0.bias"], gr["log_std"]]))
     est = torch.stack(estimates)
@@ -99,6 +105,6 @@ def test_adapt_takes_one_step_size_per_step(tiny):
         p = dict(theta)
         for data, lr in ((inner, 0.5), (outer, 0.25)):
             task = {k: v[i] for k, v in data.items()}
-            g = grad(lambda q: pg_loss(policy, q, task))(p)
+            g = grad(lambda q, task=task: pg_loss(policy, q, task))(p)
             p = {k: p[k] - lr * g[k] for k in p}
         assert all(torch.allclose(got[k][i], p[k], atol=1e-12) for k in theta)

@@ -7,18 +7,30 @@ import torch
 
 from icml17.core.config import ConfigError, override_config
 from icml17.maml.rl.envs import env_spec
-from icml17.maml.rl.presets import PRESETS, get_preset
+from icml17.maml.rl.presets import PRESETS, make_config
 
 
 def test_reference_hyperparameters():
     # cbfinn/maml_rl maml_trpo_point.py with the parameter file of the published curve (fbs20_mbs20_flr_0.5):
     # 20 tasks, 20 x 100 time steps per task counted as its sampler counts them
-    nav = get_preset("point-nav")
-    assert (nav.meta_batch, nav.rollouts, nav.inner_lr, nav.inner_steps, nav.max_kl, nav.cg_iters, nav.iterations) == \
-        (20, 20, 0.5, 1, 0.01, 10, 100)
+    nav = make_config("point-nav")
+    assert (nav.meta_batch, nav.rollouts, nav.inner_lr, nav.inner_steps, nav.max_kl, nav.cg_iters, nav.iterations) == (
+        20,
+        20,
+        0.5,
+        1,
+        0.01,
+        10,
+        100,
+    )
     assert nav.batch == "steps" and nav.init == "xavier"
-    assert (nav.backtrack_ratio, nav.max_backtracks, nav.cg_damping, nav.gamma, nav.gae_lambda) == \
-        (0.8, 15, 1e-5, 0.99, 1.0)
+    assert (nav.backtrack_ratio, nav.max_backtracks, nav.cg_damping, nav.gamma, nav.gae_lambda) == (
+        0.8,
+        15,
+        1e-5,
+        0.99,
+        1.0,
+    )
     assert env_spec("point-nav").horizon == 100 and env_spec("cheetah-vel").horizon == 200
     for name in ("cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir"):
         assert PRESETS[name].meta_batch == 40 and PRESETS[name].hidden == (100, 100)
@@ -27,14 +39,14 @@ def test_reference_hyperparameters():
 
 
 def test_modes_and_overrides_are_validated():
-    assert get_preset("point-nav", "oracle").oracle and get_preset("point-nav", "pretrained").train_inner_steps == 0
-    assert get_preset("cheetah-dir", "pretrained").experiment == "cheetah-dir-pretrained"
+    assert make_config("point-nav", "oracle").oracle and make_config("point-nav", "pretrained").train_inner_steps == 0
+    assert make_config("cheetah-dir", "pretrained").experiment == "cheetah-dir-pretrained"
     with pytest.raises(ConfigError, match="unknown mode"):
-        get_preset("point-nav", "expert")
+        make_config("point-nav", "expert")
     with pytest.raises(ConfigError, match="unknown config key"):
-        override_config(get_preset("point-nav"), {"inner_learning_rate": "0.2"})
+        override_config(make_config("point-nav"), {"inner_learning_rate": "0.2"})
     with pytest.raises(ConfigError, match="curvature"):
-        override_config(get_preset("point-nav"), {"curvature": "diagonal"})
+        override_config(make_config("point-nav"), {"curvature": "diagonal"})
 
 
 def test_xavier_init_is_glorot_uniform_with_zero_biases():
@@ -42,14 +54,14 @@ def test_xavier_init_is_glorot_uniform_with_zero_biases():
 
     from icml17.maml.rl.train import build_policy
 
-    policy = build_policy(replace(get_preset("point-nav"), init="xavier"))
+    policy = build_policy(replace(make_config("point-nav"), init="xavier"))
     for layer in (m for m in policy.mean if isinstance(m, torch.nn.Linear)):
         bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))  # Glorot & Bengio 2010
         w = layer.weight
         assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound and (layer.bias == 0).all()
     assert (policy.log_std == 0).all()
     with pytest.raises(ConfigError, match="init"):
-        replace(get_preset("point-nav"), init="he").validate()
+        replace(make_config("point-nav"), init="he").validate()
 
 
 # ---------------------------------------------------------------------------------- control interval (issue 28)
@@ -63,12 +75,12 @@ def test_locomotion_presets_name_the_reference_frame_skip_and_horizon():
 
     assert REFERENCE_FRAME_SKIP == {"cheetah": 1, "ant": 2}
     for name in LOCOMOTION:
-        cfg = get_preset(name)
+        cfg = make_config(name)
         assert cfg.frame_skip == REFERENCE_FRAME_SKIP[name.split("-")[0]]
         assert cfg.horizon == 0 and env_spec(name).horizon == 200  # the reference's max_path_length
         for mode in ("pretrained", "oracle"):
-            assert get_preset(name, mode).frame_skip == cfg.frame_skip  # baselines run the same simulator
-    assert get_preset("point-nav").frame_skip == "v5"  # unused: no simulator
+            assert make_config(name, mode).frame_skip == cfg.frame_skip  # baselines run the same simulator
+    assert make_config("point-nav").frame_skip == "v5"  # unused: no simulator
 
 
 @pytest.mark.mujoco
@@ -78,7 +90,7 @@ def test_locomotion_presets_step_the_reference_control_interval(name):
 
     from icml17.maml.rl.envs import make_env
 
-    cfg = get_preset(name)
+    cfg = make_config(name)
     env = make_env(name, np.array([[1.0]]), frame_skip=cfg.frame_skip)
     expected = env.envs[0].model.opt.timestep * cfg.frame_skip  # the definition: timestep x frame skip
     assert expected == pytest.approx(REFERENCE_DT[name.split("-")[0]], rel=1e-12)
@@ -93,10 +105,10 @@ def test_v5_control_interval_is_a_named_option_and_the_default_of_older_configs(
     from icml17.maml.rl.presets import MAMLRLConfig
 
     assert MAMLRLConfig().frame_skip == "v5"
-    v5 = override_config(get_preset("ant-vel"), {"frame_skip": "v5"})
-    assert v5.frame_skip == "v5" and override_config(get_preset("ant-vel"), {"frame_skip": "5"}).frame_skip == 5
+    v5 = override_config(make_config("ant-vel"), {"frame_skip": "v5"})
+    assert v5.frame_skip == "v5" and override_config(make_config("ant-vel"), {"frame_skip": "5"}).frame_skip == 5
     # a config stored before the field existed (checkpoints of the earlier records) means gymnasium's v5 interval
-    stored = {k: v for k, v in config_to_dict(get_preset("cheetah-vel")).items() if k != "frame_skip"}
+    stored = {k: v for k, v in config_to_dict(make_config("cheetah-vel")).items() if k != "frame_skip"}
     assert config_from_dict(MAMLRLConfig, stored).frame_skip == "v5"
 
 
@@ -104,19 +116,28 @@ def test_resuming_an_older_run_under_the_new_preset_is_refused_naming_frame_skip
     import json
 
     from icml17.core.config import config_to_dict
-    from icml17.core.run import check_resume
+    from icml17.core.runs import check_resume
 
-    old = {k: v for k, v in config_to_dict(get_preset("cheetah-vel")).items() if k != "frame_skip"}
+    old = {k: v for k, v in config_to_dict(make_config("cheetah-vel")).items() if k != "frame_skip"}
     with pytest.raises(ConfigError, match=r"frame_skip: 'v5' -> 1"):
-        check_resume(tmp_path, {"config": json.dumps(old), "step": 5}, get_preset("cheetah-vel"))
-    check_resume(tmp_path, {"config": json.dumps(old), "step": 5}, replace(get_preset("cheetah-vel"), frame_skip="v5"))
+        check_resume(tmp_path, {"config": json.dumps(old), "step": 5}, make_config("cheetah-vel"))
+    check_resume(tmp_path, {"config": json.dumps(old), "step": 5}, replace(make_config("cheetah-vel"), frame_skip="v5"))
 
 
-@pytest.mark.parametrize("preset, value", [("cheetah-vel", "0"), ("ant-dir", "-2"), ("cheetah-dir", "fast"),
-                                           ("ant-vel", "1.5"), ("ant-vel", "true"), ("point-nav", "2")])
+@pytest.mark.parametrize(
+    "preset, value",
+    [
+        ("cheetah-vel", "0"),
+        ("ant-dir", "-2"),
+        ("cheetah-dir", "fast"),
+        ("ant-vel", "1.5"),
+        ("ant-vel", "true"),
+        ("point-nav", "2"),
+    ],
+)
 def test_bad_frame_skip_is_one_line_naming_the_key(preset, value):
     with pytest.raises(ConfigError, match="frame_skip") as info:
-        override_config(get_preset(preset), {"frame_skip": value})
+        override_config(make_config(preset), {"frame_skip": value})
     assert "\n" not in str(info.value)
 
 
@@ -139,14 +160,26 @@ def test_training_sampler_steps_the_configs_frame_skip():
     from icml17.maml.rl.policy import params_of
     from icml17.maml.rl.train import build_policy, make_sampler
 
-    cfg = replace(get_preset("cheetah-vel"), horizon=1)
+    cfg = replace(make_config("cheetah-vel"), horizon=1)
     policy = build_policy(cfg)
     tasks = np.array([[1.0]])
-    out = make_sampler(cfg).sample(policy, params_of(policy), tasks, 1, torch.Generator().manual_seed(0),
-                                   np.random.default_rng(3))
+    out = make_sampler(cfg).sample(
+        policy, params_of(policy), tasks, 1, torch.Generator().manual_seed(0), np.random.default_rng(3)
+    )
     env = make_env("cheetah-vel", tasks, frame_skip=cfg.frame_skip)
     from icml17.maml.rl.sampler import TaskStreams
 
     env.reset(TaskStreams(torch.Generator().manual_seed(0), np.random.default_rng(3), 1).initial_seeds(1))
     _, reward, _ = env.step(out.actions[0, 0, 0].double().numpy()[None])
     assert out.rewards[0, 0, 0].item() == pytest.approx(reward[0], rel=1e-5)
+
+
+def test_make_config_takes_a_mode_and_overrides_and_validates():
+    from icml17.maml.rl import presets
+
+    cfg = make_config("point-nav", "pretrained", {"meta_batch": "4"})
+    assert (cfg.mode, cfg.meta_batch, cfg.experiment) == ("pretrained", 4, "point-nav-pretrained")
+    assert make_config("cheetah-vel") == PRESETS["cheetah-vel"]
+    with pytest.raises(ConfigError, match="gamma must lie"):
+        make_config("point-nav", overrides={"gamma": 1.5})
+    assert presets.get_preset is make_config  # the former name, kept for the command line

@@ -3,7 +3,6 @@ batches of whole paths estimate the expected return where dropping the paths in 
 streams give a shard of the tasks the episodes they get in the whole batch; sharded training lanes stop where one
 process stops."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -20,8 +19,9 @@ def _sample(env, tasks, rollouts, horizon=None, per_task=False):
     params = params_of(policy)
     if per_task:
         params = {k: torch.stack([v + 0.1 * i for i in range(len(tasks))]) for k, v in params.items()}
-    r = sampler.sample(policy, params, tasks, rollouts, torch.Generator().manual_seed(1), np.random.default_rng(2),
-                       per_task=per_task)
+    r = sampler.sample(
+        policy, params, tasks, rollouts, torch.Generator().manual_seed(1), np.random.default_rng(2), per_task=per_task
+    )
     return r, policy, params
 
 
@@ -31,7 +31,7 @@ def test_point_nav_batched_equals_one_env_at_a_time():
     assert r.obs.shape == (3, 2, 100, 2)
     for k in range(3):
         for j in range(2):
-            env = PointNav(tasks[k:k + 1])
+            env = PointNav(tasks[k : k + 1])
             obs = env.reset()
             for t in range(100):
                 if r.mask[k, j, t] == 0:
@@ -55,8 +55,8 @@ def test_cheetah_batched_equals_gymnasium_stepping_one_env_at_a_time():
     tasks = np.array([[0.5], [1.7]])
     r, _, _ = _sample("cheetah-vel", tasks, 2, horizon=15)
     # the sampler's reset seeds: each task's own stream, seeded by the caller's env_seeds stream, its copies in order
-    task_seeds = np.random.default_rng(2).integers(0, 2 ** 62, size=2)
-    seeds = np.concatenate([np.random.default_rng(int(s)).integers(0, 2 ** 31 - 1, size=2) for s in task_seeds])
+    task_seeds = np.random.default_rng(2).integers(0, 2**62, size=2)
+    seeds = np.concatenate([np.random.default_rng(int(s)).integers(0, 2**31 - 1, size=2) for s in task_seeds])
     for i in range(4):
         k, j = divmod(i, 2)
         env = gym.make("HalfCheetah-v5")
@@ -73,10 +73,11 @@ def test_a_rollout_that_reaches_its_goal_ends_there_and_the_mask_says_so():
     sampler = Sampler("point-nav")
     policy = GaussianMLPPolicy(2, 2, (4,))
     params = {k: torch.zeros_like(v) for k, v in params_of(policy).items()}
-    params["mean.2.bias"] = torch.tensor([1.0, 0.0])     # always move +0.1 along x (the box edge)
-    params["log_std"] = torch.full((2,), -30.0)          # no noise
-    r = sampler.sample(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 1, torch.Generator(),
-                       np.random.default_rng(0))
+    params["mean.2.bias"] = torch.tensor([1.0, 0.0])  # always move +0.1 along x (the box edge)
+    params["log_std"] = torch.full((2,), -30.0)  # no noise
+    r = sampler.sample(
+        policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 1, torch.Generator(), np.random.default_rng(0)
+    )
     assert r.mask[0, 0].sum() == 3 and r.mask[1, 0].sum() == 100  # goal reached after 3 moves; never
     assert r.rewards[0, 0, :3].tolist() == pytest.approx([-0.2, -0.1, 0.0], abs=1e-6)
     assert r.returns()[1, 0].item() == pytest.approx(-sum(0.3 + 0.1 * (t + 1) for t in range(100)), rel=1e-5)
@@ -85,8 +86,8 @@ def test_a_rollout_that_reaches_its_goal_ends_there_and_the_mask_says_so():
 def _straight_line_policy():
     policy = GaussianMLPPolicy(2, 2, (4,))
     params = {k: torch.zeros_like(v) for k, v in params_of(policy).items()}
-    params["mean.2.bias"] = torch.tensor([1.0, 0.0])     # always move +0.1 along x
-    params["log_std"] = torch.full((2,), -30.0)          # no noise
+    params["mean.2.bias"] = torch.tensor([1.0, 0.0])  # always move +0.1 along x
+    params["log_std"] = torch.full((2,), -30.0)  # no noise
     return policy, params
 
 
@@ -97,8 +98,9 @@ def test_batches_counted_in_time_steps_restart_finished_paths_as_the_reference()
     reached: both copies finish at the horizon (100) with 200 steps -> 2 paths. Padding paths are left out of the
     mean return."""
     policy, params = _straight_line_policy()
-    r = Sampler("point-nav").sample_steps(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 2, 200,
-                                          torch.Generator(), np.random.default_rng(0))
+    r = Sampler("point-nav").sample_steps(
+        policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 2, 200, torch.Generator(), np.random.default_rng(0)
+    )
     lengths = r.mask.sum(-1)
     assert r.obs.shape[:3] == (2, 68, 100)
     assert (lengths[0] == 3).all() and lengths[1, :2].tolist() == [100, 100] and (lengths[1, 2:] == 0).all()
@@ -120,10 +122,12 @@ def test_batches_of_paths_that_run_to_the_horizon_equal_full_rollouts():
     params = params_of(policy)
     full = sampler.sample(policy, params, tasks, 3, torch.Generator().manual_seed(1), np.random.default_rng(2))
     assert (full.mask == 1).all()  # nothing reached its goal within 30 steps
-    steps = sampler.sample_steps(policy, params, tasks, 3, 3 * 30, torch.Generator().manual_seed(1),
-                                 np.random.default_rng(2))
-    for a, b in zip((full.obs, full.actions, full.rewards, full.mask), (steps.obs, steps.actions, steps.rewards,
-                                                                        steps.mask)):
+    steps = sampler.sample_steps(
+        policy, params, tasks, 3, 3 * 30, torch.Generator().manual_seed(1), np.random.default_rng(2)
+    )
+    for a, b in zip(
+        (full.obs, full.actions, full.rewards, full.mask), (steps.obs, steps.actions, steps.rewards, steps.mask)
+    ):
         assert torch.equal(a, b)
 
 
@@ -134,8 +138,9 @@ def test_training_batches_as_the_reference_one_copy_per_task_restarting_until_th
     3j + 100 reach 200 first at step 102 (at 100: 99 + 100): 34 paths of 3 steps, and one path of 100 steps
     whose 2-step successor is dropped."""
     policy, params = _straight_line_policy()
-    r = Sampler("point-nav").sample_lanes(policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 200,
-                                          torch.Generator(), np.random.default_rng(0))
+    r = Sampler("point-nav").sample_lanes(
+        policy, params, np.array([[0.3, 0.0], [-0.3, 0.0]]), 200, torch.Generator(), np.random.default_rng(0)
+    )
     assert r.obs.shape[:3] == (2, 1, 102)
     assert r.mask[0, 0].sum() == 102 and r.mask[1, 0].sum() == 100 and r.mask[1, 0, 100:].sum() == 0
     assert torch.nonzero(r.path_starts()[0, 0]).flatten().tolist() == list(range(0, 102, 3))
@@ -217,8 +222,9 @@ def test_evaluation_batches_finish_the_paths_in_flight_and_keep_every_path():
     in the batch starts at its copy's reset and ends done (here: at its drawn length), none is cut."""
     sampler = RandomLengthSampler(0.5, 1, 10)
     policy = GaussianMLPPolicy(2, 2, (4,))
-    r = sampler.sample_steps(policy, params_of(policy), np.zeros((50, 2)), 4, 30, torch.Generator().manual_seed(0),
-                             np.random.default_rng(1))
+    r = sampler.sample_steps(
+        policy, params_of(policy), np.zeros((50, 2)), 4, 30, torch.Generator().manual_seed(0), np.random.default_rng(1)
+    )
     for task in range(50):
         paths = _paths(r, task)
         lengths = [n for _, n, _ in paths]
@@ -248,8 +254,15 @@ def test_whole_paths_estimate_the_expected_return_and_dropping_running_paths_doe
     mu, tasks, copies, budget = -5.5, 400, 20, 400
     sampler = RandomLengthSampler(0.5, 1, 10)
     policy = GaussianMLPPolicy(2, 2, (4,))
-    r = sampler.sample_steps(policy, params_of(policy), np.zeros((tasks, 2)), copies, budget,
-                             torch.Generator().manual_seed(0), np.random.default_rng(1))
+    r = sampler.sample_steps(
+        policy,
+        params_of(policy),
+        np.zeros((tasks, 2)),
+        copies,
+        budget,
+        torch.Generator().manual_seed(0),
+        np.random.default_rng(1),
+    )
     whole = [_paths(r, k) for k in range(tasks)]
     dropped = [_dropping_running_paths(p, budget) for p in whole]
 
@@ -288,25 +301,28 @@ def test_a_shard_gets_the_episodes_its_tasks_get_in_the_whole_batch(kind, per_ta
     def run(shard):
         g, seeds = torch.Generator().manual_seed(1), np.random.default_rng(2)
         p = {k: v[shard] for k, v in params.items()} if per_task and shard is not None else params
-        r = getattr(Sampler("point-nav", horizon=40), kind)(policy, p, tasks, *extra, g, seeds, per_task=per_task,
-                                                            shard=shard)
+        r = getattr(Sampler("point-nav", horizon=40), kind)(
+            policy, p, tasks, *extra, g, seeds, per_task=per_task, shard=shard
+        )
         return r, torch.randn(1, generator=g).item(), seeds.random()
 
     whole, g_next, seeds_next = run(None)
     for shard in (slice(0, 2), slice(2, 4), slice(1, 2)):
         part, g_part, seeds_part = run(shard)
         assert (g_part, seeds_part) == (g_next, seeds_next)
-        for a, b in zip((part.obs, part.actions, part.rewards, part.mask),
-                        (whole.obs, whole.actions, whole.rewards, whole.mask)):
-            torch.testing.assert_close(a, b[shard][:, :a.shape[1]], rtol=1e-12, atol=1e-12)
-        assert part.mask.shape[1] == whole.mask.shape[1] or whole.mask[shard][:, part.mask.shape[1]:].sum() == 0
+        for a, b in zip(
+            (part.obs, part.actions, part.rewards, part.mask), (whole.obs, whole.actions, whole.rewards, whole.mask)
+        ):
+            torch.testing.assert_close(a, b[shard][:, : a.shape[1]], rtol=1e-12, atol=1e-12)
+        assert part.mask.shape[1] == whole.mask.shape[1] or whole.mask[shard][:, part.mask.shape[1] :].sum() == 0
 
 
 def test_training_lanes_of_a_shard_need_the_other_ranks():
     policy, params = _straight_line_policy()
     with pytest.raises(ValueError, match="other torchrun ranks"):
-        Sampler("point-nav").sample_lanes(policy, params, np.zeros((2, 2)), 50, torch.Generator(),
-                                          np.random.default_rng(0), shard=slice(0, 1))
+        Sampler("point-nav").sample_lanes(
+            policy, params, np.zeros((2, 2)), 50, torch.Generator(), np.random.default_rng(0), shard=slice(0, 1)
+        )
 
 
 @pytest.mark.parametrize("per_task", [False, True])
@@ -344,9 +360,9 @@ def _as_if_sharded(monkeypatch):
 
 def _lanes(tasks, total, horizon, shard=None):
     policy, params = _straight_line_policy()
-    return Sampler("point-nav", horizon=horizon).sample_lanes(policy, params, np.asarray(tasks), total,
-                                                              torch.Generator(), np.random.default_rng(0),
-                                                              shard=shard)
+    return Sampler("point-nav", horizon=horizon).sample_lanes(
+        policy, params, np.asarray(tasks), total, torch.Generator(), np.random.default_rng(0), shard=shard
+    )
 
 
 def test_sharded_lanes_step_ahead_in_blocks_and_cut_at_the_one_process_stop(monkeypatch):
@@ -358,8 +374,10 @@ def test_sharded_lanes_step_ahead_in_blocks_and_cut_at_the_one_process_stop(monk
     assert plain.mask.shape[-1] == 120
     _as_if_sharded(monkeypatch)
     ahead = _lanes(tasks, 400, 40, shard=slice(0, 4))
-    for a, b in zip((plain.obs, plain.actions, plain.rewards, plain.mask, plain.starts),
-                    (ahead.obs, ahead.actions, ahead.rewards, ahead.mask, ahead.starts)):
+    for a, b in zip(
+        (plain.obs, plain.actions, plain.rewards, plain.mask, plain.starts),
+        (ahead.obs, ahead.actions, ahead.rewards, ahead.mask, ahead.starts),
+    ):
         assert torch.equal(a, b)
 
 

@@ -30,14 +30,18 @@ SIZE, T = 4, 4
 
 def tiny(kind: str) -> VideoModel:
     torch.manual_seed(0)
-    return VideoModel(kind, SIZE, 1, 8, context_frames=2, hidden=6, encoder_hidden=5, layers=2, resnet_blocks=1,
-                      base_size=2, n_mix=2).eval()
+    return VideoModel(
+        kind, SIZE, 1, 8, context_frames=2, hidden=6, encoder_hidden=5, layers=2, resnet_blocks=1, base_size=2, n_mix=2
+    ).eval()
 
 
 def videos(n: int = 3) -> VideoSplit:
     g = torch.Generator().manual_seed(1)
-    return VideoSplit(torch.randint(0, 256, (n, T, 1, SIZE, SIZE), generator=g), torch.randn(n, T, 5, generator=g),
-                      torch.rand(n, T, 5, generator=g))
+    return VideoSplit(
+        torch.randint(0, 256, (n, T, 1, SIZE, SIZE), generator=g),
+        torch.randn(n, T, 5, generator=g),
+        torch.rand(n, T, 5, generator=g),
+    )
 
 
 @pytest.mark.parametrize("kind", FRAME_MODELS)
@@ -57,18 +61,35 @@ def test_likelihood_on_the_device_equals_the_cpu(kind):
     assert per_batch <= 2 * batches + 1
 
 
-@pytest.mark.parametrize("kind, sampler", [("o_t", "cached"), ("o_tlogn", "cached"), ("convlstm", "cached"),
-                                           ("vpn", "cached"), ("vpn", "windowed")])
+@pytest.mark.parametrize(
+    "kind, sampler",
+    [
+        ("o_t", "cached"),
+        ("o_tlogn", "cached"),
+        ("convlstm", "cached"),
+        ("vpn", "cached"),
+        ("vpn", "windowed"),
+        ("vpn", "generic-cached"),
+    ],
+)
 def test_every_sampler_on_the_device_draws_the_cpu_frames(kind, sampler):
     """Noise from a generator on the model's device, seeded alike, draws the same frames as on the CPU; the
     inputs may come from the CPU (moved once)."""
     data, n_frames = videos(2), 2
     ctx = data.frames[:, :2]
-    want = sample_video(tiny(kind), ctx, data.actions, data.states, n_frames, generator=generator("cpu", 3),
-                        sampler=sampler)
+    want = sample_video(
+        tiny(kind), ctx, data.actions, data.states, n_frames, generator=generator("cpu", 3), sampler=sampler
+    )
     with stand_in_device() as mode:
-        got = sample_video(tiny(kind).to(STAND_IN), ctx, data.actions, data.states, n_frames,
-                           generator=generator(STAND_IN, 3), sampler=sampler)
+        got = sample_video(
+            tiny(kind).to(STAND_IN),
+            ctx,
+            data.actions,
+            data.states,
+            n_frames,
+            generator=generator(STAND_IN, 3),
+            sampler=sampler,
+        )
     assert got.frames.device == STAND_IN
     assert torch.equal(values(got.frames), want.frames) and got.evaluations == want.evaluations
     # the input check, then at most a couple of reads per frame (the VPN: not one per pixel, 16 here)
@@ -78,8 +99,9 @@ def test_every_sampler_on_the_device_draws_the_cpu_frames(kind, sampler):
 def test_a_cpu_generator_is_refused_beside_a_device_model():
     data = videos(2)
     with stand_in_device(), pytest.raises(WrongDeviceError, match="generator"):
-        sample_video(tiny("o_t").to(STAND_IN), data.frames[:, :2], data.actions, data.states, 1,
-                     generator=generator("cpu", 3))
+        sample_video(
+            tiny("o_t").to(STAND_IN), data.frames[:, :2], data.actions, data.states, 1, generator=generator("cpu", 3)
+        )
 
 
 def test_the_convlstm_encoder_on_the_device_equals_the_cpu():
@@ -101,10 +123,24 @@ def test_frames_on_another_device_than_the_model_are_refused_by_name():
 
 # ---------------------------------------------------------------------------------------- training, checkpoint
 def tiny_config(**extra):
-    return make_config("tiny", "o_t", {"frame_size": 8, "frames": 4, "hidden": 4, "encoder_hidden": 4,
-                                       "train_sequences": 8, "eval_sequences": 3, "eval_periodic": 2,
-                                       "batch_size": 2, "iterations": 2, "eval_every": 2, "checkpoint_every": 2,
-                                       **extra})
+    return make_config(
+        "tiny",
+        "o_t",
+        {
+            "frame_size": 8,
+            "frames": 4,
+            "hidden": 4,
+            "encoder_hidden": 4,
+            "train_sequences": 8,
+            "eval_sequences": 3,
+            "eval_periodic": 2,
+            "batch_size": 2,
+            "iterations": 2,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            **extra,
+        },
+    )
 
 
 def metrics(run: Path) -> list[dict]:
@@ -131,18 +167,40 @@ def test_training_eval_and_samples_on_the_device_equal_the_cpu(tmp_path: Path, s
     b = torch.load(tmp_path / "dev" / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert all(t.device.type == "cpu" for t in b["model"].values())  # device-free checkpoint
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert {k: v for k, v in dev_eval.items() if k != "eval_wall_time_s"} == \
-        {k: v for k, v in cpu_eval.items() if k != "eval_wall_time_s"}
+    assert {k: v for k, v in dev_eval.items() if k != "eval_wall_time_s"} == {
+        k: v for k, v in cpu_eval.items() if k != "eval_wall_time_s"
+    }
     for name in ("strip", "gif"):
         assert Path(dev_plot[name]).read_bytes() == Path(cpu_plot[name]).read_bytes()
 
 
 def test_mixed_precision_training_through_the_command(tmp_path: Path, synthetic_data_dir: Path, capsys):
     """``--precision bf16`` trains (CPU autocast); fp16 needs a GPU and says so before any work."""
-    base = ["pixelcnn", "video", "train", "--preset", "tiny", "--data-dir", str(synthetic_data_dir),
-            "--no-progress", "--iterations", "2", "--device", "cpu", "--set", "frame_size=8", "frames=4",
-            "hidden=4", "encoder_hidden=4", "train_sequences=8", "eval_sequences=3", "eval_periodic=2",
-            "batch_size=2", "eval_every=2", "checkpoint_every=2"]
+    base = [
+        "pixelcnn",
+        "video",
+        "train",
+        "--preset",
+        "tiny",
+        "--data-dir",
+        str(synthetic_data_dir),
+        "--no-progress",
+        "--iterations",
+        "2",
+        "--device",
+        "cpu",
+        "--set",
+        "frame_size=8",
+        "frames=4",
+        "hidden=4",
+        "encoder_hidden=4",
+        "train_sequences=8",
+        "eval_sequences=3",
+        "eval_periodic=2",
+        "batch_size=2",
+        "eval_every=2",
+        "checkpoint_every=2",
+    ]
     assert main([*base, "--run-dir", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 2 and 0 < out["nats_per_subpixel"] < 10
@@ -164,8 +222,9 @@ def _coords_on_the_cpu(self, g, device=None):  # the O(T) frame's pixel coordina
     return torch.meshgrid(2 * i + dr, 2 * i + dc, indexing="ij")
 
 
-@pytest.mark.parametrize("where, bug", [(FrameEncoder, ("initial_state", _zeros_on_the_cpu)),
-                                        (GroupFrame, ("coords", _coords_on_the_cpu))])
+@pytest.mark.parametrize(
+    "where, bug", [(FrameEncoder, ("initial_state", _zeros_on_the_cpu)), (GroupFrame, ("coords", _coords_on_the_cpu))]
+)
 def test_a_tensor_made_without_device_is_caught(monkeypatch, where, bug):
     """Plant the bug this harness exists for in a real creation site: the CPU passes, the device run fails."""
     monkeypatch.setattr(where, *bug)

@@ -16,8 +16,24 @@ A = 5
 
 def tiny(kind: str, size: int, channels: int = 1, bits: int = 8, head: str = "", seed: int = 0) -> VideoModel:
     torch.manual_seed(seed)
-    return VideoModel(kind, size, channels, bits, head, context_frames=2, hidden=6, encoder_hidden=5, layers=2,
-                      resnet_blocks=1, base_size=1, n_mix=2).double().eval()
+    return (
+        VideoModel(
+            kind,
+            size,
+            channels,
+            bits,
+            head,
+            context_frames=2,
+            hidden=6,
+            encoder_hidden=5,
+            layers=2,
+            resnet_blocks=1,
+            base_size=1,
+            n_mix=2,
+        )
+        .double()
+        .eval()
+    )
 
 
 def paper_rank(kind: str, size: int, channels: int) -> torch.Tensor:
@@ -36,8 +52,9 @@ def paper_rank(kind: str, size: int, channels: int) -> torch.Tensor:
         elif kind == "o_t":
             r = (2 * (i % 2) + (j % 2)) * channels + c
         else:
-            level = next(lv for lv in range(n_scales + 1) if i % 2 ** (n_scales - lv) == 0
-                         and j % 2 ** (n_scales - lv) == 0)
+            level = next(
+                lv for lv in range(n_scales + 1) if i % 2 ** (n_scales - lv) == 0 and j % 2 ** (n_scales - lv) == 0
+            )
             if level == 0:
                 r = c
             else:
@@ -56,8 +73,15 @@ def inputs(size: int, channels: int, t: int, seed: int = 0, dtype=torch.float64)
     return v, a, s
 
 
-CASES = [("o_t", 1, "logistic"), ("o_tlogn", 1, "softmax"), ("o_tlogn", 2, "softmax"), ("convlstm", 1, "logistic"),
-         ("vpn", 1, "softmax"), ("vpn", 2, "softmax"), ("o_t", 2, "softmax")]
+CASES = [
+    ("o_t", 1, "logistic"),
+    ("o_tlogn", 1, "softmax"),
+    ("o_tlogn", 2, "softmax"),
+    ("convlstm", 1, "logistic"),
+    ("vpn", 1, "softmax"),
+    ("vpn", 2, "softmax"),
+    ("o_t", 2, "softmax"),
+]
 
 
 @pytest.mark.parametrize("kind,channels,head", CASES)
@@ -78,7 +102,7 @@ def test_gradient_causality_across_time_and_inside_frames(kind, channels, head):
                 gv, ga = torch.autograd.grad(out, (v, a), retain_graph=True)
                 gv, ga = gv[0], ga[0]
                 i, j = int(f.rows[r, c]), int(f.cols[r, c])
-                assert torch.all(gv[t + 1:] == 0), f"{kind}: frame {t} depends on a later frame"
+                assert torch.all(gv[t + 1 :] == 0), f"{kind}: frame {t} depends on a later frame"
                 assert torch.all(ga[t:] == 0), f"{kind}: frame {t} depends on actions of step >= {t}"
                 allowed = rank < rank[k, i, j]  # (C, S, S) sub-pixels of frame t before this one
                 bad = (gv[t] != 0) & ~allowed
@@ -89,7 +113,7 @@ def test_gradient_causality_across_time_and_inside_frames(kind, channels, head):
 
 def all_videos(frames: int, size: int, levels: int) -> torch.Tensor:
     n = frames * size * size
-    idx = torch.arange(levels ** n)
+    idx = torch.arange(levels**n)
     digits = (idx[:, None] // levels ** torch.arange(n)) % levels
     return digits.view(-1, frames, 1, size, size)
 
@@ -131,3 +155,14 @@ def test_bad_inputs_raise_user_errors_before_work():
         model.log_prob(x.double(), a, s)
     with pytest.raises(UserError, match="video model"):
         VideoModel("pixelrnn", 4)
+
+
+@pytest.mark.parametrize("name, bad", [("actions", float("nan")), ("actions", float("inf")), ("states", -float("inf"))])
+def test_non_finite_actions_or_states_are_refused(name, bad):
+    """A NaN or infinite vector would make every later frame's likelihood non-finite without a word."""
+    model = tiny("convlstm", 4)
+    x = torch.randint(0, 256, (2, 4, 1, 4, 4))
+    vecs = {"actions": torch.zeros(2, 4, A), "states": torch.zeros(2, 4, A)}
+    vecs[name][1, 2, 3] = bad
+    with pytest.raises(UserError, match=f"{name} hold NaN or infinite values"):
+        model.log_prob(x, vecs["actions"], vecs["states"])

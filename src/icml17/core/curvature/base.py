@@ -19,13 +19,33 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class LinearOperator(Protocol):
-    """What the estimators need: a symmetric operator on vectors of ``size`` applied to blocks of columns."""
+    """What the estimators need: a symmetric operator on vectors of ``size`` applied to blocks of columns.
+
+    Any object with these attributes qualifies (:class:`~icml17.core.curvature.operator.HessianOperator`,
+    :class:`~icml17.core.curvature.function.ParamsOperator`, a dense matrix in
+    :class:`~icml17.core.curvature.operator.DenseOperator`); the estimators draw their vectors on ``device`` in
+    ``dtype``.
+
+    Attributes:
+        size: the dimension n of the vectors it acts on.
+        dtype: the dtype of its products.
+        device: where its products live.
+    """
 
     size: int
     dtype: torch.dtype
     device: torch.device
 
-    def matmat(self, vectors: torch.Tensor) -> torch.Tensor: ...  # (n, k) -> (n, k)
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The products with a block of columns.
+
+        Args:
+            vectors: ``(n, k)``, on ``device`` in ``dtype``.
+
+        Returns:
+            ``(n, k)``: column j is the operator times column j.
+        """
+        ...
 
 
 class Evaluation(Protocol):
@@ -52,19 +72,45 @@ class Evaluation(Protocol):
 class Products(Protocol):
     """A way of computing Hessian products, fixed when the loss is built (``method`` names it).
 
-    ``hvp``: ``H v`` for a block of directions (every tensor has a leading k axis), at the loss's point or at
-    ``params``; ``quadform``: the k quadratic forms ``v^T H v`` at the point.
+    Attributes:
+        method: the strategy's name, recorded with every result (e.g. ``"layerwise"``).
     """
 
     method: str
 
-    def hvp(self, vectors: Params, params: Params | None = None) -> Params: ...
+    def hvp(self, vectors: Params, params: Params | None = None) -> Params:
+        """``H v`` for a block of k directions.
 
-    def quadform(self, vectors: Params) -> torch.Tensor: ...
+        Args:
+            vectors: parameter dict whose tensors have a leading k axis.
+            params: where H is taken; None: the loss's point.
+
+        Returns:
+            The k products, shaped like ``vectors``.
+        """
+        ...
+
+    def quadform(self, vectors: Params) -> torch.Tensor:
+        """The quadratic forms ``v^T H v`` at the loss's point.
+
+        Args:
+            vectors: parameter dict whose tensors have a leading k axis.
+
+        Returns:
+            ``(k,)``.
+        """
+        ...
 
 
 def as_batches(data: Batch | Iterable[Batch]) -> list[Batch] | Iterable[Batch]:
-    """One ``(x, y)`` batch becomes a one-element list; anything else is taken as an iterable of batches."""
+    """The data of a loss as batches: one ``(x, y)`` batch becomes a one-element list.
+
+    Args:
+        data: one ``(x, y)`` pair of tensors, or an iterable of them (a list, a loader).
+
+    Returns:
+        ``[data]`` for one batch; ``data`` itself otherwise (a loader is not read here).
+    """
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         return [data]
     return data
@@ -100,11 +146,14 @@ def mean_over_data(acc: Any, total: int, sharded: bool) -> Any:
         if acc is None:
             raise ValueError("this process's shard of the data is empty; give every rank at least one batch")
         leaves = _leaves(acc)
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in leaves] + [torch.tensor([float(total)], dtype=torch.float64, device=leaves[0].device)])
+        flat = torch.cat(
+            [t.reshape(-1).to(torch.float64) for t in leaves]
+            + [torch.tensor([float(total)], dtype=torch.float64, device=leaves[0].device)]
+        )
         distributed.all_reduce_sum(flat)
         total, i, reduced = int(flat[-1].item()), 0, []
         for t in leaves:
-            reduced.append(flat[i:i + t.numel()].view_as(t).to(t.dtype))
+            reduced.append(flat[i : i + t.numel()].view_as(t).to(t.dtype))
             i += t.numel()
         acc = _rebuild(acc, iter(reduced))
     return scale_add(None, acc, 1.0 / total)

@@ -46,12 +46,23 @@ class _Draws:
         return torch.randn(*shape, generator=self.gen, device=self.where).to(self.device, self.dtype)
 
     def rademacher(self, n: int, k: int) -> torch.Tensor:
-        return (torch.randint(0, 2, (n, k), generator=self.gen, device=self.where) * 2 - 1).to(self.device,
-                                                                                               self.dtype)
+        return (torch.randint(0, 2, (n, k), generator=self.gen, device=self.where) * 2 - 1).to(self.device, self.dtype)
 
 
 @dataclass
 class EigenResult:
+    """Eigenpairs from :func:`lanczos` or :func:`power_iteration`, with what they cost and whether they converged.
+
+    Attributes:
+        eigenvalues: the estimates, descending (power iteration: the one of largest magnitude).
+        eigenvectors: ``(n, k)`` unit columns, on the operator's device.
+        n_hvp: products spent.
+        iterations: Lanczos steps or power iterations run.
+        converged: the stopping test was met (or the Krylov space was exhausted).
+        method: ``"lanczos"`` or ``"power"``.
+        residuals: Lanczos' residual estimates ``|beta_m s_{m,i}|`` of the wanted pairs at the last test.
+    """
+
     eigenvalues: list[float]  # descending
     eigenvectors: torch.Tensor  # (n, k)
     n_hvp: int
@@ -61,10 +72,23 @@ class EigenResult:
     residuals: list[float] = field(default_factory=list)
 
 
-def power_iteration(op: LinearOperator, *, tol: float = 1e-3, max_iter: int = 200,
-                    seed: int | torch.Generator | None = 0) -> EigenResult:
-    """Dominant eigenpair by power iteration with a Rayleigh-quotient estimate; stops when it changes by
-    less than ``tol`` relative (PyHessian's criterion)."""
+def power_iteration(
+    op: LinearOperator, *, tol: float = 1e-3, max_iter: int = 200, seed: int | torch.Generator | None = 0
+) -> EigenResult:
+    """Dominant eigenpair by power iteration with a Rayleigh-quotient estimate.
+
+    It stops when the estimate changes by less than ``tol`` relative (PyHessian's criterion, kept for
+    comparisons with it); :func:`lanczos` converges in fewer products and bounds the residual.
+
+    Args:
+        op: a symmetric operator (:class:`~icml17.core.curvature.base.LinearOperator`).
+        tol: relative change of the Rayleigh quotient at which to stop (0: run ``max_iter``).
+        max_iter: the most products.
+        seed: the start vector's seed, or a generator made for ``op.device`` (see the module docstring).
+
+    Returns:
+        An :class:`EigenResult` with one eigenvalue (largest in magnitude) and its vector ``(n, 1)``.
+    """
     v = _Draws(seed, op).normal(op.size, 1)
     v /= v.norm()
     value, converged, it = 0.0, False, 0
@@ -79,8 +103,13 @@ def power_iteration(op: LinearOperator, *, tol: float = 1e-3, max_iter: int = 20
     return EigenResult([value], v, it, it, converged, "power")
 
 
-def _lanczos_basis(op: LinearOperator, v0: torch.Tensor, steps: int, *, on_step: Callable | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+def _lanczos_basis(
+    op: LinearOperator,
+    v0: torch.Tensor,
+    steps: int,
+    *,
+    on_step: Callable | None = None,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """Lanczos with full reorthogonalisation from ``v0``: (alpha (m,), beta (m,), Q (n, m)).
 
     ``beta[j]`` couples q_j and q_{j+1}; ``beta[m-1]`` is the residual norm used for convergence tests.
@@ -96,7 +125,7 @@ def _lanczos_basis(op: LinearOperator, v0: torch.Tensor, steps: int, *, on_step:
         q = B[j]
         w = op.matmat(q[:, None])[:, 0]
         a = q @ w
-        Q = B[:j + 1]
+        Q = B[: j + 1]
         w = w - Q.T @ (Q @ w)
         w = w - Q.T @ (Q @ w)  # twice is enough (Parlett's "twice is enough")
         a, b = torch.stack([a, w.norm()]).cpu().tolist()  # one copy to the CPU per step
@@ -117,14 +146,45 @@ def _ritz(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return eigh_tridiagonal(alpha, beta[:-1])
 
 
-def lanczos(op: LinearOperator, k: int = 1, *, tol: float = 1e-3, max_iter: int = 100,
-            seed: int | torch.Generator | None = 0, stop: str = "residual") -> EigenResult:
-    """Top-``k`` eigenpairs (algebraically largest) by Lanczos.
+def lanczos(
+    op: LinearOperator,
+    k: int = 1,
+    *,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    seed: int | torch.Generator | None = 0,
+    stop: str = "residual",
+) -> EigenResult:
+    """Top-``k`` eigenpairs (algebraically largest) by Lanczos with full reorthogonalisation.
 
     ``stop="residual"``: every wanted Ritz pair has ``|beta_m s_{m,i}| <= tol |theta_i|`` (a bound on the
     eigenvector's quality too). ``stop="gap"``: the eigenvalue error estimate ``residual^2 / gap`` is at most
     ``tol |theta_i|``, with the gap estimated from the next Ritz value (the standard a-posteriori bound for a
     Ritz value; it needs k + 1 Ritz values and is looser about the eigenvector).
+
+    Args:
+        op: a symmetric operator (:class:`~icml17.core.curvature.base.LinearOperator`).
+        k: how many of the largest eigenpairs.
+        tol: relative tolerance of the stopping test (0: run ``max_iter`` steps).
+        max_iter: the most Lanczos steps (one product each; capped at ``op.size``).
+        seed: the start vector's seed, or a generator made for ``op.device`` (see the module docstring).
+        stop: ``"residual"`` or ``"gap"``, as above.
+
+    Returns:
+        An :class:`EigenResult`: ``k`` eigenvalues descending, their vectors ``(n, k)``.
+
+    Raises:
+        ValueError: ``k < 1`` or an unknown ``stop``.
+
+    Examples:
+        A quadratic ``x^T A x / 2`` has Hessian A, so lambda_max is A's largest eigenvalue:
+
+        >>> import torch
+        >>> from icml17.core.curvature import DenseOperator, lanczos
+        >>> a = torch.tensor([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        >>> r = lanczos(DenseOperator(a), k=2, tol=1e-10)
+        >>> [round(x, 8) for x in r.eigenvalues]  # eigenvalues 3 (on (1, 1, 0)), 1 and 1
+        [3.0, 1.0]
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -142,8 +202,8 @@ def lanczos(op: LinearOperator, k: int = 1, *, tol: float = 1e-3, max_iter: int 
         if stop == "gap":
             if len(top) <= k:
                 return False
-            gaps = np.maximum(top[:k] - top[1:k + 1], 1e-300)
-            ok = bool(np.all(res ** 2 / gaps <= tol * np.abs(top[:k])))
+            gaps = np.maximum(top[:k] - top[1 : k + 1], 1e-300)
+            ok = bool(np.all(res**2 / gaps <= tol * np.abs(top[:k])))
         else:
             ok = bool(np.all(res <= tol * np.abs(top[:k])))
         state.update(converged=ok, residuals=res.tolist())
@@ -154,22 +214,54 @@ def lanczos(op: LinearOperator, k: int = 1, *, tol: float = 1e-3, max_iter: int 
     order = np.argsort(theta)[::-1][:k]
     vecs = Q @ torch.as_tensor(s[:, order].copy(), dtype=op.dtype, device=op.device)
     exhausted = len(alpha) == op.size or beta[-1] <= 1e-10 * max(1.0, abs(alpha[-1]))
-    return EigenResult(theta[order].tolist(), vecs, len(alpha), len(alpha), state["converged"] or exhausted,
-                       "lanczos", state.get("residuals", []))
+    return EigenResult(
+        theta[order].tolist(),
+        vecs,
+        len(alpha),
+        len(alpha),
+        state["converged"] or exhausted,
+        "lanczos",
+        state.get("residuals", []),
+    )
 
 
 @dataclass
 class TraceResult:
+    """A trace estimate from :func:`hutchinson` or :func:`hutchpp`.
+
+    Attributes:
+        estimate: the estimate of ``tr(A)``.
+        stderr: the standard error of the mean over probes (nan for Hutch++ and for one probe).
+        n_hvp: products spent.
+        method: ``"hutchinson"`` or ``"hutch++"``.
+    """
+
     estimate: float
     stderr: float  # standard error of the mean over probes (nan for Hutch++)
     n_hvp: int
     method: str
 
 
-def hutchinson(op: LinearOperator, n_probes: int = 100, *, block: int = 32,
-               seed: int | torch.Generator | None = 0) -> TraceResult:
-    """tr(H) ~ mean of v^T H v over Rademacher probes v, evaluated ``block`` probes per batched product
-    (through ``op.quadform`` where the operator has one: only the quadratic forms are needed)."""
+def hutchinson(
+    op: LinearOperator, n_probes: int = 100, *, block: int = 32, seed: int | torch.Generator | None = 0
+) -> TraceResult:
+    """tr(A) ~ mean of ``v^T A v`` over Rademacher probes v (Hutchinson 1989).
+
+    The probes are evaluated ``block`` at a time, through ``op.quadform`` where the operator has one (only the
+    quadratic forms are needed, which the layerwise products compute without a reverse pass).
+
+    Args:
+        op: a symmetric operator (:class:`~icml17.core.curvature.base.LinearOperator`).
+        n_probes: how many probes.
+        block: probes per batched product (memory grows with it).
+        seed: the probes' seed, or a generator made for ``op.device`` (see the module docstring).
+
+    Returns:
+        A :class:`TraceResult` with the standard error of the mean over the probes.
+
+    Raises:
+        ValueError: ``n_probes < 1``.
+    """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     draws = _Draws(seed, op)
@@ -184,7 +276,22 @@ def hutchinson(op: LinearOperator, n_probes: int = 100, *, block: int = 32,
 
 
 def hutchpp(op: LinearOperator, n_matvecs: int = 99, *, seed: int | torch.Generator | None = 0) -> TraceResult:
-    """Hutch++: exact trace on a sketched top subspace plus Hutchinson on its complement (n_matvecs / 3 each)."""
+    """Hutch++ (Meyer, Musco, Musco, Woodruff 2021): the exact trace on a sketched top subspace plus Hutchinson
+    on its complement, ``n_matvecs // 3`` products for each of the sketch, the subspace and the probes.
+
+    Far fewer products than :func:`hutchinson` for the same error when the spectrum decays fast.
+
+    Args:
+        op: a symmetric operator (:class:`~icml17.core.curvature.base.LinearOperator`).
+        n_matvecs: the product budget (a multiple of 3 is used in full).
+        seed: the sketch's and probes' seed, or a generator made for ``op.device``.
+
+    Returns:
+        A :class:`TraceResult` (``stderr`` nan).
+
+    Raises:
+        ValueError: ``n_matvecs < 3``.
+    """
     m = n_matvecs // 3
     if m < 1:
         raise ValueError(f"Hutch++ needs n_matvecs >= 3, got {n_matvecs}")
@@ -200,7 +307,14 @@ def hutchpp(op: LinearOperator, n_matvecs: int = 99, *, seed: int | torch.Genera
 
 @dataclass
 class SpectralDensity:
-    """A mixture of point masses per probe: ``nodes`` (p, m) with ``weights`` (p, m), each row summing to 1."""
+    """A spectral density from :func:`slq_density`: a mixture of point masses per probe.
+
+    Attributes:
+        nodes: ``(p, m)`` Ritz values, one row per probe.
+        weights: ``(p, m)`` their masses (squared first components), each row summing to 1.
+        size: the operator's dimension n (the density's moments times n estimate traces of powers).
+        n_hvp: products spent.
+    """
 
     nodes: np.ndarray
     weights: np.ndarray
@@ -208,19 +322,46 @@ class SpectralDensity:
     n_hvp: int
 
     def moment(self, power: int) -> float:
-        """size * E_probes[sum_j w_j node_j^power] ~ tr(H^power)."""
-        return float(self.size * np.mean(np.sum(self.weights * self.nodes ** power, axis=1)))
+        """An estimate of ``tr(A^power)``: ``size * mean over probes of sum_j w_j node_j^power``.
+
+        Args:
+            power: the moment's order (0 gives ``size``).
+
+        Returns:
+            The estimate.
+        """
+        return float(self.size * np.mean(np.sum(self.weights * self.nodes**power, axis=1)))
 
     def smooth(self, grid: np.ndarray, sigma: float) -> np.ndarray:
-        """The density convolved with a Gaussian of width ``sigma`` on ``grid`` (integrates to ~1)."""
+        """The density convolved with a Gaussian, for plotting.
+
+        Args:
+            grid: ``(g,)`` points at which to evaluate it.
+            sigma: the Gaussian's width.
+
+        Returns:
+            ``(g,)`` density values (integrating to about 1 over a grid that covers the spectrum).
+        """
         diff = grid[None, None, :] - self.nodes[:, :, None]
         g = np.exp(-0.5 * (diff / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
         return np.mean(np.sum(self.weights[:, :, None] * g, axis=1), axis=0)
 
 
-def slq_density(op: LinearOperator, *, n_probes: int = 4, steps: int = 40,
-                seed: int | torch.Generator | None = 0) -> SpectralDensity:
-    """Stochastic Lanczos quadrature: for each Rademacher probe, Lanczos nodes and squared first components."""
+def slq_density(
+    op: LinearOperator, *, n_probes: int = 4, steps: int = 40, seed: int | torch.Generator | None = 0
+) -> SpectralDensity:
+    """Stochastic Lanczos quadrature (Ubaru, Chen, Saad 2017): per Rademacher probe, ``steps`` Lanczos steps
+    give nodes (Ritz values) and weights (squared first components of the Ritz vectors).
+
+    Args:
+        op: a symmetric operator (:class:`~icml17.core.curvature.base.LinearOperator`).
+        n_probes: how many probes (independent quadratures averaged).
+        steps: Lanczos steps per probe (capped at ``op.size``).
+        seed: the probes' seed, or a generator made for ``op.device``.
+
+    Returns:
+        A :class:`SpectralDensity`.
+    """
     draws = _Draws(seed, op)
     steps = min(steps, op.size)
     nodes = np.zeros((n_probes, steps))
@@ -230,7 +371,7 @@ def slq_density(op: LinearOperator, *, n_probes: int = 4, steps: int = 40,
         v = draws.rademacher(op.size, 1)[:, 0]
         alpha, beta, _ = _lanczos_basis(op, v, steps)
         theta, s = _ritz(alpha, beta)
-        nodes[i, :len(theta)] = theta
-        weights[i, :len(theta)] = s[0] ** 2
+        nodes[i, : len(theta)] = theta
+        weights[i, : len(theta)] = s[0] ** 2
         n_hvp += len(alpha)
     return SpectralDensity(nodes, weights, op.size, n_hvp)

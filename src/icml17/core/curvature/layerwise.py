@@ -35,6 +35,13 @@ def layerwise_unsupported(model: nn.Module) -> str | None:
     Identity / elementwise activations (ReLU, LeakyReLU, Tanh, Sigmoid, GELU, ELU, Softplus, SiLU): every
     preset of :mod:`icml17.sharpness.models`. Anything else (batch norm, pooling, dropout, nested modules)
     goes through the generic torch.func products.
+
+    Args:
+        model: any module.
+
+    Returns:
+        None where the layerwise products apply, else one line naming the first module (or the container)
+        that has no layerwise rule.
     """
     if type(model) is not nn.Sequential:
         return f"{type(model).__name__} is not a plain nn.Sequential"
@@ -83,6 +90,11 @@ class LayerwiseCurvature:
 
     The loss's own Hessian w.r.t. the network output comes from double-backward through ``loss_fn`` on that
     (small) output, so any twice-differentiable ``loss_fn`` returning the batch mean works.
+
+    Args:
+        model: a chain that :func:`layerwise_unsupported` accepts (not checked here).
+        loss_fn: ``(prediction, target) -> scalar`` batch mean, twice differentiable.
+        point: the measured parameters by ``named_parameters`` name; the others are read from the modules.
     """
 
     def __init__(self, model: nn.Sequential, loss_fn: LossFn, point: Params):
@@ -106,6 +118,16 @@ class LayerwiseCurvature:
         return V.get(f"{self.modules[i][0]}.{kind}")
 
     def cache(self, x: torch.Tensor, y: torch.Tensor, n: int) -> _BatchCache:
+        """One batch's primal forward and backward pass at the point, kept for its products.
+
+        Args:
+            x: the batch's inputs.
+            y: its targets.
+            n: its number of examples (its weight among batches).
+
+        Returns:
+            The cache that :meth:`hvp_one` and :meth:`quadform_one` read.
+        """
         inputs, outs, d1, d2 = [], [], {}, {}
         with torch.enable_grad():
             h = x.detach()
@@ -119,7 +141,7 @@ class LayerwiseCurvature:
                     f = lambda u, m=m: m(u.clone())  # noqa: E731  (clone: inplace activations)
                     d1[i] = jvp(f, (z,), (one,))[1]
                     if not isinstance(m, _PIECEWISE_LINEAR):
-                        d2[i] = jvp(lambda u: jvp(f, (u,), (one,))[1], (z,), (one,))[1]
+                        d2[i] = jvp(lambda u, f=f, one=one: jvp(f, (u,), (one,))[1], (z,), (one,))[1]
                     h = f(h)
                 else:
                     h = m(h)
@@ -152,8 +174,12 @@ class LayerwiseCurvature:
         return out
 
     @staticmethod
-    def _plus_bias(m: nn.Module, z: torch.Tensor | None, bt: torch.Tensor | None, like: torch.Tensor,
-                   ) -> torch.Tensor | None:
+    def _plus_bias(
+        m: nn.Module,
+        z: torch.Tensor | None,
+        bt: torch.Tensor | None,
+        like: torch.Tensor,
+    ) -> torch.Tensor | None:
         """``z`` plus the bias tangent ``bt`` broadcast over an output shaped ``like`` (z None: ``bt`` alone,
         expanded to that shape; bt None: ``z``)."""
         if bt is None:
@@ -218,6 +244,15 @@ class LayerwiseCurvature:
         return out
 
     def hvp_one(self, c: _BatchCache, V: Params) -> Params:
+        """``H v`` of one batch's loss by the per-layer R-operator (a tangent pass forward, then backward).
+
+        Args:
+            c: the batch's cache (:meth:`cache`).
+            V: one direction, shaped like the point (a parameter absent from it counts as zero).
+
+        Returns:
+            The product, shaped like the point.
+        """
         tangents = self._forward_tangent(c, V)
         out: Params = {}
         dt = None if tangents[-1] is None else self._loss_hvp(c, tangents[-1])  # delta' at the output
@@ -232,8 +267,9 @@ class LayerwiseCurvature:
                 if bn in self.point:
                     out[bn] = self._bias_grad(m, self.point[bn], dt)
                 if i > self.first_measured:
-                    dt = self._input_grad(m, a, [(dt, self._param(i, "weight")),
-                                                 (delta, self._tangent(V, i, "weight"))])
+                    dt = self._input_grad(
+                        m, a, [(dt, self._param(i, "weight")), (delta, self._tangent(V, i, "weight"))]
+                    )
             elif isinstance(m, _ELEMENTWISE):
                 if dt is not None:
                     dt = c.d1[i] * dt
@@ -245,13 +281,23 @@ class LayerwiseCurvature:
         return out
 
     def quadform_one(self, c: _BatchCache, V: Params) -> torch.Tensor:
+        """``v^T H v`` of one batch's loss as the second derivative of ``t -> L(theta + t v)``, forward only.
+
+        Args:
+            c: the batch's cache (:meth:`cache`).
+            V: one direction, shaped like the point.
+
+        Returns:
+            A scalar tensor.
+        """
         a1: torch.Tensor | None = None
         a2: torch.Tensor | None = None
         for i, (_, m) in enumerate(self.modules):
             if isinstance(m, _AFFINE):
                 w, wt = self._param(i, "weight"), self._tangent(V, i, "weight")
-                z1 = self._plus_bias(m, self._lin_sum(m, [(a1, w), (c.inputs[i], wt)]), self._tangent(V, i, "bias"),
-                                     c.deltas[i])
+                z1 = self._plus_bias(
+                    m, self._lin_sum(m, [(a1, w), (c.inputs[i], wt)]), self._tangent(V, i, "bias"), c.deltas[i]
+                )
                 z2 = self._lin_sum(m, [(a2, w), (None if a1 is None else 2 * a1, wt)])
                 a1, a2 = z1, z2
             elif isinstance(m, _ELEMENTWISE):

@@ -43,6 +43,15 @@ def forward_mode_unsupported(loss_fn: LossFn) -> bool:
     return loss_fn is nn.functional.mse_loss or isinstance(loss_fn, nn.MSELoss)
 
 
+def forward_over_reverse(g: Callable[[Params], Params], params: Params) -> Callable[[Params], Params]:
+    """``v -> H v`` at ``params``, H the Jacobian of the gradient function ``g``: ``jvp(g, (params,), (v,))``.
+
+    The one forward-over-reverse product of the engine, used per batch by :class:`ForwardOverReverse` and for
+    whole functions by :class:`~icml17.core.curvature.function.FunctionHessian`.
+    """
+    return lambda v: jvp(g, (params,), (v,))[1]
+
+
 def quadform_from_hvp(products: Products, vectors: Params) -> torch.Tensor:
     """``v^T H v`` for each direction of the block from the strategy's own ``H v``: (k,)."""
     hv = products.hvp(vectors)
@@ -86,7 +95,7 @@ class ForwardOverReverse(_GradientProducts):
 
     @staticmethod
     def _product(g: Callable[[Params], Params], params: Params) -> Callable[[Params], Params]:
-        return lambda v: jvp(g, (params,), (v,))[1]
+        return forward_over_reverse(g, params)
 
 
 class ReverseOverReverse(_GradientProducts):
@@ -114,8 +123,10 @@ class Linearized:
     def _trace(self) -> list[tuple[Callable[[Params], Params], int]]:
         loss = self.loss
         if not loss.cacheable:
-            raise ValueError("linearize=True needs a batch or a list of batches (one linearization is cached "
-                             "per batch); pass list(loader)")
+            raise ValueError(
+                "linearize=True needs a batch or a list of batches (one linearization is cached "
+                "per batch); pass list(loader)"
+            )
         traced = []
         with module_mode(loss.model, loss.mode == "train"):
             for x, y, n in loss.batches():
@@ -146,11 +157,21 @@ class Linearized:
 def choose_products(loss: Evaluation, product: str = "auto", linearize: bool = False) -> Products:
     """The product strategy for ``loss``, from explicit checks made once.
 
-    ``product="auto"``: layerwise where :func:`layerwise_unsupported` accepts the model's structure (and
-    ``linearize`` is off), else the generic product; ``"layerwise"`` insists (ValueError where the structure
-    is unsupported); ``"forward-over-reverse"`` / ``"reverse-over-reverse"`` name the generic product, where
-    forward-over-reverse gives way to reverse-over-reverse for losses it cannot differentiate
-    (:func:`forward_mode_unsupported`). ``linearize`` traces the forward-over-reverse product per batch.
+    Args:
+        loss: what the strategy evaluates (a :class:`~icml17.core.curvature.operator.ModelLoss`).
+        product: one of :data:`PRODUCTS`. ``"auto"``: layerwise where :func:`layerwise_unsupported` accepts the
+            model's structure (and ``linearize`` is off), else the generic product; ``"layerwise"`` insists;
+            ``"forward-over-reverse"`` / ``"reverse-over-reverse"`` name the generic product, where
+            forward-over-reverse gives way to reverse-over-reverse for losses it cannot differentiate
+            (:func:`forward_mode_unsupported`).
+        linearize: trace the forward-over-reverse product once per batch.
+
+    Returns:
+        The strategy; its ``method`` names it.
+
+    Raises:
+        ValueError: an unknown ``product``, ``"layerwise"`` for a structure it does not support, or
+            ``"layerwise"`` with ``linearize``.
     """
     if product not in PRODUCTS:
         raise ValueError(f"product must be one of {PRODUCTS}, got {product!r}")

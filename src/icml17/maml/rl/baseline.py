@@ -32,8 +32,9 @@ def _continues(mask: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     return nxt
 
 
-def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float,
-                       starts: torch.Tensor | None = None) -> torch.Tensor:
+def discounted_returns(
+    rewards: torch.Tensor, mask: torch.Tensor, gamma: float, starts: torch.Tensor | None = None
+) -> torch.Tensor:
     """sum over the rest of the path of gamma^(t'-t) r_t', on valid steps: (..., T)."""
     out = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[..., 0])
@@ -59,16 +60,17 @@ def features(obs: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Ten
     else:
         t = time_in_path(starts).to(obs.dtype)
     t = (t / 100.0)[..., None]
-    return torch.cat([o, o ** 2, t, t ** 2, t ** 3, torch.ones_like(t)], -1)
+    return torch.cat([o, o**2, t, t**2, t**3, torch.ones_like(t)], -1)
 
 
-def fit_linear_baseline(rollouts: Rollouts, returns: torch.Tensor, ridge: float = 1e-5,
-                        max_tries: int = 5) -> torch.Tensor:
+def fit_linear_baseline(
+    rollouts: Rollouts, returns: torch.Tensor, ridge: float = 1e-5, max_tries: int = 5
+) -> torch.Tensor:
     """Per-task least-squares baseline values on the rollouts' own steps: (K, R, T), zero on padding."""
-    x = features(rollouts.obs, rollouts.starts).double()     # (K, R, T, F)
+    x = features(rollouts.obs, rollouts.starts).double()  # (K, R, T, F)
     m = rollouts.mask.double()[..., None]
     k, f = x.shape[0], x.shape[-1]
-    x = (x * m).reshape(k, -1, f)                             # padded rows are zero: they do not count
+    x = (x * m).reshape(k, -1, f)  # padded rows are zero: they do not count
     y = (returns.double() * rollouts.mask.double()).reshape(k, -1, 1)
     xtx, xty = x.transpose(1, 2) @ x, x.transpose(1, 2) @ y
     eye = torch.eye(f, dtype=torch.float64, device=x.device)
@@ -90,8 +92,9 @@ def fit_linear_baseline(rollouts: Rollouts, returns: torch.Tensor, ridge: float 
     return values.to(returns.dtype) * rollouts.mask
 
 
-def advantages(rollouts: Rollouts, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True
-               ) -> torch.Tensor:
+def advantages(
+    rollouts: Rollouts, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True
+) -> torch.Tensor:
     """GAE(gamma, lambda) on the per-task linear baseline, (K, R, T), zero on padding; centred and scaled per
     task over its valid steps when ``normalize``."""
     mask, starts = rollouts.mask, rollouts.starts

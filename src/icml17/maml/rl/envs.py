@@ -7,7 +7,8 @@ and ``step(actions)`` advances all of them, returning arrays with a leading ``n`
 2D navigation (the reference code's ``PointEnvRandGoal``): the state is the point's position, starting at the
 origin; the goal is uniform in [-0.5, 0.5]^2; the move is the policy's action scaled onto the action box
 [-0.1, 0.1]^2 and clipped to it, 0.1 * clip(a, -1, 1), as the reference scripts' rllab ``normalize`` wrapper does
-(it maps [-1, 1] onto the box: lb + (a + 1) (ub - lb) / 2, then clips), and is added to the position; the reward is minus the Euclidean distance to the goal *after* the move (the paper's text says
+(it maps [-1, 1] onto the box: lb + (a + 1) (ub - lb) / 2, then clips), and is added to the position; the reward
+is minus the Euclidean distance to the goal *after* the move (the paper's text says
 squared distance; the code, which produced the published curves, uses the distance); an episode ends when both
 coordinates are within 0.01 of the goal, or after 100 steps. The whole batch is one numpy array program.
 (An earlier version clipped the policy's action to [-0.1, 0.1] directly, without the scaling: the policy then
@@ -137,13 +138,12 @@ class PointNav:
         """The displacement of policy actions: [-1, 1] scaled onto the action box, clipped (rllab's normalize)."""
         return cls.ACTION_LIMIT * np.clip(actions, -1.0, 1.0)
 
-    def step(self, actions: np.ndarray, active: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move by the policy's actions (n, 2) scaled onto the action box and clipped (rllab's ``normalize``):
         observations (n, d), rewards (n,), done (n,)."""
         self.position = self.position + self.move(actions)
         offset = self.position - self.goals
-        reward = -np.sqrt((offset ** 2).sum(1))
+        reward = -np.sqrt((offset**2).sum(1))
         done = (np.abs(offset) < self.GOAL_TOLERANCE).all(1)
         return self._obs(), reward, done
 
@@ -153,8 +153,10 @@ def _import_gymnasium():
         import gymnasium
         import mujoco  # noqa: F401
     except ImportError as e:
-        raise MujocoMissingError(f"the MuJoCo environments need gymnasium and mujoco ({e.name} is missing); "
-                                 f"install the rl extra: {RL_EXTRA_HINT}") from e
+        raise MujocoMissingError(
+            f"the MuJoCo environments need gymnasium and mujoco ({e.name} is missing); "
+            f"install the rl extra: {RL_EXTRA_HINT}"
+        ) from e
     return gymnasium
 
 
@@ -169,8 +171,10 @@ def resolve_frame_skip(frame_skip: int | str = V5) -> int:
         return V5_FRAME_SKIP
     if isinstance(frame_skip, (int, np.integer)) and not isinstance(frame_skip, bool) and frame_skip >= 1:
         return int(frame_skip)
-    raise ConfigError(f"frame_skip must be 'v5' (gymnasium's default, 0.05 s per action) or an integer >= 1, got "
-                      f"{frame_skip!r} (--set frame_skip=v5)")
+    raise ConfigError(
+        f"frame_skip must be 'v5' (gymnasium's default, 0.05 s per action) or an integer >= 1, got {frame_skip!r}",
+        param="frame_skip",
+    )
 
 
 def check_frame_skip(name: str, frame_skip: int | str) -> None:
@@ -179,8 +183,11 @@ def check_frame_skip(name: str, frame_skip: int | str) -> None:
     check_env_name(name)
     if name == "point-nav":
         if frame_skip != V5:
-            raise ConfigError(f"frame_skip applies to the MuJoCo environments only; point-nav has no simulator "
-                              f"substeps (got {frame_skip!r}; drop --set frame_skip)")
+            raise ConfigError(
+                f"frame_skip applies to the MuJoCo environments only; point-nav has no simulator "
+                f"substeps (got {frame_skip!r}; leave frame_skip unset)",
+                param="frame_skip",
+            )
         return
     resolve_frame_skip(frame_skip)
 
@@ -206,8 +213,9 @@ class Locomotion:
 
     HORIZON = 200  # the reference's max_path_length for both robots (cluster_maml_trpo_*.py, test_maml_*.py)
 
-    def __init__(self, name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None,
-                 frame_skip: int | str = V5):
+    def __init__(
+        self, name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None, frame_skip: int | str = V5
+    ):
         check_env_name(name)
         check_frame_skip(name, frame_skip)
         self.robot, self.kind = name.split("-")
@@ -216,7 +224,7 @@ class Locomotion:
         self.n = len(self.tasks)
         self.oracle = oracle
         reuse = pool is not None and len(pool) >= self.n and all(e.frame_skip == self.frame_skip for e in pool)
-        self.envs = pool[:self.n] if reuse else [make_core_env(self.robot, self.frame_skip) for _ in range(self.n)]
+        self.envs = pool[: self.n] if reuse else [make_core_env(self.robot, self.frame_skip) for _ in range(self.n)]
         self.low = self.envs[0].action_space.low
         self.high = self.envs[0].action_space.high
         # seconds of simulated time per action: the model's timestep x the frame skip (gymnasium's own dt)
@@ -251,8 +259,7 @@ class Locomotion:
         motors' gear, where rllab's ant.xml had ctrlrange +-150), so the map is the identity and the clip remains."""
         return np.clip(actions, self.low, self.high)
 
-    def step(self, actions: np.ndarray, active: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance the active copies by one control step (``dt`` seconds): observations (n, d), rewards (n,),
         done (n,). Inactive copies (already done) are not simulated; their rows are zeros."""
         n = self.n
@@ -275,8 +282,8 @@ class Locomotion:
                 # reward and observation never read (the state it integrates is the same)
                 mujoco.mj_step(model, data, nstep=skip)
                 x_velocity[i] = (data.qpos[0] - x_before) / self.dt
-                obs[i, :nq - 1] = data.qpos[1:]   # v5's observation: qpos without x, then qvel
-                obs[i, nq - 1:] = data.qvel
+                obs[i, : nq - 1] = data.qpos[1:]  # v5's observation: qpos without x, then qvel
+                obs[i, nq - 1 :] = data.qvel
         else:
             for i in np.flatnonzero(active):
                 env = self.envs[i]
@@ -297,8 +304,7 @@ class Locomotion:
         return self._with_task(obs), np.where(active, reward, 0.0), done
 
 
-def make_env(name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None,
-             frame_skip: int | str = V5):
+def make_env(name: str, tasks: np.ndarray, oracle: bool = False, pool: list | None = None, frame_skip: int | str = V5):
     """The batched environment for ``tasks`` (one row per copy); MuJoCo ones at ``frame_skip`` substeps per
     action (``"v5"``: gymnasium's default; the presets use :data:`REFERENCE_FRAME_SKIP`)."""
     check_frame_skip(name, frame_skip)

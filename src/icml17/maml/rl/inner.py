@@ -29,13 +29,17 @@ PGData = dict[str, torch.Tensor]  # obs (K,R,T,d), actions (K,R,T,A), adv (K,R,T
 
 def pg_data(rollouts: Rollouts, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True) -> PGData:
     """What the policy-gradient losses need from rollouts: observations, actions, advantages, mask."""
-    return {"obs": rollouts.obs, "actions": rollouts.actions, "mask": rollouts.mask,
-            "adv": advantages(rollouts, gamma, gae_lambda, normalize)}
+    return {
+        "obs": rollouts.obs,
+        "actions": rollouts.actions,
+        "mask": rollouts.mask,
+        "adv": advantages(rollouts, gamma, gae_lambda, normalize),
+    }
 
 
 def pg_loss(policy: nn.Module, params: Params, data: PGData) -> torch.Tensor:
     """One task's REINFORCE surrogate (data without the task axis): a scalar."""
-    logp = log_prob(policy, params, data["obs"], data["actions"])     # (R, T)
+    logp = log_prob(policy, params, data["obs"], data["actions"])  # (R, T)
     return -(logp * data["adv"] * data["mask"]).sum() / data["mask"].sum().clamp_min(1)
 
 
@@ -47,19 +51,26 @@ def step_sizes(lr: float | Sequence[float], steps: int) -> list[float]:
     return lrs
 
 
-def adapt_task(policy: nn.Module, params: Params, batches: Sequence[PGData], lr: float | Sequence[float],
-               first_order: bool = False) -> Params:
+def adapt_task(
+    policy: nn.Module, params: Params, batches: Sequence[PGData], lr: float | Sequence[float], first_order: bool = False
+) -> Params:
     """One task: a policy-gradient step on each batch in turn (``lr``: one size, or one per step)."""
-    for data, lr in zip(batches, step_sizes(lr, len(batches))):
+    for data, size in zip(batches, step_sizes(lr, len(batches))):
         g = grad(lambda p, data=data: pg_loss(policy, p, data))(params)
         if first_order:
             g = {k: v.detach() for k, v in g.items()}
-        params = {k: params[k] - lr * g[k] for k in params}
+        params = {k: params[k] - size * g[k] for k in params}
     return params
 
 
-def adapt(policy: nn.Module, params: Params, rollouts: PGData | Sequence[PGData], lr: float | Sequence[float],
-          steps: int = 1, first_order: bool = False) -> Params:
+def adapt(
+    policy: nn.Module,
+    params: Params,
+    rollouts: PGData | Sequence[PGData],
+    lr: float | Sequence[float],
+    steps: int = 1,
+    first_order: bool = False,
+) -> Params:
     """Adapted parameters for each of the K tasks of ``rollouts``: every tensor gets a leading K axis.
 
     ``rollouts``: one PGData batch (reused for each of ``steps`` steps) or a sequence of ``steps`` batches.

@@ -56,17 +56,28 @@ class NonFiniteRolloutError(UserError, FloatingPointError):
 
 @dataclass
 class Rollouts:
-    """Padded rollouts of K tasks x R rows x T steps; ``mask`` is 1 on steps that happened. A row is one path,
-    or with ``starts`` (1 on each path's first step) a lane of consecutive paths."""
+    """Padded rollouts of K tasks x R rows x T steps; ``mask`` is 1 on steps that happened.
 
-    obs: torch.Tensor      # (K, R, T, obs_dim)
+    A row is one path, or with ``starts`` (1 on each path's first step) a lane of consecutive paths. Indexing
+    (``rollouts[i]``) indexes the task axis of every tensor.
+
+    Attributes:
+        obs: observations, (K, R, T, obs_dim).
+        actions: actions taken, (K, R, T, act_dim).
+        rewards: rewards, (K, R, T), 0 on padding.
+        mask: 1 on steps that happened, 0 on padding, (K, R, T).
+        starts: 1 on each path's first step, (K, R, T); None when every row is one path starting at t = 0.
+    """
+
+    obs: torch.Tensor  # (K, R, T, obs_dim)
     actions: torch.Tensor  # (K, R, T, act_dim)
     rewards: torch.Tensor  # (K, R, T)
-    mask: torch.Tensor     # (K, R, T)
+    mask: torch.Tensor  # (K, R, T)
     starts: torch.Tensor | None = None  # (K, R, T); None: one path per row
 
     @property
     def num_tasks(self) -> int:
+        """K, the number of tasks."""
         return self.obs.shape[0]
 
     def path_starts(self) -> torch.Tensor:
@@ -89,26 +100,51 @@ class Rollouts:
         return (self.rewards * self.mask).sum((1, 2)) / paths.clamp_min(1)
 
     def steps(self) -> int:
+        """The number of environment steps that happened (padding left out)."""
         return int(self.mask.sum().item())
 
     def to(self, dtype: torch.dtype) -> Rollouts:
-        return Rollouts(self.obs.to(dtype), self.actions.to(dtype), self.rewards.to(dtype), self.mask.to(dtype),
-                        None if self.starts is None else self.starts.to(dtype))
+        """The same rollouts in ``dtype``.
+
+        Args:
+            dtype: the floating-point type of every tensor (float64 for the exactness tests).
+
+        Returns:
+            New :class:`Rollouts`.
+        """
+        return Rollouts(
+            self.obs.to(dtype),
+            self.actions.to(dtype),
+            self.rewards.to(dtype),
+            self.mask.to(dtype),
+            None if self.starts is None else self.starts.to(dtype),
+        )
 
     def to_device(self, device: torch.device) -> Rollouts:
-        """The same rollouts on ``device`` (one copy per tensor; none when they are already there)."""
+        """The same rollouts on ``device`` (one copy per tensor; none when they are already there).
+
+        Args:
+            device: where the policy computes.
+
+        Returns:
+            New :class:`Rollouts`.
+        """
         moved = to_device([self.obs, self.actions, self.rewards, self.mask, self.starts], device)
         return Rollouts(*moved)
 
     def __getitem__(self, index) -> Rollouts:
-        return Rollouts(self.obs[index], self.actions[index], self.rewards[index], self.mask[index],
-                        None if self.starts is None else self.starts[index])
-
+        return Rollouts(
+            self.obs[index],
+            self.actions[index],
+            self.rewards[index],
+            self.mask[index],
+            None if self.starts is None else self.starts[index],
+        )
 
 
 LANE_SYNC_STEPS = 16  # sharded training lanes: steps between the all-reduces that find the stop
 NOISE_CHUNK = 50  # time steps of action noise drawn from a task's stream at once (fixed: it shapes the stream)
-SEED_HIGH = 2 ** 62  # per-task stream seeds are drawn below this
+SEED_HIGH = 2**62  # per-task stream seeds are drawn below this
 
 
 class TaskStreams:
@@ -120,8 +156,9 @@ class TaskStreams:
     from its own ``torch.Generator`` in blocks of :data:`NOISE_CHUNK` steps; its copies' reset seeds come from its
     own ``numpy`` generator, in copy order. Nothing a task draws depends on the other tasks."""
 
-    def __init__(self, generator: torch.Generator, env_seeds: np.random.Generator, total: int,
-                 shard: slice | None = None):
+    def __init__(
+        self, generator: torch.Generator, env_seeds: np.random.Generator, total: int, shard: slice | None = None
+    ):
         part = shard if shard is not None else slice(None)
         noise = torch.randint(0, SEED_HIGH, (total,), generator=generator)[part].tolist()
         resets = env_seeds.integers(0, SEED_HIGH, size=total)[part].tolist()
@@ -135,19 +172,20 @@ class TaskStreams:
 
     def initial_seeds(self, copies: int) -> np.ndarray:
         """Reset seeds of every task's ``copies`` copies, task by task: (tasks * copies,)."""
-        return np.concatenate([rng.integers(0, 2 ** 31 - 1, size=copies) for rng in self.resets])
+        return np.concatenate([rng.integers(0, 2**31 - 1, size=copies) for rng in self.resets])
 
     def restart_seeds(self, copies: np.ndarray, per_task: int) -> np.ndarray:
         """Reset seeds of restarting copies ``copies`` (ascending flat indices, ``per_task`` copies per task),
         each from its task's stream."""
-        return np.array([self.resets[i // per_task].integers(0, 2 ** 31 - 1) for i in copies.tolist()])
+        return np.array([self.resets[i // per_task].integers(0, 2**31 - 1) for i in copies.tolist()])
 
     def noise_at(self, t: int, copies: int, act_dim: int, dtype: torch.dtype) -> torch.Tensor:
         """Standard-normal action noise of time step ``t`` for every task's copies: (tasks, copies, act_dim). Steps
         are asked for in order, 0, 1, 2, ... (a call re-asking the current step gets the same noise)."""
         if self._block is None or t >= self._next:
-            self._block = torch.stack([torch.randn(NOISE_CHUNK, copies, act_dim, generator=g, dtype=dtype)
-                                       for g in self.noise], 1)
+            self._block = torch.stack(
+                [torch.randn(NOISE_CHUNK, copies, act_dim, generator=g, dtype=dtype) for g in self.noise], 1
+            )
             self._next = (t // NOISE_CHUNK + 1) * NOISE_CHUNK
         return self._block[t % NOISE_CHUNK]
 
@@ -193,8 +231,16 @@ def _policy_means(policy: nn.Module, params: Params, obs: torch.Tensor, per_task
     return mean, log_std[None, None, :]
 
 
-def _act(policy: nn.Module, params: Params, obs: np.ndarray, k: int, r: int, per_task: bool, noise: torch.Tensor,
-         dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _act(
+    policy: nn.Module,
+    params: Params,
+    obs: np.ndarray,
+    k: int,
+    r: int,
+    per_task: bool,
+    noise: torch.Tensor,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One policy call for all K x R copies: observations (K, R, d) and Gaussian actions (K, R, A), both on the
     CPU; the policy computes on its parameters' device, its means moved by the CPU ``noise`` (K, R, A) either
     way."""
@@ -210,8 +256,10 @@ def _act(policy: nn.Module, params: Params, obs: np.ndarray, k: int, r: int, per
 
 
 def _non_finite(env_name: str, t: int) -> NonFiniteRolloutError:
-    return NonFiniteRolloutError(f"{env_name} returned a non-finite reward or observation at time step {t} of a "
-                                 f"rollout (lower the step sizes, then resume)")
+    return NonFiniteRolloutError(
+        f"{env_name} returned a non-finite reward or observation at time step {t} of a "
+        f"rollout (lower the step sizes, then resume)"
+    )
 
 
 def _check_finite(env_name: str, reward: np.ndarray, obs: np.ndarray, live: np.ndarray, t: int) -> None:
@@ -233,7 +281,28 @@ class Sampler:
     when sampling all of ``tasks`` (up to rounding, see the module's docstring); per-task ``params`` then hold the
     shard's tasks.
 
-    ``steps_per_s`` is the throughput of the last call (environment steps, policy included)."""
+    ``steps_per_s`` is the throughput of the last call (environment steps, policy included); ``total_steps``
+    counts every environment step taken so far.
+
+    Args:
+        env: the environment's name, one of :data:`icml17.maml.rl.envs.ENVS`.
+        oracle: append the task to the observation (the oracle baseline).
+        horizon: steps per path (None: the environment's).
+        frame_skip: MuJoCo substeps of 0.01 s per action, or ``"v5"`` (gymnasium's default, 5).
+
+    Examples:
+        Three rollouts on each of two 2D-navigation goals, 5 steps each:
+
+        >>> import numpy as np, torch
+        >>> from icml17.maml.rl.policy import GaussianMLPPolicy, params_of
+        >>> sampler = Sampler("point-nav", horizon=5)
+        >>> policy = GaussianMLPPolicy(2, 2)
+        >>> goals = np.array([[0.3, 0.1], [-0.2, 0.4]])
+        >>> r = sampler.sample(policy, params_of(policy), goals, 3, torch.Generator().manual_seed(0),
+        ...                    np.random.default_rng(1))
+        >>> r.obs.shape, r.steps()                     # (K, R, T, obs_dim); 2 x 3 x 5 steps
+        (torch.Size([2, 3, 5, 2]), 30)
+    """
 
     def __init__(self, env: str, oracle: bool = False, horizon: int | None = None, frame_skip: int | str = "v5"):
         self.env_name = env
@@ -273,12 +342,34 @@ class Sampler:
         return out
 
     @torch.no_grad()
-    def sample(self, policy: nn.Module, params: Params, tasks: np.ndarray, rollouts: int,
-               generator: torch.Generator, env_seeds: np.random.Generator, per_task: bool = False,
-               shard: slice | None = None) -> Rollouts:
-        """``rollouts`` rollouts for each of the K ``tasks`` (K, task_dim) (of ``tasks[shard]`` with ``shard``);
-        ``params`` shared, or per task with a leading K axis (``per_task``). Actions are the policy's Gaussian
-        samples (unclipped; the environment clips them)."""
+    def sample(
+        self,
+        policy: nn.Module,
+        params: Params,
+        tasks: np.ndarray,
+        rollouts: int,
+        generator: torch.Generator,
+        env_seeds: np.random.Generator,
+        per_task: bool = False,
+        shard: slice | None = None,
+    ) -> Rollouts:
+        """``rollouts`` full rollouts for each task, all stepped together.
+
+        Actions are the policy's Gaussian samples (unclipped; the environment clips them).
+
+        Args:
+            policy: the policy network, run with ``params``.
+            params: the policy's parameters, shared by every task or per task with a leading K axis.
+            tasks: the K tasks, (K, task_dim), as :func:`icml17.maml.rl.envs.sample_tasks` draws them.
+            rollouts: rollouts per task.
+            generator: the caller's action-noise stream (one seed per task is drawn from it).
+            env_seeds: the caller's reset stream (one seed per task is drawn from it).
+            per_task: ``params`` has a leading task axis (adapted policies).
+            shard: sample only ``tasks[shard]``, with the episodes they get in the whole batch.
+
+        Returns:
+            :class:`Rollouts` (K, rollouts, horizon) on the parameters' device.
+        """
         t0 = time.perf_counter()
         streams = TaskStreams(generator, env_seeds, len(tasks), shard)
         tasks = _local(tasks, shard)
@@ -307,9 +398,18 @@ class Sampler:
         return self._finish(Rollouts(obs_buf, act_buf, rew_buf, mask), t0, params)
 
     @torch.no_grad()
-    def sample_steps(self, policy: nn.Module, params: Params, tasks: np.ndarray, copies: int, min_steps: int,
-                     generator: torch.Generator, env_seeds: np.random.Generator, per_task: bool = False,
-                     shard: slice | None = None) -> Rollouts:
+    def sample_steps(
+        self,
+        policy: nn.Module,
+        params: Params,
+        tasks: np.ndarray,
+        copies: int,
+        min_steps: int,
+        generator: torch.Generator,
+        env_seeds: np.random.Generator,
+        per_task: bool = False,
+        shard: slice | None = None,
+    ) -> Rollouts:
         """Batches as the reference's test scripts collect them (rllab's ``BatchSampler``:
         ``sample_paths(max_samples=min_steps)``, whose workers each finish the path they are on and keep it):
         ``copies`` copies per task step together, a copy whose path ends (done, or the horizon) starting a new
@@ -318,8 +418,26 @@ class Sampler:
         started is kept, so the batch's mean return estimates the expected return of an episode (a ratio
         estimator: bias of order 1 / paths); dropping the paths still running would discard the long episodes
         that a fixed step budget cuts and keep the short ones. A task gets at least ``min_steps`` steps, and at
-        most ``min_steps - 1 + copies * horizon``. Rollouts (K, P, T) with P the largest number of paths of a
-        task; missing paths are all-zero masks."""
+        most ``min_steps - 1 + copies * horizon``.
+
+        Args:
+            policy: the policy network, run with ``params``.
+            params: shared, or per task with a leading K axis (``per_task``).
+            tasks: the K tasks, (K, task_dim).
+            copies: environment copies per task stepping together.
+            min_steps: the finished paths' step budget per task.
+            generator: the caller's action-noise stream.
+            env_seeds: the caller's reset stream.
+            per_task: ``params`` has a leading task axis.
+            shard: sample only ``tasks[shard]``.
+
+        Returns:
+            :class:`Rollouts` (K, P, T) with P the largest number of paths of a task; missing paths are all-zero
+            masks.
+
+        Raises:
+            ValueError: ``copies`` or ``min_steps`` < 1.
+        """
         if copies < 1 or min_steps < 1:
             raise ValueError(f"sample_steps needs copies >= 1 and min_steps >= 1, got {copies} and {min_steps}")
         t0 = time.perf_counter()
@@ -334,7 +452,7 @@ class Sampler:
         paths: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in range(k)]
         finished = np.zeros(k, int)
         open_task = np.ones(k, bool)  # tasks that still start new paths
-        active = np.ones(n, bool)     # copies inside a path
+        active = np.ones(n, bool)  # copies inside a path
         rows = np.arange(n)
         t = 0
         while active.any():
@@ -350,8 +468,9 @@ class Sampler:
             ended = active & (done | (length == horizon))
             for i in np.flatnonzero(ended):
                 steps = length[i]
-                paths[i // r].append((cur_obs[i, :steps].clone(), cur_act[i, :steps].clone(),
-                                      cur_rew[i, :steps].clone()))
+                paths[i // r].append(
+                    (cur_obs[i, :steps].clone(), cur_act[i, :steps].clone(), cur_rew[i, :steps].clone())
+                )
                 finished[i // r] += steps
             length[ended] = 0
             open_task &= finished < min_steps
@@ -362,8 +481,12 @@ class Sampler:
                 obs[restart] = env.reset_copies(restart, streams.restart_seeds(restart, r))
             obs = np.where(active[:, None], obs, 0.0)  # idle copies hold anything
         p = max(len(ps) for ps in paths)
-        out = Rollouts(torch.zeros(k, p, horizon, d, dtype=dtype), torch.zeros(k, p, horizon, a, dtype=dtype),
-                       torch.zeros(k, p, horizon, dtype=dtype), torch.zeros(k, p, horizon, dtype=dtype))
+        out = Rollouts(
+            torch.zeros(k, p, horizon, d, dtype=dtype),
+            torch.zeros(k, p, horizon, a, dtype=dtype),
+            torch.zeros(k, p, horizon, dtype=dtype),
+            torch.zeros(k, p, horizon, dtype=dtype),
+        )
         for task, ps in enumerate(paths):
             for j, (po, pa, pr) in enumerate(ps):
                 steps = len(pr)
@@ -372,9 +495,17 @@ class Sampler:
         return self._finish(out, t0, params)
 
     @torch.no_grad()
-    def sample_lanes(self, policy: nn.Module, params: Params, tasks: np.ndarray, total_steps: int,
-                     generator: torch.Generator, env_seeds: np.random.Generator, per_task: bool = False,
-                     shard: slice | None = None) -> Rollouts:
+    def sample_lanes(
+        self,
+        policy: nn.Module,
+        params: Params,
+        tasks: np.ndarray,
+        total_steps: int,
+        generator: torch.Generator,
+        env_seeds: np.random.Generator,
+        per_task: bool = False,
+        shard: slice | None = None,
+    ) -> Rollouts:
         """A training batch as the reference's MAML sampler collects it (its ``VectorizedSampler``, ``batch_size``
         counted in time steps, one environment copy per task): the K copies step together, each starting a new
         path as soon as its path ends (done, or the horizon), until the finished paths of all tasks hold
@@ -387,7 +518,24 @@ class Sampler:
         ``total_steps / K`` steps; from then on each process steps ahead in blocks of :data:`LANE_SYNC_STEPS`, sums
         the block's counts over the processes in one all-reduce, and cuts its lanes at the first step where the
         sum reaches the budget (the steps taken beyond it are discarded; each task's streams are its own, so
-        nothing after them changes). A non-finite step is an error only if it lies before the stop."""
+        nothing after them changes). A non-finite step is an error only if it lies before the stop.
+
+        Args:
+            policy: the policy network, run with ``params``.
+            params: shared, or per task with a leading K axis (``per_task``).
+            tasks: the K tasks, (K, task_dim).
+            total_steps: the finished paths' step budget, summed over all tasks.
+            generator: the caller's action-noise stream.
+            env_seeds: the caller's reset stream.
+            per_task: ``params`` has a leading task axis.
+            shard: sample only ``tasks[shard]`` (the stop still counts every task's steps).
+
+        Returns:
+            Packed :class:`Rollouts` (K, 1, S) with ``starts``.
+
+        Raises:
+            ValueError: ``total_steps`` < 1.
+        """
         if total_steps < 1:
             raise ValueError(f"sample_lanes needs total_steps >= 1, got {total_steps}")
         t0 = time.perf_counter()
@@ -396,8 +544,10 @@ class Sampler:
         tasks = _local(tasks, shard)
         sharded = shard is not None and distributed.context().enabled
         if len(tasks) < everyone_k and not sharded:
-            raise ValueError("sample_lanes stops on the finished steps of all tasks: a shard of them needs the other "
-                             "torchrun ranks to count theirs")
+            raise ValueError(
+                "sample_lanes stops on the finished steps of all tasks: a shard of them needs the other "
+                "torchrun ranks to count theirs"
+            )
         k, horizon = len(tasks), self.horizon
         earliest = -(-total_steps // everyone_k)  # at step t no lane has finished more than t steps
         length_max = earliest + horizon  # by then each lane has finished more than t - horizon: the stop came
@@ -434,7 +584,7 @@ class Sampler:
                 if t >= earliest and finished_until.sum() >= total_steps:
                     stop = t
             elif t == min(block + LANE_SYNC_STEPS - 1, length_max):  # the counts after steps block..t, summed
-                counts = distributed.sum_over_ranks(history[block - 1:t].sum(1))
+                counts = distributed.sum_over_ranks(history[block - 1 : t].sum(1))
                 reached = [i for i, c in enumerate(counts) if c >= total_steps]
                 stop, block = (block + reached[0] if reached else 0), t + 1
             restart = np.flatnonzero(ended)
@@ -444,5 +594,14 @@ class Sampler:
             raise _non_finite(self.env_name, bad)
         t, finished_until = stop, history[stop - 1]
         mask = (torch.arange(t) < torch.as_tensor(finished_until)[:, None]).to(dtype)[:, None, :]
-        return self._finish(Rollouts(obs_buf[..., :t, :] * mask[..., None], act_buf[..., :t, :] * mask[..., None],
-                                     rew_buf[..., :t] * mask, mask, starts[..., :t] * mask), t0, params)
+        return self._finish(
+            Rollouts(
+                obs_buf[..., :t, :] * mask[..., None],
+                act_buf[..., :t, :] * mask[..., None],
+                rew_buf[..., :t] * mask,
+                mask,
+                starts[..., :t] * mask,
+            ),
+            t0,
+            params,
+        )

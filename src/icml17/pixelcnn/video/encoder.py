@@ -44,8 +44,9 @@ class FrameEncoder(nn.Module):
         z = frame.new_zeros(b, self.hidden, s // 2, s // 2)
         return z, z
 
-    def step(self, frame: Tensor, vector: Tensor, state: tuple[Tensor, Tensor] | None
-             ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def step(
+        self, frame: Tensor, vector: Tensor, state: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """frame (B, C, S, S) in [-1, 1], vector (B, D) -> (map (B, F, K, K), new LSTM state)."""
         if state is None:
             state = self.initial_state(frame)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,33 +13,20 @@ from torch import Tensor, nn
 
 from icml17.core.device import explain_out_of_memory
 from icml17.core.results import write_record
-from icml17.core.run import load_trained_run
+from icml17.core.runs import TrainedRun, load_trained_run
+from icml17.pixelcnn.published import VIDEO_NATS_SOURCE, video_nats
 from icml17.pixelcnn.video.data import EVAL_SPLITS, VideoSplit, load_video_split
 from icml17.pixelcnn.video.presets import VideoConfig, build_model
 
-# Reed et al. 2017, Table 2 (robot pushing, validation column), nats per sub-pixel
-PAPER_VAL = {"convlstm": 2.06, "vpn": 0.62, "o_t": 1.04, "o_tlogn": 0.74}
-PAPER_SPLITS = {"convlstm": (2.06, 2.08, 2.07), "vpn": (0.62, 0.64, 0.64), "o_t": (1.04, 1.04, 1.04),
-                "o_tlogn": (0.74, 1.06, 0.97)}
-
-
-@dataclass
-class TrainedVideo:
-    cfg: VideoConfig
-    model: nn.Module
-    iterations: int
-    wall_time_s: float
-    train_command: str
+TrainedVideo = TrainedRun[VideoConfig, nn.Module]  # a trained video model and where it came from
 
 
 def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> TrainedVideo:
     """The model of a run directory's last checkpoint, rebuilt from the checkpoint's own config, on ``device``
     (default the CPU; checkpoints hold CPU tensors, so any run loads on any device)."""
-    run = load_trained_run(run_dir, VideoConfig, "model", "pixelcnn video")
-    model = build_model(run.cfg)
-    model.load_state_dict(run.state)
-    model.to(device or "cpu")
-    return TrainedVideo(run.cfg, model.eval(), run.iterations, run.wall_time_s, run.train_command)
+    return load_trained_run(
+        run_dir, VideoConfig, "model", "pixelcnn video", lambda cfg: build_model(cfg).eval(), device=device
+    )
 
 
 @torch.no_grad()
@@ -74,10 +60,18 @@ def likelihood(model, videos: VideoSplit, batch_size: int = 16, by_factor: dict[
     return read[0] / len(videos)
 
 
-def evaluate(trained: TrainedVideo, data_dir: str | Path | None = None, n_eval: int = 0,
-             batch_size: int = 16) -> dict[str, Any]:
+def evaluate(
+    trained: TrainedVideo,
+    data_dir: str | Path | None = None,
+    n_eval: int = 0,
+    batch_size: int = 16,
+    shuffle_actions: bool = False,
+) -> dict[str, Any]:
     """Nats per sub-pixel on ``val``, ``test_seen`` and ``test_novel`` (the first ``n_eval`` videos of each;
-    0: the config's ``eval_sequences``), on the device of ``trained.model``, ``batch_size`` videos at a time."""
+    0: the config's ``eval_sequences``), on the device of ``trained.model``, ``batch_size`` videos at a time.
+    With ``shuffle_actions``, each split is scored a second time with every video's actions taken from another
+    video (:meth:`VideoSplit.shuffled_actions`): ``<split>_shuffled_actions``, and ``<split>_action_cost``, the
+    difference, which is what the model gains from the actions."""
     out: dict[str, Any] = {}
     device = next(trained.model.parameters()).device
     t0 = time.perf_counter()
@@ -87,31 +81,63 @@ def evaluate(trained: TrainedVideo, data_dir: str | Path | None = None, n_eval: 
             factors: dict[str, float] = {}
             out[split] = likelihood(trained.model, videos, batch_size, by_factor=factors)
             out[f"{split}_by_factor"] = factors
+            if shuffle_actions:
+                out[f"{split}_shuffled_actions"] = likelihood(trained.model, videos.shuffled_actions(), batch_size)
+                out[f"{split}_action_cost"] = out[f"{split}_shuffled_actions"] - out[split]
             out["n"] = len(videos)
     out["eval_wall_time_s"] = time.perf_counter() - t0
     return out
 
 
-def write_result(trained: TrainedVideo, ev: dict[str, Any], out_dir: str | Path, command: str,
-                 name: str | None = None) -> Path:
+def write_result(
+    trained: TrainedVideo, ev: dict[str, Any], out_dir: str | Path, command: str, name: str | None = None
+) -> Path:
     """``out_dir/<experiment>.json``, e.g. ``results/pixelcnn/video-o_t.json``; ``value`` is the val column. The
     record names the hardware of the model's device (where ``ev`` was computed)."""
     cfg, model = trained.cfg, trained.model
     experiment = name or cfg.experiment
-    paper = PAPER_SPLITS[cfg.model]
-    return write_record(Path(out_dir) / f"{experiment}.json", {
-        "system": "pixelcnn", "experiment": experiment, "metric": "nats_per_subpixel",
-        "value": round(ev["val"], 4), "val": round(ev["val"], 4), "test_seen": round(ev["test_seen"], 4),
-        "test_novel": round(ev["test_novel"], 4),
-        "val_by_factor": {k: round(v, 4) for k, v in ev["val_by_factor"].items()},
-        "paper": paper[0], "paper_splits": {"val": paper[0], "test_seen": paper[1], "test_novel": paper[2]},
-        "paper_source": "Reed et al. 2017, Table 2 (robot pushing videos; ours: action-conditional moving MNIST, "
-                        "so the numbers are not comparable, only the models' ordering)",
-        "higher_is_better": False, "n_eval": ev["n"], "iterations": trained.iterations,
-        "wall_time_s": round(trained.wall_time_s, 1), "seed": cfg.seed, "command": command,
-        "model": cfg.model, "head": cfg.resolved_head, "frame_size": cfg.frame_size, "frames": cfg.frames,
-        "context_frames": cfg.context_frames, "bits": cfg.bits, "hidden": cfg.hidden,
-        "encoder_hidden": cfg.encoder_hidden, "batch_size": cfg.batch_size, "data": f"moving MNIST ({cfg.mode})",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "eval_wall_time_s": round(ev["eval_wall_time_s"], 1),
-    }, device=next(model.parameters()).device)
+    paper = video_nats(cfg.model)
+    return write_record(
+        Path(out_dir) / f"{experiment}.json",
+        {
+            "system": "pixelcnn",
+            "experiment": experiment,
+            "metric": "nats_per_subpixel",
+            "value": round(ev["val"], 4),
+            "val": round(ev["val"], 4),
+            "test_seen": round(ev["test_seen"], 4),
+            "test_novel": round(ev["test_novel"], 4),
+            "val_by_factor": {k: round(v, 4) for k, v in ev["val_by_factor"].items()},
+            "paper": paper["val"],
+            "paper_splits": paper,
+            "paper_source": VIDEO_NATS_SOURCE,
+            "higher_is_better": False,
+            "n_eval": ev["n"],
+            "iterations": trained.iterations,
+            "wall_time_s": round(trained.wall_time_s, 1),
+            "seed": cfg.seed,
+            "command": command,
+            "model": cfg.model,
+            "head": cfg.resolved_head,
+            "frame_size": cfg.frame_size,
+            "frames": cfg.frames,
+            "context_frames": cfg.context_frames,
+            "bits": cfg.bits,
+            "hidden": cfg.hidden,
+            "encoder_hidden": cfg.encoder_hidden,
+            "batch_size": cfg.batch_size,
+            "data": f"moving MNIST ({cfg.mode})",
+            "generator": cfg.generator,
+            "layers": cfg.layers,
+            "resnet_blocks": cfg.resnet_blocks,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "eval_wall_time_s": round(ev["eval_wall_time_s"], 1),
+            **{
+                f"{split}_{k}": round(ev[f"{split}_{k}"], 4)
+                for split in EVAL_SPLITS
+                for k in ("shuffled_actions", "action_cost")
+                if f"{split}_{k}" in ev
+            },
+        },
+        device=next(model.parameters()).device,
+    )

@@ -51,12 +51,12 @@ class _FrameBase(nn.Module):
         super().__init__()
         if image_size < 2 or image_size % 2:
             raise ConfigError(f"frames must have an even size >= 2 (2x2 pixel groups), got {image_size}")
-        self.image_size, self.n_channels, self.levels = image_size, n_channels, 2 ** bits
+        self.image_size, self.n_channels, self.levels = image_size, n_channels, 2**bits
         self.head = make_head(head, n_channels, self.levels, n_mix)
 
     @property
     def dims(self) -> int:
-        return self.n_channels * self.image_size ** 2
+        return self.n_channels * self.image_size**2
 
     def encode_context(self, context: object, batch: int) -> tuple[Tensor | None, Tensor | None]:
         return self.context(context, batch)
@@ -68,13 +68,22 @@ class _FrameBase(nn.Module):
 class GroupFrame(_FrameBase):
     """The O(T) frame model: four type-A group networks on the (S/2 x S/2) grid of 2x2 tiles."""
 
-    def __init__(self, image_size: int, n_channels: int = 1, bits: int = 8, head: str = "logistic",
-                 hidden: int = 32, resnet_blocks: int = 2, n_mix: int = 5, map_dim: int = 32):
+    def __init__(
+        self,
+        image_size: int,
+        n_channels: int = 1,
+        bits: int = 8,
+        head: str = "logistic",
+        hidden: int = 32,
+        resnet_blocks: int = 2,
+        n_mix: int = 5,
+        map_dim: int = 32,
+    ):
         super().__init__(image_size, n_channels, bits, head, n_mix)
         self.context = _context_encoder(map_dim, image_size, hidden, resnet_blocks)
         self.groups = nn.ModuleList(
-            GroupNet(g - 1, n_channels, self.head, "a", hidden, resnet_blocks, 1, 1, 3, 0, hidden)
-            for g in (1, 2, 3, 4))
+            GroupNet(g - 1, n_channels, self.head, "a", hidden, resnet_blocks, 1, 1, 3, 0, hidden) for g in (1, 2, 3, 4)
+        )
 
     def coords(self, g: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
         """(K, K) full-resolution rows and columns of group ``g``'s pixels, on ``device``."""
@@ -96,13 +105,24 @@ class GroupFrame(_FrameBase):
     def factors(self, v: Tensor, context: object = None) -> list[Factor]:
         """Four factors, in parallel from the whole frame ``v`` (B, C, S, S) in [-1, 1]."""
         _, cmap = self.encode_context(context, v.shape[0])
-        return [Factor(f"group{g}", self.groups[g - 1].params(self.features(g, self._prev(v, g), cmap),
-                                                              group_view(v, g)), *self.coords(g, v.device))
-                for g in (1, 2, 3, 4)]
+        return [
+            Factor(
+                f"group{g}",
+                self.groups[g - 1].params(self.features(g, self._prev(v, g), cmap), group_view(v, g)),
+                *self.coords(g, v.device),
+            )
+            for g in (1, 2, 3, 4)
+        ]
 
     @torch.no_grad()
-    def sample(self, n: int, context: object = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached") -> Samples:
+    def sample(
+        self,
+        n: int,
+        context: object = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+    ) -> Samples:
         """Groups 1..4 in turn, each in one evaluation (C for a per-channel head); ``sampler`` is unused."""
         _, cmap = self.encode_context(context, n)
         dtype = next(self.parameters()).dtype
@@ -124,8 +144,17 @@ class GroupFrame(_FrameBase):
 class IndependentFrame(_FrameBase):
     """The ConvLSTM baseline: every pixel's distribution read from the context map alone."""
 
-    def __init__(self, image_size: int, n_channels: int = 1, bits: int = 8, head: str = "logistic",
-                 hidden: int = 32, resnet_blocks: int = 2, n_mix: int = 5, map_dim: int = 32):
+    def __init__(
+        self,
+        image_size: int,
+        n_channels: int = 1,
+        bits: int = 8,
+        head: str = "logistic",
+        hidden: int = 32,
+        resnet_blocks: int = 2,
+        n_mix: int = 5,
+        map_dim: int = 32,
+    ):
         super().__init__(image_size, n_channels, bits, head, n_mix)
         self.context = _context_encoder(map_dim, image_size, hidden, resnet_blocks)
         self.out = nn.Conv2d(hidden, 4 * self.head.n_params, 1)  # then depth-to-space: (P, S, S)
@@ -137,28 +166,61 @@ class IndependentFrame(_FrameBase):
         return [Factor("pixels", F.pixel_shuffle(self.out(cmap), 2), rows, cols)]
 
     @torch.no_grad()
-    def sample(self, n: int, context: object = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached") -> Samples:
+    def sample(
+        self,
+        n: int,
+        context: object = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+    ) -> Samples:
         """One evaluation: the parameters do not depend on the frame; ``sampler`` is unused."""
         _, cmap = self.encode_context(context, n)
         x = self.head.sample(F.pixel_shuffle(self.out(cmap), 2), temperature, generator)
         return Samples(x, 1, [x.clone()])
 
 
-def build_frame_model(kind: str, image_size: int, n_channels: int, bits: int, head: str, *, hidden: int,
-                      map_dim: int, layers: int, resnet_blocks: int, base_size: int, n_mix: int) -> nn.Module:
+def build_frame_model(
+    kind: str,
+    image_size: int,
+    n_channels: int,
+    bits: int,
+    head: str,
+    *,
+    hidden: int,
+    map_dim: int,
+    layers: int,
+    resnet_blocks: int,
+    base_size: int,
+    n_mix: int,
+) -> nn.Module:
     """The frame model ``kind`` (one of :data:`FRAME_MODELS`) conditioned on maps of ``map_dim`` channels."""
     if kind not in FRAME_MODELS:
         raise ConfigError(f"unknown video model {kind!r}; choose one of {FRAME_MODELS}")
     head = head or PAPER_HEADS[kind]
-    cond = {"kind": "spatial", "dim": hidden, "map_channels": map_dim, "map_size": image_size // 2,
-            "map_blocks": resnet_blocks}
+    cond = {
+        "kind": "spatial",
+        "dim": hidden,
+        "map_channels": map_dim,
+        "map_size": image_size // 2,
+        "map_blocks": resnet_blocks,
+    }
     if kind == "o_t":
         return GroupFrame(image_size, n_channels, bits, head, hidden, resnet_blocks, n_mix, map_dim)
     if kind == "convlstm":
         return IndependentFrame(image_size, n_channels, bits, head, hidden, resnet_blocks, n_mix, map_dim)
     if kind == "vpn":
-        return PixelCNN(image_size, n_channels, bits, head, hidden=hidden, layers=layers, n_mix=n_mix,
-                        condition=cond)
-    return MultiscalePixelCNN(image_size, n_channels, bits, head, "a", base_size, hidden=hidden, base_layers=layers,
-                              resnet_blocks=resnet_blocks, n_mix=n_mix, condition=cond)
+        return PixelCNN(image_size, n_channels, bits, head, hidden=hidden, layers=layers, n_mix=n_mix, condition=cond)
+    return MultiscalePixelCNN(
+        image_size,
+        n_channels,
+        bits,
+        head,
+        "a",
+        base_size,
+        hidden=hidden,
+        base_layers=layers,
+        resnet_blocks=resnet_blocks,
+        n_mix=n_mix,
+        condition=cond,
+    )

@@ -38,16 +38,24 @@ def animation(truth: np.ndarray, sample: np.ndarray, path: Path, ms_per_frame: i
         canvas = np.full((b * (s + pad) + pad, 2 * (s + pad) + pad), 128, np.uint8)
         for i in range(b):
             y = pad + i * (s + pad)
-            canvas[y:y + s, pad:pad + s] = truth[i, k]
-            canvas[y:y + s, 2 * pad + s:2 * pad + 2 * s] = sample[i, k]
+            canvas[y : y + s, pad : pad + s] = truth[i, k]
+            canvas[y : y + s, 2 * pad + s : 2 * pad + 2 * s] = sample[i, k]
         pics.append(Image.fromarray(np.kron(canvas, np.ones((2, 2), np.uint8))))
     path.parent.mkdir(parents=True, exist_ok=True)
     pics[0].save(path, save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
     return path
 
 
-def sample_and_plot(model, videos: VideoSplit, out: Path, *, n: int = 4, seed: int = 0, temperature: float = 1.0,
-                    sampler: str = "cached") -> dict:
+def sample_and_plot(
+    model,
+    videos: VideoSplit,
+    out: Path,
+    *,
+    n: int = 4,
+    seed: int = 0,
+    temperature: float = 1.0,
+    sampler: str = "cached",
+) -> dict:
     """Continue the first ``n`` videos from their context frames on the model's device (noise from a generator
     there, seeded by ``seed``); write ``strip.png`` and ``continuation.gif``. Returns the paths, the evaluations
     per frame and the seconds per frame."""
@@ -57,7 +65,9 @@ def sample_and_plot(model, videos: VideoSplit, out: Path, *, n: int = 4, seed: i
     smp = sample_video(model, v.frames[:, :n_ctx], v.actions, v.states, t - n_ctx, temperature, gen, sampler)
     truth, ours = to_uint8(v.frames.cpu(), model.levels), to_uint8(smp.frames.cpu(), model.levels)
     out = Path(out)
-    return {"strip": str(frame_strip(truth, ours, n_ctx, out / "strip.png")),
-            "gif": str(animation(truth, ours, out / "continuation.gif")),
-            "evaluations_per_frame": smp.evaluations[0],
-            "seconds_per_frame": round(sum(smp.seconds) / len(smp.seconds), 4)}
+    return {
+        "strip": str(frame_strip(truth, ours, n_ctx, out / "strip.png")),
+        "gif": str(animation(truth, ours, out / "continuation.gif")),
+        "evaluations_per_frame": smp.evaluations[0],
+        "seconds_per_frame": round(sum(smp.seconds) / len(smp.seconds), 4),
+    }

@@ -24,10 +24,18 @@ from icml17.pixelcnn.video.presets import VideoConfig, build_model
 OUT_OF_MEMORY_KNOB = "batch_size (--set batch_size=N), or frame_size/hidden"
 
 
-def train(cfg: VideoConfig, run_dir: str | Path, data_dir: str | Path | None = None, resume: bool = True,
-          time_budget_s: float | None = None, progress: bool = True, argv: list[str] | None = None,
-          tensorboard: bool = False, device: torch.device | str | None = None,
-          precision: str = "fp32") -> LoopResult:
+def train(
+    cfg: VideoConfig,
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    resume: bool = True,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    argv: list[str] | None = None,
+    tensorboard: bool = False,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> LoopResult:
     """Train ``cfg`` into ``run_dir`` (resumable) on ``device`` (default the CPU) in ``precision`` (fp32, bf16
     or fp16); returns the loop result."""
     device = torch.device(device or "cpu")
@@ -70,7 +78,19 @@ def train(cfg: VideoConfig, run_dir: str | Path, data_dir: str | Path | None = N
     state = {"model": model, "optimizer": opt, "scheduler": sched, "generator": GeneratorState(gen)}
     if scaler.is_enabled():
         state["scaler"] = scaler
-    return run_loop(run_dir, cfg.iterations, train_step, state, config=cfg, argv=argv, eval_fn=eval_fn,
-                    eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every, resume=resume,
-                    progress=progress, desc=f"pixelcnn {cfg.experiment}", time_budget_s=time_budget_s,
-                    tensorboard=tensorboard)
+    return run_loop(
+        run_dir,
+        cfg.iterations,
+        train_step,
+        state,
+        config=cfg,
+        argv=argv,
+        eval_fn=eval_fn,
+        eval_every=cfg.eval_every,
+        checkpoint_every=cfg.checkpoint_every,
+        resume=resume,
+        progress=progress,
+        desc=f"pixelcnn {cfg.experiment}",
+        time_budget_s=time_budget_s,
+        tensorboard=tensorboard,
+    )
