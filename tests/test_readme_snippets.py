@@ -107,10 +107,10 @@ def test_maml_guide_run_loop_snippet_trains_resumably(tmp_path):
     path = DOCS / "guides" / "maml.md"
     code = _snippet("run_loop(", path)
     run_dir = str(tmp_path / "my-sinusoid")
-    ns = _run(code, {'"runs/my-sinusoid", 1000': f"{run_dir!r}, 3"}, path=path)
+    ns = _run(code, {'"runs/my-sinusoid",\n    1000,': f"{run_dir!r},\n    3,"}, path=path)
     assert ns["result"].steps_done == 3 and (tmp_path / "my-sinusoid" / "checkpoints" / "last.pt").is_file()
     # the same lines asked for 5 steps resume at 3: the log holds each step once
-    again = _run(code, {'"runs/my-sinusoid", 1000': f"{run_dir!r}, 5"}, path=path)
+    again = _run(code, {'"runs/my-sinusoid",\n    1000,': f"{run_dir!r},\n    5,"}, path=path)
     assert (again["result"].resumed_from, again["result"].steps_done) == (3, 5)
     lines = (tmp_path / "my-sinusoid" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5]

@@ -18,7 +18,7 @@ mkdir -p $R/seeds
 out() { if [ "$1" = 0 ]; then echo "--record $R --name $2"; else echo "--record $R/seeds --name $2-seed$1"; fi; }
 # resumable: trainings resume from their checkpoints, and an evaluation that finished leaves a mark in $S/done, so
 # rerunning the script after an interruption skips it (delete $S/done to evaluate again)
-once() { mark=$S/done/$(echo "$*" | tr -c 'A-Za-z0-9.-' _); [ -f "$mark" ] && return 0; "$@"; mkdir -p $S/done; touch "$mark"; }
+once() { mark=$S/done/$(echo "$*" | cksum | tr ' ' -); [ -f "$mark" ] && return 0; "$@"; mkdir -p $S/done; touch "$mark"; }
 
 maml() {
   for s in 0 1 2; do

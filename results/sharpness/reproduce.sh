@@ -16,5 +16,12 @@ icml17 sharpness export --replace --run-dir runs/ship/sharpness/large-batch --na
 icml17 sharpness eval --weights small-batch --data-dir "$DATA"   # = radial-ranking.json theta.small-batch
 icml17 sharpness eval --weights large-batch --data-dir "$DATA"
 
+# Every flatness measure through every function-preserving transform (invariance.json, invariance.png; 4 minutes)
+icml17 sharpness invariance --all --record results/sharpness --data-dir "$DATA" --threads 1
+
+# The correlation grid's wall time from four timed corners (correlation-timing.json); the grid itself (hours):
+# icml17 sharpness reproduce --which correlation --record results/sharpness --data-dir "$DATA" --threads 1
+icml17 sharpness reproduce --which correlation --time-subset --record results/sharpness --data-dir "$DATA" --threads 1
+
 # Speed benchmark (results/bench/sharpness.json)
 python benchmarks/sharpness.py --quick

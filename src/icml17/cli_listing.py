@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("measure", "Hessian / sharpness measures of a run, shipped weights or a preset"),
         ("eval", "measure a trained minimum with the reproductions' protocol"),
         ("reproduce", "the paper's reparametrization experiments on MNIST subsets"),
+        ("invariance", "every flatness measure through every function-preserving transform"),
         ("export", "write a training run's weights into the package's shipped weights"),
     ),
 }

@@ -44,8 +44,9 @@ def least_squares():
         x = torch.randn(n, d, generator=g, dtype=torch.float64)
         if orthogonal:  # centred, orthogonal columns with distinct norms: the Hessian is diagonal
             x = torch.linalg.qr(x - x.mean(0))[0] * torch.arange(1, d + 1, dtype=torch.float64) * 3
-        y = x @ torch.randn(d, 1, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n, 1, generator=g,
-                                                                                         dtype=torch.float64)
+        y = x @ torch.randn(d, 1, generator=g, dtype=torch.float64) + 0.3 * torch.randn(
+            n, 1, generator=g, dtype=torch.float64
+        )
         model = nn.Linear(d, 1).double()
         sol = torch.linalg.lstsq(torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], 1), y).solution
         with torch.no_grad():

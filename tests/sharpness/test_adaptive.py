@@ -18,8 +18,9 @@ from icml17.sharpness.transforms import AlphaScaling, PerNeuronScaling
 CE = nn.functional.cross_entropy
 
 
-@pytest.mark.parametrize("transform", [AlphaScaling([1e-2, 1e2]), AlphaScaling([30.0, 1 / 30]), PerNeuronScaling(2.0)],
-                         ids=str)
+@pytest.mark.parametrize(
+    "transform", [AlphaScaling([1e-2, 1e2]), AlphaScaling([30.0, 1 / 30]), PerNeuronScaling(2.0)], ids=str
+)
 def test_adaptive_measures_are_invariant_under_diagonal_rescaling(transform, tiny_data, trained_net):
     model = trained_net()
     names = ["adaptive_lambda_max", "adaptive_trace", "adaptive_sharpness", "lambda_max"]

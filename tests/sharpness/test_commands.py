@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-
 from icml17.cli import main
 from icml17.core.report import Report
 
@@ -16,25 +15,75 @@ def run(argv: list) -> int:
 
 def test_measure_a_preset_in_float64(synthetic_data_dir, tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert run(["sharpness", "measure", "--model", "mlp-784-32-10", "--examples", "64", "--batch-size", "32",
-                "--measures", "loss,lambda_max,adaptive_lambda_max", "--data-dir", synthetic_data_dir,
-                "--dtype", "float64", "--out", out, "--threads", "1"]) == 0
+    assert (
+        run(
+            [
+                "sharpness",
+                "measure",
+                "--model",
+                "mlp-784-32-10",
+                "--examples",
+                "64",
+                "--batch-size",
+                "32",
+                "--measures",
+                "loss,lambda_max,adaptive_lambda_max",
+                "--data-dir",
+                synthetic_data_dir,
+                "--dtype",
+                "float64",
+                "--out",
+                out,
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())
     assert record["dtype"] == "float64" and record["mode"] == "eval" and record["lambda_max"] > 0
     assert json.loads(capsys.readouterr().out)["n_params"] == 784 * 32 + 32 + 330
 
 
 def test_measure_rejects_unknown_measures_in_one_line(synthetic_data_dir, capsys):
-    code = run(["sharpness", "measure", "--model", "mlp-784-32-10", "--examples", "16", "--measures", "flatness",
-                "--data-dir", synthetic_data_dir])
+    code = run(
+        [
+            "sharpness",
+            "measure",
+            "--model",
+            "mlp-784-32-10",
+            "--examples",
+            "16",
+            "--measures",
+            "flatness",
+            "--data-dir",
+            synthetic_data_dir,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "unknown measure" in err and len(err.strip().splitlines()) == 1
 
 
 def test_reproduce_quick_writes_record_and_plot_then_measures_its_checkpoint(synthetic_data_dir, tmp_path, capsys):
     res = tmp_path / "res"
-    assert run(["sharpness", "reproduce", "--which", "theorem6", "--quick", "--record", res,
-                "--data-dir", synthetic_data_dir, "--run-dir", tmp_path / "runs"]) == 0
+    assert (
+        run(
+            [
+                "sharpness",
+                "reproduce",
+                "--which",
+                "theorem6",
+                "--quick",
+                "--record",
+                res,
+                "--data-dir",
+                synthetic_data_dir,
+                "--run-dir",
+                tmp_path / "runs",
+            ]
+        )
+        == 0
+    )
     record = json.loads((res / "theorem6.json").read_text())
     assert (res / "theorem6.png").stat().st_size > 1000
     assert record["experiment"] == "theorem6" and record["command"].startswith("icml17 sharpness reproduce")
@@ -46,8 +95,23 @@ def test_reproduce_quick_writes_record_and_plot_then_measures_its_checkpoint(syn
 
     assert sum(p.numel() for p in load_run(run_dir).model.parameters()) == record["models"]["small-batch"]["n_params"]
     capsys.readouterr()
-    assert run(["sharpness", "measure", "--run-dir", run_dir, "--examples", "32", "--measures", "loss,lambda_max",
-                "--data-dir", synthetic_data_dir]) == 0
+    assert (
+        run(
+            [
+                "sharpness",
+                "measure",
+                "--run-dir",
+                run_dir,
+                "--examples",
+                "32",
+                "--measures",
+                "loss,lambda_max",
+                "--data-dir",
+                synthetic_data_dir,
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["lambda_max"] > 0
 
 

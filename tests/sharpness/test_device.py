@@ -51,8 +51,9 @@ def tiny_mlp() -> nn.Sequential:
 def tiny_cnn() -> nn.Sequential:
     """Conv (stride 2) -> ReLU -> Conv -> ReLU -> Flatten -> Linear on 1 x 7 x 7 images: 42 + 38 + 27 parameters."""
     torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.Conv2d(2, 2, 2), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(8, 3)).double()
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.Conv2d(2, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3)
+    ).double()
 
 
 def tiny_data(shape: tuple[int, ...], n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +90,10 @@ def test_keskar_phi_with_a_random_subspace_and_by_projected_ascent_on_a_device()
 
     def phis(model, data):
         loss = ModelLoss(model, CE, data)
-        return [keskar_sharpness(loss, 1e-2, subspace=A, seed=1).value,
-                keskar_sharpness(loss, 1e-2, method="projected", maxiter=4, seed=2).value]
+        return [
+            keskar_sharpness(loss, 1e-2, subspace=A, seed=1).value,
+            keskar_sharpness(loss, 1e-2, method="projected", maxiter=4, seed=2).value,
+        ]
 
     cpu = phis(tiny_mlp(), (x, y))
     with stand_in_device():
@@ -107,8 +110,7 @@ def _transforms(build, x):
     """One of each kind the model admits (input maps need a first Linear layer on flat inputs)."""
     if build is _bn_net:
         return [BatchNormScaling([3.0])]
-    out = [AlphaScaling.pair(4.0, 3 if build is tiny_cnn else 2), PerNeuronScaling(0.5, seed=1),
-           Radial(0.5, 0.2, 0.1)]
+    out = [AlphaScaling.pair(4.0, 3 if build is tiny_cnn else 2), PerNeuronScaling(0.5, seed=1), Radial(0.5, 0.2, 0.1)]
     if build is tiny_mlp:
         out += [InputMap.standardize(x), InputMap.whiten(x, 0.1)]
     return out
@@ -130,8 +132,9 @@ def test_transforms_and_the_invariance_checker_on_a_device_equal_the_cpu(build, 
     assert dev.original == pytest.approx(cpu.original, rel=REL)
     for d, c in zip(dev.rows, cpu.rows, strict=True):
         assert d.transform == c.transform and d.outputs_preserved and c.outputs_preserved
-        assert d.value == pytest.approx(c.value, rel=REL) and d.max_output_diff == pytest.approx(c.max_output_diff,
-                                                                                                abs=1e-15)
+        assert d.value == pytest.approx(c.value, rel=REL) and d.max_output_diff == pytest.approx(
+            c.max_output_diff, abs=1e-15
+        )
 
 
 def test_the_radial_map_on_a_device_equals_the_cpu():
@@ -203,10 +206,34 @@ def test_measure_command_on_the_device_equals_the_cpu(synthetic_data_dir, tmp_pa
 
     def run(device: str) -> dict:
         out = tmp_path / f"{device}.json"
-        argv = ["sharpness", "measure", "--model", "mlp-784-32-10", "--train-steps", "2", "--alpha", "2",
-                "--examples", "24", "--batch-size", "16", "--measures", "loss,lambda_max,trace,epsilon",
-                "--probes", "4", "--dtype", "float64", "--data-dir", str(synthetic_data_dir), "--threads", "1",
-                "--device", device, "--out", str(out)]
+        argv = [
+            "sharpness",
+            "measure",
+            "--model",
+            "mlp-784-32-10",
+            "--train-steps",
+            "2",
+            "--alpha",
+            "2",
+            "--examples",
+            "24",
+            "--batch-size",
+            "16",
+            "--measures",
+            "loss,lambda_max,trace,epsilon",
+            "--probes",
+            "4",
+            "--dtype",
+            "float64",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--threads",
+            "1",
+            "--device",
+            device,
+            "--out",
+            str(out),
+        ]
         assert main(argv) == 0
         return json.loads(out.read_text())
 
@@ -257,6 +284,12 @@ def test_the_demo_section_runs_on_a_device(synthetic_data_dir, tmp_path):
     from icml17.sharpness.demo import demo_section
 
     with stand_in_device():
-        text = demo_section(Report(tmp_path), tmp_path / "sharpness", synthetic_data_dir, quick=True,
-                            log=lambda *_: None, device=STAND_IN)
+        text = demo_section(
+            Report(tmp_path),
+            tmp_path / "sharpness",
+            synthetic_data_dir,
+            quick=True,
+            log=lambda *_: None,
+            device=STAND_IN,
+        )
     assert "alpha" in text

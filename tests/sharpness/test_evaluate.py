@@ -12,7 +12,7 @@ from icml17.cli import main
 from icml17.sharpness.evaluate import load_factory, load_npz
 from icml17.sharpness.measures import measure
 
-USER_MODULE = '''
+USER_MODULE = """
 import torch
 from torch import nn
 
@@ -29,7 +29,7 @@ class Residual(nn.Module):
 def build():
     torch.manual_seed(0)
     return Residual()
-'''
+"""
 
 
 @pytest.fixture()
@@ -44,16 +44,34 @@ def user_files(tmp_path, monkeypatch):
 
 
 def test_cli_measures_a_user_factory_model_on_npz_data(user_files, capsys):
-    assert main(["sharpness", "measure", "--factory", "user_models:build", "--data", "data.npz", "--measures",
-                 "loss,lambda_max", "--dtype", "float64", "--out", "m.json"]) == 0
+    assert (
+        main(
+            [
+                "sharpness",
+                "measure",
+                "--factory",
+                "user_models:build",
+                "--data",
+                "data.npz",
+                "--measures",
+                "loss,lambda_max",
+                "--dtype",
+                "float64",
+                "--out",
+                "m.json",
+            ]
+        )
+        == 0
+    )
     got = json.loads((user_files / "m.json").read_text())
     # the same measures computed directly from the definition's pieces
     x, y = load_npz(user_files / "data.npz")
     model = load_factory("user_models:build")
     loss = float(nn.functional.cross_entropy(model.double()(x.double()), y))
     assert got["loss"] == pytest.approx(loss, rel=1e-12)
-    direct = measure(load_factory("user_models:build"), nn.functional.cross_entropy, (x, y), ["lambda_max"],
-                     dtype=torch.float64)
+    direct = measure(
+        load_factory("user_models:build"), nn.functional.cross_entropy, (x, y), ["lambda_max"], dtype=torch.float64
+    )
     assert got["lambda_max"] == pytest.approx(direct["lambda_max"], rel=1e-9)
     assert got["source"] == "user_models:build" and got["dataset"].startswith("data.npz")
 
@@ -97,30 +115,45 @@ def test_mse_of_class_labels_is_against_one_hot_targets():
 
     out = torch.tensor([[0.2, 0.9, -0.1], [1.5, 0.0, 0.3]])
     labels = torch.tensor([1, 0])
-    expected = ((0.2 ** 2 + 0.1 ** 2 + 0.1 ** 2) + (0.5 ** 2 + 0.0 + 0.3 ** 2)) / 6
+    expected = ((0.2**2 + 0.1**2 + 0.1**2) + (0.5**2 + 0.0 + 0.3**2)) / 6
     assert mse_loss(out, labels).item() == pytest.approx(expected)
     assert mse_loss(out, out + 1).item() == pytest.approx(1.0)  # float targets are compared as they are
 
 
 def test_more_examples_than_mnist_has_is_a_one_line_error(synthetic_data_dir, capsys):
-    code = main(["sharpness", "measure", "--model", "mlp-784-32-10", "--data-dir", str(synthetic_data_dir),
-                 "--examples", "100000000", "--measures", "loss"])
+    code = main(
+        [
+            "sharpness",
+            "measure",
+            "--model",
+            "mlp-784-32-10",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--examples",
+            "100000000",
+            "--measures",
+            "loss",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--examples 100000000" in err and "between 1 and" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--weights", "small-batch", "--train-steps", "10"], "drop --train-steps"),
-    (["--weights", "small-batch", "--state", "w.safetensors"], "drop --state"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--weights", "small-batch", "--train-steps", "10"], "drop --train-steps"),
+        (["--weights", "small-batch", "--state", "w.safetensors"], "drop --state"),
+    ],
+)
 def test_measure_refuses_flags_its_source_would_ignore(flags, needle, capsys):
     code = main(["sharpness", "measure", *flags, "--measures", "loss"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err
 
 
-ARCHITECTURES = '''
+ARCHITECTURES = """
 import torch
 from torch import nn
 
@@ -157,7 +190,7 @@ def dropout():
 def nested():
     torch.manual_seed(0)
     return Nested()
-'''
+"""
 
 
 @pytest.fixture()
@@ -180,7 +213,7 @@ def _dense_mse_lambda_max(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     def loss(theta: torch.Tensor) -> torch.Tensor:
         params, i = {}, 0
         for n, s in zip(names, shapes, strict=True):
-            params[n] = theta[i:i + s.numel()].reshape(s)
+            params[n] = theta[i : i + s.numel()].reshape(s)
             i += s.numel()
         return ((functional_call(model, params, (x.double(),)) - target) ** 2).mean()
 
@@ -192,8 +225,27 @@ def _dense_mse_lambda_max(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
 def test_mse_measures_models_off_the_layerwise_path(architectures, factory, capsys):
     # batch norm, pooling, dropout and nested modules take the generic products, where MSE needs
     # reverse-over-reverse ones (forward mode through torch's MSE backward raised "ZeroTensors are immutable")
-    assert main(["sharpness", "measure", "--factory", f"architectures:{factory}", "--data", "data.npz", "--loss",
-                 "mse", "--measures", "loss,lambda_max", "--dtype", "float64", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "sharpness",
+                "measure",
+                "--factory",
+                f"architectures:{factory}",
+                "--data",
+                "data.npz",
+                "--loss",
+                "mse",
+                "--measures",
+                "loss,lambda_max",
+                "--dtype",
+                "float64",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     got = json.loads(capsys.readouterr().out)
     x, y = load_npz(architectures / "data.npz")
     import architectures as arch
@@ -205,15 +257,18 @@ def _save_state(path, **tensors) -> None:
     torch.save(tensors, path)
 
 
-@pytest.mark.parametrize("case, flags, needle", [
-    ("state with missing and unknown keys", ["--state", "keys.pt"], "missing a.bias"),
-    ("state with other shapes", ["--state", "shapes.pt"], "a.weight (6, 5) in the file, (6, 6) in the model"),
-    ("inputs of the wrong width", ["--data", "wide.npz"], "cannot take the data's inputs"),
-    ("labels out of range", ["--data", "range.npz"], "the model has 3 outputs"),
-    ("float labels with cross-entropy", ["--data", "floaty.npz"], "cross-entropy needs integer class labels"),
-    ("labels out of range with mse", ["--data", "range.npz", "--loss", "mse"], "the model has 3 outputs"),
-    ("float targets of another shape with mse", ["--data", "floaty.npz", "--loss", "mse"], "float targets"),
-])
+@pytest.mark.parametrize(
+    "case, flags, needle",
+    [
+        ("state with missing and unknown keys", ["--state", "keys.pt"], "missing a.bias"),
+        ("state with other shapes", ["--state", "shapes.pt"], "a.weight (6, 5) in the file, (6, 6) in the model"),
+        ("inputs of the wrong width", ["--data", "wide.npz"], "cannot take the data's inputs"),
+        ("labels out of range", ["--data", "range.npz"], "the model has 3 outputs"),
+        ("float labels with cross-entropy", ["--data", "floaty.npz"], "cross-entropy needs integer class labels"),
+        ("labels out of range with mse", ["--data", "range.npz", "--loss", "mse"], "the model has 3 outputs"),
+        ("float targets of another shape with mse", ["--data", "floaty.npz", "--loss", "mse"], "float targets"),
+    ],
+)
 def test_wrong_inputs_to_measure_are_one_line_errors(user_files, case, flags, needle, capsys):
     rng = np.random.default_rng(1)
     x6 = rng.normal(size=(40, 6)).astype("float32")

@@ -39,8 +39,13 @@ class _Perturb:
 
 
 def test_lambda_max_is_not_invariant_and_radial_ratio_is_exact(tiny_data):
-    transforms = [AlphaScaling([1e-2, 1.0, 1e2]), PerNeuronScaling(), Radial(1.0, 0.9, 0.09),
-                  InputMap.whiten(tiny_data[0]), _Perturb()]
+    transforms = [
+        AlphaScaling([1e-2, 1.0, 1e2]),
+        PerNeuronScaling(),
+        Radial(1.0, 0.9, 0.09),
+        InputMap.whiten(tiny_data[0]),
+        _Perturb(),
+    ]
     report = check_invariance(_net(), CE, tiny_data, transforms, "lambda_max", dtype=torch.float64, options=OPTS)
     preserved = [r.outputs_preserved for r in report.rows]
     assert preserved == [True, True, True, True, False]
@@ -52,11 +57,19 @@ def test_lambda_max_is_not_invariant_and_radial_ratio_is_exact(tiny_data):
 
 
 def test_adaptive_lambda_max_spread_is_one_under_rescaling_but_not_whitening(tiny_data):
-    report = check_invariance(_net(), CE, tiny_data, [AlphaScaling([1e-2, 1.0, 1e2]), PerNeuronScaling(3.0)],
-                              "adaptive_lambda_max", dtype=torch.float64, options=OPTS)
+    report = check_invariance(
+        _net(),
+        CE,
+        tiny_data,
+        [AlphaScaling([1e-2, 1.0, 1e2]), PerNeuronScaling(3.0)],
+        "adaptive_lambda_max",
+        dtype=torch.float64,
+        options=OPTS,
+    )
     assert report.spread < 1 + 1e-6 and all(r.expected_ratio == 1.0 for r in report.rows)
     g = torch.Generator().manual_seed(5)
     x = tiny_data[0] @ (torch.randn(6, 6, generator=g, dtype=torch.float64) * 3) + 2  # correlated, off-centre
-    whitened = check_invariance(_net(), CE, (x, tiny_data[1]), [InputMap.whiten(x)], "adaptive_lambda_max",
-                                dtype=torch.float64, options=OPTS)
+    whitened = check_invariance(
+        _net(), CE, (x, tiny_data[1]), [InputMap.whiten(x)], "adaptive_lambda_max", dtype=torch.float64, options=OPTS
+    )
     assert whitened.spread > 1.01

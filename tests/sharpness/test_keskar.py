@@ -27,9 +27,17 @@ def test_keskar_box_reaches_the_vertex_maximum_of_a_separable_quadratic(least_sq
     bound = 1e-2 * (theta.abs() + 1)
     base = float(loss.loss())
     # brute force over all vertices of the box: the maximum of a convex quadratic is at a vertex
-    best = max(float(loss.loss({"weight": (theta + torch.tensor(s, dtype=torch.float64) * bound)[:4].view(1, 4),
-                                "bias": (theta + torch.tensor(s, dtype=torch.float64) * bound)[4:]}))
-               for s in itertools.product((-1.0, 1.0), repeat=theta.numel()))
+    best = max(
+        float(
+            loss.loss(
+                {
+                    "weight": (theta + torch.tensor(s, dtype=torch.float64) * bound)[:4].view(1, 4),
+                    "bias": (theta + torch.tensor(s, dtype=torch.float64) * bound)[4:],
+                }
+            )
+        )
+        for s in itertools.product((-1.0, 1.0), repeat=theta.numel())
+    )
     expected = (best - base) / (1 + base)  # a fraction; Keskar et al.'s phi is 100 times this
     for method in ("lbfgsb", "projected"):
         k = keskar_sharpness(loss, 1e-2, method=method, maxiter=20)

@@ -89,7 +89,9 @@ def test_quick_study_record_is_consistent_with_its_rows(synthetic_data_dir, tmp_
     from icml17.sharpness.keskar_study import GAP_MARGIN, KeskarStudyConfig, run_study
 
     cfg = replace(KeskarStudyConfig.quick(), n_train=300, n_test=100, n_measure=100, n_curvature=50, seeds=(0, 1))
-    path = run_study(cfg, synthetic_data_dir, tmp_path / "runs", tmp_path / "out", "test", quick=True, log=lambda m: None)
+    path = run_study(
+        cfg, synthetic_data_dir, tmp_path / "runs", tmp_path / "out", "test", quick=True, log=lambda m: None
+    )
     rec = json.loads(path.read_text())
     assert rec["seeds"] == [0, 1] and rec["config"]["lb_batch"] == 30
     for key, ratios in rec["ratios_large_over_small"].items():
@@ -105,6 +107,9 @@ def test_quick_study_record_is_consistent_with_its_rows(synthetic_data_dir, tmp_
         assert r["max_output_diff_float64"] < 1e-12  # exactly, up to float64 rounding of the rescaling itself
     assert (tmp_path / "out" / "keskar-f1.png").exists()
     # rerunning resumes from the cached trainings and measures: the same record
-    again = json.loads(run_study(cfg, synthetic_data_dir, tmp_path / "runs", tmp_path / "out", "test",
-                                 quick=True, log=lambda m: None).read_text())
+    again = json.loads(
+        run_study(
+            cfg, synthetic_data_dir, tmp_path / "runs", tmp_path / "out", "test", quick=True, log=lambda m: None
+        ).read_text()
+    )
     assert again["minima"] == rec["minima"]

@@ -43,5 +43,7 @@ def test_records_name_the_product_the_engine_uses():
 
     record = json.loads((Path(__file__).resolve().parents[2] / "results/sharpness/radial-ranking.json").read_text())
     x = torch.zeros(2, 1, 28, 28)
-    method = HessianOperator(build_model("mlp-784-100-10"), nn.functional.cross_entropy, (x, torch.zeros(2).long())).method
+    method = HessianOperator(
+        build_model("mlp-784-100-10"), nn.functional.cross_entropy, (x, torch.zeros(2).long())
+    ).method
     assert {v["hvp_method"] for v in record["theta"].values()} == {method}

@@ -19,8 +19,10 @@ def test_psi_is_a_continuous_increasing_bijection_with_inverse():
     r = torch.linspace(0, 5, 5001, dtype=torch.float64)
     s = psi(r, DELTA, RHO, R_HAT)
     assert torch.all(s[1:] > s[:-1])
-    assert torch.allclose(psi(torch.tensor([R_HAT, DELTA], dtype=torch.float64), DELTA, RHO, R_HAT),
-                          torch.tensor([RHO, DELTA], dtype=torch.float64))
+    assert torch.allclose(
+        psi(torch.tensor([R_HAT, DELTA], dtype=torch.float64), DELTA, RHO, R_HAT),
+        torch.tensor([RHO, DELTA], dtype=torch.float64),
+    )
     assert (s[1:] - s[:-1]).max() < 20 * (r[1] - r[0])  # no jumps: slope at most rho / r_hat = 15
     assert torch.allclose(psi_inverse(s, DELTA, RHO, R_HAT), r, atol=1e-12)
 

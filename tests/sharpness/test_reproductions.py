@@ -11,8 +11,9 @@ def test_exact_block_traces_of_a_relu_mlp_equal_the_dense_hessian_blocks():
     from icml17.sharpness.reproductions import exact_block_traces
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(),
-                          nn.Linear(4, 3)).double()
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)
+    ).double()
     x, y = torch.randn(11, 2, 3, dtype=torch.float64), torch.randint(0, 3, (11,))
     got = exact_block_traces(model, x, y)
     for name, p in model.named_parameters():

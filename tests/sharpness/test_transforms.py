@@ -55,7 +55,7 @@ def test_bias_of_hidden_layer_k_scales_by_the_product_of_alphas():
     alphas = [0.5, 4.0, 0.5]
     rep = AlphaScaling(alphas)(model)
     for idx, k in zip((1, 3, 5), range(3)):
-        cum = torch.tensor(alphas[:k + 1]).prod().item()
+        cum = torch.tensor(alphas[: k + 1]).prod().item()
         assert torch.allclose(rep.model[idx].bias, model[idx].bias * cum)
         assert torch.allclose(rep.model[idx].weight, model[idx].weight * alphas[k])
     assert torch.allclose(rep.model[5].bias, model[5].bias)  # output bias unchanged (product = 1)

@@ -50,9 +50,17 @@ class BallSharpness:
     loss_evaluations: int
 
 
-def ball_sharpness(loss: ModelLoss, radius: float, *, scale: torch.Tensor | None = None, steps: int = 20,
-                   random_starts: int = 1, directions: Sequence[torch.Tensor] = (), step_size: float = 0.5,
-                   seed: int = 0) -> BallSharpness:
+def ball_sharpness(
+    loss: ModelLoss,
+    radius: float,
+    *,
+    scale: torch.Tensor | None = None,
+    steps: int = 20,
+    random_starts: int = 1,
+    directions: Sequence[torch.Tensor] = (),
+    step_size: float = 0.5,
+    seed: int = 0,
+) -> BallSharpness:
     """max over |u| <= radius of L(theta + scale * u) by projected normalised gradient ascent on u.
 
     Args:
@@ -108,4 +116,4 @@ def second_order_sharpness(lambda_max: float, loss: float, radius: float) -> flo
     Returns:
         The second-order value, a fraction like :func:`ball_sharpness`'s.
     """
-    return lambda_max * radius ** 2 / (2 * (1 + loss))
+    return lambda_max * radius**2 / (2 * (1 + loss))

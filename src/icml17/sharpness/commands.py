@@ -38,8 +38,9 @@ def _check_dtype(args: argparse.Namespace, device) -> None:
     from icml17.core.device import DeviceError
 
     if args.dtype == "float64" and device.type == "mps":
-        raise DeviceError("--dtype float64 is not available on MPS (Apple GPUs have no float64); use --dtype "
-                          "float32 or --device cpu")
+        raise DeviceError(
+            "--dtype float64 is not available on MPS (Apple GPUs have no float64); use --dtype float32 or --device cpu"
+        )
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -57,11 +58,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     names = check_measure_names([s.strip() for s in args.measures.split(",") if s.strip()])
     if args.train_steps and args.model is None:
-        raise ConfigError("--train-steps trains a --model preset from its initialisation; runs, shipped weights "
-                          "and factories come trained: drop --train-steps")
+        raise ConfigError(
+            "--train-steps trains a --model preset from its initialisation; runs, shipped weights "
+            "and factories come trained: drop --train-steps"
+        )
     if args.state is not None and args.factory is None:
-        raise ConfigError("--state holds the weights of a --factory network; the other sources carry their "
-                          "own: drop --state")
+        raise ConfigError(
+            "--state holds the weights of a --factory network; the other sources carry their own: drop --state"
+        )
     device = cli_args.apply_compute(args)
     _check_dtype(args, device)
     if args.data is not None:
@@ -92,18 +96,33 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.core import distributed
 
     ctx = distributed.context()  # under torchrun each rank measures its share of the batches (all-reduced)
-    data = batches(x, y, args.batch_size)[ctx.rank::ctx.world_size]
+    data = batches(x, y, args.batch_size)[ctx.rank :: ctx.world_size]
     try:
-        with explain_out_of_memory("--batch-size (products are summed over batches of this size) or --examples",
-                                   device):
-            out = compute_measures(model, loss_fn, data, names, dtype=_dtype(args.dtype), mode=args.mode,
-                                   options=FlatnessOptions(probes=args.probes, seed=args.seed), sharded=ctx.enabled)
+        with explain_out_of_memory(
+            "--batch-size (products are summed over batches of this size) or --examples", device
+        ):
+            out = compute_measures(
+                model,
+                loss_fn,
+                data,
+                names,
+                dtype=_dtype(args.dtype),
+                mode=args.mode,
+                options=FlatnessOptions(probes=args.probes, seed=args.seed),
+                sharded=ctx.enabled,
+            )
     except ValueError as e:  # the model or data cannot be measured as asked (frozen, empty, dropout in train mode)
         raise ConfigError(str(e)) from e
     if not ctx.is_main:
         return 0
-    out = {"source": source, "dataset": dataset, "alpha": args.alpha, "device": str(device),
-           "accuracy": accuracy(model, x, y) if args.loss == "cross_entropy" else None, **out}
+    out = {
+        "source": source,
+        "dataset": dataset,
+        "alpha": args.alpha,
+        "device": str(device),
+        "accuracy": accuracy(model, x, y) if args.loss == "cross_entropy" else None,
+        **out,
+    }
     text = json.dumps(out, indent=2, default=str)
     print(text)
     if args.out is not None:
@@ -119,9 +138,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _check_dtype(args, device)
     trained = _trained(args, device)
     out = evaluate(trained, args.data_dir, dtype=_dtype(args.dtype))
-    print(json.dumps({"weights": trained.weights, "run": None if trained.weights else str(args.run_dir),
-                      "device": str(device), "model": trained.cfg.model, "train_batch_size": trained.cfg.batch_size,
-                      "iterations": trained.iterations, **out}, indent=2, default=str))
+    print(
+        json.dumps(
+            {
+                "weights": trained.weights,
+                "run": None if trained.weights else str(args.run_dir),
+                "device": str(device),
+                "model": trained.cfg.model,
+                "train_batch_size": trained.cfg.batch_size,
+                "iterations": trained.iterations,
+                **out,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     if trained.record:
         print(f"(shipped weights: compare with {trained.record})")
     return 0
@@ -137,11 +168,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     # the committed records under results/ are replaced only when --record names them: by default a rerun (or a
     # --quick run's tiny sizes, for tests) writes beside its training cache
     record = args.record or args.run_dir / ("quick-records" if args.quick else "records")
-    with explain_out_of_memory("the sizes: the reproductions' are fixed, --quick runs them small (or use "
-                               "--device cpu)", device):
-        figures = reproduce(args.which, record, args.data_dir, args.run_dir, quick=args.quick,
-                            command=cli_args.command_line(args), seed=args.seed, device=device,
-                            time_subset=args.time_subset)
+    with explain_out_of_memory(
+        "the sizes: the reproductions' are fixed, --quick runs them small (or use --device cpu)", device
+    ):
+        figures = reproduce(
+            args.which,
+            record,
+            args.data_dir,
+            args.run_dir,
+            quick=args.quick,
+            command=cli_args.command_line(args),
+            seed=args.seed,
+            device=device,
+            time_subset=args.time_subset,
+        )
     for f in figures:
         print(f"wrote {f} and {f.with_suffix('.json')}")
     return 0
@@ -153,18 +193,28 @@ def cmd_invariance(args: argparse.Namespace) -> int:
 
     subset = {k: getattr(args, k) for k in ("measures", "transforms", "networks") if getattr(args, k) is not None}
     if args.all == bool(subset):
-        raise ConfigError("give --all (every measure, transform and network: the committed table) or a subset with "
-                          "--measures / --transforms / --networks, not both")
+        raise ConfigError(
+            "give --all (every measure, transform and network: the committed table) or a subset with "
+            "--measures / --transforms / --networks, not both"
+        )
 
     def split(key: str, default) -> list[str]:
         return [s.strip() for s in subset[key].split(",") if s.strip()] if key in subset else list(default)
 
     device = cli_args.apply_compute(args)
     record = args.record or args.run_dir / ("quick-records" if args.quick else "records")
-    fig = run_invariance_study(record, args.data_dir, args.run_dir, names=split("measures", REGISTRY),
-                               transforms=split("transforms", TRANSFORMS), networks=split("networks", NETWORKS),
-                               quick=args.quick, command=cli_args.command_line(args), seed=args.seed,
-                               device=device)
+    fig = run_invariance_study(
+        record,
+        args.data_dir,
+        args.run_dir,
+        names=split("measures", REGISTRY),
+        transforms=split("transforms", TRANSFORMS),
+        networks=split("networks", NETWORKS),
+        quick=args.quick,
+        command=cli_args.command_line(args),
+        seed=args.seed,
+        device=device,
+    )
     print(f"wrote {fig} and {fig.with_suffix('.json')}")
     return 0
 
@@ -174,9 +224,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from icml17.sharpness.train import TrainConfig
     from icml17.weights import export_weights
 
-    path = export_weights(args.run_dir, args.name, SYSTEM, state_key="model", record=args.reproduces,
-                          description=args.description, config_class=TrainConfig, record_key=args.record_key,
-                          replace=args.replace, how_to_train=TRAINED_BY)
+    path = export_weights(
+        args.run_dir,
+        args.name,
+        SYSTEM,
+        state_key="model",
+        record=args.reproduces,
+        description=args.description,
+        config_class=TrainConfig,
+        record_key=args.record_key,
+        replace=args.replace,
+        how_to_train=TRAINED_BY,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -189,8 +248,11 @@ def _source(p: argparse.ArgumentParser, *, preset: bool) -> None:
     src.add_argument("--weights", metavar="NAME", help="shipped weights: small-batch or large-batch")
     if preset:
         src.add_argument("--model", choices=sorted(PRESETS), help="a preset network (random init unless --train-steps)")
-        src.add_argument("--factory", metavar="MODULE:FUNCTION",
-                         help="your own model: an importable function returning an nn.Module (cwd is importable)")
+        src.add_argument(
+            "--factory",
+            metavar="MODULE:FUNCTION",
+            help="your own model: an importable function returning an nn.Module (cwd is importable)",
+        )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -204,24 +266,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m = sub.add_parser("measure", help="Hessian / sharpness measures of a run, shipped weights or a preset")
     _source(m, preset=True)
     m.add_argument("--state", type=Path, default=None, help="weights for --factory (safetensors or a state dict)")
-    m.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
-                   help="your own data: arrays x (N, ...) and y (N,) instead of an MNIST subset")
+    m.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="FILE.npz",
+        help="your own data: arrays x (N, ...) and y (N,) instead of an MNIST subset",
+    )
     m.add_argument("--loss", choices=["cross_entropy", "mse"], default="cross_entropy")
     m.add_argument("--split", choices=["train", "test"], default="train")
     m.add_argument("--examples", type=cli_args.positive_int, default=1000, help="MNIST examples (a seeded subset)")
-    m.add_argument("--batch-size", type=cli_args.positive_int, default=1000,
-                   help="products are accumulated over batches this size (under torchrun the batches are shared "
-                        "out over the processes)")
-    m.add_argument("--measures", default="loss,lambda_max,trace,adaptive_lambda_max",
-                   help=f"comma-separated, from {','.join(dict.fromkeys([*REGISTRY, *MEASURES]))}, or 'all' (every "
-                        "measure of the registry; those undefined for the model are listed under not_applicable)")
+    m.add_argument(
+        "--batch-size",
+        type=cli_args.positive_int,
+        default=1000,
+        help="products are accumulated over batches this size (under torchrun the batches are shared "
+        "out over the processes)",
+    )
+    m.add_argument(
+        "--measures",
+        default="loss,lambda_max,trace,adaptive_lambda_max",
+        help=f"comma-separated, from {','.join(dict.fromkeys([*REGISTRY, *MEASURES]))}, or 'all' (every "
+        "measure of the registry; those undefined for the model are listed under not_applicable)",
+    )
     cli_args.add_data_dir(m)
     m.add_argument("--dtype", choices=DTYPES, default="float32")
     m.add_argument("--mode", choices=["eval", "train"], default="eval")
-    m.add_argument("--train-steps", type=cli_args.non_negative_int, default=0,
-                   help="SGD steps (batch 64) on the subset before measuring (with --model)")
-    m.add_argument("--alpha", type=cli_args.positive_float, default=None,
-                   help="measure T_alpha = (a, 1, ..., 1/a) of the model (a > 0)")
+    m.add_argument(
+        "--train-steps",
+        type=cli_args.non_negative_int,
+        default=0,
+        help="SGD steps (batch 64) on the subset before measuring (with --model)",
+    )
+    m.add_argument(
+        "--alpha",
+        type=cli_args.positive_float,
+        default=None,
+        help="measure T_alpha = (a, 1, ..., 1/a) of the model (a > 0)",
+    )
     m.add_argument("--probes", type=cli_args.positive_int, default=64)
     m.add_argument("--seed", type=int, default=0)
     cli_args.add_compute(m)
@@ -237,35 +319,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("reproduce", help="the paper's reparametrization experiments on MNIST subsets")
     r.add_argument("--which", choices=[*WHICH, "all"], default="all")
-    cli_args.add_record(r, "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
-                           "committed records: --record results/sharpness")
+    cli_args.add_record(
+        r,
+        "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
+        "committed records: --record results/sharpness",
+    )
     cli_args.add_data_dir(r)
-    r.add_argument("--run-dir", type=cli_args.output_dir, default=runs.RUNS_ROOT / SYSTEM,
-                   help="training cache (default runs/sharpness)")
+    r.add_argument(
+        "--run-dir",
+        type=cli_args.output_dir,
+        default=runs.RUNS_ROOT / SYSTEM,
+        help="training cache (default runs/sharpness)",
+    )
     r.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--time-subset", action="store_true",
-                   help="with --which correlation: time the grid's corners (4 networks) and write "
-                        "correlation-timing.json with the full grid's estimated wall time, instead of the grid")
+    r.add_argument(
+        "--time-subset",
+        action="store_true",
+        help="with --which correlation: time the grid's corners (4 networks) and write "
+        "correlation-timing.json with the full grid's estimated wall time, instead of the grid",
+    )
     cli_args.add_compute(r)
     r.set_defaults(func=cmd_reproduce)
 
-    v = sub.add_parser("invariance", help="every flatness measure through every function-preserving transform",
-                       description="Train small MNIST minima (an MLP, a CNN, an MLP with batch norm), sweep every "
-                                   "transform over four orders of magnitude of its parameter, and write one table "
-                                   "of verdicts (unchanged / bounded / arbitrary) per measure and transform, with "
-                                   "each measure's cost as a ratio to lambda_max. About an hour on one CPU thread "
-                                   "with --all.")
+    v = sub.add_parser(
+        "invariance",
+        help="every flatness measure through every function-preserving transform",
+        description="Train small MNIST minima (an MLP, a CNN, an MLP with batch norm), sweep every "
+        "transform over four orders of magnitude of its parameter, and write one table "
+        "of verdicts (unchanged / bounded / arbitrary) per measure and transform, with "
+        "each measure's cost as a ratio to lambda_max. About an hour on one CPU thread "
+        "with --all.",
+    )
     v.add_argument("--all", action="store_true", help="every measure, transform and network (the committed table)")
     v.add_argument("--measures", default=None, help=f"comma-separated, from {','.join(REGISTRY)}")
-    v.add_argument("--transforms", default=None, help="comma-separated, from alpha,per-neuron,bn-scale,input-scale,"
-                                                      "radial")
+    v.add_argument(
+        "--transforms", default=None, help="comma-separated, from alpha,per-neuron,bn-scale,input-scale,radial"
+    )
     v.add_argument("--networks", default=None, help="comma-separated, from mlp,cnn,bn-mlp")
-    cli_args.add_record(v, "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
-                           "committed record: --record results/sharpness")
+    cli_args.add_record(
+        v,
+        "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
+        "committed record: --record results/sharpness",
+    )
     cli_args.add_data_dir(v)
-    v.add_argument("--run-dir", type=cli_args.output_dir, default=runs.RUNS_ROOT / SYSTEM,
-                   help="training cache (default runs/sharpness)")
+    v.add_argument(
+        "--run-dir",
+        type=cli_args.output_dir,
+        default=runs.RUNS_ROOT / SYSTEM,
+        help="training cache (default runs/sharpness)",
+    )
     v.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
     v.add_argument("--seed", type=int, default=0)
     cli_args.add_compute(v)

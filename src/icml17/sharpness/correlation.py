@@ -287,7 +287,8 @@ def _run_model(
     cached = folder / "result.json"
     if cached.is_file():
         old = json.loads(cached.read_text())
-        if old.get("measured") == list(cfg.measures) and old.get("stop_loss") == cfg.stop_loss:
+        same = (old.get("measured"), old.get("stop_loss"), old.get("max_epochs"), old.get("options"))
+        if same == (list(cfg.measures), cfg.stop_loss, cfg.max_epochs, asdict(options)):
             return old
     model = build_grid_model(config)
     training = train_to_criterion(model, data["x"], data["y"], config, cfg)
@@ -304,6 +305,8 @@ def _run_model(
         "n_params": sum(p.numel() for p in model.parameters()),
         "stop_loss": cfg.stop_loss,
         "measured": list(cfg.measures),
+        "max_epochs": cfg.max_epochs,
+        "options": asdict(options),
         "measures": {},
         "seconds": {},
     }
@@ -544,6 +547,7 @@ def estimate_wall_time(
                     "converged": r["converged"],
                     "train_s": r["wall_time_s"],
                     "measure_s": round(sum(r["seconds"].values()), 1),
+                    "seconds": r["seconds"],
                     "total_s": round(secs[-1], 1),
                     "cpu_s": round(cpu[-1], 1),
                 }

@@ -2,8 +2,8 @@
 
 The shipped minima (``small-batch`` and ``large-batch``: a 784-100-10 ReLU MLP trained by SGD with batch 8 and
 batch 1000 from one initialisation, Dinh et al. 2017 appendix A as run by ``reproduce --which radial-ranking``)
-are measured with the reproductions' protocol (:class:`~icml17.sharpness.presets.ReproConfig`), so ``icml17 sharpness eval --weights NAME``
-reproduces the numbers of ``results/sharpness/radial-ranking.json``.
+are measured with the reproductions' protocol (:class:`~icml17.sharpness.presets.ReproConfig`), so
+``icml17 sharpness eval --weights NAME`` reproduces the numbers of ``results/sharpness/radial-ranking.json``.
 
 Loaders read weights on the CPU and put the model on ``device``; :func:`evaluate` follows the model's device (the
 protocol's data is moved there once).
@@ -64,13 +64,19 @@ def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> T
     if run_dir.is_file():
         run_dir = run_dir.parent.parent
     try:
-        run = read_trained_run(run_dir, TrainConfig, "model", "sharpness",
-                               how_to_train=f"{TRAINED_BY}; or use shipped weights (load_shipped, `--weights NAME`)")
+        run = read_trained_run(
+            run_dir,
+            TrainConfig,
+            "model",
+            "sharpness",
+            how_to_train=f"{TRAINED_BY}; or use shipped weights (load_shipped, `--weights NAME`)",
+        )
     except ConfigError as e:
         raise CheckpointError(str(e)) from e
     if run.cfg.model not in PRESETS:
-        raise CheckpointError(f"{run_dir} is not a sharpness training run (its config names no preset of "
-                              f"{sorted(PRESETS)})")
+        raise CheckpointError(
+            f"{run_dir} is not a sharpness training run (its config names no preset of {sorted(PRESETS)})"
+        )
     return with_model(run, _build, device)
 
 
@@ -89,16 +95,24 @@ def protocol_data(data_dir: str | Path | None, protocol: ReproConfig = PROTOCOL)
     """(measurement batch, training subset, test subset) of ``protocol``."""
     x, y = mnist_subset(data_dir, "train", protocol.n_train, protocol.seed)
     x_test, y_test = mnist_subset(data_dir, "test", protocol.n_test, protocol.seed)
-    return (x[:protocol.n_measure], y[:protocol.n_measure]), (x, y), (x_test, y_test)
+    return (x[: protocol.n_measure], y[: protocol.n_measure]), (x, y), (x_test, y_test)
 
 
-def evaluate(trained: Trained, data_dir: str | Path | None, names: tuple[str, ...] = RECORD_MEASURES,
-             protocol: ReproConfig = PROTOCOL, dtype: torch.dtype | None = None) -> dict[str, Any]:
+def evaluate(
+    trained: Trained,
+    data_dir: str | Path | None,
+    names: tuple[str, ...] = RECORD_MEASURES,
+    protocol: ReproConfig = PROTOCOL,
+    dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
     """The measures of ``trained.model`` under ``protocol``, with train and test accuracy, on the model's device."""
     device = model_device(trained.model)
     batch, train, test = to_device(protocol_data(data_dir, protocol), device)
-    with explain_out_of_memory("the batch: measure() given the data as an iterable of smaller batches (`icml17 "
-                               "sharpness measure --weights NAME --batch-size B`) measures the same minimum", device):
+    with explain_out_of_memory(
+        "the batch: measure() given the data as an iterable of smaller batches (`icml17 "
+        "sharpness measure --weights NAME --batch-size B`) measures the same minimum",
+        device,
+    ):
         out = measure(trained.model, CE, batch, list(names), dtype=dtype, options=protocol.measure_options)
     out.pop("options", None)
     return {**out, "train_accuracy": accuracy(trained.model, *train), "test_accuracy": accuracy(trained.model, *test)}
@@ -132,18 +146,23 @@ def load_factory(spec: str, state: str | Path | None = None) -> nn.Module:
 def _check_state(weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor], what: str) -> None:
     """One line naming the keys and shapes where ``weights`` differ from the model's ``own`` state dict
     (``load_state_dict`` would raise a many-line error)."""
+
     def names(keys: list[str]) -> str:
         return ", ".join(keys[:5]) + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
 
     missing = sorted(set(own) - set(weights))
     unknown = sorted(set(weights) - set(own))
-    shapes = [f"{k} {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} in the model" for k in own
-              if k in weights and weights[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in weights and weights[k].shape != own[k].shape
+    ]
     parts = ([f"missing {names(missing)}"] if missing else []) + ([f"unknown {names(unknown)}"] if unknown else [])
     parts += [f"other shapes: {names(shapes)}"] if shapes else []
     if parts:
-        raise ConfigError(f"{what}: {'; '.join(parts)}; pass the state_dict() saved from the network this factory "
-                          "builds")
+        raise ConfigError(
+            f"{what}: {'; '.join(parts)}; pass the state_dict() saved from the network this factory builds"
+        )
 
 
 def check_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
@@ -163,28 +182,40 @@ def check_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str) ->
             out = model.eval()(probe)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"the model cannot take the data's inputs (x of shape {tuple(x.shape)}): {reason}; pass "
-                          "inputs shaped as the model expects") from e
+        raise ConfigError(
+            f"the model cannot take the data's inputs (x of shape {tuple(x.shape)}): {reason}; pass "
+            "inputs shaped as the model expects"
+        ) from e
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() < 2:
-        raise ConfigError(f"the model returns {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}; "
-                          "measures need outputs of shape (N, C)")
+        raise ConfigError(
+            f"the model returns {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}; "
+            "measures need outputs of shape (N, C)"
+        )
     classes = out.shape[1]
     if y.is_floating_point():
         if loss == "cross_entropy":
-            raise ConfigError(f"cross-entropy needs integer class labels in y, got {str(y.dtype).replace('torch.', '')} "
-                              "values; store y as integers, or use loss='mse' for float targets", param="loss")
+            raise ConfigError(
+                f"cross-entropy needs integer class labels in y, got {str(y.dtype).replace('torch.', '')} "
+                "values; store y as integers, or use loss='mse' for float targets",
+                param="loss",
+            )
         if y.dim() == 1 and out.shape[1:] == (1,):
             return y[:, None]
         if y.shape[1:] != out.shape[1:]:
-            raise ConfigError(f"float targets y have shape {tuple(y.shape)}, the model's outputs "
-                              f"{('N', *out.shape[1:])}; loss='mse' compares them element by element: store y with "
-                              "the outputs' shape (or integer class labels)", param="loss")
+            raise ConfigError(
+                f"float targets y have shape {tuple(y.shape)}, the model's outputs "
+                f"{('N', *out.shape[1:])}; loss='mse' compares them element by element: store y with "
+                "the outputs' shape (or integer class labels)",
+                param="loss",
+            )
         return y
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
-        raise ConfigError(f"y holds class labels {int(y.min())}..{int(y.max())}, but the model has {classes} outputs "
-                          f"(classes 0..{classes - 1}); relabel y or measure a model with more outputs")
+        raise ConfigError(
+            f"y holds class labels {int(y.min())}..{int(y.max())}, but the model has {classes} outputs "
+            f"(classes 0..{classes - 1}); relabel y or measure a model with more outputs"
+        )
     return y
 
 

@@ -78,8 +78,10 @@ class InvarianceReport:
 
     def table(self) -> str:
         """The report as a text table: one line per transform with its output difference, value and ratios."""
-        lines = [f"measure {self.measure}: original {self.original:.6g}, spread (max/min) {self.spread:.4g}",
-                 f"{'transform':<40} {'out diff':>10} {'value':>12} {'ratio':>10} {'expected':>10}"]
+        lines = [
+            f"measure {self.measure}: original {self.original:.6g}, spread (max/min) {self.spread:.4g}",
+            f"{'transform':<40} {'out diff':>10} {'value':>12} {'ratio':>10} {'expected':>10}",
+        ]
         for r in self.rows:
             exp = "-" if r.expected_ratio is None else f"{r.expected_ratio:.4g}"
             lines.append(f"{r.transform:<40} {r.max_output_diff:>10.2e} {r.value:>12.6g} {r.ratio:>10.4g} {exp:>10}")
@@ -87,12 +89,18 @@ class InvarianceReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready numbers (for records)."""
-        return {"measure": self.measure, "original": self.original, "spread": self.spread,
-                "tolerance": self.tolerance, "rows": [r.__dict__ for r in self.rows]}
+        return {
+            "measure": self.measure,
+            "original": self.original,
+            "spread": self.spread,
+            "tolerance": self.tolerance,
+            "rows": [r.__dict__ for r in self.rows],
+        }
 
 
-def output_difference(model: nn.Module, rep: Reparametrized, probe: torch.Tensor,
-                      dtype: torch.dtype | None = None) -> float:
+def output_difference(
+    model: nn.Module, rep: Reparametrized, probe: torch.Tensor, dtype: torch.dtype | None = None
+) -> float:
     """max |rep.model(rep.inputs(x)) - model(x)| / max(1, max |model(x)|), both in eval mode, on the model's
     device (the probe is moved there)."""
     a, b = model, rep.model
@@ -113,10 +121,18 @@ def _map_data(data: Batch | Iterable[Batch], fn: Callable[[torch.Tensor], torch.
     return [(fn(x), y) for x, y in as_batches(data)]
 
 
-def check_invariance(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch],
-                     transforms: Sequence[Transform], measure_name: str, *, probe: torch.Tensor | None = None,
-                     dtype: torch.dtype | None = None, options: MeasureOptions = MeasureOptions(),
-                     tolerance: float | None = None) -> InvarianceReport:
+def check_invariance(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    transforms: Sequence[Transform],
+    measure_name: str,
+    *,
+    probe: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+    options: MeasureOptions = MeasureOptions(),  # noqa: B008 (a frozen dataclass: one shared default is safe)
+    tolerance: float | None = None,
+) -> InvarianceReport:
     """Measure ``measure_name`` on ``model`` and on every transformed model; see the module docstring.
 
     Args:
@@ -147,9 +163,19 @@ def check_invariance(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[B
     for t in transforms:
         rep = t(model)
         diff = output_difference(model, rep, probe, dtype)
-        value = float(measure(rep.model, loss_fn, _map_data(batches, rep.inputs), [measure_name], dtype=dtype,
-                              options=options)[measure_name])
-        report.rows.append(InvarianceRow(t.name, diff, diff <= tolerance, value,
-                                         value / original if original else float("nan"),
-                                         t.expected_ratio(measure_name)))
+        value = float(
+            measure(rep.model, loss_fn, _map_data(batches, rep.inputs), [measure_name], dtype=dtype, options=options)[
+                measure_name
+            ]
+        )
+        report.rows.append(
+            InvarianceRow(
+                t.name,
+                diff,
+                diff <= tolerance,
+                value,
+                value / original if original else float("nan"),
+                t.expected_ratio(measure_name),
+            )
+        )
     return report

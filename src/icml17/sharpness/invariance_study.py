@@ -16,8 +16,8 @@ identity in the sweep:
 
 Every measure is computed in float64 on the transformed network (and its transformed inputs), after checking that
 its outputs equal the original's to 1e-10. Jiang et al.'s bisections run to their full depth here (their early stop,
-within 0.01 of the target deviation, would hide any change smaller than a bisection step). The verdict of a (measure, transform) cell, from the values v(p) over
-the sweep:
+within 0.01 of the target deviation, would hide any change smaller than a bisection step). The verdict of a
+(measure, transform) cell, from the values v(p) over the sweep:
 
 - ``unchanged``: max_p |v(p) / v(1) - 1| <= ``TOLERANCE`` (1e-6, relative);
 - ``arbitrary``: the measure follows the parameter: max/min over the sweep >= 10 and, at one end of the sweep, its
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -451,7 +452,7 @@ def _figure(rows: dict[str, dict[str, Any]], transforms: Sequence[str], sweeps: 
                 )
             )
             if c["claimed"]:
-                text += " *" if c["claim_confirmed"] else " (claim!)"
+                text += " *" if c["claim_confirmed"] else " !"
             ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=7)
     ax.set_xlim(0, len(transforms))
     ax.set_ylim(len(names), 0)
@@ -459,15 +460,21 @@ def _figure(rows: dict[str, dict[str, Any]], transforms: Sequence[str], sweeps: 
     ax.set_yticks(np.arange(len(names)) + 0.5, names, fontsize=8)
     ax.set_title(
         "verdict over the sweep (green unchanged, amber bounded, red arbitrary);\n"
-        "x: max/min over the sweep; *: the paper's invariance claim confirmed",
+        "x: max/min over the sweep; *: the paper's invariance claim confirmed, !: refuted",
         fontsize=8,
     )
     mlp = sweeps.get("mlp", {}).get("alpha", {})
+    flat = [n for n, m in mlp.get("measures", {}).items() if m["verdict"] == "unchanged"]
+    styles = iter([(c, ls) for ls in ("-", "--", ":") for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]])
     for n, m in mlp.get("measures", {}).items():
-        if m["verdict"] != "n/a":
+        if m["verdict"] not in ("n/a", "unchanged"):
             v = np.abs(np.asarray(m["values"], dtype=float))
             v0 = v[list(mlp["params"]).index(1.0)]
-            bx.loglog(mlp["params"], v / v0 if v0 > 0 else v, "o-", ms=3, lw=1, label=n)
+            colour, ls = next(styles)
+            bx.loglog(mlp["params"], v / v0 if v0 > 0 else v, "o", ls=ls, color=colour, ms=3, lw=1, label=n)
+    if flat:
+        bx.loglog(mlp["params"], np.ones(len(mlp["params"])), "s-", color="#4daf4a", lw=2, ms=4,
+                  label=textwrap.fill(f"{len(flat)} unchanged: " + ", ".join(flat), 70))  # fmt: skip
     bx.set_xlabel("alpha (T_alpha = (alpha, 1/alpha) on the 784-100-10 MLP)")
     bx.set_ylabel("value / value at alpha = 1")
     bx.grid(True, which="both", alpha=0.3)

@@ -76,12 +76,19 @@ def random_subspace(n: int, p: int = 100, seed: int = 0, dtype: torch.dtype = to
         (n, p).
     """
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, p, generator=gen, dtype=torch.float64) / p ** 0.5).to(dtype)
+    return (torch.randn(n, p, generator=gen, dtype=torch.float64) / p**0.5).to(dtype)
 
 
-def keskar_sharpness(loss: ModelLoss, eps: float = 1e-3, *, subspace: torch.Tensor | None = None,
-                     method: str = "lbfgsb", maxiter: int = 10, step_fraction: float = 0.25,
-                     seed: int = 0) -> KeskarSharpness:
+def keskar_sharpness(
+    loss: ModelLoss,
+    eps: float = 1e-3,
+    *,
+    subspace: torch.Tensor | None = None,
+    method: str = "lbfgsb",
+    maxiter: int = 10,
+    step_fraction: float = 0.25,
+    seed: int = 0,
+) -> KeskarSharpness:
     """phi(eps, A): the largest loss in the box |y_i| <= eps (|(A^+ theta)_i| + 1) around theta, along A y.
 
     Args:
@@ -122,20 +129,27 @@ def keskar_sharpness(loss: ModelLoss, eps: float = 1e-3, *, subspace: torch.Tens
         pull = lambda g: A.T @ g  # noqa: E731
     base = float(loss.loss())
     gen = torch.Generator().manual_seed(seed)
-    y0 = ((torch.rand(bound.numel(), generator=gen, dtype=torch.float64) * 2 - 1).to(bound) * bound)
+    y0 = (torch.rand(bound.numel(), generator=gen, dtype=torch.float64) * 2 - 1).to(bound) * bound
 
     def value_grad(y: torch.Tensor) -> tuple[float, torch.Tensor]:
         value, g = loss.loss_and_grad(unflatten(x + lift(y), loss.point))
         return float(value), pull(flatten(g))
 
     if method == "lbfgsb":
+
         def objective(y_np: np.ndarray) -> tuple[float, np.ndarray]:
             value, g = value_grad(torch.as_tensor(y_np, dtype=x.dtype, device=x.device))
             return -value, -g.cpu().double().numpy()
 
         b = bound.cpu().double().numpy()
-        res = minimize(objective, y0.cpu().double().numpy(), jac=True, method="L-BFGS-B",
-                       bounds=list(zip(-b, b)), options={"maxiter": maxiter})
+        res = minimize(
+            objective,
+            y0.cpu().double().numpy(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=list(zip(-b, b)),
+            options={"maxiter": maxiter},
+        )
         y = torch.as_tensor(res.x, dtype=x.dtype, device=x.device)
         iterations, converged = int(res.nit), res.status == 0  # 1: the iteration limit stopped it
     else:

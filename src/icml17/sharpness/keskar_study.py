@@ -72,12 +72,26 @@ class KeskarStudyConfig:
 
     @classmethod
     def quick(cls) -> KeskarStudyConfig:
-        return cls(model="keskar-f1-narrow", n_train=600, n_test=300, n_measure=200, n_curvature=100, sb_batch=16,
-                   sb_epochs=2, lb_epochs=4)
+        return cls(
+            model="keskar-f1-narrow",
+            n_train=600,
+            n_test=300,
+            n_measure=200,
+            n_curvature=100,
+            sb_batch=16,
+            sb_epochs=2,
+            lb_epochs=4,
+        )
 
 
-def _phi(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], eps: float, seed: int, maxiter: int,
-         names: tuple[str, ...] = ("keskar", "keskar_random")) -> dict[str, float]:
+def _phi(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    eps: float,
+    seed: int,
+    maxiter: int,
+    names: tuple[str, ...] = ("keskar", "keskar_random"),
+) -> dict[str, float]:
     opts = MeasureOptions(keskar_eps=eps, seed=seed, max_iter=maxiter)
     m = measure(model, CE, batch, list(names), options=opts)
     return {n: m[n] for n in names}
@@ -86,14 +100,20 @@ def _phi(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], eps: float,
 class KeskarStudy:
     """Trains and measures the minima of one study; every result is cached as JSON under ``run_root``."""
 
-    def __init__(self, cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, quick: bool,
-                 device: torch.device | str | None = None):
+    def __init__(
+        self,
+        cfg: KeskarStudyConfig,
+        data_dir: Path | None,
+        run_root: Path,
+        quick: bool,
+        device: torch.device | str | None = None,
+    ):
         self.cfg, self.run_root, self.quick = cfg, Path(run_root) / ("quick-keskar-f1" if quick else "keskar-f1"), quick
         self.device = torch.device(device or "cpu")
         self.x, self.y = to_device(mnist_subset(data_dir, "train", cfg.n_train, 0), self.device)
         self.x_test, self.y_test = to_device(mnist_subset(data_dir, "test", cfg.n_test, 0), self.device)
-        self.batch = (self.x[:cfg.n_measure], self.y[:cfg.n_measure])
-        self.curv_batch = (self.x[:cfg.n_curvature], self.y[:cfg.n_curvature])
+        self.batch = (self.x[: cfg.n_measure], self.y[: cfg.n_measure])
+        self.curv_batch = (self.x[: cfg.n_curvature], self.y[: cfg.n_curvature])
 
     def cached(self, name: str, compute) -> dict[str, Any]:
         path = self.run_root / f"{name}.json"
@@ -110,10 +130,12 @@ class KeskarStudy:
         cfg = self.cfg
         batch, epochs = (cfg.sb_batch, cfg.sb_epochs) if regime == "small-batch" else (cfg.lb_batch, cfg.lb_epochs)
         model = build_model(cfg.model, seed)  # same initialisation for both regimes of a seed
-        tcfg = TrainConfig(cfg.model, cfg.steps(batch, epochs), batch, lr=cfg.lr, seed=seed, n_train=cfg.n_train,
-                           optimizer="adam")
-        result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"seed{seed}-{regime}",
-                                  device=self.device)
+        tcfg = TrainConfig(
+            cfg.model, cfg.steps(batch, epochs), batch, lr=cfg.lr, seed=seed, n_train=cfg.n_train, optimizer="adam"
+        )
+        result = train_classifier(
+            model, self.x, self.y, tcfg, self.run_root / f"seed{seed}-{regime}", device=self.device
+        )
         model.eval()
 
         def summary() -> dict[str, Any]:
@@ -121,9 +143,17 @@ class KeskarStudy:
                 train_loss = float(CE(model(self.x), self.y))
                 test_loss = float(CE(model(self.x_test), self.y_test))
             train_acc, test_acc = accuracy(model, self.x, self.y), accuracy(model, self.x_test, self.y_test)
-            return {"batch_size": batch, "epochs": epochs, "steps": tcfg.steps, "train_loss": train_loss,
-                    "train_accuracy": train_acc, "test_loss": test_loss, "test_accuracy": test_acc,
-                    "generalization_gap": train_acc - test_acc, "wall_time_s": round(result.wall_time_s, 1)}
+            return {
+                "batch_size": batch,
+                "epochs": epochs,
+                "steps": tcfg.steps,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "generalization_gap": train_acc - test_acc,
+                "wall_time_s": round(result.wall_time_s, 1),
+            }
 
         return model, self.cached(f"seed{seed}-{regime}-training", summary)
 
@@ -133,21 +163,35 @@ class KeskarStudy:
             for eps in self.cfg.eps:
                 for name, value in _phi(model, self.batch, eps, seed, self.cfg.maxiter).items():
                     out[f"{name}@{eps:g}"] = value
-            m = measure(model, CE, self.curv_batch, ["lambda_max", "adaptive_lambda_max"],
-                        options=MeasureOptions(seed=seed))
+            m = measure(
+                model, CE, self.curv_batch, ["lambda_max", "adaptive_lambda_max"], options=MeasureOptions(seed=seed)
+            )
             out.update(lambda_max=m["lambda_max"], adaptive_lambda_max=m["adaptive_lambda_max"])
             return out
+
         return self.cached(f"seed{seed}-{regime}{tag}-measures", compute)
 
 
 def _spread(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
-            "min": float(a.min()), "max": float(a.max())}
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
 
 
-def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out_dir: Path, command: str,
-              quick: bool = False, log=print, device: torch.device | str | None = None) -> Path:
+def run_study(
+    cfg: KeskarStudyConfig,
+    data_dir: Path | None,
+    run_root: Path,
+    out_dir: Path,
+    command: str,
+    quick: bool = False,
+    log=print,
+    device: torch.device | str | None = None,
+) -> Path:
     """Train, measure, reparametrize on ``device`` (default the CPU); writes ``keskar-f1.json`` and its figure
     into ``out_dir``."""
     t0 = time.perf_counter()
@@ -175,8 +219,10 @@ def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out
     n_norms = len(BatchNormScaling.pairs(models[seed0, "small-batch"]))
     for a in SWEEP:
         rep = BatchNormScaling([a] * n_norms)(models[seed0, "small-batch"])
-        phi = study.cached(f"sweep-seed{seed0}-a{a:g}",
-                            lambda rep=rep: _phi(rep.model, study.batch, cfg.eps[0], seed0, cfg.maxiter, ("keskar",)))
+        phi = study.cached(
+            f"sweep-seed{seed0}-a{a:g}",
+            lambda rep=rep: _phi(rep.model, study.batch, cfg.eps[0], seed0, cfg.maxiter, ("keskar",)),
+        )
         sweep.append({"alpha": a, **phi})
         if phi["keskar"] > GAP_MARGIN * rows[seed0]["large-batch"][main_key]:
             chosen = a
@@ -188,55 +234,90 @@ def run_study(cfg: KeskarStudyConfig, data_dir: Path | None, run_root: Path, out
             rep = BatchNormScaling([chosen] * n_norms)(sb)
             m = study.measured(seed, "small-batch", rep.model, tag=f"-bnscale{chosen:g}")
             sb64 = copy.deepcopy(sb).double()  # rescaled in float64: function preservation, not float32 rounding
-            reversed_rows[seed] = {**m, "max_output_diff": output_difference(sb, rep, study.x_test[:1000]),
-                                   "max_output_diff_float64": output_difference(
-                                       sb64, BatchNormScaling([chosen] * n_norms)(sb64), study.x_test[:1000].double()),
-                                   "test_accuracy": accuracy(rep.model, study.x_test, study.y_test)}
+            reversed_rows[seed] = {
+                **m,
+                "max_output_diff": output_difference(sb, rep, study.x_test[:1000]),
+                "max_output_diff_float64": output_difference(
+                    sb64, BatchNormScaling([chosen] * n_norms)(sb64), study.x_test[:1000].double()
+                ),
+                "test_accuracy": accuracy(rep.model, study.x_test, study.y_test),
+            }
     reversed_everywhere = bool(reversed_rows) and all(
-        reversed_rows[s][main_key] > rows[s]["large-batch"][main_key] for s in cfg.seeds)
-    adaptive_ratio = [reversed_rows[s]["adaptive_lambda_max"] / rows[s]["small-batch"]["adaptive_lambda_max"]
-                      for s in reversed_rows]
+        reversed_rows[s][main_key] > rows[s]["large-batch"][main_key] for s in cfg.seeds
+    )
+    adaptive_ratio = [
+        reversed_rows[s]["adaptive_lambda_max"] / rows[s]["small-batch"]["adaptive_lambda_max"] for s in reversed_rows
+    ]
 
     r = _spread(ratios[main_key])
     if gap_shown:
-        claim = (f"Keskar's phi (eps {cfg.eps[0]:g}, A = I) ranks the large-batch minimum sharper in every seed "
-                 f"(ratio {r['mean']:.3g}, range {r['min']:.3g}-{r['max']:.3g}, {len(cfg.seeds)} seeds); test "
-                 f"accuracy gap large {gaps['large-batch']['mean']:.4f} vs small {gaps['small-batch']['mean']:.4f}. ")
+        claim = (
+            f"Keskar's phi (eps {cfg.eps[0]:g}, A = I) ranks the large-batch minimum sharper in every seed "
+            f"(ratio {r['mean']:.3g}, range {r['min']:.3g}-{r['max']:.3g}, {len(cfg.seeds)} seeds); test "
+            f"accuracy gap large {gaps['large-batch']['mean']:.4f} vs small {gaps['small-batch']['mean']:.4f}. "
+        )
     else:
-        claim = (f"At this scale Keskar's phi (eps {cfg.eps[0]:g}, A = I) does not rank the large-batch minimum "
-                 f"sharper beyond x{GAP_MARGIN} in every seed (ratio {r['mean']:.3g}, range {r['min']:.3g}-"
-                 f"{r['max']:.3g}). ")
+        claim = (
+            f"At this scale Keskar's phi (eps {cfg.eps[0]:g}, A = I) does not rank the large-batch minimum "
+            f"sharper beyond x{GAP_MARGIN} in every seed (ratio {r['mean']:.3g}, range {r['min']:.3g}-"
+            f"{r['max']:.3g}). "
+        )
     if reversed_everywhere:
-        claim += (f"Rescaling through the batch norms of the small-batch minimum (alpha {chosen:g}; outputs equal to "
-                  f"{max(v['max_output_diff'] for v in reversed_rows.values()):.1e}) makes it the sharper by phi "
-                  f"in every seed, while the adaptive lambda_max stays (ratio {min(adaptive_ratio):.4f}-"
-                  f"{max(adaptive_ratio):.4f})")
+        claim += (
+            f"Rescaling through the batch norms of the small-batch minimum (alpha {chosen:g}; outputs equal to "
+            f"{max(v['max_output_diff'] for v in reversed_rows.values()):.1e}) makes it the sharper by phi "
+            f"in every seed, while the adaptive lambda_max stays (ratio {min(adaptive_ratio):.4f}-"
+            f"{max(adaptive_ratio):.4f})"
+        )
     else:
         claim += "No alpha of the sweep made the small-batch minimum the sharper in every seed"
 
     seeds = list(cfg.seeds)
-    series = {"small-batch": [100 * rows[s]["small-batch"][main_key] for s in seeds],
-              "large-batch": [100 * rows[s]["large-batch"][main_key] for s in seeds]}
+    series = {
+        "small-batch": [100 * rows[s]["small-batch"][main_key] for s in seeds],
+        "large-batch": [100 * rows[s]["large-batch"][main_key] for s in seeds],
+    }
     if reversed_rows:
-        series[f"small-batch, BN-rescaled a={chosen:g} (same function)"] = [100 * reversed_rows[s][main_key]
-                                                                           for s in seeds]
-    fig = plots.grouped_bars([f"seed {s}" for s in seeds], series, out_dir / "keskar-f1.png",
-                             f"Keskar et al.'s F1 on MNIST: phi (eps {cfg.eps[0]:g}, A = I, in %), small vs large "
-                             f"batch, and the small-batch minimum rescaled through its batch norms", "phi (%)")
+        series[f"small-batch, BN-rescaled a={chosen:g} (same function)"] = [
+            100 * reversed_rows[s][main_key] for s in seeds
+        ]
+    fig = plots.grouped_bars(
+        [f"seed {s}" for s in seeds],
+        series,
+        out_dir / "keskar-f1.png",
+        f"Keskar et al.'s F1 on MNIST: phi (eps {cfg.eps[0]:g}, A = I, in %), small vs large "
+        f"batch, and the small-batch minimum rescaled through its batch norms",
+        "phi (%)",
+    )
     record = {
-        "system": "sharpness", "experiment": "keskar-f1", "metric": "keskar_phi_large_over_small_batch",
-        "value": r["mean"], "higher_is_better": None, "claim": claim, "gap_shown": gap_shown,
+        "system": "sharpness",
+        "experiment": "keskar-f1",
+        "metric": "keskar_phi_large_over_small_batch",
+        "value": r["mean"],
+        "higher_is_better": None,
+        "claim": claim,
+        "gap_shown": gap_shown,
         "reversed_in_every_seed": reversed_everywhere,
         "units": "keskar* are fractions of (1 + loss); Keskar et al.'s phi is 100x; '@eps' names the box size",
-        "seeds": seeds, "spread": {k: _spread(v) for k, v in ratios.items()},
-        "ratios_large_over_small": ratios, "generalization_gap": gaps,
+        "seeds": seeds,
+        "spread": {k: _spread(v) for k, v in ratios.items()},
+        "ratios_large_over_small": ratios,
+        "generalization_gap": gaps,
         "minima": {str(s): rows[s] for s in seeds},
-        "bn_rescaled_small_batch": {"alpha": chosen, "sweep_seed": seed0, "sweep": sweep,
-                                    "per_seed": {str(s): v for s, v in reversed_rows.items()},
-                                    "adaptive_lambda_max_ratio": adaptive_ratio},
+        "bn_rescaled_small_batch": {
+            "alpha": chosen,
+            "sweep_seed": seed0,
+            "sweep": sweep,
+            "per_seed": {str(s): v for s, v in reversed_rows.items()},
+            "adaptive_lambda_max_ratio": adaptive_ratio,
+        },
         "config": {**asdict(cfg), "lb_batch": cfg.lb_batch, "n_params": count_parameters(models[seed0, "small-batch"])},
-        "mode": "eval (batch norm on running statistics)", "quick": quick, "seed": seed0, "command": command,
-        "figure": fig.name, "wall_time_s": round(time.perf_counter() - t0, 1),
+        "mode": "eval (batch norm on running statistics)",
+        "quick": quick,
+        "seed": seed0,
+        "command": command,
+        "figure": fig.name,
+        "wall_time_s": round(time.perf_counter() - t0, 1),
     }
     return write_record(out_dir / "keskar-f1.json", record, device=study.device)
 

@@ -18,15 +18,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from icml17.core.curvature import Batch, HessianOperator, hutchinson, hutchpp, lanczos
 from icml17.core.config import ConfigError
+from icml17.core.curvature import Batch, HessianOperator, hutchinson, hutchpp, lanczos
 from icml17.core.functional import LossFn, flatten
 from icml17.sharpness.adaptive import AdaptiveHessian
 from icml17.sharpness.ball import ball_sharpness
 from icml17.sharpness.keskar import keskar_sharpness, random_subspace
 
-MEASURES = ("loss", "grad_norm", "lambda_max", "topk", "trace", "trace_hutchpp", "epsilon", "keskar",
-            "keskar_random", "adaptive_lambda_max", "adaptive_trace", "adaptive_sharpness")
+MEASURES = (
+    "loss",
+    "grad_norm",
+    "lambda_max",
+    "topk",
+    "trace",
+    "trace_hutchpp",
+    "epsilon",
+    "keskar",
+    "keskar_random",
+    "adaptive_lambda_max",
+    "adaptive_trace",
+    "adaptive_sharpness",
+)
 
 
 # One convention for every "how much can the loss rise nearby" measure: a fraction of (1 + loss). Keskar et al.
@@ -74,9 +86,17 @@ def check_names(names: Iterable[str]) -> list[str]:
     return names
 
 
-def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], names: Sequence[str], *,
-            dtype: torch.dtype | None = None, mode: str = "eval", options: MeasureOptions = MeasureOptions(),
-            sharded: bool = False) -> dict[str, Any]:
+def measure(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    names: Sequence[str],
+    *,
+    dtype: torch.dtype | None = None,
+    mode: str = "eval",
+    options: MeasureOptions = MeasureOptions(),
+    sharded: bool = False,
+) -> dict[str, Any]:
     """The requested flatness measures of ``model`` at its current parameters, on ``data``.
 
     Every Hessian product is exact (forward-over-reverse, no finite differences); the curvature is never
@@ -116,9 +136,11 @@ def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], na
     names = check_names(names)
     bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
     if bad:  # else the solver fails deep inside, naming no parameter
-        raise ConfigError(f"the model's parameter{'s' if len(bad) > 1 else ''} {', '.join(bad[:5])}"
-                          f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''} hold{'' if len(bad) > 1 else 's'} "
-                          f"NaN or infinite values: no curvature is defined there; measure finite weights")
+        raise ConfigError(
+            f"the model's parameter{'s' if len(bad) > 1 else ''} {', '.join(bad[:5])}"
+            f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''} hold{'' if len(bad) > 1 else 's'} "
+            f"NaN or infinite values: no curvature is defined there; measure finite weights"
+        )
     op = HessianOperator(model, loss_fn, data, dtype=dtype, mode=mode, sharded=sharded)
     o = options
     out: dict[str, Any] = {"mode": mode, "dtype": str(op.dtype).replace("torch.", ""), "n_params": op.size}
@@ -139,8 +161,7 @@ def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], na
             out[name] = hutchpp(op, o.probes, seed=o.seed).estimate
         elif name == "epsilon":
             top = lanczos(op, 1, tol=o.lanczos_tol, max_iter=o.max_iter, seed=o.seed).eigenvectors[:, 0]
-            out[name] = ball_sharpness(op.loss, o.eps, steps=o.ascent_steps, directions=(top, -top),
-                                       seed=o.seed).value
+            out[name] = ball_sharpness(op.loss, o.eps, steps=o.ascent_steps, directions=(top, -top), seed=o.seed).value
         elif name == "keskar":
             out[name] = keskar_sharpness(op.loss, o.keskar_eps, seed=o.seed).value
         elif name == "keskar_random":
@@ -151,8 +172,9 @@ def measure(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], na
         elif name == "adaptive_trace":
             out[name] = hutchinson(adaptive, o.probes, seed=o.seed).estimate
         elif name == "adaptive_sharpness":
-            out[name] = ball_sharpness(op.loss, o.adaptive_rho, scale=adaptive.scale, steps=o.ascent_steps,
-                                       seed=o.seed).value
+            out[name] = ball_sharpness(
+                op.loss, o.adaptive_rho, scale=adaptive.scale, steps=o.ascent_steps, seed=o.seed
+            ).value
     relative = [n for n in names if n in RELATIVE_INCREASES]
     if relative:
         out["units"] = {n: UNITS for n in relative}

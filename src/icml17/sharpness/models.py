@@ -2,8 +2,8 @@
 
 The transforms of :mod:`icml17.sharpness.transforms` walk such chains layer by layer, so every preset is a
 sequence of ``Flatten`` / ``Linear`` / ``Conv2d`` / ``ReLU`` modules with biases (Dinh et al. 2017, appendix B
-treats the bias explicitly). All presets take images shaped (N, 1, 28, 28) or already flat (N, 784). ``keskar_f1`` is the one
-exception to "only homogeneous modules": it has batch norm, as Keskar et al.'s F1 does.
+treats the bias explicitly). All presets take images shaped (N, 1, 28, 28) or already flat (N, 784). ``keskar_f1``
+is the one exception to "only homogeneous modules": it has batch norm, as Keskar et al.'s F1 does.
 """
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ def small_cnn(channels: Sequence[int] = (8, 16), classes: int = 10) -> nn.Sequen
     """
     c1, c2 = channels
     return nn.Sequential(
-        nn.Conv2d(1, c1, 5, stride=2), nn.ReLU(),   # (N, c1, 12, 12)
-        nn.Conv2d(c1, c2, 5, stride=2), nn.ReLU(),  # (N, c2, 4, 4)
-        nn.Flatten(), nn.Linear(c2 * 16, classes),
+        nn.Conv2d(1, c1, 5, stride=2),
+        nn.ReLU(),  # (N, c1, 12, 12)
+        nn.Conv2d(c1, c2, 5, stride=2),
+        nn.ReLU(),  # (N, c2, 4, 4)
+        nn.Flatten(),
+        nn.Linear(c2 * 16, classes),
     )
 
 

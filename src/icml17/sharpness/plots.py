@@ -12,8 +12,14 @@ import numpy as np
 from icml17.core.report import save_figure
 
 
-def alpha_sweep(alphas: Sequence[float], series: dict[str, Sequence[float]], path: Path, title: str,
-                asymptotes: dict[str, Sequence[float]] | None = None, ylabel: str = "value") -> Path:
+def alpha_sweep(
+    alphas: Sequence[float],
+    series: dict[str, Sequence[float]],
+    path: Path,
+    title: str,
+    asymptotes: dict[str, Sequence[float]] | None = None,
+    ylabel: str = "value",
+) -> Path:
     """Log-log curves of measures against alpha, with optional dashed analytic curves."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for label, ys in series.items():
@@ -28,8 +34,9 @@ def alpha_sweep(alphas: Sequence[float], series: dict[str, Sequence[float]], pat
     return save_figure(fig, path)
 
 
-def grouped_bars(groups: Sequence[str], series: dict[str, Sequence[float]], path: Path, title: str,
-                 ylabel: str, log: bool = True) -> Path:
+def grouped_bars(
+    groups: Sequence[str], series: dict[str, Sequence[float]], path: Path, title: str, ylabel: str, log: bool = True
+) -> Path:
     """Bars per group (x axis) and series (colours), log scale by default."""
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups) * max(1, len(series)) / 2), 4))
     width = 0.8 / len(series)

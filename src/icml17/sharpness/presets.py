@@ -77,5 +77,6 @@ class ReproConfig:
 
     @classmethod
     def quick(cls) -> ReproConfig:
-        return cls(n_train=300, n_measure=200, n_test=300, probes=8, sb_steps=150, lb_steps=100, lb_batch=150,
-                   deep_steps=150)
+        return cls(
+            n_train=300, n_measure=200, n_test=300, probes=8, sb_steps=150, lb_steps=100, lb_batch=150, deep_steps=150
+        )

@@ -32,8 +32,9 @@ from icml17.sharpness.transforms import Reparametrized, TransformError
 
 def check_radii(delta: float, rho: float, r_hat: float) -> None:
     if not (delta > 0 and 0 < rho < delta and 0 < r_hat < delta):
-        raise TransformError(f"the radial map needs delta > 0 and rho, r_hat in ]0, delta[; got delta={delta}, "
-                             f"rho={rho}, r_hat={r_hat}")
+        raise TransformError(
+            f"the radial map needs delta > 0 and rho, r_hat in ]0, delta[; got delta={delta}, rho={rho}, r_hat={r_hat}"
+        )
 
 
 def psi(r: torch.Tensor, delta: float, rho: float, r_hat: float) -> torch.Tensor:
@@ -52,14 +53,20 @@ def radial_map(eta: torch.Tensor, center: torch.Tensor, delta: float, rho: float
     """g^-1(eta) for flat vectors (the new parameters -> the original ones)."""
     d = eta - center
     r2 = (d * d).sum()
-    r = torch.sqrt(torch.clamp(r2, min=r_hat ** 2))  # constant inside r_hat: finite derivatives at the centre
-    factor = torch.where(r2 <= r_hat ** 2, torch.as_tensor(rho / r_hat, dtype=eta.dtype, device=eta.device),
-                         psi(r, delta, rho, r_hat) / r)
+    r = torch.sqrt(torch.clamp(r2, min=r_hat**2))  # constant inside r_hat: finite derivatives at the centre
+    factor = torch.where(
+        r2 <= r_hat**2, torch.as_tensor(rho / r_hat, dtype=eta.dtype, device=eta.device), psi(r, delta, rho, r_hat) / r
+    )
     return center + factor * d
 
 
-def radial_map_inverse(theta: torch.Tensor, center: torch.Tensor, delta: float, rho: float, r_hat: float,
-                       ) -> torch.Tensor:
+def radial_map_inverse(
+    theta: torch.Tensor,
+    center: torch.Tensor,
+    delta: float,
+    rho: float,
+    r_hat: float,
+) -> torch.Tensor:
     """g(theta): the original parameters -> the new ones."""
     d = theta - center
     s = d.norm()
@@ -159,7 +166,7 @@ class Radial:
         if self.distance >= self.r_hat:
             return None
         s = self.rho / self.r_hat
-        ratios = {"lambda_max": s ** 2, "trace": s ** 2, "grad_norm": s}
+        ratios = {"lambda_max": s**2, "trace": s**2, "grad_norm": s}
         if self.distance == 0.0:  # eta = theta only at the centre itself
-            ratios.update(adaptive_lambda_max=s ** 2, adaptive_trace=s ** 2)
+            ratios.update(adaptive_lambda_max=s**2, adaptive_trace=s**2)
         return ratios.get(measure)

@@ -225,10 +225,10 @@ REGISTRY: dict[str, MeasureSpec] = {s.name: s for s in [
           "1 / sigma'^2, sigma' the largest sigma with |E error(w + N(0, sigma^2 I)) - error(w)| = 0.1",
           "up to 15 x 10 passes over the data"),
     _spec("pacbayes_mag_flatness", _jiang("pacbayes_mag"), "Jiang et al. 2020 (pacbayes.mag.flatness)",
-          "1 / alpha'^2 with noise variance alpha^2 w_i^2 + eps^2", "up to 15 x 10 passes over the data", DIAGONAL),
+          "1 / alpha'^2 with noise variance alpha^2 w_i^2 + eps^2", "up to 15 x 10 passes over the data"),
     _spec("mag_sharpness", _jiang("mag_sharpness"), "Jiang et al. 2020 (mag.sharpness.flatness)",
           "1 / alpha'^2 with the worst u in |u_i| <= alpha |w_i| + eps",
-          "up to 15 x 11 gradient evaluations over the data", DIAGONAL),
+          "up to 15 x 11 gradient evaluations over the data"),
 ]}
 # fmt: on
 
@@ -305,8 +305,9 @@ def compute_measures(
 ) -> dict[str, Any]:
     """Several measures, each timed, those undefined for the model reported with the reason.
 
-    Names of :data:`icml17.sharpness.MEASURES` that the registry lacks (``topk``, ``keskar_random``, ...) are
-    computed by :func:`icml17.sharpness.measure` in one call, as before.
+    Names of :data:`icml17.sharpness.MEASURES` (``lambda_max``, ``topk``, ``keskar_random``, ...) are computed by
+    :func:`icml17.sharpness.measure`, one call per name, with its fields (``n_params``, ``n_hvp``, ``hvp_method``,
+    ``trace_stderr``, ``units``); the others by the registry.
 
     Args:
         model: the network (not changed).
@@ -320,33 +321,40 @@ def compute_measures(
             measures support it.
 
     Returns:
-        ``{name: value}`` for every measure computed, plus ``seconds`` (wall time per registry measure),
-        ``not_applicable`` (name -> reason), ``mode``, ``dtype`` and ``options``.
+        ``{name: value}`` for every measure computed, plus ``seconds`` (wall time per measure; none for
+        measure()'s names on sharded data, computed in one call), ``not_applicable`` (name -> reason), ``mode``,
+        ``dtype`` and ``options``, and measure()'s fields where any of its names was asked for.
 
     Raises:
         ConfigError: unknown names, or registry-only measures asked for on sharded data.
     """
     names = check_measure_names(names)
-    legacy = [n for n in names if n not in REGISTRY]
-    new = [n for n in names if n in REGISTRY]
-    if sharded and any(n not in MEASURES for n in new):
+    if sharded and any(n not in MEASURES for n in names):
         raise ConfigError(
-            f"{[n for n in new if n not in MEASURES]} do not run on data sharded over processes: "
+            f"{[n for n in names if n not in MEASURES]} do not run on data sharded over processes: "
             "measure them in one process"
         )
     out: dict[str, Any] = {}
-    if legacy or sharded:
-        wanted = legacy + (new if sharded else [])
-        out.update(
-            measure(
-                model, loss_fn, data, wanted, dtype=dtype, mode=mode, options=options.measure_options(), sharded=sharded
-            )
-        )
-        out.pop("options", None)
-        new = [] if sharded else new
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    for n in new:
+    known = [n for n in names if n in MEASURES]
+    if known:  # measure()'s own: one call per name, timed (one call for all when sharded: every rank makes it)
+        n_hvp = 0
+        for group in [known] if sharded else [[n] for n in known]:
+            t0 = time.perf_counter()
+            got = measure(
+                model, loss_fn, data, group, dtype=dtype, mode=mode, options=options.measure_options(), sharded=sharded
+            )
+            n_hvp += got.pop("n_hvp")
+            got.pop("options", None)
+            out.setdefault("units", {}).update(got.pop("units", {}))
+            out.update(got)
+            if len(group) == 1:
+                seconds[group[0]] = round(time.perf_counter() - t0, 4)
+        out["n_hvp"] = n_hvp
+        if not out["units"]:
+            del out["units"]
+    for n in (n for n in names if n not in MEASURES):
         t0 = time.perf_counter()
         try:
             out[n] = compute_measure(n, model, loss_fn, data, options=options, dtype=dtype, mode=mode)
@@ -357,6 +365,7 @@ def compute_measures(
     first = next(model.parameters(), None)
     out.update(
         {
+            "n_params": sum(p.numel() for p in model.parameters()),
             "mode": mode,
             "dtype": str(dtype or (first.dtype if first is not None else torch.float32)).replace("torch.", ""),
             "seconds": seconds,

@@ -7,8 +7,9 @@
 - ``theorem6`` (appendix C): the gradient norm at T_a(theta) of a one-hidden-layer 784-100-10 network,
   against sqrt(a^-2 |g_1|^2 + a^2 |g_W2|^2 + |g_b2|^2); it is unbounded as a -> 0, so the loss is not Lipschitz.
 - ``radial-ranking`` (appendix A): two minima of a 784-100-10 network (small-batch SGD, batch 8, and
-  large-batch SGD, batch 1000, from one initialisation, trained to about the same loss); a radial map around the flatter one makes it the sharper one (and another, around the
-  sharper, makes that the flatter), with identical predictions.
+  large-batch SGD, batch 1000, from one initialisation, trained to about the same loss); a radial map around the
+  flatter one makes it the sharper one (and another, around the sharper, makes that the flatter), with identical
+  predictions.
 - ``whitening`` (appendix D): standardizing or ZCA-whitening the input with the compensating first layer
   changes lambda_max and trace, not the predictions.
 - ``keskar-f1`` (:mod:`icml17.sharpness.keskar_study`): the same question in Keskar et al.'s own setting (F1 with
@@ -56,8 +57,16 @@ from icml17.sharpness.transforms import AlphaScaling, InputMap, Reparametrized
 
 CE = nn.functional.cross_entropy
 GAP_MARGIN = 1.5  # a ratio between the minima's sharpness this far from 1 counts as a gap
-WHICH = ("alpha-scaling", "theorem6", "radial-ranking", "whitening", "keskar-gap", "keskar-f1", "invariance",
-         "correlation")
+WHICH = (
+    "alpha-scaling",
+    "theorem6",
+    "radial-ranking",
+    "whitening",
+    "keskar-gap",
+    "keskar-f1",
+    "invariance",
+    "correlation",
+)
 # "all" runs the five subset reproductions (minutes); keskar-f1 trains Keskar's F1 on all of MNIST (an hour);
 # invariance puts every measure through every transform (about an hour); correlation trains and measures a grid of
 # 96 networks (see icml17.sharpness.correlation.ESTIMATE)
@@ -67,13 +76,21 @@ ALL = WHICH[:5]
 class Context:
     """Data, cached trainings and the record/figure writer shared by the reproductions."""
 
-    def __init__(self, cfg: ReproConfig, data_dir: Path | None, run_root: Path, out_dir: Path, command: str,
-                 quick: bool, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        cfg: ReproConfig,
+        data_dir: Path | None,
+        run_root: Path,
+        out_dir: Path,
+        command: str,
+        quick: bool,
+        device: torch.device | str | None = None,
+    ):
         self.cfg, self.run_root, self.out_dir, self.command, self.quick = cfg, run_root, out_dir, command, quick
         self.device = torch.device(device or "cpu")
         self.x, self.y = to_device(mnist_subset(data_dir, "train", cfg.n_train, cfg.seed), self.device)
         self.x_test, self.y_test = to_device(mnist_subset(data_dir, "test", cfg.n_test, cfg.seed), self.device)
-        self.batch = (self.x[:cfg.n_measure], self.y[:cfg.n_measure])
+        self.batch = (self.x[: cfg.n_measure], self.y[: cfg.n_measure])
         self.options = cfg.measure_options
         self.trainings: dict[str, dict[str, Any]] = {}
 
@@ -82,27 +99,46 @@ class Context:
         tcfg = TrainConfig(preset, steps, batch_size, lr=self.cfg.lr, seed=self.cfg.seed, n_train=self.cfg.n_train)
         tag = "quick-" if self.quick else ""
         result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"{tag}{name}", device=self.device)
-        self.trainings[name] = {**asdict(tcfg), "n_params": count_parameters(model),
-                                "train_loss": float(measure(model, CE, (self.x, self.y), ["loss"])["loss"]),
-                                "train_accuracy": accuracy(model, self.x, self.y),
-                                "test_accuracy": accuracy(model, self.x_test, self.y_test),
-                                "wall_time_s": round(result.wall_time_s, 2)}
+        self.trainings[name] = {
+            **asdict(tcfg),
+            "n_params": count_parameters(model),
+            "train_loss": float(measure(model, CE, (self.x, self.y), ["loss"])["loss"]),
+            "train_accuracy": accuracy(model, self.x, self.y),
+            "test_accuracy": accuracy(model, self.x_test, self.y_test),
+            "wall_time_s": round(result.wall_time_s, 2),
+        }
         return model.eval()
 
-    def measure(self, rep: nn.Module | Reparametrized, names: list[str], dtype: torch.dtype | None = None,
-                ) -> dict[str, Any]:
+    def measure(
+        self,
+        rep: nn.Module | Reparametrized,
+        names: list[str],
+        dtype: torch.dtype | None = None,
+    ) -> dict[str, Any]:
         if isinstance(rep, Reparametrized):
             data = (rep.inputs(self.batch[0]), self.batch[1])
             return measure(rep.model, CE, data, names, dtype=dtype, options=self.options)
         return measure(rep, CE, self.batch, names, dtype=dtype, options=self.options)
 
     def write(self, name: str, record: dict[str, Any], started: float) -> Path:
-        record = {"system": "sharpness", "experiment": name, **record,
-                  "data": {"dataset": "mnist", "n_train": self.cfg.n_train, "n_measure": self.cfg.n_measure,
-                           "n_test": self.cfg.n_test, "subset_seed": self.cfg.seed},
-                  "measure_options": asdict(self.options), "models": self.trainings, "quick": self.quick,
-                  "seed": self.cfg.seed, "command": self.command,
-                  "wall_time_s": round(time.perf_counter() - started, 1)}
+        record = {
+            "system": "sharpness",
+            "experiment": name,
+            **record,
+            "data": {
+                "dataset": "mnist",
+                "n_train": self.cfg.n_train,
+                "n_measure": self.cfg.n_measure,
+                "n_test": self.cfg.n_test,
+                "subset_seed": self.cfg.seed,
+            },
+            "measure_options": asdict(self.options),
+            "models": self.trainings,
+            "quick": self.quick,
+            "seed": self.cfg.seed,
+            "command": self.command,
+            "wall_time_s": round(time.perf_counter() - started, 1),
+        }
         return write_record(self.out_dir / f"{name}.json", record, device=self.device)
 
     def figure(self, name: str) -> Path:
@@ -131,15 +167,15 @@ def exact_block_traces(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -
 
     x = x.to(next(model.parameters()).dtype)
     with torch.no_grad():
-        p = torch.softmax(model(x), -1)                                  # (N, C)
-        S = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]          # (N, C, C)
+        p = torch.softmax(model(x), -1)  # (N, C)
+        S = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (N, C, C)
         out, a = {}, x
         for i, m in enumerate(model):
             if isinstance(m, nn.Linear):
                 z = m(a)
-                tail = model[i + 1:]
+                tail = model[i + 1 :]
                 B = vmap(jacrev(lambda zz, tail=tail: tail(zz[None])[0]))(z)  # (N, C, units)
-                per = torch.einsum("ncu,ncd,ndu->n", B, S, B)               # tr(B^T S B) per example
+                per = torch.einsum("ncu,ncd,ndu->n", B, S, B)  # tr(B^T S B) per example
                 out[f"{i}.weight"] = float((a.flatten(1).pow(2).sum(1) * per).mean())
                 if m.bias is not None:
                     out[f"{i}.bias"] = float(per.mean())
@@ -162,7 +198,7 @@ def _block_stats(model: nn.Module, ctx: Context) -> dict[str, dict[str, float]]:
 def alpha_scaling(ctx: Context) -> Path:
     t0 = time.perf_counter()
     model = ctx.trained("deep-sgd64", "mlp-784-100-100-10", ctx.cfg.deep_steps, 64)
-    alphas = [10.0 ** e for e in (np.arange(-2, 2.01, 0.5) if not ctx.quick else (-1, 0, 1))]
+    alphas = [10.0**e for e in (np.arange(-2, 2.01, 0.5) if not ctx.quick else (-1, 0, 1))]
     blocks = _block_stats(model, ctx)
     rows = []
     for a in alphas:
@@ -170,27 +206,54 @@ def alpha_scaling(ctx: Context) -> Path:
         rep = t(model)
         m = ctx.measure(rep, ["lambda_max", "trace", "adaptive_lambda_max", "loss"])
         scale = {n: float(s.flatten()[0]) for n, s in rep.scale.items()}
-        rows.append({"alpha": a, "lambda_max": m["lambda_max"], "trace": m["trace"], "trace_stderr": m["trace_stderr"],
-                     "adaptive_lambda_max": m["adaptive_lambda_max"], "loss": m["loss"],
-                     "max_output_diff": output_difference(model, rep, ctx.batch[0]),
-                     "prediction_agreement": _predictions_agree(model, rep, ctx.x_test),
-                     "expected_trace": sum(blocks[n]["trace"] / scale[n] ** 2 for n in blocks),
-                     "asymptote_first_layer": blocks["1.weight"]["lambda_max"] / a ** 2,
-                     "asymptote_last_layer": blocks["5.weight"]["lambda_max"] * a ** 2})
+        rows.append(
+            {
+                "alpha": a,
+                "lambda_max": m["lambda_max"],
+                "trace": m["trace"],
+                "trace_stderr": m["trace_stderr"],
+                "adaptive_lambda_max": m["adaptive_lambda_max"],
+                "loss": m["loss"],
+                "max_output_diff": output_difference(model, rep, ctx.batch[0]),
+                "prediction_agreement": _predictions_agree(model, rep, ctx.x_test),
+                "expected_trace": sum(blocks[n]["trace"] / scale[n] ** 2 for n in blocks),
+                "asymptote_first_layer": blocks["1.weight"]["lambda_max"] / a**2,
+                "asymptote_last_layer": blocks["5.weight"]["lambda_max"] * a**2,
+            }
+        )
     col = {k: [r[k] for r in rows] for k in rows[0]}
     fig = plots.alpha_sweep(
-        alphas, {"lambda_max": col["lambda_max"], "trace (Hutchinson)": col["trace"],
-                 "adaptive lambda_max": col["adaptive_lambda_max"]},
-        ctx.figure("alpha-scaling"), "T_alpha = (a, 1, 1/a) on a trained 784-100-100-10 ReLU MLP:\n"
+        alphas,
+        {
+            "lambda_max": col["lambda_max"],
+            "trace (Hutchinson)": col["trace"],
+            "adaptive lambda_max": col["adaptive_lambda_max"],
+        },
+        ctx.figure("alpha-scaling"),
+        "T_alpha = (a, 1, 1/a) on a trained 784-100-100-10 ReLU MLP:\n"
         f"identical outputs (max rel. diff {max(col['max_output_diff']):.1e}), curvature unbounded",
-        {"a^-2 lambda(H_11), a^2 lambda(H_33)": np.maximum(col["asymptote_first_layer"],
-                                                            col["asymptote_last_layer"]),
-         "sum_t tr(H_tt)/D_t^2 (exact)": col["expected_trace"]}, ylabel="value")
+        {
+            "a^-2 lambda(H_11), a^2 lambda(H_33)": np.maximum(
+                col["asymptote_first_layer"], col["asymptote_last_layer"]
+            ),
+            "sum_t tr(H_tt)/D_t^2 (exact)": col["expected_trace"],
+        },
+        ylabel="value",
+    )
     lam = col["lambda_max"]
-    ctx.write("alpha-scaling", {
-        "metric": "lambda_max_max_over_min", "value": max(lam) / min(lam), "higher_is_better": None,
-        "claim": "alpha-scaling leaves outputs unchanged and makes lambda_max and trace as large as wanted",
-        "rows": rows, "block_stats_at_alpha_1": blocks, "figure": fig.name}, t0)
+    ctx.write(
+        "alpha-scaling",
+        {
+            "metric": "lambda_max_max_over_min",
+            "value": max(lam) / min(lam),
+            "higher_is_better": None,
+            "claim": "alpha-scaling leaves outputs unchanged and makes lambda_max and trace as large as wanted",
+            "rows": rows,
+            "block_stats_at_alpha_1": blocks,
+            "figure": fig.name,
+        },
+        t0,
+    )
     return fig
 
 
@@ -200,24 +263,43 @@ def theorem6(ctx: Context) -> Path:
     _, g = HessianOperator(model, CE, ctx.batch).loss.loss_and_grad()
     g1 = math.sqrt(float(g["1.weight"].pow(2).sum() + g["1.bias"].pow(2).sum()))
     gw2, gb2 = float(g["3.weight"].norm()), float(g["3.bias"].norm())
-    alphas = [10.0 ** e for e in (np.arange(-4, 1.01, 0.5) if not ctx.quick else (-2, -1, 0))]
+    alphas = [10.0**e for e in (np.arange(-4, 1.01, 0.5) if not ctx.quick else (-2, -1, 0))]
     rows = []
     for a in alphas:
         rep = AlphaScaling([a, 1 / a])(model)
         measured = ctx.measure(rep, ["grad_norm"])["grad_norm"]
-        rows.append({"alpha": a, "grad_norm": measured,
-                     "analytic": math.sqrt(g1 ** 2 / a ** 2 + gw2 ** 2 * a ** 2 + gb2 ** 2),
-                     "max_output_diff": output_difference(model, rep, ctx.batch[0])})
+        rows.append(
+            {
+                "alpha": a,
+                "grad_norm": measured,
+                "analytic": math.sqrt(g1**2 / a**2 + gw2**2 * a**2 + gb2**2),
+                "max_output_diff": output_difference(model, rep, ctx.batch[0]),
+            }
+        )
     col = {k: [r[k] for r in rows] for k in rows[0]}
-    fig = plots.alpha_sweep(alphas, {"|grad L(T_a theta)|": col["grad_norm"]}, ctx.figure("theorem6"),
-                            "Theorem 6: gradient norm at T_a(theta), 784-100-10 ReLU MLP (same function)",
-                            {"sqrt(a^-2|g1|^2 + a^2|gW2|^2 + |gb2|^2)": col["analytic"]}, ylabel="gradient norm")
+    fig = plots.alpha_sweep(
+        alphas,
+        {"|grad L(T_a theta)|": col["grad_norm"]},
+        ctx.figure("theorem6"),
+        "Theorem 6: gradient norm at T_a(theta), 784-100-10 ReLU MLP (same function)",
+        {"sqrt(a^-2|g1|^2 + a^2|gW2|^2 + |gb2|^2)": col["analytic"]},
+        ylabel="gradient norm",
+    )
     rel = max(abs(r["grad_norm"] - r["analytic"]) / r["analytic"] for r in rows)
-    ctx.write("theorem6", {
-        "metric": "grad_norm_at_smallest_alpha", "value": rows[0]["grad_norm"], "higher_is_better": None,
-        "claim": "the gradient norm at T_a(theta) grows without bound as a -> 0 (the loss is not Lipschitz)",
-        "grad_norms_at_alpha_1": {"theta1": g1, "W2": gw2, "b2": gb2}, "max_rel_error_vs_analytic": rel,
-        "rows": rows, "figure": fig.name}, t0)
+    ctx.write(
+        "theorem6",
+        {
+            "metric": "grad_norm_at_smallest_alpha",
+            "value": rows[0]["grad_norm"],
+            "higher_is_better": None,
+            "claim": "the gradient norm at T_a(theta) grows without bound as a -> 0 (the loss is not Lipschitz)",
+            "grad_norms_at_alpha_1": {"theta1": g1, "W2": gw2, "b2": gb2},
+            "max_rel_error_vs_analytic": rel,
+            "rows": rows,
+            "figure": fig.name,
+        },
+        t0,
+    )
     return fig
 
 
@@ -264,10 +346,13 @@ def radial_ranking(ctx: Context) -> Path:
         for which, model in models.items():
             rep = t(model)
             m = ctx.measure(rep, names)
-            row[which] = {**m, "max_output_diff": output_difference(model, rep, ctx.batch[0]),
-                          "prediction_agreement": _predictions_agree(model, rep, ctx.x_test),
-                          "expected_lambda_ratio": t.expected_ratio("lambda_max"),
-                          "distance_to_centre": t.distance}
+            row[which] = {
+                **m,
+                "max_output_diff": output_difference(model, rep, ctx.batch[0]),
+                "prediction_agreement": _predictions_agree(model, rep, ctx.x_test),
+                "expected_lambda_ratio": t.expected_ratio("lambda_max"),
+                "distance_to_centre": t.distance,
+            }
             row[which].pop("options")
         order = sorted(models, key=lambda k: row[k]["lambda_max"])
         row["flatter_after"] = order[0]
@@ -278,22 +363,42 @@ def radial_ranking(ctx: Context) -> Path:
     ts = np.linspace(-0.3, 0.3, 25) * delta
     first = next(iter(variants))
     centre_rep = Radial(delta, results[first]["rho"], results[first]["r_hat"])(models[flat])
-    curves = {f"{flat}, theta": _loss_slice(models[flat], ctx, ts),
-              f"{sharp}, theta": _loss_slice(models[sharp], ctx, ts),
-              f"{flat}, eta ({first})": _loss_slice(centre_rep, ctx, ts)}
-    plots.slices(ts, curves, ctx.out_dir / "radial-ranking-slices.png",
-                 "Loss along the top eigenvector: the radial map sharpens one minimum only")
+    curves = {
+        f"{flat}, theta": _loss_slice(models[flat], ctx, ts),
+        f"{sharp}, theta": _loss_slice(models[sharp], ctx, ts),
+        f"{flat}, eta ({first})": _loss_slice(centre_rep, ctx, ts),
+    }
+    plots.slices(
+        ts,
+        curves,
+        ctx.out_dir / "radial-ranking-slices.png",
+        "Loss along the top eigenvector: the radial map sharpens one minimum only",
+    )
     groups = ["theta (original)"] + list(variants)
-    fig = plots.grouped_bars(groups, {k: [base[k]["lambda_max"]] + [results[v][k]["lambda_max"] for v in variants]
-                                      for k in models}, ctx.figure("radial-ranking"),
-                             f"Radial maps (delta={delta:.2g}) swap the flatness ranking of two minima\n"
-                             "with identical predictions (784-100-10 MLP)", "lambda_max")
-    ctx.write("radial-ranking", {
-        "metric": "ranking_swapped", "value": all(r["ranking_swapped"] for r in results.values()),
-        "higher_is_better": None,
-        "claim": "a radial reparametrization swaps the flatness ranking of two minima with identical predictions",
-        "distance_between_minima": distance, "flatter_in_theta": flat, "theta": base, "variants": results,
-        "figure": fig.name, "slices_figure": "radial-ranking-slices.png"}, t0)
+    fig = plots.grouped_bars(
+        groups,
+        {k: [base[k]["lambda_max"]] + [results[v][k]["lambda_max"] for v in variants] for k in models},
+        ctx.figure("radial-ranking"),
+        f"Radial maps (delta={delta:.2g}) swap the flatness ranking of two minima\n"
+        "with identical predictions (784-100-10 MLP)",
+        "lambda_max",
+    )
+    ctx.write(
+        "radial-ranking",
+        {
+            "metric": "ranking_swapped",
+            "value": all(r["ranking_swapped"] for r in results.values()),
+            "higher_is_better": None,
+            "claim": "a radial reparametrization swaps the flatness ranking of two minima with identical predictions",
+            "distance_between_minima": distance,
+            "flatter_in_theta": flat,
+            "theta": base,
+            "variants": results,
+            "figure": fig.name,
+            "slices_figure": "radial-ranking-slices.png",
+        },
+        t0,
+    )
     return fig
 
 
@@ -301,8 +406,11 @@ def whitening(ctx: Context) -> Path:
     t0 = time.perf_counter()
     model = ctx.trained("small-batch", "mlp-784-100-10", ctx.cfg.sb_steps, ctx.cfg.sb_batch)
     names = ["lambda_max", "trace", "adaptive_lambda_max", "loss"]
-    transforms = {"standardize": InputMap.standardize(ctx.x), "whiten (ZCA, eps=0.1)": InputMap.whiten(ctx.x, 0.1),
-                  "whiten (ZCA, eps=0.01)": InputMap.whiten(ctx.x, 0.01)}
+    transforms = {
+        "standardize": InputMap.standardize(ctx.x),
+        "whiten (ZCA, eps=0.1)": InputMap.whiten(ctx.x, 0.1),
+        "whiten (ZCA, eps=0.01)": InputMap.whiten(ctx.x, 0.01),
+    }
     original = ctx.measure(model, names)
     original.pop("options")
     rows = {"raw pixels": {**original, "max_output_diff": 0.0, "prediction_agreement": 1.0}}
@@ -310,17 +418,33 @@ def whitening(ctx: Context) -> Path:
         rep = t(model)
         m = ctx.measure(rep, names)
         m.pop("options")
-        rows[name] = {**m, "max_output_diff": output_difference(model, rep, ctx.batch[0]),
-                      "max_output_diff_float64": output_difference(model, rep, ctx.batch[0], torch.float64),
-                      "prediction_agreement": _predictions_agree(model, rep, ctx.x_test)}
-    fig = plots.grouped_bars(list(rows), {k: [r[k] for r in rows.values()] for k in ("lambda_max", "trace")},
-                             ctx.figure("whitening"), "Input representation (appendix D): same predictions, "
-                             "different curvature\n(784-100-10 ReLU MLP, first layer compensates)", "value")
+        rows[name] = {
+            **m,
+            "max_output_diff": output_difference(model, rep, ctx.batch[0]),
+            "max_output_diff_float64": output_difference(model, rep, ctx.batch[0], torch.float64),
+            "prediction_agreement": _predictions_agree(model, rep, ctx.x_test),
+        }
+    fig = plots.grouped_bars(
+        list(rows),
+        {k: [r[k] for r in rows.values()] for k in ("lambda_max", "trace")},
+        ctx.figure("whitening"),
+        "Input representation (appendix D): same predictions, "
+        "different curvature\n(784-100-10 ReLU MLP, first layer compensates)",
+        "value",
+    )
     lam = [r["lambda_max"] for r in rows.values()]
-    ctx.write("whitening", {
-        "metric": "lambda_max_max_over_min", "value": max(lam) / min(lam), "higher_is_better": None,
-        "claim": "input whitening/standardization changes lambda_max with identical predictions",
-        "rows": rows, "figure": fig.name}, t0)
+    ctx.write(
+        "whitening",
+        {
+            "metric": "lambda_max_max_over_min",
+            "value": max(lam) / min(lam),
+            "higher_is_better": None,
+            "claim": "input whitening/standardization changes lambda_max with identical predictions",
+            "rows": rows,
+            "figure": fig.name,
+        },
+        t0,
+    )
     return fig
 
 
@@ -348,76 +472,124 @@ def keskar_gap(ctx: Context) -> Path:
     if chosen is None:
         raise RuntimeError("no alpha in the sweep reversed the Keskar gap; widen the sweep")
     others: dict[str, Any] = {}
-    for label, t in {"radial around small-batch (rho/r_hat=4)": Radial(0.5, 0.4, 0.1),
-                     "whiten (ZCA, eps=0.1)": InputMap.whiten(ctx.x, 0.1)}.items():
+    for label, t in {
+        "radial around small-batch (rho/r_hat=4)": Radial(0.5, 0.4, 0.1),
+        "whiten (ZCA, eps=0.1)": InputMap.whiten(ctx.x, 0.1),
+    }.items():
         m = ctx.measure(t(sb), ["adaptive_sharpness", "adaptive_lambda_max", "keskar", "loss"])
         m.pop("options")
         others[label] = {**m, "max_output_diff": output_difference(sb, t(sb), ctx.batch[0])}
     groups = ["small-batch", "large-batch", f"{flat}, T_alpha (a={chosen['alpha']:g})"]
     rows = [base["small-batch"], base["large-batch"], chosen]
     # relative increases are fractions of (1 + loss); shown in percent (Keskar et al.'s phi) to share an axis
-    series = {"Keskar phi, A=I (%)": [100 * r["keskar"] for r in rows],
-              "Keskar phi, random A p=100 (%)": [100 * r["keskar_random"] for r in rows],
-              "lambda_max": [r["lambda_max"] for r in rows],
-              "adaptive sharpness (%)": [100 * r["adaptive_sharpness"] for r in rows]}
-    gaps = ", ".join(f"{label} x{base[sharp][k] / base[flat][k]:.2g}"
-                     for label, k in (("lambda_max", "lambda_max"), ("phi", "keskar"), ("phi random A", "keskar_random")))
-    fig = plots.grouped_bars(groups, series, ctx.figure("keskar-gap"),
-                             f"{sharp} vs {flat} minimum ({gaps}); T_alpha on the {flat} one (same function)\n"
-                             f"makes it the sharper by every Euclidean measure; adaptive sharpness does not move "
-                             f"(784-100-10 MLP)", "value")
+    series = {
+        "Keskar phi, A=I (%)": [100 * r["keskar"] for r in rows],
+        "Keskar phi, random A p=100 (%)": [100 * r["keskar_random"] for r in rows],
+        "lambda_max": [r["lambda_max"] for r in rows],
+        "adaptive sharpness (%)": [100 * r["adaptive_sharpness"] for r in rows],
+    }
+    gaps = ", ".join(
+        f"{label} x{base[sharp][k] / base[flat][k]:.2g}"
+        for label, k in (("lambda_max", "lambda_max"), ("phi", "keskar"), ("phi random A", "keskar_random"))
+    )
+    fig = plots.grouped_bars(
+        groups,
+        series,
+        ctx.figure("keskar-gap"),
+        f"{sharp} vs {flat} minimum ({gaps}); T_alpha on the {flat} one (same function)\n"
+        f"makes it the sharper by every Euclidean measure; adaptive sharpness does not move "
+        f"(784-100-10 MLP)",
+        "value",
+    )
     ratio = {k: base["large-batch"][k] / base["small-batch"][k] for k in ("keskar", "keskar_random", "lambda_max")}
     separated = {k: r > GAP_MARGIN or r < 1 / GAP_MARGIN for k, r in ratio.items()}
     if separated["keskar"] and ratio["keskar"] > 1:
-        claim = (f"Keskar's phi ranks the large-batch minimum sharper (x{ratio['keskar']:.2g}); T_alpha on the "
-                 f"{flat} one, with identical outputs, reverses the ranking; adaptive sharpness does not move")
+        claim = (
+            f"Keskar's phi ranks the large-batch minimum sharper (x{ratio['keskar']:.2g}); T_alpha on the "
+            f"{flat} one, with identical outputs, reverses the ranking; adaptive sharpness does not move"
+        )
     else:
-        random_a = ("ranks the small-batch minimum sharper" if separated["keskar_random"] and ratio["keskar_random"] < 1
-                    else "agrees" if separated["keskar_random"] else "does not separate them either")
-        claim = (f"At this scale Keskar's phi with A = I does not separate the minima (large/small-batch ratio "
-                 f"{ratio['keskar']:.3f}, margin x{GAP_MARGIN}) and with a random A it {random_a} (ratio "
-                 f"{ratio['keskar_random']:.3f}): no Keskar gap to reverse. lambda_max does rank them "
-                 f"(x{ratio['lambda_max']:.2g}), "
-                 f"and T_alpha on the {flat} minimum (outputs unchanged) makes it the sharper by every Euclidean "
-                 f"measure while adaptive sharpness does not move")
-    ctx.write("keskar-gap", {
-        "metric": "keskar_phi_large_over_small_batch",
-        "value": ratio["keskar"], "higher_is_better": None, "claim": claim,
-        "units": "keskar, keskar_random, epsilon and adaptive_sharpness are fractions of (1 + loss); Keskar et al. "
-                 "print phi in percent (x100)",
-        "ratios_large_over_small": ratio, "separated_by_margin": separated,
-        "large_batch_sharper": {k: base["large-batch"][k] > base["small-batch"][k]
-                                for k in ("keskar", "keskar_random", "lambda_max")},
-        "theta": base, "alpha_scaled": flat,
-        "alpha_sweep": sweep, "reversing_alpha": chosen["alpha"],
-        "adaptive_sharpness_ratio_under_alpha": chosen["adaptive_sharpness"] / base[flat]["adaptive_sharpness"],
-        "other_transforms_on_small_batch": others, "figure": fig.name}, t0)
+        random_a = (
+            "ranks the small-batch minimum sharper"
+            if separated["keskar_random"] and ratio["keskar_random"] < 1
+            else "agrees"
+            if separated["keskar_random"]
+            else "does not separate them either"
+        )
+        claim = (
+            f"At this scale Keskar's phi with A = I does not separate the minima (large/small-batch ratio "
+            f"{ratio['keskar']:.3f}, margin x{GAP_MARGIN}) and with a random A it {random_a} (ratio "
+            f"{ratio['keskar_random']:.3f}): no Keskar gap to reverse. lambda_max does rank them "
+            f"(x{ratio['lambda_max']:.2g}), "
+            f"and T_alpha on the {flat} minimum (outputs unchanged) makes it the sharper by every Euclidean "
+            f"measure while adaptive sharpness does not move"
+        )
+    ctx.write(
+        "keskar-gap",
+        {
+            "metric": "keskar_phi_large_over_small_batch",
+            "value": ratio["keskar"],
+            "higher_is_better": None,
+            "claim": claim,
+            "units": "keskar, keskar_random, epsilon and adaptive_sharpness are fractions of (1 + loss); Keskar et al. "
+            "print phi in percent (x100)",
+            "ratios_large_over_small": ratio,
+            "separated_by_margin": separated,
+            "large_batch_sharper": {
+                k: base["large-batch"][k] > base["small-batch"][k] for k in ("keskar", "keskar_random", "lambda_max")
+            },
+            "theta": base,
+            "alpha_scaled": flat,
+            "alpha_sweep": sweep,
+            "reversing_alpha": chosen["alpha"],
+            "adaptive_sharpness_ratio_under_alpha": chosen["adaptive_sharpness"] / base[flat]["adaptive_sharpness"],
+            "other_transforms_on_small_batch": others,
+            "figure": fig.name,
+        },
+        t0,
+    )
     return fig
 
 
 REPRODUCTIONS: dict[str, Callable[[Context], Path]] = {
-    "alpha-scaling": alpha_scaling, "theorem6": theorem6, "radial-ranking": radial_ranking,
-    "whitening": whitening, "keskar-gap": keskar_gap,
+    "alpha-scaling": alpha_scaling,
+    "theorem6": theorem6,
+    "radial-ranking": radial_ranking,
+    "whitening": whitening,
+    "keskar-gap": keskar_gap,
 }
 
 
-def reproduce(which: str, out_dir: Path, data_dir: Path | None, run_root: Path, *, quick: bool = False,
-              command: str = "", seed: int = 0, device: torch.device | str | None = None,
-              time_subset: bool = False) -> list[Path]:
+def reproduce(
+    which: str,
+    out_dir: Path,
+    data_dir: Path | None,
+    run_root: Path,
+    *,
+    quick: bool = False,
+    command: str = "",
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    time_subset: bool = False,
+) -> list[Path]:
     """Run one reproduction (or ``"all"``) on ``device`` (default the CPU); returns the figure paths (records are
     written beside them). ``time_subset`` (correlation only): time the grid's corners and write
     ``correlation-timing.json`` instead of running the grid."""
     if which == "keskar-f1":
         from icml17.sharpness.keskar_study import run_study, study_config
 
-        record = run_study(study_config(quick, seed), data_dir, Path(run_root), Path(out_dir), command, quick,
-                           device=device)
+        record = run_study(
+            study_config(quick, seed), data_dir, Path(run_root), Path(out_dir), command, quick, device=device
+        )
         return [record.with_suffix(".png")]
     if which == "invariance":
         from icml17.sharpness.invariance_study import run_invariance_study
 
-        return [run_invariance_study(Path(out_dir), data_dir, Path(run_root), quick=quick, command=command,
-                                     seed=seed, device=device)]
+        return [
+            run_invariance_study(
+                Path(out_dir), data_dir, Path(run_root), quick=quick, command=command, seed=seed, device=device
+            )
+        ]
     if which == "correlation":
         from icml17.sharpness.correlation import (
             GridConfig,
@@ -427,11 +599,19 @@ def reproduce(which: str, out_dir: Path, data_dir: Path | None, run_root: Path, 
 
         if time_subset:
             path = Path(out_dir) / "correlation-timing.json"
-            estimate_wall_time(data_dir, Path(run_root) / "correlation", path,
-                               cfg=GridConfig.quick() if quick else None, command=command)
+            estimate_wall_time(
+                data_dir,
+                Path(run_root) / "correlation",
+                path,
+                cfg=GridConfig.quick() if quick else None,
+                command=command,
+            )
             return [path]
-        return [run_correlation(Path(out_dir), data_dir, Path(run_root) / "correlation", quick=quick, command=command,
-                                seed=seed)]
+        return [
+            run_correlation(
+                Path(out_dir), data_dir, Path(run_root) / "correlation", quick=quick, command=command, seed=seed
+            )
+        ]
     names = list(ALL) if which == "all" else [which]
     unknown = [n for n in names if n not in REPRODUCTIONS]
     if unknown:

@@ -112,7 +112,7 @@ def hessian_diagonal(
     method: str = "auto",
     probes: int = 64,
     seed: int = 0,
-    chunk: int = 64,
+    chunk: int = 16,
     dtype: torch.dtype | None = None,
     mode: str = "eval",
 ) -> tuple[Params, str]:
@@ -127,7 +127,7 @@ def hessian_diagonal(
             ``"auto"`` (exact where it is exact).
         probes: Hutchinson's probes.
         seed: Hutchinson's seed.
-        chunk: examples per vmapped block of the exact method (memory grows with it).
+        chunk: examples per vmapped block of the exact method (memory: chunk x classes x parameters numbers).
         dtype: compute in this dtype (default: the model's).
         mode: ``"eval"`` or ``"train"``.
 

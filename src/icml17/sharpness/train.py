@@ -44,8 +44,16 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu") if first is None else first.device
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, run_dir: str | Path,
-                     *, progress: bool = False, device: torch.device | str | None = None) -> LoopResult:
+def train_classifier(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = False,
+    device: torch.device | str | None = None,
+) -> LoopResult:
     """Minimise the mean cross-entropy of ``model`` on (x, y) for ``cfg.steps`` SGD steps (in place).
 
     ``device``: where to train (default: where ``model`` is); the model is moved there, and so are (x, y), once.
@@ -77,14 +85,25 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
         model.eval()
         with torch.no_grad():
             out = model(x)
-        return {"loss": float(nn.functional.cross_entropy(out, y)),
-                "accuracy": float((out.argmax(1) == y).float().mean())}
+        return {
+            "loss": float(nn.functional.cross_entropy(out, y)),
+            "accuracy": float((out.argmax(1) == y).float().mean()),
+        }
 
     with explain_out_of_memory("the training set (n_train) or the batch size", device):
-        return run_loop(run_dir, cfg.steps, step, {"model": model, "optimizer": opt, "generator": GeneratorState(gen)},
-                        config=cfg, eval_fn=evaluate, eval_every=max(cfg.steps, 1),
-                        checkpoint_every=max(cfg.steps, 1), log_every=max(cfg.steps // 20, 1), progress=progress,
-                        desc=f"train {cfg.model}")
+        return run_loop(
+            run_dir,
+            cfg.steps,
+            step,
+            {"model": model, "optimizer": opt, "generator": GeneratorState(gen)},
+            config=cfg,
+            eval_fn=evaluate,
+            eval_every=max(cfg.steps, 1),
+            checkpoint_every=max(cfg.steps, 1),
+            log_every=max(cfg.steps // 20, 1),
+            progress=progress,
+            desc=f"train {cfg.model}",
+        )
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -77,10 +77,12 @@ def relu_chain(model: nn.Module, what: str = "this transform") -> list[int]:
     """Indices of the Linear/Conv2d layers of a positively homogeneous ``nn.Sequential``; refuses the rest."""
     if not isinstance(model, nn.Sequential):
         children = ", ".join(f"{n}: {type(m).__name__}" for n, m in model.named_children()) or "none"
-        raise TransformError(f"{what} needs an nn.Sequential chain of Linear/Conv2d and ReLU layers; "
-                             f"{type(model).__name__} is not one (its modules: {children}), and a forward() "
-                             f"with skips or other operations cannot be proven function-preserving here. Measure "
-                             f"it without the transform, or write it as an nn.Sequential")
+        raise TransformError(
+            f"{what} needs an nn.Sequential chain of Linear/Conv2d and ReLU layers; "
+            f"{type(model).__name__} is not one (its modules: {children}), and a forward() "
+            f"with skips or other operations cannot be proven function-preserving here. Measure "
+            f"it without the transform, or write it as an nn.Sequential"
+        )
     layers = []
     for i, m in enumerate(model):
         if isinstance(m, PARAMETRIZED):
@@ -89,7 +91,8 @@ def relu_chain(model: nn.Module, what: str = "this transform") -> list[int]:
             raise TransformError(
                 f"{what} preserves the function only across positively homogeneous modules "
                 f"(ReLU, LeakyReLU, pooling, Flatten, Dropout); module {i} is {type(m).__name__}, for which "
-                f"f(a z) != a f(z) - rescaling around it would change the network's outputs")
+                f"f(a z) != a f(z) - rescaling around it would change the network's outputs"
+            )
     if not layers:
         raise TransformError(f"{what}: the model has no Linear or Conv2d layer")
     return layers
@@ -140,8 +143,10 @@ def scale_units(model: nn.Sequential, unit_scales: Sequence[torch.Tensor], name:
         prev = s
     last = torch.as_tensor(unit_scales[-1], dtype=torch.float64)
     if not torch.allclose(last, torch.ones_like(last), rtol=1e-6, atol=0):
-        raise TransformError(f"{name}: the output layer's scale must be 1 (the product of the alphas), got "
-                             f"{last.flatten()[:3].tolist()}; the outputs would be rescaled")
+        raise TransformError(
+            f"{name}: the output layer's scale must be 1 (the product of the alphas), got "
+            f"{last.flatten()[:3].tolist()}; the outputs would be rescaled"
+        )
     return Reparametrized(new, name, None, scale)
 
 
@@ -198,15 +203,19 @@ class AlphaScaling:
     def __call__(self, model: nn.Module) -> Reparametrized:
         layers = relu_chain(model, "alpha-scaling")
         if len(layers) != len(self.alphas):
-            raise TransformError(f"alpha-scaling: the model has {len(layers)} parametrized layers, "
-                                 f"{len(self.alphas)} alphas given")
+            raise TransformError(
+                f"alpha-scaling: the model has {len(layers)} parametrized layers, {len(self.alphas)} alphas given"
+            )
         cumulative = torch.tensor(self.alphas, dtype=torch.float64).cumprod(0)
         if not math.isclose(float(cumulative[-1]), 1.0, rel_tol=1e-9):
-            raise TransformError(f"alpha-scaling: the product of the alphas must be 1 for the output to be "
-                                 f"unchanged, got {float(cumulative[-1]):.6g}")
+            raise TransformError(
+                f"alpha-scaling: the product of the alphas must be 1 for the output to be "
+                f"unchanged, got {float(cumulative[-1]):.6g}"
+            )
         # float64 scales: a float32 alpha would be rounded before a float64 model is scaled by it
-        return scale_units(model, [c.clone() for c in cumulative[:-1]] + [torch.tensor(1.0, dtype=torch.float64)],
-                           self.name)
+        return scale_units(
+            model, [c.clone() for c in cumulative[:-1]] + [torch.tensor(1.0, dtype=torch.float64)], self.name
+        )
 
     def expected_ratio(self, measure: str) -> float | None:
         """The ratio transformed / original that ``measure`` must show, where the theory gives one.
@@ -279,9 +288,11 @@ class BatchNormScaling:
                     out.append((i, j))
                     break
                 if not isinstance(model[j], HOMOGENEOUS):
-                    raise TransformError(f"module {j} ({type(model[j]).__name__}) stands between batch norm {i} and "
-                                         f"the next layer and is not positively homogeneous; rescaling across it "
-                                         f"would change the outputs")
+                    raise TransformError(
+                        f"module {j} ({type(model[j]).__name__}) stands between batch norm {i} and "
+                        f"the next layer and is not positively homogeneous; rescaling across it "
+                        f"would change the outputs"
+                    )
             else:
                 raise TransformError(f"batch norm {i} feeds no Linear/Conv2d layer that could compensate its scale")
         if not out:
@@ -291,8 +302,9 @@ class BatchNormScaling:
     def __call__(self, model: nn.Module) -> Reparametrized:
         pairs = self.pairs(model)
         if len(pairs) != len(self.alphas):
-            raise TransformError(f"batch-norm scaling: the model has {len(pairs)} batch-norm layers, "
-                                 f"{len(self.alphas)} alphas given")
+            raise TransformError(
+                f"batch-norm scaling: the model has {len(pairs)} batch-norm layers, {len(self.alphas)} alphas given"
+            )
         new = copy.deepcopy(model)
         scale: dict[str, torch.Tensor] = {}
         for (i, j), a in zip(pairs, self.alphas):
@@ -348,8 +360,10 @@ class PerNeuronScaling:
     def __call__(self, model: nn.Module) -> Reparametrized:
         layers = relu_chain(model, "per-neuron scaling")
         gen = torch.Generator().manual_seed(self.seed)
-        scales = [torch.exp((torch.rand(_out_units(model[i]), generator=gen, dtype=torch.float64) * 2 - 1)
-                            * self.log_range) for i in layers[:-1]]
+        scales = [
+            torch.exp((torch.rand(_out_units(model[i]), generator=gen, dtype=torch.float64) * 2 - 1) * self.log_range)
+            for i in layers[:-1]
+        ]
         return scale_units(model, scales + [torch.tensor(1.0)], self.name)
 
     def expected_ratio(self, measure: str) -> float | None:
@@ -394,8 +408,9 @@ class InputMap:
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
             raise TransformError(f"the input map must be a square matrix, got shape {tuple(matrix.shape)}")
         self.matrix = matrix.double()
-        self.shift = (torch.zeros(matrix.shape[0], dtype=torch.float64, device=matrix.device) if shift is None
-                      else shift.double())
+        self.shift = (
+            torch.zeros(matrix.shape[0], dtype=torch.float64, device=matrix.device) if shift is None else shift.double()
+        )
         self.name = name
 
     @classmethod
@@ -434,13 +449,17 @@ class InputMap:
         layers = relu_chain(model, "an input map")
         first = layers[0]
         if not isinstance(model[first], nn.Linear) or any(
-                not isinstance(m, (nn.Flatten, nn.Identity)) for m in list(model)[:first]):
-            raise TransformError("an input map needs a first Linear layer on flattened inputs (a conv layer's "
-                                 "zero padding and weight sharing do not commute with a general linear map)")
+            not isinstance(m, (nn.Flatten, nn.Identity)) for m in list(model)[:first]
+        ):
+            raise TransformError(
+                "an input map needs a first Linear layer on flattened inputs (a conv layer's "
+                "zero padding and weight sharing do not commute with a general linear map)"
+            )
         d = self.matrix.shape[0]
         if model[first].in_features != d:
-            raise TransformError(f"the input map acts on {d} features, the first layer takes "
-                                 f"{model[first].in_features}")
+            raise TransformError(
+                f"the input map acts on {d} features, the first layer takes {model[first].in_features}"
+            )
         new = copy.deepcopy(model)
         layer = new[first]
         w = layer.weight.detach().double().clone()  # (h, d); a copy: the weight is overwritten below
