@@ -5,12 +5,12 @@ A grid of small networks, two values per hyperparameter, every combination, thre
 - ``mnist-mlp``: 784-w-w-10 ReLU MLPs on 2,000 MNIST training images (test: 1,000 test images), w in {64, 256};
 - ``cifar-cnn``: conv(c)-pool-conv(2c)-pool-linear ReLU CNNs on 2,000 CIFAR-10 training images of the shared
   subset (test: its 1,000 test images), c in {16, 32};
-- batch size {32, 256}, learning rate {0.01, 0.05} (SGD, momentum 0.9), weight decay {0, 5e-4}.
+- batch size {32, 256}, learning rate {0.01, 0.02} (SGD, momentum 0.9), weight decay {0, 5e-4}.
 
 Every network trains until its training cross-entropy (the whole training set, eval mode, checked after each
 epoch) is at most ``stop_loss`` = 0.01 (Jiang et al.'s criterion), or ``max_epochs`` pass; the networks that do
 not reach it are recorded and left out of the statistics (as Jiang et al. do). Then every measure of the
-registry is computed on the first 512 training images (batches of 128, float64) and the generalisation gap is
+registry is computed on the first 256 training images (batches of 128, float64) and the generalisation gap is
 taken as test error minus training error.
 
 Statistics, per family and for each measure against the gap:
@@ -83,18 +83,18 @@ class GridConfig:
 
     families: tuple[str, ...] = FAMILIES
     batch_size: tuple[int, ...] = (32, 256)
-    lr: tuple[float, ...] = (0.01, 0.05)
+    lr: tuple[float, ...] = (0.01, 0.02)
     width: tuple[int, ...] = (64, 256)
     cnn_width: tuple[int, ...] = (16, 32)
     weight_decay: tuple[float, ...] = (0.0, 5e-4)
     seeds: tuple[int, ...] = (0, 1, 2)
     n_train: int = 2000
     n_test: int = 1000
-    n_measure: int = 512
+    n_measure: int = 256
     measure_batch: int = 128
     momentum: float = 0.9
     stop_loss: float = 0.01
-    max_epochs: int = 300
+    max_epochs: int = 400
     measures: tuple[str, ...] = tuple(REGISTRY)
     bootstrap: int = 1000
 
