@@ -220,6 +220,19 @@ def test_listing_a_systems_commands_imports_no_torch_and_prints_what_the_full_pa
     assert out.stdout == top.choices[system].format_help()
 
 
+@pytest.mark.parametrize("command", ["data", "demo", "results"])
+def test_the_help_of_a_command_without_subsystems_imports_no_torch(command):
+    code = (
+        f"import sys\nfrom icml17.cli import main\ntry:\n    main([{command!r}, '--help'])\nexcept SystemExit as e:\n"
+        "    assert e.code == 0\nassert 'torch' not in sys.modules, 'imported torch'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"usage: icml17 {command}" in out.stdout
+
+
 @pytest.mark.parametrize(
     "argv, keys",
     [

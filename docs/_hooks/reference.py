@@ -137,7 +137,8 @@ def api_page(package: str) -> str:
     """The Markdown of one API page."""
     names = api_names(package)
     module = importlib.import_module(package)
-    lines = [f"# `{package}`", "", API_PACKAGES[package], ""]
+    # the module docstring opens the page; the one-line summary only stands in for a missing one
+    lines = [f"# `{package}`", ""] + ([] if (module.__doc__ or "").strip() else [API_PACKAGES[package], ""])
     if not names and not hasattr(module, "__all__"):
         if getattr(module, "__path__", None) is None:  # a plain module: its public names
             return "\n".join(

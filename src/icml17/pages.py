@@ -9,6 +9,7 @@ generated text between a page's markers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ def _fmt(value: Any, ci: Any = None, metric: str = "") -> str:
     if metric == "accuracy":
         s = f"{100 * value:.1f}%"
         return s + (f" ± {100 * ci:.1f}" if ci is not None else "")
+    if ci is not None and isinstance(value, (int, float)) and ci > 0:
+        # the value to the interval's second significant digit: "-12.4 ± 2.4", not "-12.42 ± 2.4"
+        decimals = max(0, 1 - math.floor(math.log10(ci)))
+        return f"{value:.{decimals}f} ± {ci:.{decimals}f}"
     s = f"{value:.4g}" if isinstance(value, float) else str(value)
     return s + (f" ± {ci:.2g}" if ci is not None else "")
 

@@ -17,13 +17,16 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def hardware_description(device: str | torch.device = "cpu") -> str:
     """e.g. ``'2-core CPU (Intel Xeon ...)'`` or ``'NVIDIA H100 80GB HBM3 (CUDA 12.6)'``."""
+    import torch  # here, not at the top: `icml17 results --help` must not wait seconds for torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
@@ -50,6 +53,8 @@ def load_average() -> list[float] | None:
 
 def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
     """The fields every record carries about where and how it was computed."""
+    import torch
+
     env = {
         "hardware": hardware_description(device),
         "device": str(torch.device(device)),
