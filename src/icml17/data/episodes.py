@@ -19,6 +19,7 @@ meta-tests on the 659 evaluation characters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -70,13 +71,7 @@ class TaskBatch:
     def __getitem__(self, index: slice) -> TaskBatch:
         if not isinstance(index, slice):
             index = slice(index, index + 1)
-        return TaskBatch(
-            self.support_x[index],
-            self.support_y[index],
-            self.query_x[index],
-            self.query_y[index],
-            {k: v[index] for k, v in self.info.items()},
-        )
+        return self.map(lambda t: t[index])
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TaskBatch:
         """The batch on ``device`` and/or in ``dtype``.
@@ -92,13 +87,24 @@ class TaskBatch:
         def conv(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else None)
 
+        return self.map(conv)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TaskBatch:
+        """The batch with ``fn`` applied to every tensor: the support and query sets, then each ``info`` entry.
+
+        Args:
+            fn: tensor -> tensor (a slice, a move, a conversion).
+
+        Returns:
+            A new :class:`TaskBatch`.
+        """
         return replace(
             self,
-            support_x=conv(self.support_x),
-            support_y=conv(self.support_y),
-            query_x=conv(self.query_x),
-            query_y=conv(self.query_y),
-            info={k: conv(v) for k, v in self.info.items()},
+            support_x=fn(self.support_x),
+            support_y=fn(self.support_y),
+            query_x=fn(self.query_x),
+            query_y=fn(self.query_y),
+            info={k: fn(v) for k, v in self.info.items()},
         )
 
 

@@ -147,20 +147,83 @@ def generate_moving_mnist(
     rng = np.random.default_rng(seed)
     d = digit_size(size)
     candidates = np.arange(len(pool)) if choose_from is None else np.asarray(choose_from)
-    ids, two = _draw_digits(rng, candidates, n, max_digits)
+    ids, two = draw_digits(rng, candidates, n, max_digits)
     glyphs = resize_digits(pool[np.maximum(ids, 0).reshape(-1)], d).reshape(n, 2, d, d)
     corners, actions, states = simulate(rng, n, frames, size, d, two, mode, noise)
     return MovingMnist(render(glyphs, corners, two, size), actions, states, ids.astype(np.int64), corners, d)
 
 
-def _draw_digits(
+def draw_digits(
     rng: np.random.Generator, candidates: np.ndarray, n: int, max_digits: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (n, 2) with -1 for a missing second digit, two (n,) bool): the generator's first draws."""
+    """The digits of ``n`` videos: the generator's first draws, shared by every video generator of MNIST digits.
+
+    Args:
+        rng: the video generator's random stream (advanced by the draws).
+        candidates: the pool indices to draw from.
+        n: videos.
+        max_digits: 1 or 2; with 2, each video has a second digit with probability 1/2.
+
+    Returns:
+        ``(ids, two)``: ids (n, 2) pool indices with -1 for a missing second digit, two (n,) bool.
+    """
     ids = candidates[rng.integers(0, len(candidates), (n, 2))]
     two = rng.random(n) < 0.5 if max_digits == 2 else np.zeros(n, bool)
     ids[~two, 1] = -1
     return ids, two
+
+
+def seen_digits(pool_size: int, train_sequences: int, max_digits: int, train_seed: int) -> np.ndarray:
+    """The pool indices the ``train`` split draws (its generator's first draws, replayed), with repeats.
+
+    Args:
+        pool_size: digits in the pool the training videos draw from.
+        train_sequences: videos of the ``train`` split.
+        max_digits: 1 or 2.
+        train_seed: the seed of the ``train`` split's generator.
+
+    Returns:
+        (k,) int64 pool indices, the missing second digits left out.
+    """
+    ids, _ = draw_digits(np.random.default_rng(train_seed), np.arange(pool_size), train_sequences, max_digits)
+    return ids[ids >= 0]
+
+
+def load_cached_videos(stem: str, key: str | None) -> MovingMnist | None:
+    """The videos cached under ``stem``/``key`` by :func:`save_cached_videos`.
+
+    Args:
+        stem: the cache file's name stem (the generator, its sizes and the split).
+        key: :func:`icml17.data.paths.source_key` of the source files and settings (None: no cache).
+
+    Returns:
+        The videos, or None when there is no usable cache file (or no key).
+    """
+    cached = None if key is None else load_cached(stem, key)
+    if cached is None:
+        return None
+    return MovingMnist(**{k: v for k, v in cached.items() if k != "digit_size"}, digit_size=int(cached["digit_size"]))
+
+
+def save_cached_videos(stem: str, key: str | None, data: MovingMnist) -> None:
+    """Cache ``data`` under ``stem``/``key`` for :func:`load_cached_videos` (nothing when ``key`` is None).
+
+    Args:
+        stem: the cache file's name stem.
+        key: :func:`icml17.data.paths.source_key` of the source files and settings (None: not cached).
+        data: the videos.
+    """
+    if key is None:
+        return
+    arrays = {
+        "frames": data.frames,
+        "actions": data.actions,
+        "states": data.states,
+        "digits": data.digits,
+        "corners": data.corners,
+        "digit_size": np.asarray(data.digit_size),
+    }
+    save_cached(stem, key, arrays)
 
 
 def check_video_args(*, size: int, frames: int, max_digits: int, mode: str, n: int = 1, noise: float = 0.0) -> None:
@@ -205,18 +268,14 @@ def load_moving_mnist(
         else None
     )
     stem = f"moving-mnist-{mode}-{size}px-{frames}f-{split}"
-    if key is not None:
-        cached = load_cached(stem, key)
-        if cached is not None:
-            return MovingMnist(
-                **{k: v for k, v in cached.items() if k != "digit_size"}, digit_size=int(cached["digit_size"])
-            )
+    cached = load_cached_videos(stem, key)
+    if cached is not None:
+        return cached
     pool, _ = load_mnist(data_dir, source)
     stream = lambda k: int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
     choose = None
     if split in ("val", "test_seen"):  # seen objects: the digits the training sequences draw
-        train_ids, _ = _draw_digits(np.random.default_rng(stream(0)), np.arange(len(pool)), train_sequences, max_digits)
-        choose = np.unique(train_ids[train_ids >= 0])
+        choose = np.unique(seen_digits(len(pool), train_sequences, max_digits, stream(0)))
     n = train_sequences if split == "train" else n_sequences
     data = generate_moving_mnist(
         pool,
@@ -229,17 +288,5 @@ def load_moving_mnist(
         choose_from=choose,
         noise=noise,
     )
-    if key is not None:
-        save_cached(
-            stem,
-            key,
-            {
-                "frames": data.frames,
-                "actions": data.actions,
-                "states": data.states,
-                "digits": data.digits,
-                "corners": data.corners,
-                "digit_size": np.asarray(data.digit_size),
-            },
-        )
+    save_cached_videos(stem, key, data)
     return data

@@ -38,7 +38,7 @@ Batch norm policies (:data:`BN_POLICIES`), for models whose normalisation layers
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -96,14 +96,7 @@ def batch_to(batch: TaskBatch, device: torch.device | str) -> TaskBatch:
     def move(t: torch.Tensor) -> torch.Tensor:
         return devices.to_device(devices.pin(t, device) if t.device.type == "cpu" else t, device)
 
-    return replace(
-        batch,
-        support_x=move(batch.support_x),
-        support_y=move(batch.support_y),
-        query_x=move(batch.query_x),
-        query_y=move(batch.query_y),
-        info={k: move(v) for k, v in batch.info.items()},
-    )
+    return batch.map(move)
 
 
 def _step_size(lr: LR, name: str) -> float | torch.Tensor:

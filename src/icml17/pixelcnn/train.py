@@ -33,6 +33,25 @@ class _LogProb(torch.nn.Module):
         return self.model.log_prob(x, context).total
 
 
+def adam_linear_decay(
+    model: torch.nn.Module, lr: float, lr_final: float, iterations: int
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer of the image and video models: Adam, its rate decayed linearly to ``lr_final``.
+
+    Args:
+        model: the model whose parameters are trained.
+        lr: the first step's learning rate.
+        lr_final: the rate reached at step ``iterations`` and kept after it.
+        iterations: steps of the decay.
+
+    Returns:
+        ``(optimizer, scheduler)``; step the scheduler once per training step.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    decay = lambda step: 1.0 - (1.0 - lr_final / lr) * min(step, iterations) / iterations
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, decay)
+
+
 def train(
     cfg: PixelCNNConfig,
     run_dir: str | Path,
@@ -63,9 +82,7 @@ def train(
     held_x, held_y = load_split(cfg, data_dir, "val" if cfg.val_images else "test")
     val_x, val_y = test_images(cfg, held_x[: cfg.eval_images]), held_y[: cfg.eval_images]
     model = build_model(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    decay = lambda step: 1.0 - (1.0 - cfg.lr_final / cfg.lr) * min(step, cfg.iterations) / cfg.iterations  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+    opt, sched = adam_linear_decay(model, cfg.lr, cfg.lr_final, cfg.iterations)
     gen = torch.Generator().manual_seed(cfg.seed)  # data: indices and binarization, on the CPU on every device
     scaler = grad_scaler(device, precision)
     net = _LogProb(model)

@@ -94,31 +94,20 @@ def load_video_split(cfg: VideoConfig, data_dir: str | Path | None, split: str, 
     """
     if cfg.digits == "fallback":
         raw = _fallback_split(cfg, split)
-    elif cfg.generator == "pushed":
-        raw = load_pushed(
-            data_dir,
-            split,
-            size=cfg.frame_size,
-            frames=cfg.frames,
-            n_sequences=cfg.eval_sequences,
-            train_sequences=cfg.train_sequences,
-            max_digits=cfg.max_digits,
-            seed=cfg.data_seed,
-            noise=cfg.noise,
-        )
     else:
-        raw = load_moving_mnist(
-            data_dir,
-            split,
+        videos = dict(  # the settings both generators read alike
             size=cfg.frame_size,
             frames=cfg.frames,
             n_sequences=cfg.eval_sequences,
             train_sequences=cfg.train_sequences,
             max_digits=cfg.max_digits,
-            mode=cfg.mode,
             seed=cfg.data_seed,
             noise=cfg.noise,
         )
+        if cfg.generator == "pushed":
+            raw = load_pushed(data_dir, split, **videos)
+        else:
+            raw = load_moving_mnist(data_dir, split, mode=cfg.mode, **videos)
     frames = torch.from_numpy(raw.frames[:n]).long() >> (8 - cfg.bits)  # uint8 -> top ``bits`` bits
     return VideoSplit(frames[:, :, None], torch.from_numpy(raw.actions[:n]), torch.from_numpy(raw.states[:n]))
 

@@ -37,8 +37,18 @@ import numpy as np
 
 from icml17.data.errors import DatasetError
 from icml17.data.mnist import load_mnist, mnist_files
-from icml17.data.moving_mnist import ACTION_DIM, MovingMnist, digit_size, render, resize_digits
-from icml17.data.paths import load_cached, save_cached, source_key
+from icml17.data.moving_mnist import (
+    ACTION_DIM,
+    MovingMnist,
+    digit_size,
+    draw_digits,
+    load_cached_videos,
+    render,
+    resize_digits,
+    save_cached_videos,
+    seen_digits,
+)
+from icml17.data.paths import source_key
 
 SPLITS = ("train", "val", "test_seen", "test_novel")
 CAMERAS = ("plain", "zoomed")
@@ -142,9 +152,7 @@ def generate_pushed(
     rng = np.random.default_rng(seed)
     d = digit_size(size)
     candidates = np.arange(len(pool)) if choose_from is None else np.asarray(choose_from)
-    ids = candidates[rng.integers(0, len(candidates), (n, 2))]
-    two = rng.random(n) < 0.5 if max_digits == 2 else np.zeros(n, bool)
-    ids[~two, 1] = -1
+    ids, two = draw_digits(rng, candidates, n, max_digits)
     corners, actions, states = simulate_pushes(rng, n, frames, size - d, push_step(size), two, noise)
     image_corners, dz = camera_view(corners, size, d, camera)
     glyphs = resize_digits(pool[np.maximum(ids, 0).reshape(-1)], dz).reshape(n, 2, dz, dz)
@@ -192,12 +200,9 @@ def load_pushed(
     params = ("pushed", split, size, frames, n_sequences, train_sequences, max_digits, seed, noise)
     key = source_key(files, *params) if all(p.is_file() for p in files) else None
     stem = f"pushed-mnist-{size}px-{frames}f-{split}"
-    if key is not None:
-        cached = load_cached(stem, key)
-        if cached is not None:
-            return MovingMnist(
-                **{k: v for k, v in cached.items() if k != "digit_size"}, digit_size=int(cached["digit_size"])
-            )
+    cached = load_cached_videos(stem, key)
+    if cached is not None:
+        return cached
     pool, _ = load_mnist(data_dir, source)
     stream = lambda k: int(np.random.SeedSequence([seed, 17, k]).generate_state(1)[0])
     choose = None
@@ -215,26 +220,5 @@ def load_pushed(
         noise=noise,
         camera=split_camera(split),
     )
-    if key is not None:
-        save_cached(
-            stem,
-            key,
-            {
-                "frames": data.frames,
-                "actions": data.actions,
-                "states": data.states,
-                "digits": data.digits,
-                "corners": data.corners,
-                "digit_size": np.asarray(data.digit_size),
-            },
-        )
+    save_cached_videos(stem, key, data)
     return data
-
-
-def seen_digits(pool_size: int, train_sequences: int, max_digits: int, train_seed: int) -> np.ndarray:
-    """The pool indices the ``train`` split draws (its generator's first draws, replayed)."""
-    rng = np.random.default_rng(train_seed)
-    ids = rng.integers(0, pool_size, (train_sequences, 2))
-    two = rng.random(train_sequences) < 0.5 if max_digits == 2 else np.zeros(train_sequences, bool)
-    ids[~two, 1] = -1
-    return ids[ids >= 0]

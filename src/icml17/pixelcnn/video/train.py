@@ -17,6 +17,7 @@ import torch
 
 from icml17.core.device import autocast, check_precision, explain_out_of_memory, grad_scaler
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
+from icml17.pixelcnn.train import adam_linear_decay
 from icml17.pixelcnn.video.data import load_video_split
 from icml17.pixelcnn.video.evaluate import likelihood
 from icml17.pixelcnn.video.presets import VideoConfig, build_model
@@ -44,9 +45,7 @@ def train(
     train_set = load_video_split(cfg, data_dir, "train")
     val = load_video_split(cfg, data_dir, "val", cfg.eval_periodic).to(device)
     model = build_model(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    decay = lambda step: 1.0 - (1.0 - cfg.lr_final / cfg.lr) * min(step, cfg.iterations) / cfg.iterations
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+    opt, sched = adam_linear_decay(model, cfg.lr, cfg.lr_final, cfg.iterations)
     scaler = grad_scaler(device, precision)
     gen = torch.Generator().manual_seed(cfg.seed)  # data order: on the CPU whatever the device
 
