@@ -41,6 +41,7 @@ import gc
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -239,6 +240,34 @@ def median_ms(
         .timings["side"]
         .median_ms
     )
+
+
+def machine_scaling(n: int, size: int, reps: int) -> dict:
+    """What ``n`` processes can gain here right now at best: a 1-thread float32 matmul's GFLOP/s alone, and the sum
+    over ``n`` such processes running at once (on ``n`` free cores, ``n`` times the single rate).
+
+    Args:
+        n: processes run at once.
+        size: the matmul's square size.
+        reps: timed matmuls per process (after one warm-up).
+
+    Returns:
+        The rate of one process, the sum of ``n`` processes' rates, and their ratio to ``n`` times the single rate.
+    """
+    code = (
+        f"import torch, time; torch.set_num_threads(1); a = torch.randn({size}, {size}); a @ a; "
+        f"t = time.perf_counter(); [a @ a for _ in range({reps})]; "
+        f"print({reps} * 2 * {size} ** 3 / (time.perf_counter() - t) / 1e9)"
+    )
+    cmd = [sys.executable, "-c", code]
+    alone = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    together = sum(float(p.communicate()[0]) for p in procs)
+    return {
+        "matmul_gflops_1_process": round(alone, 1),
+        f"matmul_gflops_{n}_processes_sum": round(together, 1),
+        "parallel_efficiency": round(together / (n * alone), 2),
+    }
 
 
 class Session:

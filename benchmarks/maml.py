@@ -56,7 +56,7 @@ from icml17.core.results import load_average  # noqa: E402
 from icml17.data.episodes import TaskBatch  # noqa: E402
 from icml17.maml.engine import MAML  # noqa: E402
 from icml17.maml.losses import accuracy, cross_entropy  # noqa: E402
-from icml17.maml.models import build_model, is_norm_parameter  # noqa: E402
+from icml17.maml.models import build_maml_model, is_norm_parameter  # noqa: E402
 
 CASES = {
     "omniglot-5w1s": dict(model="conv4-omniglot", ways=5, shots=1, queries=1, tasks=32, steps=1, lr=0.4, size=28, ch=1),
@@ -85,7 +85,7 @@ def make_batch(c: dict, seed: int, dtype: torch.dtype = torch.float32) -> TaskBa
 
 def setup(c: dict):
     torch.manual_seed(0)
-    model = build_model(c["model"], ways=c["ways"], in_channels=c["ch"], image_size=c["size"])
+    model = build_maml_model(c["model"], ways=c["ways"], in_channels=c["ch"], image_size=c["size"])
     adapt = [n for n, _ in model.named_parameters() if not is_norm_parameter(n, model)]
 
     def loss(o, y):
@@ -128,21 +128,26 @@ def rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def our_engine(model: torch.nn.Module, c: dict, adapt, loss, chunk: int) -> MAML:
+    """This library's MAML engine for case ``c``: adapts ``adapt`` under ``loss``, ``chunk`` tasks a pass."""
+    return MAML(
+        model,
+        loss_fn=loss,
+        score_fn=accuracy,
+        inner_steps=c["steps"],
+        inner_lr=c["lr"],
+        adapt_names=adapt,
+        chunk_size=chunk,
+    )
+
+
 def worker(case: str, impl: str, reps: int, chunk: int, grads_out: Path, dtype: torch.dtype) -> dict:
     c = CASES[case]
     model, adapt, loss = setup(c)
     model.to(dtype)
     batch = make_batch(c, 0, dtype)
     if impl == "ours":
-        engine = MAML(
-            model,
-            loss_fn=loss,
-            score_fn=accuracy,
-            inner_steps=c["steps"],
-            inner_lr=c["lr"],
-            adapt_names=adapt,
-            chunk_size=chunk,
-        )
+        engine = our_engine(model, c, adapt, loss, chunk)
 
         def step():
             engine.meta_backward(batch)
@@ -283,15 +288,7 @@ def dist_worker(case: str, reps: int, chunk: int) -> dict | None:
     model, adapt, loss = setup(c)
     batch = make_batch(c, 0)
     local = batch[distributed.shard(batch.num_tasks)]
-    engine = MAML(
-        model,
-        loss_fn=loss,
-        score_fn=accuracy,
-        inner_steps=c["steps"],
-        inner_lr=c["lr"],
-        adapt_names=adapt,
-        chunk_size=chunk,
-    )
+    engine = our_engine(model, c, adapt, loss, chunk)
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -312,26 +309,6 @@ def dist_worker(case: str, reps: int, chunk: int) -> dict | None:
     if not ctx.is_main:
         return None
     return {"times_ms": times, "grads": grads}
-
-
-def machine_scaling(n: int) -> dict:
-    """What N processes can gain here at best: a 1-thread float32 matmul's GFLOP/s alone, and the sum over N such
-    processes running at once (on N independent cores the sum is N times the single rate)."""
-    cmd = [
-        sys.executable,
-        "-c",
-        "import torch, time; torch.set_num_threads(1); a = torch.randn(1024, 1024); "
-        "a @ a; t = time.perf_counter(); [a @ a for _ in range(30)]; "
-        "print(30 * 2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9)",
-    ]
-    alone = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
-    together = sum(float(p.communicate()[0]) for p in procs)
-    return {
-        "matmul_gflops_1_process": round(alone, 1),
-        f"matmul_gflops_{n}_processes_sum": round(together, 1),
-        "parallel_efficiency": round(together / (n * alone), 2),
-    }
 
 
 def run_scaleout(n: int, reps: int, rounds: int, tmp: Path) -> dict:
@@ -392,7 +369,7 @@ def run_scaleout(n: int, reps: int, rounds: int, tmp: Path) -> dict:
         "processes": n,
         "chunk_size": chunk,
         "grad_rel_error_vs_one_process_float32": rel,
-        "machine": machine_scaling(n),
+        "machine": harness.machine_scaling(n, size=1024, reps=30),
     }
 
 

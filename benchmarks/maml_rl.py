@@ -48,7 +48,7 @@ import harness  # noqa: E402
 
 from icml17.core.results import load_average  # noqa: E402
 from icml17.maml.rl.envs import make_env  # noqa: E402
-from icml17.maml.rl.presets import get_preset  # noqa: E402
+from icml17.maml.rl.presets import make_config  # noqa: E402
 from icml17.maml.rl.sampler import Rollouts, Sampler  # noqa: E402
 from icml17.maml.rl.train import build_policy, make_sampler, meta_iteration  # noqa: E402
 
@@ -113,7 +113,7 @@ class OneEnvAtATime(Sampler):
 
 def training(preset: str, sizes: dict, sampler_cls):
     """One meta-iteration of a fresh training per call (same seeds for every sampler)."""
-    cfg = replace(get_preset(preset), **sizes)
+    cfg = replace(make_config(preset), **sizes)
     policy = build_policy(cfg)
     sampler = sampler_cls(cfg.env, cfg.oracle, cfg.horizon or None)
     optimizer = torch.optim.Adam(policy.parameters())
@@ -169,7 +169,7 @@ def scaleout_worker(preset: str, sizes: dict, reps: int, out: str) -> None:
 
     ctx = distributed.setup()
     torch.set_num_threads(1)
-    cfg = replace(get_preset(preset), **sizes)
+    cfg = replace(make_config(preset), **sizes)
     distributed.check_divisible("meta_batch", cfg.meta_batch)
     policy = build_policy(cfg)
     sampler = make_sampler(cfg)
@@ -202,25 +202,6 @@ def scaleout_worker(preset: str, sizes: dict, reps: int, out: str) -> None:
     if ctx.is_main:
         torch.save(flat, out + ".pt")
         Path(out).write_text(json.dumps(rows))
-
-
-def machine_scaling(n: int) -> dict:
-    """What n processes can gain here right now: a 1-thread float32 matmul's GFLOP/s alone, and the sum over n such
-    processes at once (on n free cores, n times the single rate)."""
-    code = (
-        "import torch, time; torch.set_num_threads(1); a = torch.randn(512, 512); a @ a; "
-        "t = time.perf_counter(); [a @ a for _ in range(200)]; "
-        "print(200 * 2 * 512 ** 3 / (time.perf_counter() - t) / 1e9)"
-    )
-    cmd = [sys.executable, "-c", code]
-    alone = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
-    together = sum(float(p.communicate()[0]) for p in procs)
-    return {
-        "matmul_gflops_1_process": round(alone, 1),
-        f"matmul_gflops_{n}_processes_sum": round(together, 1),
-        "parallel_efficiency": round(together / (n * alone), 2),
-    }
 
 
 def time_processes(n: int, case: str, args: argparse.Namespace, tmp: Path) -> dict:
@@ -300,7 +281,7 @@ def run_scaleout(args: argparse.Namespace) -> dict:
         "rounds": args.rounds,
         "timed_iterations_per_round": args.reps,
         "note": args.note,
-        "machine_before": machine_scaling(n),
+        "machine_before": harness.machine_scaling(n, size=512, reps=200),
         "cases": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -311,7 +292,7 @@ def run_scaleout(args: argparse.Namespace) -> dict:
                     runs[procs].append(time_processes(procs, case, args, Path(tmp)))
             one_runs, many_runs = runs[1], runs[n]
             one, many = summarize(one_runs), summarize(many_runs)
-            cfg = replace(get_preset(preset), **sizes)
+            cfg = replace(make_config(preset), **sizes)
             a, b = one_runs[0]["params"], many_runs[0]["params"]
             unit = f"x {cfg.horizon or 100} time steps (packed lanes)" if cfg.batch == "steps" else "rollouts"
 
@@ -346,7 +327,7 @@ def run_scaleout(args: argparse.Namespace) -> dict:
                 ),
                 flush=True,
             )
-    record["machine_after"] = machine_scaling(n)
+    record["machine_after"] = harness.machine_scaling(n, size=512, reps=200)
     return record
 
 
@@ -384,7 +365,7 @@ def main() -> None:
     for preset, sizes in cases.items():
         cmp = time_case(preset, sizes, iterations)
         ours, base = side_summary(cmp, "ours"), side_summary(cmp, "one-env-at-a-time")
-        cfg = replace(get_preset(preset), **sizes)
+        cfg = replace(make_config(preset), **sizes)
         label = f"{preset}, {cfg.meta_batch} tasks x {cfg.rollouts} rollouts, meta-iteration"
         trpo_ours = ours["iteration_s"] - ours["sample_s"]
         record["cases"].append(

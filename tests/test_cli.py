@@ -27,6 +27,11 @@ def _cli(argv, capsys):
     return code, err
 
 
+def _sinusoid_train(run_dir, *args) -> list[str]:
+    """argv of ``icml17 maml train --preset sinusoid-k10 --run-dir run_dir *args``."""
+    return [str(a) for a in ["maml", "train", "--preset", "sinusoid-k10", "--run-dir", run_dir, *args]]
+
+
 def _one_line_error(code, err, *needles):
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -58,18 +63,7 @@ def test_help_does_not_import_torch():
 @pytest.mark.parametrize("threads", ["0", "-1", "two"])
 def test_invalid_thread_counts_are_one_line_errors(tmp_path, capsys, threads):
     code, err = _cli(
-        [
-            "maml",
-            "train",
-            "--preset",
-            "sinusoid-k10",
-            "--run-dir",
-            tmp_path / "r",
-            "--iterations",
-            1,
-            "--threads",
-            threads,
-        ],
+        _sinusoid_train(tmp_path / "r", "--iterations", 1, "--threads", threads),
         capsys,
     )
     _one_line_error(code, err, "--threads")
@@ -78,9 +72,7 @@ def test_invalid_thread_counts_are_one_line_errors(tmp_path, capsys, threads):
 
 def test_invalid_thread_environment_variable_is_named(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ICML17_THREADS", "abc")
-    code, err = _cli(
-        ["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", "--iterations", 1], capsys
-    )
+    code, err = _cli(_sinusoid_train(tmp_path / "r", "--iterations", 1), capsys)
     _one_line_error(code, err, "ICML17_THREADS", "abc")
 
 
@@ -90,17 +82,7 @@ def test_default_is_one_thread(tmp_path, capsys, monkeypatch):
     try:
         assert (
             _cli(
-                [
-                    "maml",
-                    "train",
-                    "--preset",
-                    "sinusoid-k10",
-                    "--run-dir",
-                    tmp_path / "r",
-                    "--iterations",
-                    1,
-                    "--no-progress",
-                ],
+                _sinusoid_train(tmp_path / "r", "--iterations", 1, "--no-progress"),
                 capsys,
             )[0]
             == 0
@@ -113,7 +95,7 @@ def test_default_is_one_thread(tmp_path, capsys, monkeypatch):
 def test_run_dir_that_is_a_file(tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("x")
-    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", f, "--iterations", 1], capsys)
+    code, err = _cli(_sinusoid_train(f, "--iterations", 1), capsys)
     _one_line_error(code, err, "is a file")
 
 
@@ -127,18 +109,7 @@ def test_run_dir_that_is_a_file(tmp_path, capsys):
 )
 def test_bad_overrides_are_refused_before_work(tmp_path, capsys, overrides, needle):
     code, err = _cli(
-        [
-            "maml",
-            "train",
-            "--preset",
-            "sinusoid-k10",
-            "--run-dir",
-            tmp_path / "r",
-            "--iterations",
-            1,
-            "--set",
-            *overrides,
-        ],
+        _sinusoid_train(tmp_path / "r", "--iterations", 1, "--set", *overrides),
         capsys,
     )
     _one_line_error(code, err, needle)
@@ -149,41 +120,14 @@ def test_set_is_repeatable_and_multi_valued_alike(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert (
         _cli(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k10",
-                "--run-dir",
-                a,
-                "--iterations",
-                2,
-                "--no-progress",
-                "--set",
-                "meta_batch=3",
-                "--set",
-                "inner_lr=0.02",
-            ],
+            _sinusoid_train(a, "--iterations", 2, "--no-progress", "--set", "meta_batch=3", "--set", "inner_lr=0.02"),
             capsys,
         )[0]
         == 0
     )
     assert (
         _cli(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k10",
-                "--run-dir",
-                b,
-                "--iterations",
-                2,
-                "--no-progress",
-                "--set",
-                "meta_batch=3",
-                "inner_lr=0.02",
-            ],
+            _sinusoid_train(b, "--iterations", 2, "--no-progress", "--set", "meta_batch=3", "inner_lr=0.02"),
             capsys,
         )[0]
         == 0
@@ -197,19 +141,7 @@ def sinusoid_run(tmp_path, capsys):
     run = tmp_path / "sin"
     assert (
         _cli(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k10",
-                "--run-dir",
-                run,
-                "--iterations",
-                20,
-                "--no-progress",
-                "--set",
-                "checkpoint_every=10",
-            ],
+            _sinusoid_train(run, "--iterations", 20, "--no-progress", "--set", "checkpoint_every=10"),
             capsys,
         )[0]
         == 0
@@ -238,18 +170,7 @@ def test_refused_resume_keeps_config_and_eval_uses_the_checkpoint_config(sinusoi
     before = (sinusoid_run / "config.json").read_text()
     # a resume with another inner learning rate is refused, naming the key, and config.json is untouched
     code, err = _cli(
-        [
-            "maml",
-            "train",
-            "--preset",
-            "sinusoid-k10",
-            "--run-dir",
-            sinusoid_run,
-            "--iterations",
-            30,
-            "--set",
-            "inner_lr=0.5",
-        ],
+        _sinusoid_train(sinusoid_run, "--iterations", 30, "--set", "inner_lr=0.5"),
         capsys,
     )
     _one_line_error(code, err, "inner_lr: 0.01 -> 0.5")
@@ -271,20 +192,9 @@ def subprocess_free_eval(run, capsys):
 
 def test_resume_may_extend_iterations_and_change_intervals(sinusoid_run, capsys):
     code, err = _cli(
-        [
-            "maml",
-            "train",
-            "--preset",
-            "sinusoid-k10",
-            "--run-dir",
-            sinusoid_run,
-            "--iterations",
-            25,
-            "--no-progress",
-            "--set",
-            "checkpoint_every=5",
-            "eval_every=5",
-        ],
+        _sinusoid_train(
+            sinusoid_run, "--iterations", 25, "--no-progress", "--set", "checkpoint_every=5", "eval_every=5"
+        ),
         capsys,
     )
     assert code == 0, err
@@ -483,20 +393,7 @@ def test_tensorboard_logs_beside_metrics(tmp_path, capsys):
     run = tmp_path / "tb"
     assert (
         _cli(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k10",
-                "--run-dir",
-                run,
-                "--iterations",
-                3,
-                "--no-progress",
-                "--tensorboard",
-                "--set",
-                "log_every=1",
-            ],
+            _sinusoid_train(run, "--iterations", 3, "--no-progress", "--tensorboard", "--set", "log_every=1"),
             capsys,
         )[0]
         == 0
@@ -577,26 +474,18 @@ def test_maml_rl_eval_hands_the_grid_and_validation_tasks_to_the_library(monkeyp
     assert seen["grid"] is None and seen["tune_tasks"] is None  # not given: the library's defaults apply
 
 
-def test_maml_rl_eval_refuses_a_grid_where_nothing_is_tuned(tmp_path, capsys):
-    """A fixed --lr with the half rule tunes nothing: --grid would be ignored, so the command stops and says why."""
-    code, err = _cli(
-        [
-            "maml-rl",
-            "eval",
-            "--preset",
-            "point-nav",
-            "--method",
-            "random",
-            "--lr",
-            "0.1",
-            "--grid",
-            "0.02,0.2",
-            "--tasks",
-            "1",
-        ],
-        capsys,
-    )
-    _one_line_error(code, err, "nothing is tuned", "later_steps='tuned'", "--later-steps")
+@pytest.mark.parametrize(
+    "flags, needles",
+    [
+        # a fixed --lr with the half rule tunes nothing: --grid would be ignored, so the command stops and says why
+        (["--lr", "0.1", "--grid", "0.02,0.2"], ["nothing is tuned", "later_steps='tuned'", "--later-steps"]),
+        (["--per-horizon", "--lr", "0.1"], ["per_horizon", "leave lr unset", "(command line: --per-horizon, --lr)"]),
+    ],
+    ids=["grid-where-nothing-is-tuned", "per-horizon-with-a-fixed-step-size"],
+)
+def test_maml_rl_eval_refuses_flags_it_would_ignore(capsys, flags, needles):
+    code, err = _cli(["maml-rl", "eval", "--preset", "point-nav", "--method", "random", *flags, "--tasks", "1"], capsys)
+    _one_line_error(code, err, *needles)
 
 
 def test_maml_rl_eval_per_horizon_reaches_the_library_and_prints_each_horizons_size(monkeypatch, capsys):
@@ -638,26 +527,6 @@ def test_maml_rl_eval_per_horizon_reaches_the_library_and_prints_each_horizons_s
     assert "before any step" in lines[0] and "every step at 0.3" in lines[1] and "every step at 0.2" in lines[2]
 
 
-def test_maml_rl_eval_per_horizon_refuses_a_fixed_step_size(capsys):
-    code, err = _cli(
-        [
-            "maml-rl",
-            "eval",
-            "--preset",
-            "point-nav",
-            "--method",
-            "random",
-            "--per-horizon",
-            "--lr",
-            "0.1",
-            "--tasks",
-            "1",
-        ],
-        capsys,
-    )
-    _one_line_error(code, err, "per_horizon", "leave lr unset", "(command line: --per-horizon, --lr)")
-
-
 def test_maml_rl_plots_draws_the_named_family(tmp_path, capsys):
     records = tmp_path / "records"
     records.mkdir()
@@ -692,14 +561,14 @@ def test_maml_rl_plots_draws_the_named_family(tmp_path, capsys):
     ],
 )
 def test_a_value_given_two_ways_is_refused_not_silently_resolved(tmp_path, capsys, flags, needle):
-    code, err = _cli(["maml", "train", "--preset", "sinusoid-k10", "--run-dir", tmp_path / "r", *flags], capsys)
+    code, err = _cli(_sinusoid_train(tmp_path / "r", *flags), capsys)
     _one_line_error(code, err, needle)
     assert not (tmp_path / "r").exists()
 
 
 def test_rerunning_a_finished_run_with_fewer_iterations_says_so_and_keeps_its_config(tmp_path, capsys):
     run = tmp_path / "r"
-    argv = ["maml", "train", "--preset", "sinusoid-k10", "--run-dir", str(run), "--no-progress"]
+    argv = _sinusoid_train(str(run), "--no-progress")
     assert main([*argv, "--iterations", "3"]) == 0
     config = (run / "config.json").read_text()
     capsys.readouterr()

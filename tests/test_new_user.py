@@ -396,7 +396,7 @@ def test_a_truncated_checkpoint_on_resume_says_how_to_start_afresh(tmp_path):
 # ------------------------------------------------------------------------------------- weights and episodes
 def test_stored_weights_that_do_not_fit_the_model_or_are_not_finite_are_named(tmp_path, capsys):
     from icml17.core.runs import TrainedRun, with_model
-    from icml17.maml.presets import get_preset
+    from icml17.maml.presets import make_config
     from icml17.maml.train import train
 
     def build(cfg):
@@ -413,7 +413,7 @@ def test_stored_weights_that_do_not_fit_the_model_or_are_not_finite_are_named(tm
         with pytest.raises(CheckpointError, match=message):
             with_model(TrainedRun(None, state), build)
     # end to end: a MAML run whose checkpoint was edited
-    cfg = replace(get_preset("sinusoid-k5"), iterations=1, meta_batch=2, eval_every=0, checkpoint_every=1)
+    cfg = replace(make_config("sinusoid-k5"), iterations=1, meta_batch=2, eval_every=0, checkpoint_every=1)
     train(cfg, tmp_path / "run", resume=False, progress=False)
     path = tmp_path / "run" / "checkpoints" / "last.pt"
     ckpt = torch.load(path, weights_only=True)
@@ -474,7 +474,7 @@ def _refused_allocation(*args, **kwargs):
 def test_huge_meta_batch_batch_size_and_sample_counts_name_their_knobs(tmp_path, monkeypatch, synthetic_data_dir):
     import icml17.maml.train as mtrain
     from icml17.core.device import OutOfMemory
-    from icml17.maml.presets import get_preset
+    from icml17.maml.presets import make_config
 
     real = mtrain.make_task_source
 
@@ -485,7 +485,7 @@ def test_huge_meta_batch_batch_size_and_sample_counts_name_their_knobs(tmp_path,
         return source
 
     monkeypatch.setattr(mtrain, "make_task_source", huge)
-    cfg = replace(get_preset("sinusoid-k5"), iterations=1, meta_batch=10**9, eval_every=0)
+    cfg = replace(make_config("sinusoid-k5"), iterations=1, meta_batch=10**9, eval_every=0)
     with pytest.raises(OutOfMemory, match=r"lower meta_batch \(the tasks drawn at each step\)") as e:
         mtrain.train(cfg, tmp_path / "maml", progress=False)
     assert e.value.params == ("meta_batch",)

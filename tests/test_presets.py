@@ -143,7 +143,7 @@ def test_pixelcnn_preset_trains_one_step(preset, model, synthetic_data_dir, tmp_
             "checkpoint_every": 1,
         },
     )
-    models = built(pixelcnn_train, "build_model")
+    models = built(pixelcnn_train, "build_pixelcnn_model")
     result = pixelcnn_train.train(cfg, tmp_path / "run", synthetic_data_dir, progress=False)
     assert result.steps_done == 1
     assert torch.isfinite(torch.tensor(result.last_metrics["bits_per_dim"]))

@@ -14,10 +14,7 @@ meta-gradients must agree. One record: ``OUT/maml-<device type>.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
-import json
 import math
 import os
 import statistics
@@ -34,14 +31,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import check  # benchmarks/gpu/check.py, beside this script
 
-from icml17.cli import main as icml17  # noqa: E402
 from icml17.core import device as devices  # noqa: E402
 from icml17.core.checkpoint import load_checkpoint  # noqa: E402
 from icml17.data import DatasetError, load_omniglot, write_synthetic_datasets  # noqa: E402
 from icml17.maml.engine import MAML, batch_to, check_training_precision  # noqa: E402
 from icml17.maml.evaluate import evaluate, load_run  # noqa: E402
 from icml17.maml.losses import accuracy  # noqa: E402
-from icml17.maml.presets import get_preset  # noqa: E402
+from icml17.maml.presets import make_config  # noqa: E402
 from icml17.maml.train import train  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("maml_bench", ROOT / "benchmarks" / "maml.py")
@@ -58,13 +54,7 @@ TF32_TOL = 0.02  # device with TF32 convolutions (about 10 mantissa bits) vs CPU
 AGREE_TOL = 1e-9  # float64 meta-gradients, relative L2 (as benchmarks/maml.py)
 
 
-def cli(*argv) -> tuple[int, str]:
-    """``icml17 ARGV`` in this process: exit code and its output."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = icml17([str(a) for a in argv])
-    print(out.getvalue().strip(), flush=True)
-    return code, out.getvalue().strip()
+cli = check.cli  # ``icml17 ARGV`` in this process: (exit code, its output)
 
 
 def omniglot_dir(given: Path | None, tmp: str) -> tuple[Path, str]:
@@ -223,11 +213,9 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
         ]
 
         # 1. meta-train on the device through the CLI (--device; TF32 as the CLI sets it)
-        if dev.type == "cuda":
-            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
-            torch.cuda.reset_peak_memory_stats(dev)
-        t0 = time.perf_counter()
-        code, _ = cli(
+        code, _, seconds = check.timed_train(
+            dev,
+            cli,
             "maml",
             "train",
             "--preset",
@@ -244,9 +232,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
             "--set",
             *sets,
         )
-        devices.synchronize(dev)
-        seconds = time.perf_counter() - t0
-        log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        log = check.metrics_log(run_dir)
         train_log = [r for r in log if r["split"] == "train"]
         window = max(1, len(train_log) // 10)
         first = sum(r["loss"] for r in train_log[:window]) / window
@@ -312,7 +298,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
 
         # 3. precision: first-order MAML in bf16 and fp16 (fp16 needs a GPU); second order refuses half precision
         rec["precision"] = {}
-        cfg = get_preset(PRESET)
+        cfg = make_config(PRESET)
         for precision in ("bf16", "fp16"):
             try:
                 devices.check_precision(precision, dev)

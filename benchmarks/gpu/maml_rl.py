@@ -22,9 +22,6 @@ CPU to the same returns, and one meta-iteration is timed on both. One record: ``
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import statistics
 import sys
 import tempfile
@@ -40,7 +37,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import check  # benchmarks/gpu/check.py, beside this script
 
-from icml17.cli import main as icml17
 from icml17.core import device as devices
 from icml17.maml.rl.baseline import (
     advantages,
@@ -51,7 +47,7 @@ from icml17.maml.rl.baseline import (
 from icml17.maml.rl.envs import sample_tasks
 from icml17.maml.rl.evaluate import TEST_SEED, curve, load_run
 from icml17.maml.rl.policy import params_of
-from icml17.maml.rl.presets import get_preset
+from icml17.maml.rl.presets import make_config
 from icml17.maml.rl.train import build_policy, make_sampler, meta_iteration
 
 PRESET = "point-nav"
@@ -67,13 +63,7 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def cli(*argv) -> tuple[int, str]:
-    """``icml17 ARGV`` in this process: exit code and its output."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = icml17([str(a) for a in argv])
-    say(out.getvalue().strip())
-    return code, out.getvalue().strip()
+cli = check.cli  # ``icml17 ARGV`` in this process: (exit code, its output)
 
 
 def set_args(overrides: dict) -> list[str]:
@@ -184,7 +174,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
     dev = devices.resolve(args.device)
     cpu = torch.device("cpu")
     overrides, iters, tasks, batch_steps, reps, fit_reps = TINY if args.tiny else FULL
-    cfg = replace(get_preset(PRESET), **overrides)
+    cfg = replace(make_config(PRESET), **overrides)
     rec: dict = {
         "benchmark": "device-check-maml-rl",
         "preset": PRESET,
@@ -195,11 +185,9 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         # 1. meta-train on the device through the CLI (TF32 as the CLI sets it)
-        if dev.type == "cuda":
-            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
-            torch.cuda.reset_peak_memory_stats(dev)
-        t0 = time.perf_counter()
-        code, _ = cli(
+        code, _, seconds = check.timed_train(
+            dev,
+            cli,
             "maml-rl",
             "train",
             "--preset",
@@ -216,9 +204,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
             f"checkpoint_every={iters}",
             *set_args(overrides),
         )
-        devices.synchronize(dev)
-        seconds = time.perf_counter() - t0
-        log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        log = check.metrics_log(run_dir)
         train_log = [r for r in log if r["split"] == "train"]
         rec["train"] = {
             "exit_code": code,

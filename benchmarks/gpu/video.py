@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import os
 import sys
@@ -88,12 +87,9 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
         run_dir = Path(tmp) / "o_t"
 
         # 1. train on the device through the CLI (--device, TF32 as the CLI sets it)
-        if dev.type == "cuda":
-            torch.empty(1, device=dev)  # the allocator must exist before its statistics are reset
-            torch.cuda.reset_peak_memory_stats(dev)
-        devices.synchronize(dev)
-        t0 = time.perf_counter()
-        code, last = cli(
+        code, last, seconds = check.timed_train(
+            dev,
+            cli,
             "pixelcnn",
             "video",
             "train",
@@ -113,9 +109,7 @@ def run(args: argparse.Namespace) -> tuple[dict, torch.device]:
             "--set",
             *overrides(extra),
         )
-        devices.synchronize(dev)
-        seconds = time.perf_counter() - t0
-        log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        log = check.metrics_log(run_dir)
         losses = [r["nats_per_subpixel"] for r in log if r["split"] == "train"]
         rec["train"] = {
             "exit_code": code,

@@ -61,11 +61,11 @@ def main() -> int:
         if args.system == "maml":
             from dataclasses import replace
 
-            from icml17.maml.presets import get_preset
+            from icml17.maml.presets import make_config
             from icml17.maml.train import train
 
             cfg = replace(
-                get_preset("sinusoid-k10"),
+                make_config("sinusoid-k10"),
                 iterations=args.iterations,
                 meta_batch=8,
                 eval_every=2,

@@ -100,10 +100,10 @@ def test_omniglot_splits_are_disjoint():
 
 @pytest.mark.parametrize("data", ["synthetic_data_dir", "real_data_dir"])
 def test_omniglot_meta_train_and_test_share_no_character(data, request):
-    from icml17.maml.presets import get_preset
+    from icml17.maml.presets import make_config
     from icml17.maml.tasks import _pools
 
-    pools = _pools(get_preset("omniglot-5w1s"), request.getfixturevalue(data))
+    pools = _pools(make_config("omniglot-5w1s"), request.getfixturevalue(data))
     assert pools["train"].shape == (1100, 20, 1, 28, 28) and pools["test"].shape == (423, 20, 1, 28, 28)
     flat = {k: {v[c].tobytes() for c in range(len(v))} for k, v in pools.items()}
     assert not flat["train"] & flat["test"] and not flat["train"] & flat["val"]

@@ -25,15 +25,15 @@ from icml17.maml import tasks as maml_tasks
 from icml17.maml.engine import MAML
 from icml17.maml.evaluate import evaluate, load_run
 from icml17.maml.losses import accuracy, cross_entropy
-from icml17.maml.models import build_model
+from icml17.maml.models import build_maml_model
 from icml17.maml.plots import adaptation_predictions
-from icml17.maml.presets import get_preset
+from icml17.maml.presets import make_config
 from icml17.maml.train import train
 
 
 def _omniglot_engine(**kw) -> MAML:
     torch.manual_seed(0)
-    model = build_model("conv4-omniglot", ways=3, image_size=12)
+    model = build_maml_model("conv4-omniglot", ways=3, image_size=12)
     return MAML(
         model, loss_fn=lambda o, y: cross_entropy(o, y, shots=1), score_fn=accuracy, inner_steps=2, inner_lr=0.4, **kw
     )
@@ -105,7 +105,7 @@ def _train(cfg, run_dir: Path, data_dir=None, device=None, precision: str = "fp3
 
 def _sinusoid(**kw):
     return replace(
-        get_preset("sinusoid-k5"),
+        make_config("sinusoid-k5"),
         **{
             "iterations": 3,
             "meta_batch": 4,
@@ -120,7 +120,7 @@ def _sinusoid(**kw):
 
 def _omniglot(**kw):
     return replace(
-        get_preset("omniglot-5w1s"),
+        make_config("omniglot-5w1s"),
         **{
             "iterations": 2,
             "meta_batch": 2,
@@ -228,7 +228,7 @@ def _oracle(model):
 
 def test_figure2_predictions_on_the_stand_in_equal_the_cpu():
     torch.manual_seed(0)
-    model = build_model("mlp")
+    model = build_maml_model("mlp")
     g = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, generator=g)
     grid = torch.linspace(-5, 5, 7).unsqueeze(-1)

@@ -11,7 +11,7 @@ from icml17.core.config import ConfigError
 from icml17.data.episodes import TaskBatch
 from icml17.maml import MAML, adapt
 from icml17.maml.losses import accuracy, cross_entropy, mse
-from icml17.maml.models import BatchNormOffset, build_model
+from icml17.maml.models import BatchNormOffset, build_maml_model
 
 
 @pytest.fixture(autouse=True)
@@ -248,7 +248,7 @@ def test_learned_learning_rates_receive_gradients(lr_mode):
 def test_every_meta_parameter_gets_a_finite_gradient(name):
     torch.manual_seed(0)
     size = {"conv4-omniglot": 28, "conv4-miniimagenet": 84, "mlp": 1}[name]
-    model = build_model(name, ways=2, image_size=size, in_channels=3 if size == 84 else 1).float()  # speed
+    model = build_maml_model(name, ways=2, image_size=size, in_channels=3 if size == 84 else 1).float()  # speed
     if name == "mlp":
         batch, loss, score = regression_batch(tasks=2, dim=1).to(dtype=torch.float32), mse, mse
     else:

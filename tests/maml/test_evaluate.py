@@ -9,13 +9,13 @@ from icml17.data.episodes import TaskBatch
 from icml17.maml import MAML
 from icml17.maml.evaluate import Trained, evaluate, input_shape, load_episodes, load_shipped
 from icml17.maml.losses import make_losses
-from icml17.maml.models import build_model, is_norm_parameter
-from icml17.maml.presets import get_preset
+from icml17.maml.models import build_maml_model, is_norm_parameter
+from icml17.maml.presets import make_config
 from icml17.maml.train import build_engine
 
 
 def _omniglot_trained(ways=5):
-    cfg = get_preset("omniglot-5w1s" if ways == 5 else "omniglot-20w1s")
+    cfg = make_config("omniglot-5w1s" if ways == 5 else "omniglot-20w1s")
     return Trained(cfg, build_engine(cfg, input_shape(cfg)), 0, 0.0, "")
 
 
@@ -94,7 +94,7 @@ def test_eight_bit_images_are_refused_with_the_fix(tmp_path):
 
 
 def test_default_engine_does_not_adapt_normalisation_parameters_as_the_reference():
-    model = build_model("conv4-omniglot", ways=5)
+    model = build_maml_model("conv4-omniglot", ways=5)
     loss, score, _ = make_losses("omniglot", 1)
     engine = MAML(model, loss_fn=loss, score_fn=score)
     norm = {n for n, _ in model.named_parameters() if is_norm_parameter(n, model)}

@@ -17,7 +17,6 @@ def test_make_config_applies_overrides_typed_and_validated():
     import pytest
 
     from icml17.core.config import ConfigError
-    from icml17.maml import presets
 
     cfg = make_config("omniglot-5w1s", {"meta_batch": "8", "first_order": "true"})
     assert (cfg.meta_batch, cfg.first_order, cfg.preset) == (8, True, "omniglot-5w1s")
@@ -28,7 +27,6 @@ def test_make_config_applies_overrides_typed_and_validated():
         make_config("sinusoid-k10", {"meta_batch": 0})
     with pytest.raises(ConfigError, match="unknown MAML preset"):
         make_config("sinusoid-k7")
-    assert presets.get_preset is make_config  # the former name, kept for the command line
 
 
 def test_task_source_validates_a_config_built_with_replace():

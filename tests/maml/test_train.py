@@ -18,8 +18,8 @@ from icml17.cli import main
 from icml17.core.checkpoint import load_checkpoint
 from icml17.core.config import ConfigError, override_config
 from icml17.maml.engine import check_output_size
-from icml17.maml.models import build_model
-from icml17.maml.presets import get_preset
+from icml17.maml.models import build_maml_model
+from icml17.maml.presets import make_config
 from icml17.maml.train import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,25 +44,14 @@ RECORD_FIELDS = [
 QUICK_SINE = ["--set", "eval_every=5", "eval_tasks=5", "checkpoint_every=5", "log_every=1"]
 
 
+def _maml_train(preset: str, run_dir, *args) -> list[str]:
+    """argv of ``icml17 maml train --preset preset --run-dir run_dir *args``."""
+    return [str(a) for a in ["maml", "train", "--preset", preset, "--run-dir", run_dir, *args]]
+
+
 def test_sinusoid_train_and_eval_commands_write_records(tmp_path):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k5",
-                "--run-dir",
-                str(run),
-                "--iterations",
-                "10",
-                "--no-progress",
-                *QUICK_SINE,
-            ]
-        )
-        == 0
-    )
+    assert main(_maml_train("sinusoid-k5", str(run), "--iterations", "10", "--no-progress", *QUICK_SINE)) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, 11))
     assert {"mse_step0", "mse_step1", "mse_step10"} <= set(next(r for r in rows if r["split"] == "eval"))
@@ -84,12 +73,8 @@ def test_omniglot_train_and_eval_with_query_variant(tmp_path, synthetic_data_dir
     run = tmp_path / "om"
     assert (
         main(
-            [
-                "maml",
-                "train",
-                "--preset",
+            _maml_train(
                 "omniglot-5w1s",
-                "--run-dir",
                 str(run),
                 "--data-dir",
                 str(synthetic_data_dir),
@@ -101,7 +86,7 @@ def test_omniglot_train_and_eval_with_query_variant(tmp_path, synthetic_data_dir
                 "eval_every=2",
                 "eval_tasks=4",
                 "checkpoint_every=1",
-            ]
+            )
         )
         == 0
     )
@@ -136,7 +121,7 @@ def test_miniimagenet_preset_runs_on_a_synthetic_copy(tmp_path):
 
     make_synthetic_miniimagenet(tmp_path / "data", classes_per_split=(6, 5, 5), images_per_class=18)
     cfg = override_config(
-        get_preset("miniimagenet-5w1s"),
+        make_config("miniimagenet-5w1s"),
         {"iterations": 1, "meta_batch": 1, "train_queries": 2, "inner_steps": 1, "eval_every": 0},
     )
     result = train(cfg, tmp_path / "run", tmp_path / "data", progress=False)
@@ -158,89 +143,34 @@ def test_miniimagenet_preset_runs_on_a_synthetic_copy(tmp_path):
 def test_bad_input_is_refused_before_training(tmp_path, synthetic_data_dir, capsys, overrides, message):
     run = tmp_path / "bad"
     code = main(
-        [
-            "maml",
-            "train",
-            "--preset",
-            "omniglot-5w1s",
-            "--run-dir",
-            str(run),
-            "--data-dir",
-            str(synthetic_data_dir),
-            "--no-progress",
-            "--set",
-            *overrides,
-        ]
+        _maml_train(
+            "omniglot-5w1s", str(run), "--data-dir", str(synthetic_data_dir), "--no-progress", "--set", *overrides
+        )
     )
     assert code == 2 and message in capsys.readouterr().err
     assert not (run / "checkpoints").exists()
 
 
 def test_model_output_size_must_match_ways():
-    model = build_model("conv4-omniglot", ways=3)
+    model = build_maml_model("conv4-omniglot", ways=3)
     with pytest.raises(ConfigError, match="outputs 3 values .* ways = 5"):
         check_output_size(model, torch.zeros(2, 1, 28, 28), 5)
 
 
 def test_checkpoint_of_another_preset_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k5",
-                "--run-dir",
-                str(run),
-                "--iterations",
-                "2",
-                "--no-progress",
-                *QUICK_SINE,
-            ]
-        )
-        == 0
-    )
-    code = main(
-        ["maml", "train", "--preset", "sinusoid-k10", "--run-dir", str(run), "--iterations", "2", "--no-progress"]
-    )
+    assert main(_maml_train("sinusoid-k5", str(run), "--iterations", "2", "--no-progress", *QUICK_SINE)) == 0
+    code = main(_maml_train("sinusoid-k10", str(run), "--iterations", "2", "--no-progress"))
     err = capsys.readouterr().err
     assert code == 2 and "'sinusoid-k5'" in err and "'sinusoid-k10'" in err
     # Extending the same preset to more iterations, or batching its tasks in other chunks, resumes instead.
-    assert (
-        main(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k5",
-                "--run-dir",
-                str(run),
-                "--iterations",
-                "4",
-                "--no-progress",
-                *QUICK_SINE,
-            ]
-        )
-        == 0
-    )
+    assert main(_maml_train("sinusoid-k5", str(run), "--iterations", "4", "--no-progress", *QUICK_SINE)) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
     assert (
         main(
-            [
-                "maml",
-                "train",
-                "--preset",
-                "sinusoid-k5",
-                "--run-dir",
-                str(run),
-                "--iterations",
-                "5",
-                "--no-progress",
-                *QUICK_SINE,
-                "--set",
-                "chunk_size=2",
-            ]
+            _maml_train(
+                "sinusoid-k5", str(run), "--iterations", "5", "--no-progress", *QUICK_SINE, "--set", "chunk_size=2"
+            )
         )
         == 0
     )  # --set repeats

@@ -43,6 +43,12 @@ def tiny_model(
     return model.double().eval()
 
 
+def small_run_flags(data_dir, *sets: str) -> list:
+    """CLI flags of a tiny, quick ``icml17 pixelcnn train`` on ``data_dir``, then ``--set`` of each of ``sets``."""
+    base = ["hidden=8", "layers=2", "resnet_blocks=1", "batch_size=4", "eval_images=8", "eval_every=2", *sets]
+    return ["--data-dir", data_dir, *(x for s in base for x in ("--set", s))]
+
+
 def make_context(model, batch: int, seed: int = 1) -> object:
     enc = model.context
     g = torch.Generator().manual_seed(seed)

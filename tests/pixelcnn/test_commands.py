@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pcnn_helpers import small_run_flags
 
 from icml17.cli import main
 
@@ -16,64 +17,25 @@ def run(argv: list[str]) -> int:
 @pytest.mark.parametrize("model", ["full", "multiscale-b"])
 def test_train_eval_sample_end_to_end(tmp_path: Path, model: str, synthetic_data_dir: Path):
     run_dir = tmp_path / "run"
-    small = [
-        "--data-dir",
-        synthetic_data_dir,
-        "--set",
-        "hidden=8",
-        "--set",
-        "layers=2",
-        "--set",
-        "resnet_blocks=1",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "eval_images=8",
-        "--set",
-        "eval_every=2",
-        "--set",
-        "checkpoint_every=2",
+    train = [
+        "pixelcnn",
+        "train",
+        "--preset",
+        "mnist-class",
+        "--model",
+        model,
+        "--run-dir",
+        run_dir,
+        "--iterations",
+        "3",
+        *small_run_flags(synthetic_data_dir, "checkpoint_every=2"),
     ]
-    assert (
-        run(
-            [
-                "pixelcnn",
-                "train",
-                "--preset",
-                "mnist-class",
-                "--model",
-                model,
-                "--run-dir",
-                run_dir,
-                "--iterations",
-                "3",
-                *small,
-            ]
-        )
-        == 0
-    )
+    assert run(train) == 0
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["split"] == "train"] == [1, 2, 3]
     # resuming a finished run does no more steps; asking for more continues from the checkpoint
-    assert (
-        run(
-            [
-                "pixelcnn",
-                "train",
-                "--preset",
-                "mnist-class",
-                "--model",
-                model,
-                "--run-dir",
-                run_dir,
-                "--iterations",
-                "3",
-                *small,
-            ]
-        )
-        == 0
-    )
+    assert run(train) == 0
     assert [
         json.loads(x)["step"]
         for x in (run_dir / "metrics.jsonl").read_text().splitlines()

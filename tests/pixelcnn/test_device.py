@@ -22,23 +22,14 @@ from icml17.pixelcnn import data as pdata
 from icml17.pixelcnn import train as ptrain
 from icml17.pixelcnn.evaluate import likelihood, load_run
 from icml17.pixelcnn.multiscale import MultiscalePixelCNN
-from icml17.pixelcnn.presets import build_model, make_config
+from icml17.pixelcnn.presets import build_pixelcnn_model, make_config
+
+TINY = {"hidden": 4, "layers": 1, "resnet_blocks": 1, "shallow_layers": 1, "n_mix": 1, "cond_dim": 4, "text_len": 8}
 
 
 def tiny_config(model: str, condition: str = "none", **extra):
     """A 28x28 config small enough for the harness (float32, as trained)."""
-    overrides = {
-        "hidden": 4,
-        "layers": 1,
-        "resnet_blocks": 1,
-        "shallow_layers": 1,
-        "n_mix": 1,
-        "cond_dim": 4,
-        "text_len": 8,
-        "condition": condition,
-        **extra,
-    }
-    return make_config("mnist", model, overrides)
+    return make_config("mnist", model, {**TINY, "condition": condition, **extra})
 
 
 def quantized_images(cfg, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +45,7 @@ def quantized_images(cfg, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 def test_likelihood_on_the_stand_in_equals_the_cpu(model, condition):
     cfg = tiny_config(model, condition)
     torch.manual_seed(0)
-    cpu_model = build_model(cfg).eval()
+    cpu_model = build_pixelcnn_model(cfg).eval()
     images, labels = quantized_images(cfg, 5)
     expected = likelihood(cpu_model, cfg, images, labels, batch_size=3)
     with stand_in_device():
@@ -71,7 +62,7 @@ def test_likelihood_on_the_stand_in_equals_the_cpu(model, condition):
 def test_likelihood_stays_fp32_inside_autocast():
     cfg = tiny_config("multiscale-b")
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    model = build_pixelcnn_model(cfg).eval()
     images, labels = quantized_images(cfg, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = likelihood(model, cfg, images, labels)
@@ -90,13 +81,7 @@ def _digits(model: str, condition: str = "none", **extra):
         "digits-demo",
         model,
         {
-            "hidden": 4,
-            "layers": 1,
-            "resnet_blocks": 1,
-            "shallow_layers": 1,
-            "n_mix": 1,
-            "cond_dim": 4,
-            "text_len": 8,
+            **TINY,
             "batch_size": 2,
             "eval_images": 3,
             "iterations": 2,

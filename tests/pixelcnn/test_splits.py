@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pcnn_helpers import small_run_flags
 
 from icml17.cli import main
 from icml17.core.config import ConfigError
@@ -42,24 +43,6 @@ def test_missing_or_impossible_validation_split_is_refused(synthetic_data_dir: P
 
 def test_eval_records_every_split(tmp_path: Path, synthetic_data_dir: Path):
     run_dir, records = tmp_path / "run", tmp_path / "records"
-    small = [
-        "--data-dir",
-        synthetic_data_dir,
-        "--set",
-        "hidden=8",
-        "--set",
-        "layers=2",
-        "--set",
-        "resnet_blocks=1",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "eval_images=8",
-        "--set",
-        "eval_every=2",
-        "--set",
-        "val_images=100",
-    ]
     args = [
         "pixelcnn",
         "train",
@@ -71,33 +54,15 @@ def test_eval_records_every_split(tmp_path: Path, synthetic_data_dir: Path):
         run_dir,
         "--iterations",
         "2",
-        *small,
+        *small_run_flags(synthetic_data_dir, "val_images=100"),
     ]
     assert main([str(a) for a in args]) == 0
-    assert (
-        main(
-            [
-                str(a)
-                for a in [
-                    "pixelcnn",
-                    "eval",
-                    "--run-dir",
-                    run_dir,
-                    "--n-eval",
-                    "6",
-                    "--splits",
-                    "train",
-                    "val",
-                    "test",
-                    "--record",
-                    records,
-                    "--data-dir",
-                    synthetic_data_dir,
-                ]
-            ]
-        )
-        == 0
-    )
+
+    def evaluate(record: Path, *splits: str) -> int:
+        argv = ["pixelcnn", "eval", "--run-dir", run_dir, "--n-eval", "6", "--splits", *splits, "--record", record]
+        return main([str(a) for a in [*argv, "--data-dir", synthetic_data_dir]])
+
+    assert evaluate(records, "train", "val", "test") == 0
     rec = json.loads((records / "mnist-text-spatial-typeA.json").read_text())
     assert list(rec["by_split"]) == ["train", "val", "test"] and rec["condition"] == "text+spatial"
     for split in rec["by_split"].values():
@@ -106,28 +71,7 @@ def test_eval_records_every_split(tmp_path: Path, synthetic_data_dir: Path):
     assert rec["value"] == rec["by_split"]["test"]["bits_per_dim"]
     # the same images scored alone give the same number: the splits are the ones named
     solo = tmp_path / "solo"
-    assert (
-        main(
-            [
-                str(a)
-                for a in [
-                    "pixelcnn",
-                    "eval",
-                    "--run-dir",
-                    run_dir,
-                    "--n-eval",
-                    "6",
-                    "--splits",
-                    "val",
-                    "--record",
-                    solo,
-                    "--data-dir",
-                    synthetic_data_dir,
-                ]
-            ]
-        )
-        == 0
-    )
+    assert evaluate(solo, "val") == 0
     assert (
         json.loads((solo / "mnist-text-spatial-typeA.json").read_text())["value"]
         == rec["by_split"]["val"]["bits_per_dim"]

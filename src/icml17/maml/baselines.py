@@ -30,7 +30,7 @@ from icml17.maml.engine import MAML, model_device
 from icml17.maml.evaluate import TEST_SEED
 from icml17.maml.losses import mse
 from icml17.maml.models import MLP
-from icml17.maml.presets import get_preset
+from icml17.maml.presets import make_config
 from icml17.maml.tasks import make_task_source
 from icml17.maml.train import evaluate_tasks, iter_tasks
 
@@ -102,7 +102,7 @@ def load_baseline(run_dir: Path, kind: str, device: torch.device | str | None = 
 
 def finetune_curve(model: MLP, shots: int, lr: float, steps: int, split_seed: int, tasks: int) -> torch.Tensor:
     """Per-task query MSE after 0..steps fine-tuning steps with step size ``lr``: (tasks, steps + 1)."""
-    cfg = get_preset(f"sinusoid-k{shots}") if shots in (5, 10, 20) else None
+    cfg = make_config(f"sinusoid-k{shots}") if shots in (5, 10, 20) else None
     if cfg is None:
         raise ValueError(f"no sinusoid preset for K={shots}")
     engine = MAML(model, loss_fn=mse, score_fn=mse, inner_lr=lr)
@@ -136,7 +136,7 @@ def evaluate_pretrained(model: MLP, shots: int, steps: int = 10, tasks: int = 60
 
 def evaluate_oracle(model: MLP, tasks: int = 600) -> dict:
     """Query MSE of the oracle on the test tasks (those of ``maml eval`` for sinusoid-k10), on its device."""
-    source = make_task_source(get_preset("sinusoid-k10"))
+    source = make_task_source(make_config("sinusoid-k10"))
     device = model_device(model)
     errors = []
     with torch.no_grad():

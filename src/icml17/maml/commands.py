@@ -35,11 +35,11 @@ def _run_dir(args: argparse.Namespace, preset: str | None) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from icml17.core.config import override_config
     from icml17.maml.engine import check_training_precision
-    from icml17.maml.presets import get_preset
+    from icml17.maml.presets import make_config
     from icml17.maml.train import train
 
     overrides = cli_args.training_overrides(args, forbidden={"preset": "choose the preset with --preset"})
-    cfg = override_config(get_preset(args.preset), overrides)
+    cfg = override_config(make_config(args.preset), overrides)
     run_dir = _run_dir(args, cfg.preset)
     device = cli_args.apply_compute(args, training=True)
     check_training_precision(args.precision, device, cfg.first_order, how="--set first_order=true")

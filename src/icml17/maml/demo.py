@@ -13,7 +13,7 @@ from icml17.core.report import Report, image_grid, markdown_table
 from icml17.data import DatasetError
 from icml17.maml.evaluate import TEST_SEED, evaluate, load_run, load_shipped
 from icml17.maml.plots import plot_fig2
-from icml17.maml.presets import get_preset
+from icml17.maml.presets import make_config
 from icml17.maml.train import train
 
 
@@ -73,7 +73,7 @@ def demo_section(
     iterations = 300 if quick else 2000
     log(f"live: meta-training sinusoid K=10 for {iterations} iterations")
     live_dir = run_dir / "live-sinusoid"
-    cfg = replace(get_preset("sinusoid-k10"), iterations=iterations, eval_every=0, checkpoint_every=iterations)
+    cfg = replace(make_config("sinusoid-k10"), iterations=iterations, eval_every=0, checkpoint_every=iterations)
     result = train(cfg, live_dir, resume=False, progress=True, device=device)
     trained_live = load_run(live_dir, device=device)
     live = evaluate(trained_live, tasks=tasks, steps=10)

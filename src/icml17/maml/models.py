@@ -160,9 +160,6 @@ def build_maml_model(
     raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
 
 
-build_model = build_maml_model  # the former name, still used by the command-line modules
-
-
 def is_norm_parameter(name: str, module: nn.Module) -> bool:
     """True for parameters owned by normalisation layers (not adapted in the reference's inner loop)."""
     owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module

@@ -289,6 +289,3 @@ def make_config(preset: str, overrides: dict | None = None) -> MAMLConfig:
         cfg.validate()
         return cfg
     return override_config(PRESETS[preset], overrides)
-
-
-get_preset = make_config  # the former name, still used by the command line

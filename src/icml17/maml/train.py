@@ -30,7 +30,7 @@ from icml17.core.config import ConfigError
 from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.maml.engine import MAML, TaskMetrics, check_output_size, check_training_precision
 from icml17.maml.losses import make_losses
-from icml17.maml.models import build_model, is_norm_parameter
+from icml17.maml.models import build_maml_model, is_norm_parameter
 from icml17.maml.presets import MAMLConfig
 from icml17.maml.tasks import TaskSource, make_task_source
 
@@ -53,7 +53,7 @@ def build_engine(cfg: MAMLConfig, input_shape: tuple[int, ...], device: torch.de
     """Model + engine for ``cfg`` (model initialised from ``cfg.seed`` on the CPU, then moved to ``device``)."""
     torch.manual_seed(cfg.seed)
     channels = input_shape[0] if len(input_shape) == 3 else 1
-    model = build_model(cfg.model, ways=cfg.ways, in_channels=channels, image_size=cfg.image_size)
+    model = build_maml_model(cfg.model, ways=cfg.ways, in_channels=channels, image_size=cfg.image_size)
     loss_fn, score_fn, _ = make_losses(cfg.task, cfg.shots, cfg.loss_scale)
     engine = MAML(
         model,

@@ -13,7 +13,7 @@ from icml17.core.report import Report, markdown_table
 from icml17.data import DatasetError
 from icml17.pixelcnn.evaluate import load_shipped, timed
 from icml17.pixelcnn.plots import sample_and_plot, save_sample_figures
-from icml17.pixelcnn.presets import build_model, make_config
+from icml17.pixelcnn.presets import build_pixelcnn_model, make_config
 from icml17.pixelcnn.train import train
 from icml17.weights import manifest
 
@@ -83,7 +83,9 @@ def demo_section(
     ] + images
 
     log("timing the full PixelCNN's activation-caching sampler on the same batch")
-    full = build_model(make_config("binarized-mnist", "full", {"hidden": trained.cfg.hidden})).to(device).eval()
+    full = (
+        build_pixelcnn_model(make_config("binarized-mnist", "full", {"hidden": trained.cfg.hidden})).to(device).eval()
+    )
     full_samples, full_s = timed(full.sample, n, None, 1.0, generator(device, 0), device=device)
     rows = [
         ["multiscale type A (shipped)", evaluations, f"{sample_s:.2f}"],

@@ -26,7 +26,7 @@ from icml17.core.results import write_record
 from icml17.core.runs import TrainedRun, load_trained_run, trained_from_weights
 from icml17.core.stats import bits_per_dim
 from icml17.pixelcnn.data import load_split, make_context, raw_levels, test_images, to_model_device
-from icml17.pixelcnn.presets import PixelCNNConfig, build_model
+from icml17.pixelcnn.presets import PixelCNNConfig, build_pixelcnn_model
 
 Trained = TrainedRun[PixelCNNConfig, nn.Module]  # a trained PixelCNN and where it came from
 
@@ -45,7 +45,7 @@ def load_shipped(name: str, device: torch.device | str | None = None) -> Trained
 
 
 def _build(cfg: PixelCNNConfig) -> nn.Module:
-    return build_model(cfg).eval()
+    return build_pixelcnn_model(cfg).eval()
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -246,6 +246,3 @@ def build_pixelcnn_model(cfg: PixelCNNConfig) -> PixelCNN | MultiscalePixelCNN:
         patch=cfg.patch,
         **common,
     )
-
-
-build_model = build_pixelcnn_model  # the former name, still used by the command-line and training modules

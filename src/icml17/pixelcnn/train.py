@@ -19,7 +19,7 @@ from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.core.stats import bits_per_dim
 from icml17.pixelcnn.data import load_split, make_context, quantize, raw_levels, test_images, to_model_device
 from icml17.pixelcnn.evaluate import likelihood
-from icml17.pixelcnn.presets import PixelCNNConfig, build_model
+from icml17.pixelcnn.presets import PixelCNNConfig, build_pixelcnn_model
 
 
 class _LogProb(torch.nn.Module):
@@ -81,7 +81,7 @@ def train(
     # periodic scores on the held-out validation images when there are some, else on the first test images
     held_x, held_y = load_split(cfg, data_dir, "val" if cfg.val_images else "test")
     val_x, val_y = test_images(cfg, held_x[: cfg.eval_images]), held_y[: cfg.eval_images]
-    model = build_model(cfg).to(device)
+    model = build_pixelcnn_model(cfg).to(device)
     opt, sched = adam_linear_decay(model, cfg.lr, cfg.lr_final, cfg.iterations)
     gen = torch.Generator().manual_seed(cfg.seed)  # data: indices and binarization, on the CPU on every device
     scaler = grad_scaler(device, precision)

@@ -25,7 +25,7 @@ from icml17.maml.rl.envs import PointNav, sample_tasks
 from icml17.maml.rl.evaluate import curve, evaluate, load_run
 from icml17.maml.rl.inner import adapt, pg_data
 from icml17.maml.rl.policy import params_of
-from icml17.maml.rl.presets import get_preset
+from icml17.maml.rl.presets import make_config
 from icml17.maml.rl.sampler import Rollouts, Sampler
 from icml17.maml.rl.train import build_policy, make_sampler, meta_iteration, train
 from icml17.maml.rl.trpo import (
@@ -41,7 +41,7 @@ TIMING = ("env_steps_per_s", "sample_s", "iteration_s")
 
 def tiny_cfg(**kw):
     return replace(
-        get_preset("point-nav"),
+        make_config("point-nav"),
         **{
             "meta_batch": 3,
             "rollouts": 2,

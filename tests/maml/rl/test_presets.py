@@ -175,11 +175,9 @@ def test_training_sampler_steps_the_configs_frame_skip():
 
 
 def test_make_config_takes_a_mode_and_overrides_and_validates():
-    from icml17.maml.rl import presets
 
     cfg = make_config("point-nav", "pretrained", {"meta_batch": "4"})
     assert (cfg.mode, cfg.meta_batch, cfg.experiment) == ("pretrained", 4, "point-nav-pretrained")
     assert make_config("cheetah-vel") == PRESETS["cheetah-vel"]
     with pytest.raises(ConfigError, match="gamma must lie"):
         make_config("point-nav", overrides={"gamma": 1.5})
-    assert presets.get_preset is make_config  # the former name, kept for the command line

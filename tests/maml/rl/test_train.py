@@ -23,7 +23,7 @@ from icml17.core.results import check_record
 from icml17.maml.rl.envs import EnvError, PointNav
 from icml17.maml.rl.evaluate import evaluate, load_run, write_result_record
 from icml17.maml.rl.policy import GaussianMLPPolicy, check_action_size
-from icml17.maml.rl.presets import get_preset
+from icml17.maml.rl.presets import make_config
 from icml17.maml.rl.sampler import NonFiniteRolloutError
 from icml17.maml.rl.train import train
 
@@ -34,7 +34,7 @@ TIMING = ("env_steps_per_s", "sample_s", "iteration_s")
 
 def tiny_cfg(**kw):
     return replace(
-        get_preset("point-nav"),
+        make_config("point-nav"),
         meta_batch=3,
         rollouts=2,
         horizon=8,
@@ -167,9 +167,9 @@ def test_an_adam_step_that_makes_parameters_non_finite_is_never_checkpointed(tmp
 
 def test_bad_input_says_what_to_change():
     with pytest.raises(ConfigError, match="point-nav"):
-        get_preset("hopper-vel")
+        make_config("hopper-vel")
     with pytest.raises(ConfigError, match="mode"):
-        replace(get_preset("point-nav"), mode="maml", inner_steps=0).validate()
+        replace(make_config("point-nav"), mode="maml", inner_steps=0).validate()
     with pytest.raises(EnvError, match="act_dim=2"):
         check_action_size(GaussianMLPPolicy(2, 3), act_dim=2, obs_dim=2, env="point-nav")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -212,27 +212,31 @@ def test_evaluation_writes_a_schema_checked_record(tmp_path):
     assert plot_trajectories(tmp_path / "run", tmp_path / "fig4.png", rollouts=2).stat().st_size > 0
 
 
-def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_path, monkeypatch):
-    """--later-steps tuned picks steps 2-3's size from the grid by the validation tasks' return over steps 2..3
-    (never the test tasks), keeps the first step's rule, and records the choice and the grid's scores."""
+def _spied_curves(tmp_path, monkeypatch):
+    """A one-iteration point-nav run, and every evaluation curve it is then asked for, as (seed, tasks, lr, later)."""
     ev = importlib.import_module("icml17.maml.rl.evaluate")  # the module, not the function the package exports
-
     train(replace(tiny_cfg(), iterations=1), tmp_path / "run", progress=False)
-    trained = load_run(tmp_path / "run")
     seen = []
     real_curve = ev.curve
 
     def spy(trained, tasks, steps, lr, seed, rollouts=None, batch_steps=None, later=None):
-        seen.append((seed, lr, later))
+        seen.append((seed, tasks, lr, later))
         return real_curve(trained, tasks, steps, lr, seed, rollouts, batch_steps, later)
 
     monkeypatch.setattr(ev, "curve", spy)
+    return ev, load_run(tmp_path / "run"), seen
+
+
+def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_path, monkeypatch):
+    """--later-steps tuned picks steps 2-3's size from the grid by the validation tasks' return over steps 2..3
+    (never the test tasks), keeps the first step's rule, and records the choice and the grid's scores."""
+    ev, trained, seen = _spied_curves(tmp_path, monkeypatch)
     result = ev.evaluate(trained, "maml", tasks=2, steps=3, later_steps="tuned", tune_tasks=2)
     tuning = [s for s in seen if s[0] == ev.VALIDATION_SEED]
-    assert [s[2] for s in tuning] == list(ev.LR_GRID) and all(s[1] == trained.cfg.inner_lr for s in tuning)
+    assert [s[3] for s in tuning] == list(ev.LR_GRID) and all(s[2] == trained.cfg.inner_lr for s in tuning)
     scores = result["later_lr_scores"]
     assert result["later_lr"] == max(scores, key=scores.get)
-    assert seen[-1] == (ev.TEST_SEED, trained.cfg.inner_lr, result["later_lr"])  # the test curve uses the choice
+    assert seen[-1] == (ev.TEST_SEED, 2, trained.cfg.inner_lr, result["later_lr"])  # the test curve uses the choice
     record = json.loads(write_result_record(result, trained, tmp_path / "rec", "cmd").read_text())
     assert record["later_steps"] == "tuned" and record["later_step_size"] == result["later_lr"]
     assert set(record["later_step_size_grid"]) == {str(x) for x in ev.LR_GRID}
@@ -244,18 +248,7 @@ def test_tuned_later_steps_are_chosen_on_validation_tasks_for_every_method(tmp_p
 def test_a_given_grid_and_validation_task_count_drive_every_tuning_curve(tmp_path, monkeypatch):
     """--grid and --tune-tasks: pretrained's first step and every method's later steps are tried on exactly the
     given sizes, each curve on that many validation tasks; the record names both; a bad grid stops first."""
-    ev = importlib.import_module("icml17.maml.rl.evaluate")  # the module, not the function the package exports
-
-    train(replace(tiny_cfg(), iterations=1), tmp_path / "run", progress=False)
-    trained = load_run(tmp_path / "run")
-    seen = []
-    real_curve = ev.curve
-
-    def spy(trained, tasks, steps, lr, seed, rollouts=None, batch_steps=None, later=None):
-        seen.append((seed, tasks, lr, later))
-        return real_curve(trained, tasks, steps, lr, seed, rollouts, batch_steps, later)
-
-    monkeypatch.setattr(ev, "curve", spy)
+    ev, trained, seen = _spied_curves(tmp_path, monkeypatch)
     grid = (0.02, 0.2)
     result = ev.evaluate(trained, "pretrained", tasks=2, steps=2, later_steps="tuned", tune_tasks=3, grid=grid)
     tuning = [s for s in seen if s[0] == ev.VALIDATION_SEED]
@@ -338,7 +331,7 @@ def test_per_horizon_tuning_gives_each_horizon_its_best_single_size_for_every_me
 def test_ant_presets_train_resume_and_evaluate_end_to_end(tmp_path, preset):
     # the preset itself (105 observations, 8 actions, its own rollout count), shrunk only in size and time
     cfg = replace(
-        get_preset(preset),
+        make_config(preset),
         meta_batch=2,
         horizon=5,
         hidden=(8,),

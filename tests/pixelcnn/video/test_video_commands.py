@@ -11,7 +11,7 @@ import torch
 from icml17.cli import main
 from icml17.core.config import ConfigError
 from icml17.pixelcnn.video.frames import FRAME_MODELS
-from icml17.pixelcnn.video.presets import PRESETS, TABLE2_PARAMETERS, build_model, make_config
+from icml17.pixelcnn.video.presets import PRESETS, TABLE2_PARAMETERS, build_video_model, make_config
 
 
 def cli(*argv) -> int:
@@ -31,28 +31,31 @@ FAST = [
 ]
 
 
+def train_tiny(model: str, run: Path, data_dir: Path, iterations: int, *sets: str) -> int:
+    """Exit code of a quick ``icml17 pixelcnn video train --preset tiny`` (``FAST`` settings, then ``sets``)."""
+    return cli(
+        "pixelcnn",
+        "video",
+        "train",
+        "--preset",
+        "tiny",
+        "--model",
+        model,
+        "--run-dir",
+        run,
+        "--data-dir",
+        data_dir,
+        "--iterations",
+        iterations,
+        "--no-progress",
+        *FAST,
+        *sets,
+    )
+
+
 def test_train_eval_sample_end_to_end(tmp_path: Path, synthetic_data_dir: Path, capsys):
     run = tmp_path / "run"
-    assert (
-        cli(
-            "pixelcnn",
-            "video",
-            "train",
-            "--preset",
-            "tiny",
-            "--model",
-            "o_t",
-            "--run-dir",
-            run,
-            "--data-dir",
-            synthetic_data_dir,
-            "--iterations",
-            3,
-            "--no-progress",
-            *FAST,
-        )
-        == 0
-    )
+    assert train_tiny("o_t", run, synthetic_data_dir, 3) == 0
     assert (
         cli(
             "pixelcnn",
@@ -105,7 +108,7 @@ def test_presets_build_every_model(preset, model):
     cfg = make_config(preset, model)
     assert cfg.experiment.startswith(f"video-{model}")
     if preset != "paper":
-        build_model(cfg)
+        build_video_model(cfg)
 
 
 def test_unknown_preset_model_and_bad_settings_are_config_errors(tmp_path: Path, capsys):
@@ -121,7 +124,7 @@ def test_unknown_preset_model_and_bad_settings_are_config_errors(tmp_path: Path,
 
 def test_table2_models_are_parameter_matched():
     """Each model of the table2 preset within 10% of the common count (printed: pytest -s shows the table)."""
-    counts = {m: sum(p.numel() for p in build_model(make_config("table2", m)).parameters()) for m in FRAME_MODELS}
+    counts = {m: sum(p.numel() for p in build_video_model(make_config("table2", m)).parameters()) for m in FRAME_MODELS}
     for m, n in counts.items():
         print(f"table2 {m:9s} {n:9,d} parameters ({n / TABLE2_PARAMETERS - 1:+.1%} of {TABLE2_PARAMETERS:,d})")
     assert all(abs(n / TABLE2_PARAMETERS - 1) <= 0.10 for n in counts.values()), counts
@@ -138,26 +141,7 @@ def test_a_run_named_as_another_model_and_too_many_samples_are_refused(
     tmp_path: Path, synthetic_data_dir: Path, capsys
 ):
     run = tmp_path / "run"
-    assert (
-        cli(
-            "pixelcnn",
-            "video",
-            "train",
-            "--preset",
-            "tiny",
-            "--model",
-            "o_t",
-            "--run-dir",
-            run,
-            "--data-dir",
-            synthetic_data_dir,
-            "--iterations",
-            1,
-            "--no-progress",
-            *FAST,
-        )
-        == 0
-    )
+    assert train_tiny("o_t", run, synthetic_data_dir, 1) == 0
     capsys.readouterr()
     for command in ("sample", "eval"):
         assert (
@@ -194,27 +178,7 @@ def test_a_run_named_as_another_model_and_too_many_samples_are_refused(
 
 def test_eval_measures_the_cost_of_shuffled_actions(tmp_path: Path, synthetic_data_dir: Path):
     run = tmp_path / "run"
-    assert (
-        cli(
-            "pixelcnn",
-            "video",
-            "train",
-            "--preset",
-            "tiny",
-            "--model",
-            "convlstm",
-            "--run-dir",
-            run,
-            "--data-dir",
-            synthetic_data_dir,
-            "--iterations",
-            2,
-            "--no-progress",
-            *FAST,
-            "generator=pushed",
-        )
-        == 0
-    )
+    assert train_tiny("convlstm", run, synthetic_data_dir, 2, "generator=pushed") == 0
     assert (
         cli(
             "pixelcnn",

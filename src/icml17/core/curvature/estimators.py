@@ -13,8 +13,9 @@ Devices: every vector they make (start vectors, probes, the Lanczos basis) lives
 ``seed`` draws from a CPU generator and moves the draw there, so a seed gives the same start vectors and probes
 (and, up to the device's rounding, the same estimates) on every device; a ``torch.Generator`` passed as ``seed``
 draws directly on ``op.device`` and must have been made for it (``icml17.core.device.generator(op.device, s)``).
-Each Lanczos or power-iteration step copies one or two numbers back to the CPU (the tridiagonal matrix and the
-stopping test live there); Hutchinson copies its probe values once, at the end.
+Each Lanczos or power-iteration step copies a few numbers back to the CPU in one transfer (the tridiagonal matrix
+and the stopping tests live there; a Lanczos step that needs a second reorthogonalisation pass copies once more);
+Hutchinson copies its probe values once, at the end.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class _Draws:
         return torch.randn(*shape, generator=self.gen, device=self.where).to(self.device, self.dtype)
 
     def rademacher(self, n: int, k: int) -> torch.Tensor:
-        return (torch.randint(0, 2, (n, k), generator=self.gen, device=self.where) * 2 - 1).to(self.device, self.dtype)
+        # drawn as 0/1 directly in the operator's dtype (the same generator stream, hence the same signs, as an
+        # integer draw) and mapped to -1/+1 in place: no int64 temporary, no second pass to cast it
+        v = torch.randint(0, 2, (n, k), generator=self.gen, device=self.where, dtype=self.dtype)
+        return v.mul_(2).sub_(1).to(self.device)
 
 
 @dataclass
@@ -103,6 +107,9 @@ def power_iteration(
     return EigenResult([value], v, it, it, converged, "power")
 
 
+_REORTH_ETA = 1 / math.sqrt(2)  # a second reorthogonalisation pass when one keeps less of the norm than this
+
+
 def _lanczos_basis(
     op: LinearOperator,
     v0: torch.Tensor,
@@ -120,15 +127,25 @@ def _lanczos_basis(
     # matrix-vector products, with no re-stacking of the basis at every step
     B = torch.empty(m_max, v0.numel(), dtype=v0.dtype, device=v0.device)
     B[0] = v0 / v0.norm()
-    alpha, beta = [], []
+    alpha: list[float] = []
+    beta: list[float] = []
     for j in range(m_max):
         q = B[j]
         w = op.matmat(q[:, None])[:, 0]
         a = q @ w
+        # the three-term recurrence first, then one classical Gram-Schmidt pass against the whole basis; a second
+        # pass only where the first removed much of what the recurrence left (the Daniel-Gragg-Kaufman-Stewart
+        # test; twice is enough, Parlett), which in practice it does not: half the passes over the basis
+        w = w - a * q
+        if j > 0:
+            w = w - beta[-1] * B[j - 1]
+        local = w.norm()
         Q = B[: j + 1]
         w = w - Q.T @ (Q @ w)
-        w = w - Q.T @ (Q @ w)  # twice is enough (Parlett's "twice is enough")
-        a, b = torch.stack([a, w.norm()]).cpu().tolist()  # one copy to the CPU per step
+        a, local, b = torch.stack([a, local, w.norm()]).cpu().tolist()  # one copy to the CPU per step
+        if b < _REORTH_ETA * local:
+            w = w - Q.T @ (Q @ w)
+            b = float(w.norm())
         alpha.append(a)
         beta.append(b)
         if on_step is not None and on_step(np.array(alpha), np.array(beta)):
@@ -154,6 +171,7 @@ def lanczos(
     max_iter: int = 100,
     seed: int | torch.Generator | None = 0,
     stop: str = "residual",
+    start: torch.Tensor | None = None,
 ) -> EigenResult:
     """Top-``k`` eigenpairs (algebraically largest) by Lanczos with full reorthogonalisation.
 
@@ -169,12 +187,17 @@ def lanczos(
         max_iter: the most Lanczos steps (one product each; capped at ``op.size``).
         seed: the start vector's seed, or a generator made for ``op.device`` (see the module docstring).
         stop: ``"residual"`` or ``"gap"``, as above.
+        start: the start vector ``(n,)`` (any scale; cast to the operator's dtype and device), or None for a
+            Gaussian one drawn from ``seed``. Lanczos only finds eigenvectors the start has a component along: a
+            start orthogonal to the top eigenvector (the gradient of a quadratic at its minimum, say) never finds
+            its eigenvalue.
 
     Returns:
         An :class:`EigenResult`: ``k`` eigenvalues descending, their vectors ``(n, k)``.
 
     Raises:
-        ValueError: ``k < 1`` or an unknown ``stop``.
+        ValueError: ``k < 1``, an unknown ``stop``, or a ``start`` that is not a nonzero finite vector of ``n``
+            entries.
 
     Examples:
         A quadratic ``x^T A x / 2`` has Hessian A, so lambda_max is A's largest eigenvalue:
@@ -190,7 +213,17 @@ def lanczos(
         raise ValueError(f"k must be >= 1, got {k}")
     if stop not in ("residual", "gap"):
         raise ValueError(f"stop must be 'residual' or 'gap', got {stop!r}")
-    v0 = _Draws(seed, op).normal(op.size)
+    if start is None:
+        v0 = _Draws(seed, op).normal(op.size)
+    else:
+        if start.numel() != op.size or start.dim() > 2:
+            raise ValueError(
+                f"start must be a vector of {op.size} entries (the operator's size), got shape {tuple(start.shape)}"
+            )
+        v0 = start.reshape(-1).to(op.device, op.dtype)
+        norm = float(v0.norm())
+        if not (math.isfinite(norm) and norm > 0):
+            raise ValueError(f"start must be a nonzero, finite vector (its norm is {norm}): pass another, or None")
     state: dict[str, Any] = {"converged": False}
 
     def check(alpha: np.ndarray, beta: np.ndarray) -> bool:
@@ -209,7 +242,10 @@ def lanczos(
         state.update(converged=ok, residuals=res.tolist())
         return ok
 
-    alpha, beta, Q = _lanczos_basis(op, v0, max_iter, on_step=check)
+    # tol=0 can never stop early: the test runs once, on the final basis, for the reported residuals
+    alpha, beta, Q = _lanczos_basis(op, v0, max_iter, on_step=check if tol > 0 else None)
+    if tol <= 0:
+        check(alpha, beta)
     theta, s = _ritz(alpha, beta)
     order = np.argsort(theta)[::-1][:k]
     vecs = Q @ torch.as_tensor(s[:, order].copy(), dtype=op.dtype, device=op.device)

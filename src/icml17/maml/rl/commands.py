@@ -33,13 +33,13 @@ def _experiment(preset: str, mode: str) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from icml17.core.config import override_config
-    from icml17.maml.rl.presets import get_preset
+    from icml17.maml.rl.presets import make_config
     from icml17.maml.rl.train import train
 
     overrides = cli_args.training_overrides(
         args, forbidden={"preset": "choose the preset with --preset", "mode": "choose the mode with --mode"}
     )
-    cfg = override_config(get_preset(args.preset, args.mode), overrides)
+    cfg = override_config(make_config(args.preset, args.mode), overrides)
     run_dir = runs.check_run_dir(args.run_dir or runs.default_run_dir(SYSTEM, cfg.experiment))
     device = cli_args.apply_compute(args, training=True)
     result = train(

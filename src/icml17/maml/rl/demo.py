@@ -9,7 +9,7 @@ from pathlib import Path
 from icml17.core.report import Report, markdown_table
 from icml17.maml.rl.evaluate import evaluate, load_run
 from icml17.maml.rl.plots import plot_trajectories
-from icml17.maml.rl.presets import get_preset
+from icml17.maml.rl.presets import make_config
 from icml17.maml.rl.train import train
 
 
@@ -19,7 +19,7 @@ def demo_section(report: Report, run_dir: Path, data_dir: Path | None, quick: bo
     run_dir = Path(run_dir)
     iterations, tasks_per_batch = (3, 5) if quick else (15, 10)
     cfg = replace(
-        get_preset("point-nav"),
+        make_config("point-nav"),
         meta_batch=tasks_per_batch,
         rollouts=10,
         iterations=iterations,

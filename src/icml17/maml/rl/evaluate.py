@@ -55,8 +55,8 @@ from icml17.maml.rl.presets import (
     LR_GRID,
     TUNE_TASKS,
     MAMLRLConfig,
-    get_preset,
     later_step_factor,
+    make_config,
 )
 from icml17.maml.rl.published import PAPER_ORACLE, PAPER_RETURNS, PAPER_SOURCE
 from icml17.maml.rl.train import adaptation_returns, build_policy, make_sampler
@@ -106,7 +106,7 @@ def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> T
 
 def random_init(preset: str, seed: int = 0, device: torch.device | str | None = None) -> Trained:
     """A freshly initialised policy (the "random initialisation" baseline) on ``device``: nothing is trained."""
-    cfg = replace(get_preset(preset), seed=seed)
+    cfg = replace(make_config(preset), seed=seed)
     return Trained(cfg, build_policy(cfg, device=device), 0, 0.0, "")
 
 

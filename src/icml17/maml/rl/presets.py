@@ -296,6 +296,3 @@ def make_config(preset: str, mode: str = "maml", overrides: dict | None = None) 
         return override_config(cfg, overrides)
     cfg.validate()
     return cfg
-
-
-get_preset = make_config  # the former name, still used by the command line

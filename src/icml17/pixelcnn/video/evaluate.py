@@ -16,7 +16,7 @@ from icml17.core.results import write_record
 from icml17.core.runs import TrainedRun, load_trained_run
 from icml17.pixelcnn.published import VIDEO_NATS_SOURCE, video_nats
 from icml17.pixelcnn.video.data import EVAL_SPLITS, VideoSplit, load_video_split
-from icml17.pixelcnn.video.presets import VideoConfig, build_model
+from icml17.pixelcnn.video.presets import VideoConfig, build_video_model
 
 TrainedVideo = TrainedRun[VideoConfig, nn.Module]  # a trained video model and where it came from
 
@@ -25,7 +25,7 @@ def load_run(run_dir: str | Path, device: torch.device | str | None = None) -> T
     """The model of a run directory's last checkpoint, rebuilt from the checkpoint's own config, on ``device``
     (default the CPU; checkpoints hold CPU tensors, so any run loads on any device)."""
     return load_trained_run(
-        run_dir, VideoConfig, "model", "pixelcnn video", lambda cfg: build_model(cfg).eval(), device=device
+        run_dir, VideoConfig, "model", "pixelcnn video", lambda cfg: build_video_model(cfg).eval(), device=device
     )
 
 

@@ -255,6 +255,3 @@ def build_video_model(cfg: VideoConfig) -> VideoModel:
         base_size=cfg.base_size,
         n_mix=cfg.n_mix,
     )
-
-
-build_model = build_video_model  # the former name, still used by the training and evaluation modules

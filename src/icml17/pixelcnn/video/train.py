@@ -20,7 +20,7 @@ from icml17.core.loop import GeneratorState, LoopResult, run_loop
 from icml17.pixelcnn.train import adam_linear_decay
 from icml17.pixelcnn.video.data import load_video_split
 from icml17.pixelcnn.video.evaluate import likelihood
-from icml17.pixelcnn.video.presets import VideoConfig, build_model
+from icml17.pixelcnn.video.presets import VideoConfig, build_video_model
 
 OUT_OF_MEMORY_KNOB = "batch_size (--set batch_size=N), or frame_size/hidden"
 
@@ -44,7 +44,7 @@ def train(
     torch.manual_seed(cfg.seed)
     train_set = load_video_split(cfg, data_dir, "train")
     val = load_video_split(cfg, data_dir, "val", cfg.eval_periodic).to(device)
-    model = build_model(cfg).to(device)
+    model = build_video_model(cfg).to(device)
     opt, sched = adam_linear_decay(model, cfg.lr, cfg.lr_final, cfg.iterations)
     scaler = grad_scaler(device, precision)
     gen = torch.Generator().manual_seed(cfg.seed)  # data order: on the CPU whatever the device
