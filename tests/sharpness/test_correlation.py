@@ -83,26 +83,11 @@ def test_quick_grid_end_to_end(synthetic_data_dir, tmp_path, capsys):
     from icml17.cli import main
 
     out = tmp_path / "res"
-    assert (
-        main(
-            [
-                "sharpness",
-                "reproduce",
-                "--which",
-                "correlation",
-                "--quick",
-                "--record",
-                str(out),
-                "--data-dir",
-                str(synthetic_data_dir),
-                "--run-dir",
-                str(tmp_path / "runs"),
-            ]
-        )
-        == 0
-    )
+    args = ["sharpness", "reproduce", "--which", "correlation", "--quick", "--record", str(out)]
+    args += ["--data-dir", str(synthetic_data_dir), "--run-dir", str(tmp_path / "runs")]
+    assert main(args) == 0
     record = json.loads((out / "correlation.json").read_text())
-    assert (out / "correlation.png").stat().st_size > 1000 and record["quick"]
+    assert (out / "correlation.png").stat().st_size > 1000 and record["quick"] and record["coverage"]["complete"]
     cfg = GridConfig.quick()
     assert len(record["models"]) == sum(len(cfg.configs(f)) for f in cfg.families)
     for m in record["models"]:
@@ -113,22 +98,89 @@ def test_quick_grid_end_to_end(synthetic_data_dir, tmp_path, capsys):
         assert set(record["statistics"][family]) == set(cfg.measures)
     # rerunning reads every network from its cache
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "sharpness",
-                "reproduce",
-                "--which",
-                "correlation",
-                "--quick",
-                "--record",
-                str(out),
-                "--data-dir",
-                str(synthetic_data_dir),
-                "--run-dir",
-                str(tmp_path / "runs"),
-            ]
-        )
-        == 0
-    )
+    assert main(args) == 0
     assert json.loads((out / "correlation.json").read_text())["models"] == record["models"]
+
+
+def _tiny_grid() -> GridConfig:
+    from dataclasses import replace
+
+    # every network meets this loose criterion, so every one is measured
+    return replace(GridConfig.quick(), measures=("loss", "lambda_max"), bootstrap=20, stop_loss=5.0)
+
+
+def _without_timing(record: dict) -> dict:
+    """The record's results: the statistics and every network's numbers, less wall times and timing fields."""
+    models = [{k: v for k, v in m.items() if k not in ("wall_time_s", "seconds")} for m in record["models"]]
+    return {"statistics": record["statistics"], "models": models, "coverage": record["coverage"]}
+
+
+def test_a_killed_grid_resumes_without_retraining_and_ends_as_an_uninterrupted_run(
+    synthetic_data_dir, tmp_path, monkeypatch
+):
+    from icml17.sharpness import correlation
+
+    cfg = _tiny_grid()
+    n_grid = sum(len(cfg.configs(f)) for f in cfg.families)
+    quiet = lambda line: None  # noqa: E731
+    correlation.run_correlation(tmp_path / "a", synthetic_data_dir, tmp_path / "ra", cfg=cfg, command="test", log=quiet)
+    whole = json.loads((tmp_path / "a" / "correlation.json").read_text())
+    assert whole["coverage"] == {
+        "networks_done": n_grid,
+        "networks_in_grid": n_grid,
+        "complete": True,
+        "per_family": {f: {"done": len(cfg.configs(f)), "in_grid": len(cfg.configs(f))} for f in cfg.families},
+    }
+
+    def killed(line: str) -> None:  # the log line comes after the network's result is on disk: kill there
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        correlation.run_correlation(
+            tmp_path / "b", synthetic_data_dir, tmp_path / "rb", cfg=cfg, command="test", log=killed
+        )
+    saved = sorted((tmp_path / "rb").rglob("result.json"))
+    assert len(saved) == 1 and not list((tmp_path / "rb").rglob("*.tmp"))
+    first = saved[0].read_text()
+    assert json.loads(first)["converged"] and set(json.loads(first)["measures"]) == {"loss", "lambda_max"}
+    trained = []
+    real = correlation.train_to_criterion
+    monkeypatch.setattr(
+        correlation,
+        "train_to_criterion",
+        lambda model, x, y, config, c: trained.append(config) or real(model, x, y, config, c),
+    )
+    correlation.run_correlation(tmp_path / "b", synthetic_data_dir, tmp_path / "rb", cfg=cfg, command="test", log=quiet)
+    first_config = cfg.configs(cfg.families[0])[0]
+    assert len(trained) == n_grid - 1 and first_config not in trained
+    assert saved[0].read_text() == first  # read back, not retrained
+    resumed = json.loads((tmp_path / "b" / "correlation.json").read_text())
+    assert _without_timing(resumed) == _without_timing(whole)
+
+
+def test_one_family_alone_gives_a_record_that_says_it_is_partial(synthetic_data_dir, tmp_path):
+    from icml17.core.config import ConfigError
+    from icml17.sharpness.correlation import run_correlation
+
+    cfg = _tiny_grid()
+    quiet = lambda line: None  # noqa: E731
+    mlp, cnn = (len(cfg.configs(f)) for f in ("mnist-mlp", "cifar-cnn"))
+    run_correlation(
+        tmp_path / "o", synthetic_data_dir, tmp_path / "r", cfg=cfg, command="test", families=["mnist-mlp"], log=quiet
+    )
+    part = json.loads((tmp_path / "o" / "correlation.json").read_text())
+    assert part["coverage"]["networks_done"] == mlp and part["coverage"]["networks_in_grid"] == mlp + cnn
+    assert part["coverage"]["complete"] is False and "PARTIAL GRID" in part["claim"]
+    assert set(part["statistics"]) == {"mnist-mlp"} and {m["family"] for m in part["models"]} == {"mnist-mlp"}
+    # the other family in a later session completes the grid, the first read from disk
+    run_correlation(
+        tmp_path / "o", synthetic_data_dir, tmp_path / "r", cfg=cfg, command="test", families=["cifar-cnn"], log=quiet
+    )
+    full = json.loads((tmp_path / "o" / "correlation.json").read_text())
+    assert full["coverage"]["complete"] is True and full["coverage"]["networks_done"] == mlp + cnn
+    assert set(full["statistics"]) == set(cfg.families) and "PARTIAL" not in full["claim"]
+    assert full["statistics"]["mnist-mlp"] == part["statistics"]["mnist-mlp"]
+    with pytest.raises(ConfigError, match="--families"):
+        run_correlation(
+            tmp_path / "o", synthetic_data_dir, tmp_path / "r", cfg=cfg, command="test", families=["svhn"], log=quiet
+        )

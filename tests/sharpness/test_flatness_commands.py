@@ -59,3 +59,12 @@ def test_time_subset_belongs_to_the_correlation_grid(synthetic_data_dir, capsys)
     )
     err = capsys.readouterr().err
     assert code == 2 and "--which correlation" in err and len(err.strip().splitlines()) == 1
+
+
+def test_families_belong_to_the_correlation_grid(synthetic_data_dir, capsys):
+    code = main(
+        ["sharpness", "reproduce", "--which", "theorem6", "--families", "mnist-mlp", "--quick"]
+        + ["--data-dir", str(synthetic_data_dir)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--families" in err and "--which correlation" in err and len(err.strip().splitlines()) == 1

@@ -113,3 +113,23 @@ def test_quick_study_record_is_consistent_with_its_rows(synthetic_data_dir, tmp_
         ).read_text()
     )
     assert again["minima"] == rec["minima"]
+
+
+def test_c1_study_reuses_the_f1_study_on_cifar(synthetic_data_dir, tmp_path):
+    from dataclasses import replace
+
+    from icml17.sharpness.keskar_study import KeskarStudyConfig, run_study
+    from icml17.sharpness.presets import build_model
+
+    net = build_model("keskar-c1")
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (5, 5))] * 2
+    cfg = replace(KeskarStudyConfig.c1(quick=True), n_train=200, n_measure=50, n_curvature=50, seeds=(0,))
+    path = run_study(cfg, synthetic_data_dir, tmp_path / "runs", tmp_path / "out", "test", quick=True, log=print)
+    rec = json.loads(path.read_text())
+    assert path.name == "keskar-c1.json" and rec["experiment"] == "keskar-c1" and rec["config"]["lb_batch"] == 20
+    assert rec["config"]["dataset"] == "cifar10" and (tmp_path / "out" / "keskar-c1.png").exists()
+    assert (tmp_path / "runs" / "quick-keskar-c1").is_dir() and not (tmp_path / "runs" / "quick-keskar-f1").exists()
+    for r in rec["bn_rescaled_small_batch"]["per_seed"].values():
+        assert r["max_output_diff_float64"] < 1e-12  # batch-norm scaling through pooling keeps the function

@@ -85,3 +85,22 @@ def test_loss_criterion_without_class_labels():
     assert got.criterion == "loss" and got.value > 0
     with pytest.raises(ValueError, match="class scores"):
         pacbayes_flatness(net, nn.functional.mse_loss, (x, net(x).detach()), criterion="error")
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-3])
+def test_magnitude_aware_sharpness_is_invariant_to_alpha_scaling_only_without_the_offset(eps):
+    # logits (c1, c2) * relu(a x), x > 0, every label 1: every point flips once (c2 + u2) - (c1 + u1) < 0, whatever
+    # u_a (|u_a| < a). The worst u in the box |u_i| <= level |w_i| + eps flips them from
+    # level = (c2 - c1 - 2 eps) / (|c1| + |c2|). T_alpha (a -> alpha a, c -> c / alpha) turns this into
+    # (c2 - c1 - 2 alpha eps) / (|c1| + |c2|): unchanged with eps = 0, falling with alpha for Jiang et al.'s eps.
+    c1, c2 = WA, WB
+    x = torch.linspace(0.5, 1.5, 16, dtype=torch.float64)[:, None]
+    data = (x, torch.ones(16, dtype=torch.long))
+    for alpha in (1.0, 10.0, 100.0):
+        net = nn.Sequential(nn.Linear(1, 1, bias=False), nn.ReLU(), nn.Linear(1, 2, bias=False)).double()
+        with torch.no_grad():
+            net[0].weight.fill_(alpha)
+            net[2].weight.copy_(torch.tensor([[c1], [c2]]) / alpha)
+        got = pacbayes_flatness(net, CE, data, kind="mag_sharpness", eps=eps, ascent_steps=4)
+        flip = (c2 - c1 - 2 * alpha * eps) / (abs(c1) + abs(c2))
+        assert got.steps == 15 and abs(got.level - flip) <= 2 * 2.0 / 2**15, (alpha, got.level, flip)

@@ -164,6 +164,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.time_subset and args.which != "correlation":
         raise ConfigError("--time-subset times the correlation grid: use it with --which correlation")
+    if args.families and args.which != "correlation":
+        raise ConfigError("--families picks the correlation grid's families: use it with --which correlation")
     device = cli_args.apply_compute(args)
     # the committed records under results/ are replaced only when --record names them: by default a rerun (or a
     # --quick run's tiny sizes, for tests) writes beside its training cache
@@ -181,6 +183,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=device,
             time_subset=args.time_subset,
+            families=args.families,
         )
     for f in figures:
         print(f"wrote {f} and {f.with_suffix('.json')}")
@@ -255,6 +258,24 @@ def _source(p: argparse.ArgumentParser, *, preset: bool) -> None:
         )
 
 
+def _study_args(p: argparse.ArgumentParser, committed: str) -> None:
+    """--record, --data-dir, --run-dir, --quick and --seed of the study commands (reproduce, invariance)."""
+    cli_args.add_record(
+        p,
+        "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
+        f"committed {committed}: --record results/sharpness",
+    )
+    cli_args.add_data_dir(p)
+    p.add_argument(
+        "--run-dir",
+        type=cli_args.output_dir,
+        default=runs.RUNS_ROOT / SYSTEM,
+        help="training cache (default runs/sharpness)",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from icml17.sharpness.measures import MEASURES
     from icml17.sharpness.registry import REGISTRY
@@ -319,25 +340,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("reproduce", help="the paper's reparametrization experiments on MNIST subsets")
     r.add_argument("--which", choices=[*WHICH, "all"], default="all")
-    cli_args.add_record(
-        r,
-        "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
-        "committed records: --record results/sharpness",
-    )
-    cli_args.add_data_dir(r)
-    r.add_argument(
-        "--run-dir",
-        type=cli_args.output_dir,
-        default=runs.RUNS_ROOT / SYSTEM,
-        help="training cache (default runs/sharpness)",
-    )
-    r.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
-    r.add_argument("--seed", type=int, default=0)
+    _study_args(r, "records")
     r.add_argument(
         "--time-subset",
         action="store_true",
         help="with --which correlation: time the grid's corners (4 networks) and write "
         "correlation-timing.json with the full grid's estimated wall time, instead of the grid",
+    )
+    r.add_argument(
+        "--families",
+        nargs="+",
+        choices=["mnist-mlp", "cifar-cnn"],
+        default=None,
+        help="with --which correlation: train only these families now (default both); each network is saved "
+        "as it finishes and a rerun skips those done; the record covers every network on disk and says how many",
     )
     cli_args.add_compute(r)
     r.set_defaults(func=cmd_reproduce)
@@ -357,20 +373,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--transforms", default=None, help="comma-separated, from alpha,per-neuron,bn-scale,input-scale,radial"
     )
     v.add_argument("--networks", default=None, help="comma-separated, from mlp,cnn,bn-mlp")
-    cli_args.add_record(
-        v,
-        "a directory; default RUN_DIR/records, with --quick RUN_DIR/quick-records; the "
-        "committed record: --record results/sharpness",
-    )
-    cli_args.add_data_dir(v)
-    v.add_argument(
-        "--run-dir",
-        type=cli_args.output_dir,
-        default=runs.RUNS_ROOT / SYSTEM,
-        help="training cache (default runs/sharpness)",
-    )
-    v.add_argument("--quick", action="store_true", help="tiny sizes (for tests; not results)")
-    v.add_argument("--seed", type=int, default=0)
+    _study_args(v, "record")
     cli_args.add_compute(v)
     v.set_defaults(func=cmd_invariance)
 

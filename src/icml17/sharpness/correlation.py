@@ -283,13 +283,10 @@ def _run_model(
     Returns:
         The grid point with its training, errors, gap and measures (``measures`` empty if not converged).
     """
+    old = _cached(config, cfg, run_root, options)
+    if old is not None:
+        return old
     folder = run_root / config["family"] / _config_name(config)
-    cached = folder / "result.json"
-    if cached.is_file():
-        old = json.loads(cached.read_text())
-        same = (old.get("measured"), old.get("stop_loss"), old.get("max_epochs"), old.get("options"))
-        if same == (list(cfg.measures), cfg.stop_loss, cfg.max_epochs, asdict(options)):
-            return old
     model = build_grid_model(config)
     training = train_to_criterion(model, data["x"], data["y"], config, cfg)
     train_err, train_loss = _error_and_loss(model, data["x"], data["y"])
@@ -322,8 +319,20 @@ def _run_model(
         out["seconds"] = m["seconds"]
         out["not_applicable"] = m["not_applicable"]
     folder.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(out, indent=1) + "\n")
+    tmp = folder / "result.json.tmp"  # written whole, then renamed: a kill never leaves half a result
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(folder / "result.json")
     return out
+
+
+def _cached(config: dict[str, Any], cfg: GridConfig, run_root: Path, options: FlatnessOptions) -> dict[str, Any] | None:
+    """The grid point's cached result if it was trained and measured with this grid's settings, else None."""
+    cached = Path(run_root) / config["family"] / _config_name(config) / "result.json"
+    if not cached.is_file():
+        return None
+    old = json.loads(cached.read_text())
+    same = (old.get("measured"), old.get("stop_loss"), old.get("max_epochs"), old.get("options"))
+    return old if same == (list(cfg.measures), cfg.stop_loss, cfg.max_epochs, asdict(options)) else None
 
 
 def _tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -428,9 +437,16 @@ def run_correlation(
     seed: int = 0,
     cfg: GridConfig | None = None,
     options: FlatnessOptions | None = None,
+    families: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train and measure the grid (cached), then write ``correlation.json`` and ``correlation.png``.
+
+    Each network's result is written to ``run_root`` as soon as it is measured and a rerun skips the networks
+    already there, so a killed run loses at most the network in progress. ``families`` restricts the training to
+    some families (the grid can be run one family per session); the record is computed from every network of the
+    grid found in ``run_root`` and its ``coverage`` says how many of the grid's networks that is (``complete`` is
+    false for a partial grid, whose statistics are not the grid's).
 
     Args:
         out_dir: where the record and the figure go.
@@ -441,30 +457,46 @@ def run_correlation(
         seed: the bootstrap's seed (the networks' seeds are the grid's).
         cfg: the grid (default: :class:`GridConfig`, or its quick form).
         options: the measures' options.
-        log: progress lines.
+        families: the families to train now (default: all of the grid's); the others' cached networks still
+            enter the record.
+        log: progress lines, one per network (after its result is on disk).
 
     Returns:
         The figure's path (the record beside it).
 
     Raises:
-        ConfigError: more images asked for than a dataset has.
+        ConfigError: more images asked for than a dataset has, or a family not in the grid.
         DatasetError: MNIST or CIFAR-10 missing from ``data_dir``.
     """
     t0 = time.perf_counter()
     cfg = cfg or (GridConfig.quick() if quick else GridConfig())
     options = options or FlatnessOptions()
-    models, stats = [], {}
-    for family in cfg.families:
+    train = list(cfg.families if families is None else families)
+    unknown = [f for f in train if f not in cfg.families]
+    if unknown:
+        from icml17.core.config import ConfigError
+
+        raise ConfigError(f"--families: {unknown} not in the grid; choose from {list(cfg.families)}")
+    root = Path(run_root) / ("quick" if quick else "grid")
+    for family in train:
         data = _family_data(family, data_dir, cfg)
-        done = []
         for config in cfg.configs(family):
-            r = _run_model(config, data, cfg, Path(run_root) / ("quick" if quick else "grid"), options)
+            r = _run_model(config, data, cfg, root, options)
             log(
                 f"{family} {_config_name(config)}: {r['epochs']} epochs, converged {r['converged']}, gap {r['gap']:.3f}"
             )
-            done.append(r)
+    models, stats, per_family = [], {}, {}
+    for family in cfg.families:  # the record: every network of the grid on disk, trained now or before
+        done = [r for c in cfg.configs(family) if (r := _cached(c, cfg, root, options)) is not None]
+        per_family[family] = {"done": len(done), "in_grid": len(cfg.configs(family))}
         models += done
-        stats[family] = kendall_statistics([m for m in done if m["converged"]], cfg.measures, cfg.bootstrap, seed)
+        if done:
+            stats[family] = kendall_statistics([m for m in done if m["converged"]], cfg.measures, cfg.bootstrap, seed)
+    in_grid = sum(v["in_grid"] for v in per_family.values())
+    coverage = {"networks_done": len(models), "networks_in_grid": in_grid, "complete": len(models) == in_grid}
+    coverage["per_family"] = per_family
+    if not coverage["complete"]:
+        log(f"partial grid: {len(models)} of {in_grid} networks; the record says so (coverage.complete = false)")
     out_dir = Path(out_dir)
     fig = _figure(stats, out_dir / "correlation.png")
     from icml17.sharpness.invariance_study import strict_json
@@ -477,7 +509,9 @@ def run_correlation(
         "value": max((abs(t) for t in taus), default=0.0),
         "higher_is_better": None,
         "claim": "which flatness measure ranks small networks by their generalisation gap (Jiang et al. 2020's "
-        "protocol, scaled down)",
+        "protocol, scaled down)"
+        + ("" if coverage["complete"] else f"; PARTIAL GRID: {len(models)} of {in_grid} networks, not the result"),
+        "coverage": coverage,
         "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "statistics": stats,
         "models": models,

@@ -14,7 +14,13 @@ Deviations, all recorded: training length is a fixed number of epochs (``sb_epoc
 "until the loss stops falling", and phi's maximisation runs on the first ``n_measure`` training images (10 of
 L-BFGS-B's iterations each, as Keskar et al.), lambda_max on the first ``n_curvature`` of them.
 Every training and every measurement is cached in the run directory, so a killed study resumes where it stopped.
-Everything runs on ``device`` (MNIST is moved there once); the record names the hardware.
+Everything runs on ``device`` (the data is moved there once); the record names the hardware.
+
+The same study runs Keskar et al.'s C1 (``--which keskar-c1``, :meth:`KeskarStudyConfig.c1`): a shallow AlexNet-like
+convolutional network on CIFAR-10, here the shared subset (4,000 training and 1,000 test images) and
+:func:`icml17.sharpness.models.keskar_c1` scaled to one CPU core (two 5x5 convolutions of 32 channels instead of 64,
+hidden layers 192 and 96 instead of 384 and 192, batch norm after each). Batch 256 against 10% of the training set
+is 256 against 400 on this subset: the two regimes differ far less than in Keskar et al.'s 256 against 5,000.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ SWEEP = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 
 @dataclass(frozen=True)
 class KeskarStudyConfig:
+    name: str = "keskar-f1"  # the record's experiment and file name, and the run directory's
+    dataset: str = "mnist"  # or "cifar10" (the shared subset)
     model: str = "keskar-f1"
     n_train: int = 60000
     n_test: int = 10000
@@ -83,6 +91,34 @@ class KeskarStudyConfig:
             lb_epochs=4,
         )
 
+    @classmethod
+    def c1(cls, quick: bool = False) -> KeskarStudyConfig:
+        """C1 on the CIFAR-10 subset (see the module docstring); ``quick``: a narrow C1 on few images (tests)."""
+        if quick:
+            return replace(cls.quick(), name="keskar-c1", dataset="cifar10", model="keskar-c1-narrow", n_test=100)
+        return cls(
+            name="keskar-c1",
+            dataset="cifar10",
+            model="keskar-c1",
+            n_train=4000,
+            n_test=1000,
+            n_measure=1000,
+            n_curvature=500,
+        )
+
+
+def _images(dataset: str, data_dir: Path | None, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images of ``split``: a seeded MNIST subset, or the first CIFAR-10 images of the shared subset."""
+    if dataset == "mnist":
+        return mnist_subset(data_dir, split, n, 0)
+    from icml17.core.config import ConfigError
+    from icml17.data import load_cifar10
+
+    images, labels = load_cifar10(data_dir, split)
+    if n > len(labels):
+        raise ConfigError(f"asked for {n} CIFAR-10 {split} images, the data has {len(labels)}")
+    return torch.from_numpy(images[:n]).float().div_(255.0), torch.from_numpy(labels[:n])
+
 
 def _phi(
     model: nn.Module,
@@ -108,10 +144,11 @@ class KeskarStudy:
         quick: bool,
         device: torch.device | str | None = None,
     ):
-        self.cfg, self.run_root, self.quick = cfg, Path(run_root) / ("quick-keskar-f1" if quick else "keskar-f1"), quick
+        self.cfg, self.quick = cfg, quick
+        self.run_root = Path(run_root) / (f"quick-{cfg.name}" if quick else cfg.name)
         self.device = torch.device(device or "cpu")
-        self.x, self.y = to_device(mnist_subset(data_dir, "train", cfg.n_train, 0), self.device)
-        self.x_test, self.y_test = to_device(mnist_subset(data_dir, "test", cfg.n_test, 0), self.device)
+        self.x, self.y = to_device(_images(cfg.dataset, data_dir, "train", cfg.n_train), self.device)
+        self.x_test, self.y_test = to_device(_images(cfg.dataset, data_dir, "test", cfg.n_test), self.device)
         self.batch = (self.x[: cfg.n_measure], self.y[: cfg.n_measure])
         self.curv_batch = (self.x[: cfg.n_curvature], self.y[: cfg.n_curvature])
 
@@ -192,8 +229,8 @@ def run_study(
     log=print,
     device: torch.device | str | None = None,
 ) -> Path:
-    """Train, measure, reparametrize on ``device`` (default the CPU); writes ``keskar-f1.json`` and its figure
-    into ``out_dir``."""
+    """Train, measure, reparametrize on ``device`` (default the CPU); writes ``<cfg.name>.json`` (``keskar-f1.json``
+    or ``keskar-c1.json``) and its figure into ``out_dir``."""
     t0 = time.perf_counter()
     study = KeskarStudy(cfg, data_dir, run_root, quick, device)
     rows: dict[int, dict[str, Any]] = {}
@@ -281,17 +318,18 @@ def run_study(
         series[f"small-batch, BN-rescaled a={chosen:g} (same function)"] = [
             100 * reversed_rows[s][main_key] for s in seeds
         ]
+    setting = "F1 on MNIST" if cfg.dataset == "mnist" else "C1 (scaled) on the CIFAR-10 subset"
     fig = plots.grouped_bars(
         [f"seed {s}" for s in seeds],
         series,
-        out_dir / "keskar-f1.png",
-        f"Keskar et al.'s F1 on MNIST: phi (eps {cfg.eps[0]:g}, A = I, in %), small vs large "
+        out_dir / f"{cfg.name}.png",
+        f"Keskar et al.'s {setting}: phi (eps {cfg.eps[0]:g}, A = I, in %), small vs large "
         f"batch, and the small-batch minimum rescaled through its batch norms",
         "phi (%)",
     )
     record = {
         "system": "sharpness",
-        "experiment": "keskar-f1",
+        "experiment": cfg.name,
         "metric": "keskar_phi_large_over_small_batch",
         "value": r["mean"],
         "higher_is_better": None,
@@ -319,9 +357,12 @@ def run_study(
         "figure": fig.name,
         "wall_time_s": round(time.perf_counter() - t0, 1),
     }
-    return write_record(out_dir / "keskar-f1.json", record, device=study.device)
+    return write_record(out_dir / f"{cfg.name}.json", record, device=study.device)
 
 
-def study_config(quick: bool, seed: int = 0) -> KeskarStudyConfig:
-    cfg = KeskarStudyConfig.quick() if quick else KeskarStudyConfig()
+def study_config(quick: bool, seed: int = 0, which: str = "keskar-f1") -> KeskarStudyConfig:
+    if which == "keskar-c1":
+        cfg = KeskarStudyConfig.c1(quick)
+    else:
+        cfg = KeskarStudyConfig.quick() if quick else KeskarStudyConfig()
     return replace(cfg, seeds=tuple(seed + i for i in range(len(cfg.seeds)))) if seed else cfg

@@ -74,5 +74,25 @@ def keskar_f1(width: int = 512, depth: int = 5, classes: int = 10) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
+def keskar_c1(width: int = 32, hidden: tuple[int, int] = (192, 96), classes: int = 10) -> nn.Sequential:
+    """Keskar et al. 2017's C1 (their Table 1: a shallow AlexNet-like CIFAR-10 network, two 5x5 convolutions of 64
+    channels with 3x3 max pooling, then fully connected layers of 384 and 192), scaled to one CPU core: ``width``
+    channels per convolution (theirs 64) and hidden layers ``hidden`` (theirs 384, 192); every convolution and
+    hidden layer is followed by batch norm and ReLU, so :class:`icml17.sharpness.transforms.BatchNormScaling`
+    applies. Input (N, 3, 32, 32); 32 -> 15 -> 7 pixels after the two stride-2 poolings."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for _ in range(2):
+        layers += [nn.Conv2d(channels, width, 5, padding=2), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2)]
+        channels = width
+    layers.append(nn.Flatten())
+    fan_in = width * 7 * 7
+    for h in hidden:
+        layers += [nn.Linear(fan_in, h), nn.BatchNorm1d(h), nn.ReLU()]
+        fan_in = h
+    layers.append(nn.Linear(fan_in, classes))
+    return nn.Sequential(*layers)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from icml17.sharpness.measures import MeasureOptions
-from icml17.sharpness.models import keskar_f1, mlp, small_cnn
+from icml17.sharpness.models import keskar_c1, keskar_f1, mlp, small_cnn
 
 PRESETS: dict[str, Callable[[], nn.Sequential]] = {
     "mlp-784-100-100-10": lambda: mlp((784, 100, 100, 10)),
@@ -20,6 +20,8 @@ PRESETS: dict[str, Callable[[], nn.Sequential]] = {
     "cnn-small": small_cnn,
     "keskar-f1": keskar_f1,  # Keskar et al. 2017's F1: 784-512x5-10 with batch norm (1.46M parameters)
     "keskar-f1-narrow": lambda: keskar_f1(width=32),  # the same shape at width 32, for quick runs and tests
+    "keskar-c1": keskar_c1,  # Keskar et al.'s C1 scaled to one CPU core: 32 channels, hidden 192, 96 (CIFAR-10)
+    "keskar-c1-narrow": lambda: keskar_c1(width=4, hidden=(16, 8)),  # the same shape, for quick runs and tests
 }
 
 

@@ -327,8 +327,7 @@ class BatchNormScaling:
         Returns:
             1 for the loss and the scale-aware (adaptive) measures; None for the Euclidean ones.
         """
-        # diagonal in parameter space, like T_alpha: diag(|theta|) H diag(|theta|) does not change
-        return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
+        return _diagonal_expected_ratio(measure)
 
 
 class PerNeuronScaling:
@@ -375,7 +374,13 @@ class PerNeuronScaling:
         Returns:
             1 for the loss and the scale-aware (adaptive) measures; None for the Euclidean ones.
         """
-        return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
+        return _diagonal_expected_ratio(measure)
+
+
+def _diagonal_expected_ratio(measure: str) -> float | None:
+    """A rescaling diagonal in parameter space, like T_alpha, leaves diag(|theta|) H diag(|theta|) unchanged:
+    1 for the loss and the scale-aware (adaptive) measures, None (no prediction) for the Euclidean ones."""
+    return 1.0 if measure.startswith("adaptive") or measure == "loss" else None
 
 
 class InputMap:
