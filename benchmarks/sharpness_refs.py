@@ -39,7 +39,7 @@ if str(ROOT / "src") not in sys.path:
 
 from icml17.core.curvature import HessianOperator, lanczos  # noqa: E402
 from icml17.sharpness.models import count_parameters  # noqa: E402
-from icml17.sharpness.presets import build_model  # noqa: E402
+from icml17.sharpness.presets import build_sharpness_model  # noqa: E402
 from icml17.sharpness.train import TrainConfig, train_classifier  # noqa: E402
 
 CE = nn.functional.cross_entropy
@@ -236,7 +236,7 @@ def compute_reference(p: Problem, dense: bool, cache: Path) -> None:
 def prepare(name: str, x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device = CPU) -> Problem:
     """The preset trained on the CPU (cached under runs/: the same weights for every device), then put with its
     measured batch on ``device``."""
-    model = build_model(name, 0)
+    model = build_sharpness_model(name, 0)
     train_classifier(
         model, x, y, TrainConfig(name, 300, 64, lr=0.1), ROOT / "runs" / "sharpness" / f"bench-{name}", device="cpu"
     )

@@ -60,7 +60,7 @@ from icml17.sharpness.data import mnist_subset  # noqa: E402
 from icml17.sharpness.evaluate import load_run, load_shipped  # noqa: E402
 from icml17.sharpness.invariance import check_invariance  # noqa: E402
 from icml17.sharpness.measures import MeasureOptions, measure  # noqa: E402
-from icml17.sharpness.presets import build_model  # noqa: E402
+from icml17.sharpness.presets import build_sharpness_model  # noqa: E402
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier  # noqa: E402
 from icml17.sharpness.transforms import AlphaScaling, InputMap, PerNeuronScaling  # noqa: E402
 
@@ -307,7 +307,7 @@ def transforms_section(x, y, device: torch.device, size: dict) -> dict[str, Any]
 def train_section(x, y, data_dir: Path, device: torch.device, size: dict, tmp: Path) -> dict[str, Any]:
     run_dir = tmp / "train-cnn-small"
     cfg = TrainConfig("cnn-small", size["train_steps"], 64, lr=0.1, n_train=len(y))
-    model = build_model("cnn-small", 0)
+    model = build_sharpness_model("cnn-small", 0)
     result_loop, train_s = synced(lambda: train_classifier(model, x, y, cfg, run_dir, device=device), device)
     names = ["loss", "lambda_max", "trace"]
     opts = MeasureOptions(probes=size["probes"])

@@ -119,9 +119,9 @@ def test_c1_study_reuses_the_f1_study_on_cifar(synthetic_data_dir, tmp_path):
     from dataclasses import replace
 
     from icml17.sharpness.keskar_study import KeskarStudyConfig, run_study
-    from icml17.sharpness.presets import build_model
+    from icml17.sharpness.presets import build_sharpness_model
 
-    net = build_model("keskar-c1")
+    net = build_sharpness_model("keskar-c1")
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (5, 5))] * 2

@@ -39,11 +39,11 @@ def test_records_name_the_product_the_engine_uses():
     from pathlib import Path
 
     from icml17.core.curvature import HessianOperator
-    from icml17.sharpness.presets import build_model
+    from icml17.sharpness.presets import build_sharpness_model
 
     record = json.loads((Path(__file__).resolve().parents[2] / "results/sharpness/radial-ranking.json").read_text())
     x = torch.zeros(2, 1, 28, 28)
     method = HessianOperator(
-        build_model("mlp-784-100-10"), nn.functional.cross_entropy, (x, torch.zeros(2).long())
+        build_sharpness_model("mlp-784-100-10"), nn.functional.cross_entropy, (x, torch.zeros(2).long())
     ).method
     assert {v["hvp_method"] for v in record["theta"].values()} == {method}

@@ -47,7 +47,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from icml17.core.device import explain_out_of_memory, to_device
     from icml17.sharpness.data import batches, mnist_subset
     from icml17.sharpness.evaluate import CE, check_data, load_factory, load_npz, mse_loss
-    from icml17.sharpness.presets import build_model
+    from icml17.sharpness.presets import build_sharpness_model
     from icml17.sharpness.registry import (
         FlatnessOptions,
         check_measure_names,
@@ -82,7 +82,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.factory is not None:
         model, source = load_factory(args.factory, args.state).to(device), args.factory
     elif args.model is not None:
-        model, source = build_model(args.model, args.seed).to(device), f"preset {args.model}"
+        model, source = build_sharpness_model(args.model, args.seed).to(device), f"preset {args.model}"
     else:
         trained = _trained(args, device)
         model, source = trained.model, args.weights or str(args.run_dir)

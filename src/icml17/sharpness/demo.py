@@ -18,7 +18,7 @@ from icml17.sharpness.evaluate import CE, PROTOCOL, load_shipped, protocol_data
 from icml17.sharpness.invariance import output_difference
 from icml17.sharpness.measures import MeasureOptions, measure
 from icml17.sharpness.models import count_parameters
-from icml17.sharpness.presets import build_model
+from icml17.sharpness.presets import build_sharpness_model
 from icml17.sharpness.reproductions import ranking_radius, scaling_radial
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
 from icml17.sharpness.transforms import AlphaScaling
@@ -95,7 +95,7 @@ def _live(run_dir: Path, data_dir: Path | None, quick: bool, log, device: torch.
     n, steps = (300, 100) if quick else (1000, 400)
     x, y, source = _live_data(data_dir, n)
     x, y = to_device((x, y), device)
-    model = build_model("mlp-784-32-10", 0)
+    model = build_sharpness_model("mlp-784-32-10", 0)
     log(f"live: training a 784-32-10 MLP for {steps} SGD steps, then alpha-scaling it")
     train_classifier(
         model, x, y, TrainConfig("mlp-784-32-10", steps, 64, n_train=n), run_dir / "live", progress=True, device=device

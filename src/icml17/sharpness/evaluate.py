@@ -23,7 +23,7 @@ from icml17.core.device import explain_out_of_memory, to_device
 from icml17.core.runs import TrainedRun, read_trained_run, trained_from_weights, with_model
 from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.measures import measure
-from icml17.sharpness.presets import PRESETS, ReproConfig, build_model
+from icml17.sharpness.presets import PRESETS, ReproConfig, build_sharpness_model
 from icml17.sharpness.train import TrainConfig, accuracy, model_device
 
 CE = nn.functional.cross_entropy
@@ -88,7 +88,7 @@ def load_shipped(name: str, device: torch.device | str | None = None) -> Trained
 
 
 def _build(cfg: TrainConfig) -> nn.Module:
-    return build_model(cfg.model).eval()
+    return build_sharpness_model(cfg.model).eval()
 
 
 def protocol_data(data_dir: str | Path | None, protocol: ReproConfig = PROTOCOL):

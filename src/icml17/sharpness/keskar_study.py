@@ -43,7 +43,7 @@ from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.invariance import output_difference
 from icml17.sharpness.measures import MeasureOptions, measure
 from icml17.sharpness.models import count_parameters
-from icml17.sharpness.presets import build_model
+from icml17.sharpness.presets import build_sharpness_model
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
 from icml17.sharpness.transforms import BatchNormScaling
 
@@ -166,7 +166,7 @@ class KeskarStudy:
     def trained(self, seed: int, regime: str) -> tuple[nn.Module, dict[str, Any]]:
         cfg = self.cfg
         batch, epochs = (cfg.sb_batch, cfg.sb_epochs) if regime == "small-batch" else (cfg.lb_batch, cfg.lb_epochs)
-        model = build_model(cfg.model, seed)  # same initialisation for both regimes of a seed
+        model = build_sharpness_model(cfg.model, seed)  # same initialisation for both regimes of a seed
         tcfg = TrainConfig(
             cfg.model, cfg.steps(batch, epochs), batch, lr=cfg.lr, seed=seed, n_train=cfg.n_train, optimizer="adam"
         )

@@ -53,9 +53,6 @@ def build_sharpness_model(name: str, seed: int = 0) -> nn.Sequential:
         return PRESETS[name]()
 
 
-build_model = build_sharpness_model  # the former name, still used by the command-line and reproduction modules
-
-
 @dataclass(frozen=True)
 class ReproConfig:
     """The reproductions' protocol: a seeded ``n_train`` MNIST subset, curvature on its first ``n_measure``."""

@@ -50,7 +50,7 @@ from icml17.sharpness.data import mnist_subset
 from icml17.sharpness.invariance import output_difference
 from icml17.sharpness.measures import measure
 from icml17.sharpness.models import count_parameters
-from icml17.sharpness.presets import ReproConfig, build_model
+from icml17.sharpness.presets import ReproConfig, build_sharpness_model
 from icml17.sharpness.radial import Radial
 from icml17.sharpness.train import TrainConfig, accuracy, train_classifier
 from icml17.sharpness.transforms import AlphaScaling, InputMap, Reparametrized
@@ -97,7 +97,7 @@ class Context:
         self.trainings: dict[str, dict[str, Any]] = {}
 
     def trained(self, name: str, preset: str, steps: int, batch_size: int) -> nn.Module:
-        model = build_model(preset, self.cfg.seed)
+        model = build_sharpness_model(preset, self.cfg.seed)
         tcfg = TrainConfig(preset, steps, batch_size, lr=self.cfg.lr, seed=self.cfg.seed, n_train=self.cfg.n_train)
         tag = "quick-" if self.quick else ""
         result = train_classifier(model, self.x, self.y, tcfg, self.run_root / f"{tag}{name}", device=self.device)
