@@ -160,7 +160,13 @@ def test_sharpness_model_preset_trains_one_step(preset, synthetic_data_dir, tmp_
     from icml17.sharpness.data import mnist_subset
     from icml17.sharpness.train import TrainConfig, train_classifier
 
-    x, y = mnist_subset(synthetic_data_dir, "train", n=64)
+    if preset.startswith("keskar-c1"):  # Keskar's C1 takes CIFAR-10 images
+        from icml17.data import load_cifar10
+
+        images, labels = load_cifar10(synthetic_data_dir, "train")
+        x, y = torch.from_numpy(images[:64]).float().div(255.0), torch.from_numpy(labels[:64]).long()
+    else:
+        x, y = mnist_subset(synthetic_data_dir, "train", n=64)
     model = build_sharpness_model(preset)
     result = train_classifier(model, x, y, TrainConfig(model=preset, steps=1, batch_size=32), tmp_path / "run")
     assert result.steps_done == 1 and torch.isfinite(torch.tensor(result.last_metrics["loss"]))

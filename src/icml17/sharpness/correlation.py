@@ -476,7 +476,7 @@ def run_correlation(
     if unknown:
         from icml17.core.config import ConfigError
 
-        raise ConfigError(f"--families: {unknown} not in the grid; choose from {list(cfg.families)}")
+        raise ConfigError(f"families {unknown} are not in the grid; choose from {list(cfg.families)}", param="families")
     root = Path(run_root) / ("quick" if quick else "grid")
     for family in train:
         data = _family_data(family, data_dir, cfg)
